@@ -1,0 +1,223 @@
+#include "pipeline/config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <yaml-cpp/yaml.h>
+
+namespace eo {
+namespace {
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// Walks the YAML tree keeping the key path, so that every message can say where.
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const YAML::Node& node, const std::string& path, const std::string& what) const {
+    const int line = node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+    if (line > 0) throw ConfigError(fmt::format("{}:{}: {}: {}", source_, line, path, what));
+    throw ConfigError(fmt::format("{}: {}: {}", source_, path, what));
+  }
+
+  void expect_map(const YAML::Node& node, const std::string& path, const std::set<std::string>& known) const {
+    if (!node.IsMap()) fail(node, path, "expected a mapping of keys");
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      if (known.count(key)) continue;
+      std::string hint;
+      for (const std::string& k : known)
+        if (edit_distance(key, k) <= 2) hint = fmt::format(" (did you mean '{}'?)", k);
+      std::string list;
+      for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+      fail(kv.first, join(path, key), fmt::format("unknown key{}; known keys here: {}", hint, list));
+    }
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  std::string string(const YAML::Node& node, const std::string& path) const {
+    if (!node.IsScalar()) fail(node, path, "expected a text value");
+    return node.Scalar();
+  }
+
+  std::string choice(const YAML::Node& node, const std::string& path, const std::vector<std::string>& allowed) const {
+    const std::string v = string(node, path);
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      fail(node, path, fmt::format("'{}' is not one of: {}", v, list));
+    }
+    return v;
+  }
+
+  double number(const YAML::Node& node, const std::string& path, double lo, double hi) const {
+    if (!node.IsScalar()) fail(node, path, "expected a number");
+    double v = 0;
+    std::istringstream in(node.Scalar());
+    in >> v;
+    if (in.fail() || !in.eof() || !std::isfinite(v))
+      fail(node, path, fmt::format("expected a number, got '{}'", node.Scalar()));
+    if (v < lo || v > hi) fail(node, path, fmt::format("{} is out of range [{}, {}]", node.Scalar(), lo, hi));
+    return v;
+  }
+
+ private:
+  std::string source_;
+};
+
+const std::vector<std::string> kPartitions = {"static", "dynamic", "slurm-array"};
+const std::vector<std::string> kOrders = {"hilbert", "morton"};
+const std::vector<std::string> kLevels = {"debug", "info", "warn", "error"};
+
+bool valid_name(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& source, const std::filesystem::path& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(fmt::format("{}:{}: not valid YAML: {}", source, e.mark.line + 1, e.msg));
+  }
+  Reader r(source);
+  Config c;
+  c.source = source;
+  if (!root.IsDefined() || root.IsNull()) throw ConfigError(fmt::format("{}: the config is empty", source));
+  r.expect_map(root, "(top level)", {"name", "output", "grid", "aois", "schedule", "logging"});
+
+  if (root["name"]) {
+    c.name = r.string(root["name"], "name");
+    if (!valid_name(c.name)) r.fail(root["name"], "name", "use letters, digits, '_' and '-' only");
+  }
+  if (root["output"]) c.output = r.string(root["output"], "output");
+
+  if (const YAML::Node grid = root["grid"]) {
+    r.expect_map(grid, "grid", {"pixel_size"});
+    if (grid["pixel_size"]) {
+      c.pixel_size = r.number(grid["pixel_size"], "grid.pixel_size", 1, 4480);
+      const double px = 4480.0 / c.pixel_size;
+      if (std::abs(px - std::round(px)) > 1e-9)
+        r.fail(grid["pixel_size"], "grid.pixel_size",
+               fmt::format("{} m does not divide the 4480 m chip into whole pixels (use 10, 20, 40, 80, ...)",
+                           grid["pixel_size"].Scalar()));
+    }
+  }
+
+  const YAML::Node aois = root["aois"];
+  if (!aois) r.fail(root, "aois", "missing: give at least one area of interest");
+  if (!aois.IsSequence() || aois.size() == 0) r.fail(aois, "aois", "expected a list of at least one area of interest");
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < aois.size(); ++i) {
+    const YAML::Node a = aois[i];
+    const std::string path = fmt::format("aois[{}]", i);
+    r.expect_map(a, path, {"name", "file", "wkt"});
+    AoiSpec spec;
+    spec.line = a.Mark().line + 1;
+    if (!a["name"]) r.fail(a, path + ".name", "missing");
+    spec.name = r.string(a["name"], path + ".name");
+    if (!valid_name(spec.name)) r.fail(a["name"], path + ".name", "use letters, digits, '_' and '-' only");
+    if (!names.insert(spec.name).second) r.fail(a["name"], path + ".name", fmt::format("'{}' is used twice", spec.name));
+    if (a["file"].IsDefined() == a["wkt"].IsDefined()) r.fail(a, path, "give exactly one of 'file' and 'wkt'");
+    if (a["file"]) {
+      const std::filesystem::path f = r.string(a["file"], path + ".file");
+      spec.file = f.is_absolute() ? f : base_dir / f;
+      if (!std::filesystem::is_regular_file(spec.file))
+        r.fail(a["file"], path + ".file", fmt::format("no such file: {}", spec.file.string()));
+    } else {
+      spec.wkt = r.string(a["wkt"], path + ".wkt");
+    }
+    c.aois.push_back(spec);
+  }
+  if (c.aois.size() > 64) r.fail(aois, "aois", fmt::format("{} areas given, at most 64", c.aois.size()));
+
+  if (const YAML::Node s = root["schedule"]) {
+    r.expect_map(s, "schedule", {"partition", "order"});
+    if (s["partition"]) c.partition = r.choice(s["partition"], "schedule.partition", kPartitions);
+    if (s["order"]) c.order = r.choice(s["order"], "schedule.order", kOrders);
+  }
+  if (const YAML::Node l = root["logging"]) {
+    r.expect_map(l, "logging", {"level"});
+    if (l["level"]) c.log_level = r.choice(l["level"], "logging.level", kLevels);
+  }
+  return c;
+}
+
+Config load_config(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw ConfigError(fmt::format("{}: cannot open the config file", file.string()));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_config(buf.str(), file.string(), file.parent_path());
+}
+
+Config load_config_or_demo(const std::string& file) {
+  if (file.empty()) return parse_config(embedded_demo_config(), kEmbeddedDemoName, std::filesystem::current_path());
+  return load_config(file);
+}
+
+std::vector<Aoi> load_aois(const Config& config) {
+  std::vector<Aoi> out;
+  for (std::size_t i = 0; i < config.aois.size(); ++i) {
+    const AoiSpec& spec = config.aois[i];
+    try {
+      out.push_back(spec.wkt.empty() ? load_aoi(spec.file, spec.name)
+                                     : aoi_from_wkt(spec.wkt, spec.name, fmt::format("'{}' (inline WKT)", spec.name)));
+    } catch (const std::exception& e) {
+      throw ConfigError(fmt::format("{}:{}: aois[{}]: {}", config.source, spec.line, i, e.what()));
+    }
+  }
+  return out;
+}
+
+std::string to_yaml(const Config& c) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "name" << YAML::Value << c.name;
+  out << YAML::Key << "output" << YAML::Value << c.output.string();
+  out << YAML::Key << "grid" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "pixel_size" << YAML::Value << c.pixel_size;
+  out << YAML::EndMap;
+  out << YAML::Key << "aois" << YAML::Value << YAML::BeginSeq;
+  for (const AoiSpec& a : c.aois) {
+    out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << a.name;
+    if (a.wkt.empty())
+      out << YAML::Key << "file" << YAML::Value << std::filesystem::absolute(a.file).lexically_normal().string();
+    else
+      out << YAML::Key << "wkt" << YAML::Value << a.wkt;
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  out << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "partition" << YAML::Value << c.partition;
+  out << YAML::Key << "order" << YAML::Value << c.order;
+  out << YAML::EndMap;
+  out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "level" << YAML::Value << c.log_level;
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace eo

@@ -1,0 +1,40 @@
+#include <cstdio>
+#include <exception>
+
+#include "pipeline/commands.hpp"
+#include "pipeline/config.hpp"
+#include "schedulers/comm.hpp"
+
+int main(int argc, char** argv) {
+  eo::MpiSession mpi(argc, argv);
+  CLI::App app{"eo-pipeline: multi-modal Earth-observation embeddings over planetary-scale areas"};
+  app.set_version_flag("--version", "eo-pipeline " EO_VERSION);
+  app.require_subcommand(1);
+
+  eo::PlanOptions plan;
+  eo::add_plan_command(app, plan);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return eo::kExitUsage;
+  }
+
+  try {
+    if (app.got_subcommand("plan")) return eo::run_plan(plan);
+  } catch (const eo::ConfigError& e) {
+    std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
+    return eo::kExitUsage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "eo-pipeline: error: %s\n", e.what());
+    return eo::kExitTilesFailed;
+  }
+  return eo::kExitUsage;
+}

@@ -1,0 +1,76 @@
+#pragma once
+// A communicator value with an MPI and a serial implementation, so that the same code
+// runs under mpiexec and alone, and tests run both ways. The only MPI user in the
+// project (DESIGN.md §6): nothing outside schedulers/ includes <mpi.h>.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace eo {
+
+class Comm {
+ public:
+  // MPI_COMM_WORLD when MPI is initialised, otherwise the serial communicator.
+  static Comm world();
+  static Comm serial();
+
+  int rank() const;
+  int size() const;
+  void barrier() const;
+  // Every rank's values, concatenated in rank order, on every rank.
+  std::vector<std::int64_t> allgatherv(const std::vector<std::int64_t>& mine) const;
+  std::int64_t allreduce_sum(std::int64_t value) const;
+
+  class Impl;
+
+ private:
+  explicit Comm(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<Impl> impl_;
+  friend class SharedCounter;
+};
+
+// Initialises MPI for the lifetime of the object when the process was started by an MPI
+// launcher (mpirun, mpiexec, srun); a plain start stays serial and needs no MPI daemon.
+class MpiSession {
+ public:
+  MpiSession(int& argc, char**& argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+  bool active() const { return active_; }
+  // Whether the environment says an MPI launcher started us.
+  static bool launched_by_mpi();
+
+ private:
+  bool active_ = false;
+};
+
+// A counter every rank can fetch-and-increment: an MPI one-sided window on rank 0, so no
+// rank has to serve requests. Collective to create and to destroy.
+class SharedCounter {
+ public:
+  explicit SharedCounter(const Comm& comm);
+  ~SharedCounter();
+  SharedCounter(const SharedCounter&) = delete;
+  SharedCounter& operator=(const SharedCounter&) = delete;
+  std::int64_t fetch_add(std::int64_t delta);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Hands out positions 0..n-1 of a walking order, each to exactly one rank, on demand.
+class DynamicQueue {
+ public:
+  DynamicQueue(const Comm& comm, std::vector<std::size_t> order);
+  std::optional<std::size_t> next();
+
+ private:
+  std::vector<std::size_t> order_;
+  SharedCounter counter_;
+};
+
+}  // namespace eo
