@@ -57,6 +57,9 @@ int run_plan(const PlanOptions& opts) {
       opts.tiles_file.empty() ? config->output / "plan" / "tiles.jsonl" : std::filesystem::path(opts.tiles_file);
   write_tiles_jsonl(plan, tiles_file);
   write_resolved_config(*config, tiles_file.parent_path() / "config.yaml");
+  for (std::size_t a = 0; a < plan.aois.size(); ++a)
+    spdlog::debug("AOI {} ({}): {} chips in {} tiles over {} zones", plan.aois[a].name, plan.aois[a].source,
+                  plan.per_aoi[a].chips, plan.per_aoi[a].tiles, plan.per_aoi_zone[a].size());
   spdlog::info("planned {} tiles, {} chips in {:.2f} s; tile list in {}", plan.total.tiles, plan.total.chips,
                seconds, tiles_file.string());
 

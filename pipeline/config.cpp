@@ -30,8 +30,9 @@ class Reader {
 
   [[noreturn]] void fail(const YAML::Node& node, const std::string& path, const std::string& what) const {
     const int line = node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
-    if (line > 0) throw ConfigError(fmt::format("{}:{}: {}: {}", source_, line, path, what));
-    throw ConfigError(fmt::format("{}: {}: {}", source_, path, what));
+    const std::string where = path.empty() ? "(top level)" : path;
+    if (line > 0) throw ConfigError(fmt::format("{}:{}: {}: {}", source_, line, where, what));
+    throw ConfigError(fmt::format("{}: {}: {}", source_, where, what));
   }
 
   void expect_map(const YAML::Node& node, const std::string& path, const std::set<std::string>& known) const {
@@ -105,7 +106,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
   Config c;
   c.source = source;
   if (!root.IsDefined() || root.IsNull()) throw ConfigError(fmt::format("{}: the config is empty", source));
-  r.expect_map(root, "(top level)", {"name", "output", "grid", "aois", "schedule", "logging"});
+  r.expect_map(root, "", {"name", "output", "grid", "aois", "schedule", "logging"});
 
   if (root["name"]) {
     c.name = r.string(root["name"], "name");

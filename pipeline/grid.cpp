@@ -76,13 +76,21 @@ int parse_digits(std::string_view text, std::string_view whole, const char* what
   }
   return value;
 }
+
+Zone zone_of_id(std::string_view id, const char* what) {
+  try {
+    return parse_zone(id.substr(0, 3));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("'{}' is not a {} id: {}", id, what, e.what()));
+  }
+}
 }  // namespace
 
 ChipId parse_chip_id(std::string_view text) {
   // ZZH_RRRR_CCCC
   if (text.size() != 13 || text[3] != '_' || text[8] != '_')
     throw std::invalid_argument(fmt::format("'{}' is not a chip id (expected like 33N_0412_0107)", text));
-  return {parse_zone(text.substr(0, 3)), parse_digits(text.substr(4, 4), text, "chip"),
+  return {zone_of_id(text, "chip"), parse_digits(text.substr(4, 4), text, "chip"),
           parse_digits(text.substr(9, 4), text, "chip")};
 }
 
@@ -90,7 +98,7 @@ TileId parse_tile_id(std::string_view text) {
   // ZZH_TRRR_TCCC
   if (text.size() != 13 || text[3] != '_' || text[4] != 'T' || text[8] != '_' || text[9] != 'T')
     throw std::invalid_argument(fmt::format("'{}' is not a tile id (expected like 33N_T025_T006)", text));
-  return {parse_zone(text.substr(0, 3)), parse_digits(text.substr(5, 3), text, "tile"),
+  return {zone_of_id(text, "tile"), parse_digits(text.substr(5, 3), text, "tile"),
           parse_digits(text.substr(10, 3), text, "tile")};
 }
 

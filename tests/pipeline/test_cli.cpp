@@ -1,0 +1,139 @@
+// The eo-pipeline executable as a user runs it: exit codes, messages, files written.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "support/run.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run;
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("eo_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  std::string exe() const { return EO_PIPELINE_EXE; }
+  fs::path dir_;
+};
+
+TEST_F(Cli, PlanOnEmbeddedDemoWritesTileListAndConfig) {
+  const auto r = run(exe() + " plan --output " + (dir_ / "out").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("of Earth's land"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[r0] [info]"), std::string::npos) << r.output;
+  std::ifstream tiles(dir_ / "out/plan/tiles.jsonl");
+  int lines = 0, chips = 0;
+  for (std::string line; std::getline(tiles, line); ++lines) chips += nlohmann::json::parse(line).at("chips").get<int>();
+  EXPECT_GE(lines, 4);
+  EXPECT_GT(chips, 200);
+  EXPECT_TRUE(fs::exists(dir_ / "out/plan/config.yaml"));
+  const auto j = run(exe() + " plan -q --json --output " + (dir_ / "out").string());
+  ASSERT_EQ(j.code, 0) << j.output;
+  const auto summary = nlohmann::json::parse(j.output);
+  EXPECT_EQ(summary["total"]["chips"].get<int>(), chips);
+  EXPECT_EQ(summary["total"]["tiles"].get<int>(), lines);
+}
+
+TEST_F(Cli, PlanPartitionPreview) {
+  for (const char* scheme : {"static", "dynamic", "slurm-array"}) {
+    const auto r = run(exe() + " plan -q --json --ranks 3 --partition " + scheme + " --output " + (dir_ / "o").string());
+    ASSERT_EQ(r.code, 0) << r.output;
+    const auto s = nlohmann::json::parse(r.output);
+    const auto chips = s["partition"]["chips"].get<std::vector<int>>();
+    ASSERT_EQ(chips.size(), 3u);
+    EXPECT_EQ(chips[0] + chips[1] + chips[2], s["total"]["chips"].get<int>()) << scheme;
+    EXPECT_GE(s["partition"]["imbalance"].get<double>(), 1.0);
+  }
+}
+
+TEST_F(Cli, QuietAndVerbose) {
+  const auto q = run(exe() + " plan --quiet --output " + (dir_ / "o").string());
+  ASSERT_EQ(q.code, 0);
+  EXPECT_EQ(q.output.find("[info]"), std::string::npos) << q.output;
+  const auto v = run(exe() + " plan --verbose --output " + (dir_ / "o").string());
+  ASSERT_EQ(v.code, 0);
+  EXPECT_NE(v.output.find("[r0] [debug]"), std::string::npos) << v.output;
+  EXPECT_EQ(run(exe() + " plan --quiet --verbose").code, 2);
+}
+
+TEST_F(Cli, HelpAndPrintConfig) {
+  const auto h = run(exe() + " plan --help");
+  EXPECT_EQ(h.code, 0);
+  EXPECT_NE(h.output.find("--ranks"), std::string::npos) << h.output;
+  EXPECT_NE(h.output.find("--print-config"), std::string::npos) << h.output;
+  EXPECT_EQ(run(exe() + " --help").code, 0);
+  const auto p = run(exe() + " plan --print-config --output " + (dir_ / "never").string());
+  ASSERT_EQ(p.code, 0) << p.output;
+  EXPECT_NE(p.output.find("pixel_size: 40"), std::string::npos) << p.output;
+  EXPECT_NE(p.output.find("partition: static"), std::string::npos) << p.output;
+  EXPECT_FALSE(fs::exists(dir_ / "never"));
+  // the printed config is itself a valid config
+  const std::string printed = write("printed.yaml", p.output);
+  EXPECT_EQ(run(exe() + " plan -q " + printed + " --output " + (dir_ / "o").string()).code, 0);
+}
+
+struct BadConfig {
+  const char* name;
+  const char* yaml;
+  const char* expect;  // part of the message
+};
+
+TEST_F(Cli, EachKindOfBadConfigExitsTwoNamingFileKeyAndLine) {
+  const std::string aoi = "aois:\n  - name: a\n    wkt: POLYGON((14 45, 15 45, 15 46, 14 46, 14 45))\n";
+  const std::vector<BadConfig> cases = {
+      {"unknown_key", "gird:\n  pixel_size: 40\n", ":1: gird: unknown key (did you mean 'grid'?)"},
+      {"wrong_type", "grid:\n  pixel_size: [1, 2]\n", ":2: grid.pixel_size: expected a number"},
+      {"out_of_range", "grid:\n  pixel_size: 9000\n", ":2: grid.pixel_size: 9000 is out of range"},
+      {"bad_choice", "schedule:\n  order: zigzag\n", ":2: schedule.order: 'zigzag' is not one of"},
+      {"missing_aoi_file", "aois:\n  - name: x\n    file: missing.geojson\n", ":3: aois[0].file: no such file"},
+      {"polar_aoi", "aois:\n  - name: x\n    wkt: POLYGON((1 80,2 80,2 85,1 80))\n", ":2: aois[0]: AOI"},
+      {"bad_yaml", "grid: {pixel_size: 40\n", "not valid YAML"},
+  };
+  for (const BadConfig& c : cases) {
+    const bool has_aois = std::string(c.yaml).find("aois:") != std::string::npos;
+    const std::string file = write(std::string(c.name) + ".yaml", std::string(c.yaml) + (has_aois ? "" : aoi));
+    const auto out = dir_ / (std::string("out_") + c.name);
+    const auto r = run(exe() + " plan " + file + " --output " + out.string());
+    EXPECT_EQ(r.code, 2) << c.name << ": " << r.output;
+    EXPECT_NE(r.output.find(file), std::string::npos) << c.name << " does not name the file: " << r.output;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.name << ": " << r.output;
+    EXPECT_FALSE(fs::exists(out)) << c.name << ": something was started";
+  }
+}
+
+TEST_F(Cli, BadAoiFileNamesTheAoiFile) {
+  const std::string bad = write("broken.geojson", "{\"type\": \"FeatureCollection\", \"features\": [");
+  const std::string cfg = write("c.yaml", "aois:\n  - name: x\n    file: broken.geojson\n");
+  const auto r = run(exe() + " plan " + cfg + " --output " + (dir_ / "o").string());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("c.yaml:2: aois[0]"), std::string::npos) << r.output;
+}
+
+TEST_F(Cli, MissingConfigAndUnknownCommand) {
+  const auto r = run(exe() + " plan " + (dir_ / "nope.yaml").string());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("nope.yaml"), std::string::npos) << r.output;
+  EXPECT_EQ(run(exe() + " frobnicate").code, 2);
+  EXPECT_EQ(run(exe()).code, 2);
+}
+
+}  // namespace
+}  // namespace eo

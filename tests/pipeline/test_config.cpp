@@ -1,0 +1,120 @@
+// Config parsing: every kind of mistake is named by file, key path and line.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "pipeline/config.hpp"
+
+namespace eo {
+namespace {
+
+const std::string kGood = R"(name: t
+grid:
+  pixel_size: 40
+aois:
+  - name: a
+    wkt: POLYGON((14 45, 15 45, 15 46, 14 46, 14 45))
+)";
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "cfg.yaml", ".");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsFilledIn) {
+  const Config c = parse_config(kGood, "cfg.yaml", ".");
+  EXPECT_EQ(c.pixel_size, 40.0);
+  EXPECT_EQ(c.chip_pixels(), 112);
+  EXPECT_EQ(c.partition, "static");
+  EXPECT_EQ(c.order, "hilbert");
+  EXPECT_EQ(c.output, "out");
+  EXPECT_EQ(parse_config("aois: [{name: a, wkt: 'POLYGON((1 1,2 1,2 2,1 1))'}]", "c", ".").pixel_size, 10.0);
+}
+
+TEST(Config, ResolvedYamlReadsBack) {
+  const Config c = parse_config(kGood, "cfg.yaml", ".");
+  const Config back = parse_config(to_yaml(c), "resolved.yaml", ".");
+  EXPECT_EQ(to_yaml(back), to_yaml(c));
+  EXPECT_EQ(back.aois.at(0).wkt, c.aois.at(0).wkt);
+}
+
+TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
+  const std::string e = error_of("name: t\ngird:\n  pixel_size: 40\naois: []\n");
+  EXPECT_NE(e.find("cfg.yaml:2:"), std::string::npos) << e;
+  EXPECT_NE(e.find("gird"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'grid'"), std::string::npos) << e;
+}
+
+TEST(Config, NestedUnknownKey) {
+  const std::string e = error_of(kGood + "schedule:\n  partiton: static\n");
+  EXPECT_NE(e.find("cfg.yaml:8: schedule.partiton: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, WrongType) {
+  const std::string e = error_of("grid:\n  pixel_size: forty\naois: []\n");
+  EXPECT_NE(e.find("cfg.yaml:2: grid.pixel_size: expected a number, got 'forty'"), std::string::npos) << e;
+  const std::string e2 = error_of("grid: 40\naois: []\n");
+  EXPECT_NE(e2.find("cfg.yaml:1: grid: expected a mapping"), std::string::npos) << e2;
+}
+
+TEST(Config, OutOfRange) {
+  EXPECT_NE(error_of("grid:\n  pixel_size: 0\naois: []\n").find("cfg.yaml:2: grid.pixel_size: 0 is out of range"),
+            std::string::npos);
+  const std::string e = error_of("grid:\n  pixel_size: 45\naois: []\n");
+  EXPECT_NE(e.find("cfg.yaml:2: grid.pixel_size: 45 m does not divide the 4480 m chip"), std::string::npos) << e;
+}
+
+TEST(Config, BadChoice) {
+  const std::string e = error_of(kGood + "schedule:\n  partition: round-robin\n");
+  EXPECT_NE(e.find("cfg.yaml:8: schedule.partition: 'round-robin' is not one of: static, dynamic, slurm-array"),
+            std::string::npos) << e;
+}
+
+TEST(Config, AoiMistakes) {
+  EXPECT_NE(error_of("name: t\n").find("aois: missing"), std::string::npos);
+  EXPECT_NE(error_of("aois: []\n").find("cfg.yaml:1: aois: expected a list"), std::string::npos);
+  const std::string both = error_of("aois:\n  - name: a\n    wkt: x\n    file: y\n");
+  EXPECT_NE(both.find("cfg.yaml:2: aois[0]: give exactly one of 'file' and 'wkt'"), std::string::npos) << both;
+  const std::string missing = error_of("aois:\n  - name: a\n    file: nowhere/x.geojson\n");
+  EXPECT_NE(missing.find("cfg.yaml:3: aois[0].file: no such file"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("nowhere/x.geojson"), std::string::npos) << missing;
+  const std::string dup = error_of(kGood + "  - name: a\n    wkt: POLYGON((1 1,2 1,2 2,1 1))\n");
+  EXPECT_NE(dup.find("cfg.yaml:7: aois[1].name: 'a' is used twice"), std::string::npos) << dup;
+}
+
+TEST(Config, BadAoiContentNamesConfigKeyAndSource) {
+  const Config c = parse_config("aois:\n  - name: polar\n    wkt: POLYGON((1 80,2 80,2 86,1 80))\n", "cfg.yaml", ".");
+  try {
+    load_aois(c);
+    FAIL();
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("cfg.yaml:2: aois[0]:"), std::string::npos) << m;
+    EXPECT_NE(m.find("outside the UTM grid"), std::string::npos) << m;
+  }
+}
+
+TEST(Config, MalformedYamlNamesLine) {
+  const std::string e = error_of("name: t\naois: [\n  {name: a\n");
+  EXPECT_NE(e.find("cfg.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("not valid YAML"), std::string::npos) << e;
+}
+
+TEST(Config, EmbeddedDemoIsTheShippedFile) {
+  std::ifstream in(EO_SOURCE_DIR "/configs/demo.yaml");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  EXPECT_EQ(embedded_demo_config(), buf.str());
+  const Config c = load_config_or_demo("");
+  EXPECT_EQ(c.source, kEmbeddedDemoName);
+  EXPECT_EQ(c.name, "demo");
+}
+
+}  // namespace
+}  // namespace eo
