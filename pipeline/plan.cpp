@@ -21,6 +21,7 @@ constexpr double kFalseNorthingSouth = 10000000.0;
 // enough for the projection to stay exact.
 constexpr double kWindowMarginDeg = 1.0;
 constexpr double kDensifyDeg = 0.02;
+constexpr double kBorderToleranceM = 1.0;
 
 // Eastings of the zone band's east edge at the two northings bounding a chip row; the
 // west edge mirrors it about the central meridian (500 km).
@@ -43,19 +44,6 @@ const RowBand& cached_row_band(Zone zone, int row) {
   auto it = cache.find(key);
   if (it == cache.end()) it = cache.emplace(key, row_band(zone, row)).first;
   return it->second;
-}
-
-bool in_hemisphere(Zone zone, const Box& b) {
-  return zone.south ? b.n0 < kFalseNorthingSouth : b.n1 > 0;
-}
-
-bool intersects_band(const ChipId& chip) {
-  const Box b = chip.bounds();
-  if (!in_hemisphere(chip.zone, b)) return false;
-  const RowBand& rb = cached_row_band(chip.zone, chip.row);
-  const double east_max = std::max(rb.east_at_bottom, rb.east_at_top);
-  const double west_min = 1e6 - east_max;
-  return b.e1 > west_min && b.e0 < east_max;
 }
 
 using Pt = EastNorth;
@@ -85,14 +73,41 @@ double polygon_area(const std::vector<Pt>& poly) {
   return std::abs(twice) / 2;
 }
 
+// Whether the whole chip lies inside its zone's band and hemisphere.
+bool chip_inside_zone(const ChipId& chip) {
+  const Box b = chip.bounds();
+  const RowBand& rb = cached_row_band(chip.zone, chip.row);
+  const double east_min = std::min(rb.east_at_bottom, rb.east_at_top);
+  const bool hemisphere_inside = chip.zone.south ? b.n1 <= kFalseNorthingSouth : b.n0 >= 0;
+  return b.e0 >= 1e6 - east_min && b.e1 <= east_min && hemisphere_inside;
+}
+
+// The part of a chip inside its zone's band and hemisphere, with the band and equator
+// edges moved `inset` metres inwards. Within a chip the band edges are straight to well
+// under a metre.
+std::vector<Pt> chip_part_in_zone(const ChipId& chip, double inset) {
+  const Box b = chip.bounds();
+  const RowBand& rb = cached_row_band(chip.zone, chip.row);
+  std::vector<Pt> poly = {{b.e0, b.n0}, {b.e1, b.n0}, {b.e1, b.n1}, {b.e0, b.n1}};
+  // Left of a northward line is west, left of a southward one is east.
+  poly = clip_half_plane(poly, {rb.east_at_bottom - inset, b.n0}, {rb.east_at_top - inset, b.n1});
+  poly = clip_half_plane(poly, {1e6 - rb.east_at_top + inset, b.n1}, {1e6 - rb.east_at_bottom + inset, b.n0});
+  if (chip.zone.south)
+    poly = clip_half_plane(poly, {1.0, kFalseNorthingSouth - inset}, {0.0, kFalseNorthingSouth - inset});
+  else
+    poly = clip_half_plane(poly, {0.0, inset}, {1.0, inset});
+  return poly;
+}
+
 // Marks the chips of one zone that a set of projected polygons touches: every cell a
 // boundary segment passes through, and every cell whose centre lies inside. Together
 // these are exactly the cells the polygons intersect.
 class ZoneRaster {
  public:
-  ZoneRaster(Zone zone, const std::vector<std::vector<std::vector<Pt>>>& polygons) : zone_(zone) {
+  ZoneRaster(Zone zone, std::vector<std::vector<std::vector<Pt>>> polygons)
+      : zone_(zone), polygons_(std::move(polygons)) {
     double e0 = 1e300, e1 = -1e300, n0 = 1e300, n1 = -1e300;
-    for (const auto& poly : polygons)
+    for (const auto& poly : polygons_)
       for (const auto& ring : poly)
         for (const Pt& p : ring) {
           e0 = std::min(e0, p.e); e1 = std::max(e1, p.e);
@@ -104,10 +119,17 @@ class ZoneRaster {
     cols_ = static_cast<int>(std::floor(e1 / kChipSizeM)) + 2 - col0_;
     rows_ = static_cast<int>(std::floor((zone.origin_northing() - n0) / kChipSizeM)) + 2 - row0_;
     cells_.assign(static_cast<std::size_t>(rows_) * cols_, 0);
-    for (const auto& poly : polygons) {
-      for (const auto& ring : poly)
-        for (std::size_t i = 0; i + 1 < ring.size(); ++i) mark_segment(uv(ring[i]), uv(ring[i + 1]));
-      fill(poly);
+    row_segments_.resize(static_cast<std::size_t>(rows_));
+    for (std::size_t p = 0; p < polygons_.size(); ++p) {
+      for (const auto& ring : polygons_[p])
+        for (std::size_t i = 0; i + 1 < ring.size(); ++i) {
+          const UV a = uv(ring[i]), b = uv(ring[i + 1]);
+          mark_segment(a, b);
+          const int first = std::max(0, static_cast<int>(std::floor(std::min(a.v, b.v))));
+          const int last = std::min(rows_ - 1, static_cast<int>(std::floor(std::max(a.v, b.v))));
+          for (int r = first; r <= last; ++r) row_segments_[static_cast<std::size_t>(r)].push_back({ring[i], ring[i + 1], p});
+        }
+      fill(polygons_[p]);
     }
   }
 
@@ -118,8 +140,53 @@ class ZoneRaster {
         if (cells_[static_cast<std::size_t>(r) * cols_ + c]) f(ChipId{zone_, row0_ + r, col0_ + c});
   }
 
+  // Whether the polygons overlap `convex`, a part of `chip`, by more than touching.
+  bool overlaps(const ChipId& chip, const std::vector<Pt>& convex) const {
+    const int r = chip.row - row0_;
+    if (convex.size() < 3 || r < 0 || r >= rows_) return false;
+    // Only the segments of the chip's row can reach into it.
+    const auto& segments = row_segments_[static_cast<std::size_t>(r)];
+    for (const Segment& s : segments) {
+      if (inside_convex(convex, s.a) || inside_convex(convex, s.b)) return true;
+      for (std::size_t k = 0; k < convex.size(); ++k)
+        if (segments_cross(s.a, s.b, convex[k], convex[(k + 1) % convex.size()])) return true;
+    }
+    // No boundary reaches in: the part is wholly inside or wholly outside. A ray east
+    // from its centroid meets only segments of the same row.
+    Pt c{0, 0};
+    for (const Pt& p : convex) { c.e += p.e / convex.size(); c.n += p.n / convex.size(); }
+    std::vector<char> parity(polygons_.size(), 0);
+    for (const Segment& s : segments)
+      if ((s.a.n > c.n) != (s.b.n > c.n) && c.e < s.a.e + (c.n - s.a.n) / (s.b.n - s.a.n) * (s.b.e - s.a.e))
+        parity[s.polygon] ^= 1;
+    return std::find(parity.begin(), parity.end(), 1) != parity.end();
+  }
+
  private:
-  struct UV { double u, v; };  // cell coordinates: u along columns, v along rows (down)
+  struct UV { double u, v; };
+
+  static double cross(Pt o, Pt a, Pt b) { return (a.e - o.e) * (b.n - o.n) - (a.n - o.n) * (b.e - o.e); }
+
+  static bool segments_cross(Pt a, Pt b, Pt c, Pt d) {
+    const double d1 = cross(c, d, a), d2 = cross(c, d, b), d3 = cross(a, b, c), d4 = cross(a, b, d);
+    return ((d1 > 0) != (d2 > 0)) && ((d3 > 0) != (d4 > 0)) && d1 != 0 && d2 != 0 && d3 != 0 && d4 != 0;
+  }
+
+  // Strictly inside: on the same side of every edge, none on an edge.
+  static bool inside_convex(const std::vector<Pt>& convex, Pt p) {
+    bool pos = true, neg = true;
+    for (std::size_t k = 0; k < convex.size(); ++k) {
+      const double c = cross(convex[k], convex[(k + 1) % convex.size()], p);
+      pos &= c > 0;
+      neg &= c < 0;
+    }
+    return pos || neg;
+  }
+
+  struct Segment {
+    Pt a, b;
+    std::size_t polygon;
+  };  // cell coordinates: u along columns, v along rows (down)
 
   UV uv(Pt p) const {
     return {p.e / kChipSizeM - col0_, (zone_.origin_northing() - p.n) / kChipSizeM - row0_};
@@ -172,6 +239,8 @@ class ZoneRaster {
   }
 
   Zone zone_;
+  std::vector<std::vector<std::vector<Pt>>> polygons_;
+  std::vector<std::vector<Segment>> row_segments_;  // per row, the segments reaching into it
   int row0_ = 0, col0_ = 0, rows_ = 0, cols_ = 0;
   std::vector<std::uint8_t> cells_;
 };
@@ -234,21 +303,8 @@ void add_chip_stats(AreaStats& s, const ChipId& chip) {
 }  // namespace
 
 double chip_fraction_in_zone(const ChipId& chip) {
-  const Box b = chip.bounds();
-  const RowBand& rb = cached_row_band(chip.zone, chip.row);
-  const double east_min = std::min(rb.east_at_bottom, rb.east_at_top);
-  const bool hemisphere_inside = chip.zone.south ? b.n1 <= kFalseNorthingSouth : b.n0 >= 0;
-  if (b.e0 >= 1e6 - east_min && b.e1 <= east_min && hemisphere_inside) return 1.0;
-  // Within a chip the band edges are straight to well under a metre.
-  std::vector<Pt> poly = {{b.e0, b.n0}, {b.e1, b.n0}, {b.e1, b.n1}, {b.e0, b.n1}};
-  // Left of a northward line is west, left of a southward one is east.
-  poly = clip_half_plane(poly, {rb.east_at_bottom, b.n0}, {rb.east_at_top, b.n1});
-  poly = clip_half_plane(poly, {1e6 - rb.east_at_top, b.n1}, {1e6 - rb.east_at_bottom, b.n0});
-  if (chip.zone.south)
-    poly = clip_half_plane(poly, {1.0, kFalseNorthingSouth}, {0.0, kFalseNorthingSouth});
-  else
-    poly = clip_half_plane(poly, {0.0, 0.0}, {1.0, 0.0});
-  return polygon_area(poly) / (kChipSizeM * kChipSizeM);
+  if (chip_inside_zone(chip)) return 1.0;
+  return polygon_area(chip_part_in_zone(chip, 0.0)) / (kChipSizeM * kChipSizeM);
 }
 
 Plan make_plan(std::vector<Aoi> aois) {
@@ -266,10 +322,13 @@ Plan make_plan(std::vector<Aoi> aois) {
       for (bool south : {false, true}) {
         const Zone zone{number, south};
         if (!window_overlaps(aoi, zone)) continue;
-        const auto polygons = project_to_zone(aoi, zone);
+        auto polygons = project_to_zone(aoi, zone);
         if (polygons.empty()) continue;
-        ZoneRaster(zone, polygons).for_each_chip([&](const ChipId& chip) {
-          if (!intersects_band(chip)) return;
+        const ZoneRaster raster(zone, std::move(polygons));
+        raster.for_each_chip([&](const ChipId& chip) {
+          // The chip must overlap the AOI inside its own zone (by more than a metre, so
+          // that an AOI edge lying on a zone border adds no chips across it).
+          if (!chip_inside_zone(chip) && !raster.overlaps(chip, chip_part_in_zone(chip, kBorderToleranceM))) return;
           const TileId tile = tile_of(chip);
           TilePlan& tp = tiles[tile.key()];
           tp.id = tile;
