@@ -19,7 +19,7 @@ packages=(
   # LibTorch runs matrix products on the reference BLAS (~20x slower) without it
   libopenblas0-pthread
   # real readers and services the tests use
-  python3 python3-zarr python3-xarray python3-gdal python3-numpy
+  python3 python3-zarr python3-xarray python3-gdal python3-numpy python3-h5py hdf5-tools
   slurm-wlm munge
   # process tools the tests use (pkill, time -v)
   procps time
@@ -37,4 +37,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y --no-install-recommends "${missing[@]}"
 else
   echo "setup.sh: all ${#packages[@]} packages already installed"
+fi
+
+# Real rasters written by other tools, for the tests of the data path: the Landsat 7
+# scene (SIRGAS 2000 / UTM 25S) and NetCDF samples that Debian ships in r-cran-stars.
+# Only the package's data files are unpacked, into data/real/stars; R is not installed.
+root=$(cd "$(dirname "$0")/.." && pwd)
+stars="$root/data/real/stars"
+if [ ! -f "$stars/tif/L7_ETMs.tif" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -o APT::Sandbox::User=root r-cran-stars >/dev/null)
+  dpkg -x "$tmp"/r-cran-stars_*.deb "$tmp/x"
+  mkdir -p "$stars"
+  cp -r "$tmp/x/usr/lib/R/site-library/stars/tif" "$tmp/x/usr/lib/R/site-library/stars/nc" "$stars/"
+  rm -rf "$tmp"
+  echo "setup.sh: real sample rasters unpacked into $stars"
 fi
