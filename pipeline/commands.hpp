@@ -16,4 +16,16 @@ struct PlanOptions {
 void add_plan_command(CLI::App& app, PlanOptions& opts);
 int run_plan(const PlanOptions& opts);
 
+struct SynthOptions {
+  CommonOptions common;
+};
+void add_synth_command(CLI::App& app, SynthOptions& opts);
+int run_synth(const SynthOptions& opts);
+
+struct PrepareOptions {
+  CommonOptions common;
+};
+void add_prepare_command(CLI::App& app, PrepareOptions& opts);
+int run_prepare(const PrepareOptions& opts);
+
 }  // namespace eo

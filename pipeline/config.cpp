@@ -1,5 +1,7 @@
 #include "pipeline/config.hpp"
 
+#include "pipeline/hash.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
@@ -68,6 +70,16 @@ class Reader {
     return v;
   }
 
+  long long integer(const YAML::Node& node, const std::string& path, long long lo, long long hi) const {
+    if (!node.IsScalar()) fail(node, path, "expected a whole number");
+    long long v = 0;
+    std::istringstream in(node.Scalar());
+    in >> v;
+    if (in.fail() || !in.eof()) fail(node, path, fmt::format("expected a whole number, got '{}'", node.Scalar()));
+    if (v < lo || v > hi) fail(node, path, fmt::format("{} is out of range [{}, {}]", node.Scalar(), lo, hi));
+    return v;
+  }
+
   double number(const YAML::Node& node, const std::string& path, double lo, double hi) const {
     if (!node.IsScalar()) fail(node, path, "expected a number");
     double v = 0;
@@ -106,7 +118,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
   Config c;
   c.source = source;
   if (!root.IsDefined() || root.IsNull()) throw ConfigError(fmt::format("{}: the config is empty", source));
-  r.expect_map(root, "", {"name", "output", "grid", "aois", "schedule", "logging"});
+  r.expect_map(root, "", {"name", "output", "grid", "aois", "schedule", "logging", "data", "warp", "synth", "prepare"});
 
   if (root["name"]) {
     c.name = r.string(root["name"], "name");
@@ -157,6 +169,57 @@ Config parse_config(const std::string& text, const std::string& source, const st
     r.expect_map(s, "schedule", {"partition", "order"});
     if (s["partition"]) c.partition = r.choice(s["partition"], "schedule.partition", kPartitions);
     if (s["order"]) c.order = r.choice(s["order"], "schedule.order", kOrders);
+  }
+  if (const YAML::Node d = root["data"]) {
+    r.expect_map(d, "data", {"catalog", "modalities", "min_valid_fraction", "resampling", "normalisation_files"});
+    if (d["catalog"]) {
+      const std::filesystem::path f = r.string(d["catalog"], "data.catalog");
+      c.data.catalog = f.is_absolute() ? f : base_dir / f;
+      if (!std::filesystem::is_regular_file(c.data.catalog))
+        r.fail(d["catalog"], "data.catalog", fmt::format("no such file: {}", c.data.catalog.string()));
+    }
+    if (const YAML::Node m = d["modalities"]) {
+      if (!m.IsSequence() || m.size() == 0) r.fail(m, "data.modalities", "expected a list of s2rgb, s1amp, s1coh");
+      c.data.modalities.clear();
+      for (std::size_t i = 0; i < m.size(); ++i) {
+        const std::string path = fmt::format("data.modalities[{}]", i);
+        const Modality mod = parse_modality(r.choice(m[i], path, {"s2rgb", "s1amp", "s1coh"}));
+        if (std::find(c.data.modalities.begin(), c.data.modalities.end(), mod) != c.data.modalities.end())
+          r.fail(m[i], path, "listed twice");
+        c.data.modalities.push_back(mod);
+      }
+    }
+    if (d["min_valid_fraction"]) c.data.min_valid_fraction = r.number(d["min_valid_fraction"], "data.min_valid_fraction", 0, 1);
+    if (d["normalisation_files"])
+      c.data.normalisation_files = r.integer(d["normalisation_files"], "data.normalisation_files", 1, 100000);
+    if (const YAML::Node rs = d["resampling"]) {
+      r.expect_map(rs, "data.resampling", {"s2rgb", "s1amp", "s1coh", "worldcover", "treecover"});
+      for (const auto& kv : rs) {
+        const std::string key = kv.first.as<std::string>();
+        c.data.resampling[parse_modality(key)] =
+            r.choice(kv.second, "data.resampling." + key, {"nearest", "bilinear", "cubic", "average", "mode"});
+      }
+    }
+  }
+  if (const YAML::Node w = root["warp"]) {
+    r.expect_map(w, "warp", {"threads", "cache_mb", "memory_mb"});
+    if (w["threads"]) c.warp.threads = r.integer(w["threads"], "warp.threads", 0, 1024);
+    if (w["cache_mb"]) c.warp.cache_mb = r.integer(w["cache_mb"], "warp.cache_mb", 16, 1 << 20);
+    if (w["memory_mb"]) c.warp.memory_mb = r.integer(w["memory_mb"], "warp.memory_mb", 16, 1 << 20);
+  }
+  if (const YAML::Node s = root["synth"]) {
+    r.expect_map(s, "synth", {"seed", "resolution_scale", "s1_tile_deg", "missing_fraction", "cloud_fraction", "year", "output"});
+    if (s["seed"]) c.synth.seed = static_cast<std::uint64_t>(r.integer(s["seed"], "synth.seed", 0, 1LL << 53));
+    if (s["resolution_scale"]) c.synth.resolution_scale = r.integer(s["resolution_scale"], "synth.resolution_scale", 1, 64);
+    if (s["s1_tile_deg"]) c.synth.s1_tile_deg = r.number(s["s1_tile_deg"], "synth.s1_tile_deg", 0.05, 5);
+    if (s["missing_fraction"]) c.synth.missing_fraction = r.number(s["missing_fraction"], "synth.missing_fraction", 0, 0.9);
+    if (s["cloud_fraction"]) c.synth.cloud_fraction = r.number(s["cloud_fraction"], "synth.cloud_fraction", 0, 0.9);
+    if (s["year"]) c.synth.year = r.integer(s["year"], "synth.year", 2014, 2100);
+    if (s["output"]) c.synth.output = r.string(s["output"], "synth.output");
+  }
+  if (const YAML::Node p = root["prepare"]) {
+    r.expect_map(p, "prepare", {"max_attempts"});
+    if (p["max_attempts"]) c.prepare.max_attempts = r.integer(p["max_attempts"], "prepare.max_attempts", 1, 100);
   }
   if (const YAML::Node l = root["logging"]) {
     r.expect_map(l, "logging", {"level"});
@@ -214,11 +277,57 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "partition" << YAML::Value << c.partition;
   out << YAML::Key << "order" << YAML::Value << c.order;
   out << YAML::EndMap;
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "catalog" << YAML::Value << std::filesystem::absolute(c.catalog_path()).lexically_normal().string();
+  out << YAML::Key << "modalities" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (Modality m : c.data.modalities) out << info(m).name;
+  out << YAML::EndSeq;
+  out << YAML::Key << "min_valid_fraction" << YAML::Value << c.data.min_valid_fraction;
+  out << YAML::Key << "resampling" << YAML::Value << YAML::BeginMap;
+  for (Modality m : {Modality::s2rgb, Modality::s1amp, Modality::s1coh, Modality::worldcover, Modality::treecover})
+    out << YAML::Key << info(m).name << YAML::Value << c.resampling(m);
+  out << YAML::EndMap;
+  out << YAML::Key << "normalisation_files" << YAML::Value << c.data.normalisation_files;
+  out << YAML::EndMap;
+  out << YAML::Key << "warp" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "threads" << YAML::Value << c.warp.threads;
+  out << YAML::Key << "cache_mb" << YAML::Value << c.warp.cache_mb;
+  out << YAML::Key << "memory_mb" << YAML::Value << c.warp.memory_mb;
+  out << YAML::EndMap;
+  out << YAML::Key << "synth" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "seed" << YAML::Value << c.synth.seed;
+  out << YAML::Key << "resolution_scale" << YAML::Value << c.synth.resolution_scale;
+  out << YAML::Key << "s1_tile_deg" << YAML::Value << c.synth.s1_tile_deg;
+  out << YAML::Key << "missing_fraction" << YAML::Value << c.synth.missing_fraction;
+  out << YAML::Key << "cloud_fraction" << YAML::Value << c.synth.cloud_fraction;
+  out << YAML::Key << "year" << YAML::Value << c.synth.year;
+  out << YAML::Key << "output" << YAML::Value << c.world_dir().string();
+  out << YAML::EndMap;
+  out << YAML::Key << "prepare" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_attempts" << YAML::Value << c.prepare.max_attempts;
+  out << YAML::EndMap;
   out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "level" << YAML::Value << c.log_level;
   out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace eo
+
+namespace eo {
+
+std::string Config::resampling(Modality m) const {
+  const auto it = data.resampling.find(m);
+  return it != data.resampling.end() ? it->second : info(m).resampling;
+}
+
+std::string config_hash(const Config& c) {
+  Hasher h;
+  h.add("grid").add(fmt::format("{}", c.pixel_size));
+  for (Modality m : c.data.modalities) h.add(info(m).name).add(c.resampling(m));
+  h.add(fmt::format("{}", c.data.min_valid_fraction));
+  return h.hex();
 }
 
 }  // namespace eo

@@ -7,7 +7,11 @@
 #include <string>
 #include <vector>
 
+#include <cstdint>
+#include <map>
+
 #include "pipeline/aoi.hpp"
+#include "pipeline/modality.hpp"
 
 namespace eo {
 
@@ -24,6 +28,39 @@ struct AoiSpec {
   int line = 0;                // where the entry starts, for messages
 };
 
+// Where inputs come from and how they become chips.
+struct DataConfig {
+  std::filesystem::path catalog;  // empty: the synthetic world's, <output>/world/catalog.jsonl
+  std::vector<Modality> modalities = {Modality::s2rgb, Modality::s1amp, Modality::s1coh};
+  double min_valid_fraction = 0.5;  // per chip and channel; below it the channel is no data
+  std::map<Modality, std::string> resampling;  // per modality; defaults from info(m)
+  int normalisation_files = 16;     // source files sampled per modality for the statistics
+};
+
+// GDAL's warper.
+struct WarpConfig {
+  int threads = 0;        // warper threads per rank; 0: cores / ranks on the node
+  int cache_mb = 256;     // GDAL block cache per rank
+  int memory_mb = 256;    // warper working memory (gdalwarp -wm)
+};
+
+// The synthetic world of `eo-pipeline synth`.
+struct SynthConfig {
+  std::uint64_t seed = 1;
+  // 1: products at their native resolution (S2 10 m, S1 amplitude 0.0001 deg, labels
+  // 10 m); k: k times coarser, for small machines (the coherence stays at 3 arc-seconds).
+  int resolution_scale = 1;
+  double s1_tile_deg = 0.5;       // S1 amplitude tiles (degrees)
+  double missing_fraction = 0.1;  // share of source tiles left out, per modality
+  double cloud_fraction = 0.15;   // share of S2 pixels under cloud, per season
+  int year = 2021;
+  std::filesystem::path output;   // empty: <output>/world
+};
+
+struct PrepareConfig {
+  int max_attempts = 3;  // a failed tile is retried by later runs up to this many times
+};
+
 struct Config {
   std::string source;                  // config file, or "<embedded demo.yaml>"
   std::string name = "eo-run";
@@ -33,9 +70,22 @@ struct Config {
   std::string partition = "static";    // static | dynamic | slurm-array
   std::string order = "hilbert";       // hilbert | morton
   std::string log_level = "info";      // debug | info | warn | error
+  DataConfig data;
+  WarpConfig warp;
+  SynthConfig synth;
+  PrepareConfig prepare;
 
   int chip_pixels() const { return static_cast<int>(4480.0 / pixel_size + 0.5); }
+  std::filesystem::path world_dir() const { return synth.output.empty() ? output / "world" : synth.output; }
+  std::filesystem::path catalog_path() const {
+    return data.catalog.empty() ? world_dir() / "catalog.jsonl" : data.catalog;
+  }
+  std::string resampling(Modality m) const;
 };
+
+// Hash of everything in the config that changes chip values (grid, data, warp
+// resampling); not of logging, scheduling or output paths.
+std::string config_hash(const Config& config);
 
 // The embedded default, configs/demo.yaml compiled into the executable.
 const std::string& embedded_demo_config();

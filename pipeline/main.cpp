@@ -13,6 +13,10 @@ int main(int argc, char** argv) {
 
   eo::PlanOptions plan;
   eo::add_plan_command(app, plan);
+  eo::SynthOptions synth;
+  eo::add_synth_command(app, synth);
+  eo::PrepareOptions prepare;
+  eo::add_prepare_command(app, prepare);
 
   try {
     app.parse(argc, argv);
@@ -29,6 +33,8 @@ int main(int argc, char** argv) {
 
   try {
     if (app.got_subcommand("plan")) return eo::run_plan(plan);
+    if (app.got_subcommand("synth")) return eo::run_synth(synth);
+    if (app.got_subcommand("prepare")) return eo::run_prepare(prepare);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     return eo::kExitUsage;

@@ -1,0 +1,34 @@
+#pragma once
+// The input products the pipeline knows (DESIGN.md §1): what a channel of each is, how it
+// is stored, and how it is resampled by default.
+
+#include <array>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace eo {
+
+enum class Modality { s2rgb, s1amp, s1coh, worldcover, treecover };
+
+inline constexpr std::array<Modality, 3> kImageModalities = {Modality::s2rgb, Modality::s1amp, Modality::s1coh};
+inline constexpr std::array<Modality, 2> kLabelModalities = {Modality::worldcover, Modality::treecover};
+inline constexpr int kSeasons = 4;  // DJF, MAM, JJA, SON
+
+struct ModalityInfo {
+  Modality modality;
+  const char* name;
+  std::vector<std::string> bands;  // per season
+  int seasons;                     // 4 for seasonal products, 1 for label maps
+  const char* resampling;          // default GDAL resampling for the warp
+  bool integer;                    // stored as uint8 in the chip store (else float32)
+  int channels() const { return static_cast<int>(bands.size()) * seasons; }
+  // "R_MAM", "VV_DJF", "coh_SON", "class"
+  std::string channel_name(int channel) const;
+};
+
+const ModalityInfo& info(Modality m);
+Modality parse_modality(std::string_view name);  // throws std::invalid_argument
+const char* season_name(int season);              // "DJF", "MAM", "JJA", "SON"
+
+}  // namespace eo

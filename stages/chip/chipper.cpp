@@ -1,0 +1,106 @@
+#include "stages/chip/chipper.hpp"
+
+#include <cmath>
+#include <fmt/format.h>
+#include <set>
+#include <stdexcept>
+
+namespace eo {
+
+TileReadOptions TileReadOptions::from(const Config& config, int threads) {
+  TileReadOptions o;
+  o.pixel = config.pixel_size;
+  o.modalities = config.data.modalities;
+  for (Modality m : o.modalities) o.resampling[m] = config.resampling(m);
+  o.threads = threads;
+  o.memory_mb = config.warp.memory_mb;
+  return o;
+}
+
+namespace {
+
+// The tile's planned chips in one row: their column span.
+struct RowSpan {
+  int row = 0, col0 = 0, col1 = -1;  // inclusive
+  bool empty() const { return col1 < col0; }
+};
+
+RowSpan row_span(const TilePlan& tile, int row) {
+  RowSpan s{row, kChipsPerTileSide, -1};
+  for (int c = 0; c < kChipsPerTileSide; ++c)
+    if (tile.chips.test(static_cast<std::size_t>(row * kChipsPerTileSide + c))) {
+      s.col0 = std::min(s.col0, c);
+      s.col1 = std::max(s.col1, c);
+    }
+  return s;
+}
+
+}  // namespace
+
+void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptions& options,
+               const std::function<void(ChipBatch&&)>& row) {
+  const int size = static_cast<int>(std::lround(kChipSizeM / options.pixel));
+  for (int r = 0; r < kChipsPerTileSide; ++r) {
+    const RowSpan span = row_span(tile, r);
+    if (span.empty()) continue;
+    const GridWindow window = chip_window(tile.id, options.pixel, r, 1, span.col0, span.col1 - span.col0 + 1);
+    ChipBatch batch;
+    batch.tile = tile.id;
+    batch.size = size;
+    std::vector<int> columns;  // position of each planned chip within the window
+    for (int c = span.col0; c <= span.col1; ++c)
+      if (tile.chips.test(static_cast<std::size_t>(r * kChipsPerTileSide + c))) {
+        batch.chips.push_back(tile.id.chip(r * kChipsPerTileSide + c));
+        columns.push_back(c - span.col0);
+      }
+    for (Modality m : options.modalities) {
+      WarpSettings settings{options.resampling.at(m), options.threads, options.memory_mb};
+      WarpedModality warped;
+      try {
+        warped = warp_modality(catalog, m, window, settings);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(fmt::format("reproject {}: {}", info(m).name, e.what()));
+      }
+      ModalityChips mc{m, warped.channels, {}, {}};
+      const std::size_t per_chip = static_cast<std::size_t>(mc.channels) * size * size;
+      mc.values.resize(per_chip * batch.chips.size());
+      mc.valid.resize(static_cast<std::size_t>(mc.channels) * batch.chips.size());
+      for (std::size_t k = 0; k < batch.chips.size(); ++k)
+        for (int ch = 0; ch < mc.channels; ++ch) {
+          std::size_t valid = 0;
+          float* dst = mc.values.data() + k * per_chip + static_cast<std::size_t>(ch) * size * size;
+          for (int y = 0; y < size; ++y) {
+            const float* src = &warped.data[(static_cast<std::size_t>(ch) * warped.height + y) * warped.width + columns[k] * size];
+            for (int x = 0; x < size; ++x) {
+              dst[y * size + x] = src[x];
+              valid += !std::isnan(src[x]);
+            }
+          }
+          mc.valid[k * mc.channels + ch] = static_cast<float>(valid) / static_cast<float>(size * size);
+        }
+      batch.modalities.push_back(std::move(mc));
+    }
+    row(std::move(batch));
+  }
+}
+
+std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const TilePlan& tile,
+                                                const std::vector<Modality>& modalities) {
+  const Box b = tile.id.bounds();
+  const GridWindow whole{tile.id.zone, b.e0, b.n1, kChipSizeM, kChipsPerTileSide, kChipsPerTileSide};
+  const LonLatBox box = whole.lonlat_box();
+  std::set<std::filesystem::path> files;
+  for (Modality m : modalities)
+    for (int s = 0; s < info(m).seasons; ++s)
+      for (const SourceRecord* r : catalog.query(m, s, box)) files.insert(r->path);
+  return {files.begin(), files.end()};
+}
+
+bool chip_has_data(const ChipBatch& batch, std::size_t chip, double threshold) {
+  for (const ModalityChips& m : batch.modalities)
+    for (int ch = 0; ch < m.channels; ++ch)
+      if (m.valid[chip * m.channels + ch] >= threshold) return true;
+  return false;
+}
+
+}  // namespace eo

@@ -1,0 +1,42 @@
+#pragma once
+// chip: a tile's sources, warped one row of chips at a time, cut into 448 x 448 (or
+// pixel-size dependent) chips with the valid-pixel fraction of every chip and channel.
+// Row by row keeps memory bounded (a whole 10 m tile of all modalities is ~5 GB).
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "pipeline/chip_batch.hpp"
+#include "pipeline/config.hpp"
+#include "pipeline/plan.hpp"
+#include "stages/ingest/catalog.hpp"
+#include "stages/reproject/warp.hpp"
+
+namespace eo {
+
+struct TileReadOptions {
+  double pixel = 10;
+  std::vector<Modality> modalities;
+  std::map<Modality, std::string> resampling;
+  int threads = 1;
+  int memory_mb = 256;
+
+  static TileReadOptions from(const Config& config, int threads);
+};
+
+// Calls `row` for each row of planned chips of the tile, in row order, with those chips.
+// Throws std::runtime_error naming the stage and file when a source fails.
+void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptions& options,
+               const std::function<void(ChipBatch&&)>& row);
+
+// The files a tile reads (all modalities and seasons), for its fingerprint.
+std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const TilePlan& tile,
+                                                const std::vector<Modality>& modalities);
+
+// Whether a chip has data: some channel of some modality has at least `threshold`
+// valid pixels.
+bool chip_has_data(const ChipBatch& batch, std::size_t chip, double threshold);
+
+}  // namespace eo

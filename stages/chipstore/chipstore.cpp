@@ -1,0 +1,250 @@
+#include "stages/chipstore/chipstore.hpp"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <stdexcept>
+#include <unistd.h>
+
+namespace eo {
+namespace {
+
+// Owns an HDF5 identifier and closes it with the right function.
+class H5 {
+ public:
+  H5() = default;
+  H5(hid_t id, herr_t (*close)(hid_t), const std::string& what) : id_(id), close_(close) {
+    if (id < 0) throw std::runtime_error("HDF5: " + what);
+  }
+  H5(H5&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+  H5& operator=(H5&& o) noexcept {
+    reset();
+    id_ = o.id_;
+    close_ = o.close_;
+    o.id_ = -1;
+    return *this;
+  }
+  ~H5() { reset(); }
+  void reset() {
+    if (id_ >= 0 && close_) close_(id_);
+    id_ = -1;
+  }
+  hid_t get() const { return id_; }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+void check(herr_t rc, const std::string& what) {
+  if (rc < 0) throw std::runtime_error("HDF5: " + what);
+}
+
+void write_string_attribute(hid_t obj, const std::string& name, const std::string& value) {
+  H5 type(H5Tcopy(H5T_C_S1), H5Tclose, "string type");
+  check(H5Tset_size(type.get(), std::max<std::size_t>(1, value.size())), "string size");
+  H5 space(H5Screate(H5S_SCALAR), H5Sclose, "scalar space");
+  H5 attr(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose, "attribute " + name);
+  check(H5Awrite(attr.get(), type.get(), value.c_str()), "attribute " + name);
+}
+
+std::string read_string_attribute(hid_t obj, const std::string& name) {
+  if (H5Aexists(obj, name.c_str()) <= 0) return "";
+  H5 attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose, "attribute " + name);
+  H5 type(H5Aget_type(attr.get()), H5Tclose, "attribute type");
+  std::string value(H5Tget_size(type.get()), '\0');
+  check(H5Aread(attr.get(), type.get(), value.data()), "attribute " + name);
+  while (!value.empty() && value.back() == '\0') value.pop_back();
+  return value;
+}
+
+H5 create_dataset(hid_t where, const std::string& name, hid_t type, const std::vector<hsize_t>& dims, bool compress) {
+  H5 space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "space of " + name);
+  H5 props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "properties of " + name);
+  if (compress && dims[0] > 0) {
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = 1;  // one chip per chunk: a loader reads chips one by one
+    check(H5Pset_chunk(props.get(), static_cast<int>(chunk.size()), chunk.data()), "chunking of " + name);
+    check(H5Pset_shuffle(props.get()), "shuffle of " + name);
+    check(H5Pset_deflate(props.get(), 4), "deflate of " + name);
+  }
+  return H5(H5Dcreate2(where, name.c_str(), type, space.get(), H5P_DEFAULT, props.get(), H5P_DEFAULT), H5Dclose,
+            "dataset " + name);
+}
+
+// Writes rows [first, first + count) of a dataset whose row has `row_values` elements.
+void write_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, const void* data) {
+  H5 file_space(H5Dget_space(dataset), H5Sclose, "dataset space");
+  const int rank = H5Sget_simple_extent_ndims(file_space.get());
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank)), start(static_cast<std::size_t>(rank), 0);
+  H5Sget_simple_extent_dims(file_space.get(), dims.data(), nullptr);
+  start[0] = first;
+  dims[0] = count;
+  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, dims.data(), nullptr), "selection");
+  H5 mem_space(H5Screate_simple(rank, dims.data(), nullptr), H5Sclose, "memory space");
+  check(H5Dwrite(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "write");
+}
+
+}  // namespace
+
+struct ChipStoreWriter::Impl {
+  std::filesystem::path file, tmp;
+  ChipStoreInfo info;
+  H5 h5;
+  std::map<Modality, std::pair<H5, H5>> datasets;  // data, valid
+  H5 ids, rows, cols, status;
+  hsize_t written = 0;
+  bool committed = false;
+};
+
+ChipStoreWriter::ChipStoreWriter(std::filesystem::path file, ChipStoreInfo store) : impl_(std::make_unique<Impl>()) {
+  Impl& d = *impl_;
+  d.file = std::move(file);
+  d.tmp = d.file.parent_path() / (".tmp." + d.file.filename().string() + "." + std::to_string(::getpid()));
+  d.info = std::move(store);
+  std::filesystem::create_directories(d.file.parent_path());
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors come back as codes, reported with the file name
+  d.h5 = H5(H5Fcreate(d.tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "cannot create " + d.tmp.string());
+  const auto n = static_cast<hsize_t>(d.info.chips);
+  H5 id_type(H5Tcopy(H5T_C_S1), H5Tclose, "id type");
+  check(H5Tset_size(id_type.get(), 13), "id type");
+  d.ids = create_dataset(d.h5.get(), "chip_id", id_type.get(), {n}, false);
+  d.rows = create_dataset(d.h5.get(), "chip_row", H5T_STD_I32LE, {n}, false);
+  d.cols = create_dataset(d.h5.get(), "chip_col", H5T_STD_I32LE, {n}, false);
+  d.status = create_dataset(d.h5.get(), "status", H5T_STD_U8LE, {n}, false);
+  for (Modality m : d.info.modalities) {
+    const ModalityInfo& mi = info(m);
+    H5 group(H5Gcreate2(d.h5.get(), mi.name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, std::string("group ") + mi.name);
+    const auto c = static_cast<hsize_t>(mi.channels()), s = static_cast<hsize_t>(d.info.size);
+    H5 data = create_dataset(group.get(), "data", mi.integer ? H5T_STD_U8LE : H5T_IEEE_F32LE, {n, c, s, s}, true);
+    H5 valid = create_dataset(group.get(), "valid", H5T_IEEE_F32LE, {n, c}, false);
+    std::string names = "[";
+    for (int ch = 0; ch < mi.channels(); ++ch) names += fmt::format("{}\"{}\"", ch ? "," : "", mi.channel_name(ch));
+    write_string_attribute(group.get(), "channels", names + "]");
+    d.datasets.emplace(m, std::make_pair(std::move(data), std::move(valid)));
+  }
+  write_string_attribute(d.h5.get(), "tile", d.info.tile.str());
+  write_string_attribute(d.h5.get(), "epsg", std::to_string(d.info.tile.zone.epsg()));
+  write_string_attribute(d.h5.get(), "pixel_size", fmt::format("{}", d.info.pixel));
+  write_string_attribute(d.h5.get(), "chip_pixels", std::to_string(d.info.size));
+  for (const auto& [k, v] : d.info.attributes) write_string_attribute(d.h5.get(), k, v);
+}
+
+ChipStoreWriter::~ChipStoreWriter() {
+  if (!impl_->committed) {
+    impl_->datasets.clear();
+    impl_->ids.reset(); impl_->rows.reset(); impl_->cols.reset(); impl_->status.reset();
+    impl_->h5.reset();
+    std::error_code ec;
+    std::filesystem::remove(impl_->tmp, ec);
+  }
+}
+
+void ChipStoreWriter::append(const ChipBatch& batch, const std::vector<bool>& has_data) {
+  Impl& d = *impl_;
+  const auto k = static_cast<hsize_t>(batch.chips.size());
+  if (k == 0) return;
+  if (d.written + k > static_cast<hsize_t>(d.info.chips))
+    throw std::runtime_error(fmt::format("chip store {}: more chips than the {} planned", d.file.string(), d.info.chips));
+  std::vector<char> ids(k * 13);
+  std::vector<std::int32_t> rows(k), cols(k);
+  std::vector<std::uint8_t> status(k);
+  for (hsize_t i = 0; i < k; ++i) {
+    const std::string id = batch.chips[i].str();
+    std::copy(id.begin(), id.end(), ids.begin() + static_cast<std::ptrdiff_t>(i * 13));
+    rows[i] = batch.chips[i].row;
+    cols[i] = batch.chips[i].col;
+    status[i] = has_data[i] ? 1 : 2;
+  }
+  H5 id_type(H5Tcopy(H5T_C_S1), H5Tclose, "id type");
+  check(H5Tset_size(id_type.get(), 13), "id type");
+  write_rows(d.ids.get(), id_type.get(), d.written, k, ids.data());
+  write_rows(d.rows.get(), H5T_NATIVE_INT32, d.written, k, rows.data());
+  write_rows(d.cols.get(), H5T_NATIVE_INT32, d.written, k, cols.data());
+  write_rows(d.status.get(), H5T_NATIVE_UINT8, d.written, k, status.data());
+  for (const ModalityChips& mc : batch.modalities) {
+    auto it = d.datasets.find(mc.modality);
+    if (it == d.datasets.end()) continue;
+    if (info(mc.modality).integer) {
+      std::vector<std::uint8_t> bytes(mc.values.size());
+      for (std::size_t i = 0; i < bytes.size(); ++i)
+        bytes[i] = std::isnan(mc.values[i]) ? 0 : static_cast<std::uint8_t>(std::clamp(std::lround(mc.values[i]), 1L, 255L));
+      write_rows(it->second.first.get(), H5T_NATIVE_UINT8, d.written, k, bytes.data());
+    } else {
+      write_rows(it->second.first.get(), H5T_NATIVE_FLOAT, d.written, k, mc.values.data());
+    }
+    write_rows(it->second.second.get(), H5T_NATIVE_FLOAT, d.written, k, mc.valid.data());
+  }
+  d.written += k;
+}
+
+void ChipStoreWriter::commit() {
+  Impl& d = *impl_;
+  if (d.written != static_cast<hsize_t>(d.info.chips))
+    throw std::runtime_error(fmt::format("chip store {}: {} chips written of {}", d.file.string(), d.written, d.info.chips));
+  d.datasets.clear();
+  d.ids.reset(); d.rows.reset(); d.cols.reset(); d.status.reset();
+  d.h5.reset();
+  // Durable before it is visible: fsync the file, rename, fsync the folder.
+  const int fd = ::open(d.tmp.c_str(), O_RDONLY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error(fmt::format("chip store {}: cannot flush to disk", d.tmp.string()));
+  }
+  ::close(fd);
+  std::filesystem::rename(d.tmp, d.file);
+  const int dir = ::open(d.file.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+  d.committed = true;
+}
+
+StoredTile read_chip_store(const std::filesystem::path& file) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  H5 h5(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "cannot open " + file.string());
+  StoredTile t;
+  t.info.tile = parse_tile_id(read_string_attribute(h5.get(), "tile"));
+  t.info.size = std::stoi(read_string_attribute(h5.get(), "chip_pixels"));
+  t.info.pixel = std::stod(read_string_attribute(h5.get(), "pixel_size"));
+  for (const char* key : {"fingerprint", "config_hash", "normalisation", "software"})
+    t.info.attributes[key] = read_string_attribute(h5.get(), key);
+  H5 ids(H5Dopen2(h5.get(), "chip_id", H5P_DEFAULT), H5Dclose, "chip_id of " + file.string());
+  H5 space(H5Dget_space(ids.get()), H5Sclose, "space");
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+  t.info.chips = static_cast<int>(n);
+  std::vector<char> raw(n * 13 + 1);
+  H5 id_type(H5Tcopy(H5T_C_S1), H5Tclose, "id type");
+  check(H5Tset_size(id_type.get(), 13), "id type");
+  if (n) check(H5Dread(ids.get(), id_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), "chip_id");
+  for (hsize_t i = 0; i < n; ++i) t.chips.push_back(parse_chip_id(std::string(raw.data() + i * 13, 13)));
+  t.status.resize(n);
+  H5 status(H5Dopen2(h5.get(), "status", H5P_DEFAULT), H5Dclose, "status");
+  if (n) check(H5Dread(status.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.status.data()), "status");
+  for (Modality m : kImageModalities) {
+    if (H5Lexists(h5.get(), info(m).name, H5P_DEFAULT) <= 0) continue;
+    t.info.modalities.push_back(m);
+    ModalityChips mc{m, info(m).channels(), {}, {}};
+    mc.values.resize(n * static_cast<std::size_t>(mc.channels) * t.info.size * t.info.size);
+    mc.valid.resize(n * static_cast<std::size_t>(mc.channels));
+    H5 data(H5Dopen2(h5.get(), fmt::format("{}/data", info(m).name).c_str(), H5P_DEFAULT), H5Dclose, "data");
+    H5 valid(H5Dopen2(h5.get(), fmt::format("{}/valid", info(m).name).c_str(), H5P_DEFAULT), H5Dclose, "valid");
+    if (n) {
+      check(H5Dread(data.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.values.data()), "data");
+      check(H5Dread(valid.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.valid.data()), "valid");
+    }
+    if (info(m).integer)
+      for (float& v : mc.values)
+        if (v == 0) v = std::nanf("");
+    t.modalities.push_back(std::move(mc));
+  }
+  return t;
+}
+
+}  // namespace eo

@@ -1,0 +1,56 @@
+#pragma once
+// chipstore: one HDF5 file per tile holding its chips, the input of pretraining.
+//
+//   /chip_id [n] (13-char strings), /chip_row, /chip_col [n] int32, /status [n] uint8
+//   (1 data, 2 no data), and per modality a group /<modality> with
+//   data [n, C, H, W] (uint8 for s2rgb with 0 = no data, else float32 with NaN),
+//   chunked one chip per chunk and compressed, and valid [n, C] (valid-pixel fractions).
+//   Root attributes: tile, epsg, pixel_size, chip_pixels, fingerprint, config_hash,
+//   normalisation (JSON), software. Written to a temporary name and renamed.
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/chip_batch.hpp"
+
+namespace eo {
+
+struct ChipStoreInfo {
+  TileId tile;
+  int chips = 0;       // planned chips of the tile, the length of every dataset
+  int size = 0;        // chip side, pixels
+  double pixel = 10;   // metres
+  std::vector<Modality> modalities;
+  std::map<std::string, std::string> attributes;  // fingerprint, config_hash, normalisation, ...
+};
+
+class ChipStoreWriter {
+ public:
+  ChipStoreWriter(std::filesystem::path file, ChipStoreInfo info);
+  ~ChipStoreWriter();  // without commit(): the temporary file is removed
+  ChipStoreWriter(const ChipStoreWriter&) = delete;
+  ChipStoreWriter& operator=(const ChipStoreWriter&) = delete;
+
+  // Appends the batch's chips; `has_data[k]` marks chip k as data (else no data).
+  void append(const ChipBatch& batch, const std::vector<bool>& has_data);
+  // Closes the file, flushes it to disk and renames it into place.
+  void commit();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The whole store of a tile, read back (tests, pretraining).
+struct StoredTile {
+  ChipStoreInfo info;
+  std::vector<ChipId> chips;
+  std::vector<std::uint8_t> status;
+  std::vector<ModalityChips> modalities;  // values as float32, NaN = no data
+};
+StoredTile read_chip_store(const std::filesystem::path& file);
+
+}  // namespace eo

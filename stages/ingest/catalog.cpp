@@ -1,0 +1,142 @@
+#include "stages/ingest/catalog.hpp"
+
+#include <gdal_priv.h>
+#include <ogr_spatialref.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+
+#include "stages/ingest/gdal_util.hpp"
+
+namespace eo {
+namespace {
+
+std::int64_t cell_key(int lon, int lat) { return static_cast<std::int64_t>(lon + 1000) * 4096 + (lat + 1000); }
+
+template <typename F>
+void for_cells(const LonLatBox& b, F&& f) {
+  for (int lon = static_cast<int>(std::floor(b.lon0)); lon <= static_cast<int>(std::floor(b.lon1)); ++lon)
+    for (int lat = static_cast<int>(std::floor(b.lat0)); lat <= static_cast<int>(std::floor(b.lat1)); ++lat)
+      f(cell_key(lon, lat));
+}
+
+}  // namespace
+
+std::string season_interval(int year, int season) {
+  static const char* ends[4] = {"02-28", "05-31", "08-31", "11-30"};
+  static const char* starts[4] = {"12-01", "03-01", "06-01", "09-01"};
+  return fmt::format("{}-{}/{}-{}", season == 0 ? year - 1 : year, starts[season], year, ends[season]);
+}
+
+void Catalog::add(SourceRecord record) {
+  const std::size_t index = records_.size();
+  for_cells(record.footprint, [&](std::int64_t key) { cells_[key].push_back(index); });
+  records_.push_back(std::move(record));
+}
+
+std::vector<const SourceRecord*> Catalog::query(Modality modality, int season, const LonLatBox& box) const {
+  std::set<std::size_t> hits;
+  for_cells(box, [&](std::int64_t key) {
+    const auto it = cells_.find(key);
+    if (it == cells_.end()) return;
+    for (std::size_t i : it->second) {
+      const SourceRecord& r = records_[i];
+      if (r.modality == modality && r.season == season && r.footprint.intersects(box)) hits.insert(i);
+    }
+  });
+  std::vector<const SourceRecord*> out;
+  for (std::size_t i : hits) out.push_back(&records_[i]);
+  return out;
+}
+
+Catalog Catalog::load(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error(fmt::format("catalog {}: cannot open the file", file.string()));
+  Catalog c;
+  c.file_ = file;
+  const auto base = file.parent_path();
+  std::string text;
+  for (int line = 1; std::getline(in, text); ++line) {
+    if (text.empty()) continue;
+    try {
+      const auto j = nlohmann::json::parse(text);
+      SourceRecord r;
+      const std::filesystem::path p = j.at("path").get<std::string>();
+      r.path = p.is_absolute() ? p : (base / p).lexically_normal();
+      r.modality = parse_modality(j.at("modality").get<std::string>());
+      r.season = j.value("season", 0);
+      if (r.season < 0 || r.season >= info(r.modality).seasons)
+        throw std::invalid_argument(fmt::format("season {} out of range for {}", r.season, info(r.modality).name));
+      r.time = j.value("time", "");
+      r.crs = j.at("crs").get<std::string>();
+      const auto fp = j.at("footprint").get<std::vector<double>>();
+      if (fp.size() != 4) throw std::invalid_argument("footprint must be [lon0, lat0, lon1, lat1]");
+      r.footprint = {fp[0], fp[1], fp[2], fp[3]};
+      r.bands = j.value("bands", std::vector<int>{});
+      if (r.bands.empty())
+        for (std::size_t b = 1; b <= info(r.modality).bands.size(); ++b) r.bands.push_back(static_cast<int>(b));
+      if (r.bands.size() != info(r.modality).bands.size())
+        throw std::invalid_argument(fmt::format("{} needs {} bands, the record maps {}", info(r.modality).name,
+                                                info(r.modality).bands.size(), r.bands.size()));
+      c.add(std::move(r));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("catalog {}:{}: bad record: {}", file.string(), line, e.what()));
+    }
+  }
+  return c;
+}
+
+void Catalog::save(const std::filesystem::path& file) const {
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
+  const auto tmp = std::filesystem::path(file.string() + ".tmp");
+  {
+    std::ofstream out(tmp);
+    const auto base = std::filesystem::absolute(file).parent_path();
+    for (const SourceRecord& r : records_) {
+      nlohmann::json j = {{"path", std::filesystem::absolute(r.path).lexically_relative(base).string()},
+                          {"modality", info(r.modality).name},
+                          {"season", r.season},
+                          {"time", r.time},
+                          {"crs", r.crs},
+                          {"footprint", {r.footprint.lon0, r.footprint.lat0, r.footprint.lon1, r.footprint.lat1}},
+                          {"bands", r.bands}};
+      out << j.dump() << '\n';
+    }
+    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write the catalog {}", tmp.string()));
+  }
+  std::filesystem::rename(tmp, file);
+}
+
+SourceRecord describe_raster(const std::filesystem::path& path, Modality modality, int season, const std::string& time,
+                             std::vector<int> bands) {
+  auto ds = open_raster(path);
+  const OGRSpatialReference* srs = ds->GetSpatialRef();
+  if (!srs) throw std::runtime_error(fmt::format("{}: the raster has no coordinate reference system", path.string()));
+  double gt[6];
+  if (ds->GetGeoTransform(gt) != CE_None)
+    throw std::runtime_error(fmt::format("{}: the raster has no geotransform", path.string()));
+  SourceRecord r;
+  r.path = std::filesystem::absolute(path);
+  r.modality = modality;
+  r.season = season;
+  r.time = time;
+  const char* auth = srs->GetAuthorityName(nullptr);
+  const char* code = srs->GetAuthorityCode(nullptr);
+  r.crs = auth && code ? fmt::format("{}:{}", auth, code) : srs_wkt(*srs);
+  r.footprint = lonlat_bounds(*ds);
+  r.bands = std::move(bands);
+  if (r.bands.empty())
+    for (std::size_t b = 1; b <= info(modality).bands.size(); ++b) r.bands.push_back(static_cast<int>(b));
+  for (int b : r.bands)
+    if (b < 1 || b > ds->GetRasterCount())
+      throw std::runtime_error(fmt::format("{}: has {} bands, band {} asked for", path.string(), ds->GetRasterCount(), b));
+  return r;
+}
+
+}  // namespace eo

@@ -1,0 +1,69 @@
+#include "stages/ingest/gdal_util.hpp"
+
+#include <cpl_error.h>
+#include <fmt/format.h>
+#include <mutex>
+#include <stdexcept>
+
+namespace eo {
+
+void gdal_init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    GDALAllRegister();
+    CPLSetErrorHandler(CPLQuietErrorHandler);
+  });
+}
+
+std::string gdal_error(const std::string& fallback) {
+  const char* msg = CPLGetLastErrorMsg();
+  return msg && *msg ? std::string(msg) : fallback;
+}
+
+GdalDataset open_raster(const std::filesystem::path& path) {
+  gdal_init();
+  CPLErrorReset();
+  if (!std::filesystem::exists(path) && path.string().find(':') == std::string::npos)
+    throw std::runtime_error(fmt::format("{}: no such file", path.string()));
+  GdalDataset ds(GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
+  if (!ds) throw std::runtime_error(fmt::format("{}: cannot open as a raster: {}", path.string(), gdal_error("unknown format")));
+  return ds;
+}
+
+std::string srs_wkt(const OGRSpatialReference& srs) {
+  char* wkt = nullptr;
+  const char* options[] = {"FORMAT=WKT2_2019", nullptr};
+  srs.exportToWkt(&wkt, options);
+  std::string out = wkt ? wkt : "";
+  CPLFree(wkt);
+  return out;
+}
+
+LonLatBox lonlat_bounds(GDALDataset& ds) {
+  double gt[6];
+  ds.GetGeoTransform(gt);
+  OGRSpatialReference wgs84;
+  wgs84.importFromEPSG(4326);
+  wgs84.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  OGRSpatialReference src(*ds.GetSpatialRef());
+  src.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&src, &wgs84));
+  if (!ct) throw std::runtime_error(fmt::format("{}: no transformation from its CRS to EPSG:4326", ds.GetDescription()));
+  const int w = ds.GetRasterXSize(), h = ds.GetRasterYSize();
+  constexpr int kSteps = 16;
+  LonLatBox b{1e300, 1e300, -1e300, -1e300};
+  for (int i = 0; i <= kSteps; ++i)
+    for (int edge = 0; edge < 4; ++edge) {
+      const double t = static_cast<double>(i) / kSteps;
+      const double px = edge == 0 ? t * w : edge == 1 ? w : edge == 2 ? (1 - t) * w : 0;
+      const double py = edge == 0 ? 0 : edge == 1 ? t * h : edge == 2 ? h : (1 - t) * h;
+      double x = gt[0] + px * gt[1] + py * gt[2], y = gt[3] + px * gt[4] + py * gt[5];
+      if (!ct->Transform(1, &x, &y)) continue;
+      b.lon0 = std::min(b.lon0, x); b.lon1 = std::max(b.lon1, x);
+      b.lat0 = std::min(b.lat0, y); b.lat1 = std::max(b.lat1, y);
+    }
+  if (b.lon0 > b.lon1) throw std::runtime_error(fmt::format("{}: footprint cannot be transformed to EPSG:4326", ds.GetDescription()));
+  return b;
+}
+
+}  // namespace eo

@@ -1,0 +1,82 @@
+#pragma once
+// reproject: GDAL warp of a modality's sources onto a window of a tile's grid, in the
+// tile's UTM zone at the configured pixel size, with per-modality resampling and no-data
+// carried through as NaN.
+
+#include <string>
+#include <vector>
+
+#include "pipeline/grid.hpp"
+#include "pipeline/modality.hpp"
+#include "stages/ingest/catalog.hpp"
+
+namespace eo {
+
+// A north-up window of a zone's grid.
+struct GridWindow {
+  Zone zone;
+  double west = 0, north = 0;  // top-left corner, zone CRS metres
+  double pixel = 10;           // metres
+  int width = 0, height = 0;
+
+  Box box() const { return {west, north - height * pixel, west + width * pixel, north}; }
+  LonLatBox lonlat_box() const;
+};
+
+// The window covering chips [col0, col0 + cols) x [row0, row0 + rows) of a tile.
+GridWindow chip_window(const TileId& tile, double pixel, int row0, int rows, int col0, int cols);
+
+struct WarpSettings {
+  std::string resampling = "bilinear";
+  int threads = 1;      // GDAL warper threads
+  int memory_mb = 256;  // warper working memory
+};
+
+// One modality on a window: [channel][row][col] float32, NaN where no source has data.
+struct WarpedModality {
+  Modality modality;
+  int channels = 0, width = 0, height = 0;
+  std::vector<float> data;
+  std::vector<std::string> sources;  // files that were used
+  float at(int channel, int row, int col) const {
+    return data[(static_cast<std::size_t>(channel) * height + row) * width + col];
+  }
+};
+
+// The gdalwarp arguments used for a window, so that a test can give the very same ones
+// to the gdalwarp program.
+std::vector<std::string> warp_arguments(const GridWindow& window, const WarpSettings& settings);
+
+// Opens the catalog's sources of one modality and season as warp inputs: the selected
+// bands, as Float32, with scale/offset applied (an in-memory VRT when needed). Checks
+// that each file's CRS is the one the catalog declares. Throws std::runtime_error naming
+// the file.
+class SourceSet {
+ public:
+  SourceSet(const std::vector<const SourceRecord*>& records);
+  ~SourceSet();
+  SourceSet(const SourceSet&) = delete;
+  SourceSet& operator=(const SourceSet&) = delete;
+  bool empty() const { return inputs_.empty(); }
+  const std::vector<std::string>& files() const { return files_; }
+  // Valid values of one band of one source, read decimated to at most size x size
+  // (GDAL picks overviews), for statistics.
+  std::vector<float> sample(std::size_t source, int band, int size) const;
+  // Warps onto the window into out (bands x height x width); throws naming the culprit file.
+  void warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) const;
+
+ private:
+  void close();
+  std::vector<void*> datasets_;  // opened files (GDALDatasetH)
+  std::vector<void*> inputs_;    // what the warper reads (the file or its VRT)
+  std::vector<std::string> files_;
+};
+
+// All seasons of a modality on a window.
+WarpedModality warp_modality(const Catalog& catalog, Modality modality, const GridWindow& window,
+                             const WarpSettings& settings);
+
+// Sets GDAL's block cache for this process (MB).
+void set_gdal_cache(int megabytes);
+
+}  // namespace eo

@@ -1,0 +1,369 @@
+#include "stages/synth/synth.hpp"
+
+#include <gdal_priv.h>
+#include <cpl_string.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <thread>
+#include <vector>
+
+#include "stages/ingest/catalog.hpp"
+#include "stages/ingest/gdal_util.hpp"
+#include "stages/synth/products.hpp"
+
+namespace eo::synth {
+namespace {
+
+constexpr double kS2PixelM = 10.0;
+constexpr double kS1PixelDeg = 0.0001;
+constexpr double kCohPixelDeg = 1.0 / 1200;  // 3 arc-seconds
+constexpr double kCoverPixelDeg = 1.0 / 12000;  // WorldCover's ~10 m
+constexpr double kTreePixelDeg = 0.00025;       // ~30 m
+constexpr double kMgrsSpacing = 100000, kMgrsSize = 109800;
+constexpr double kMarginDeg = 0.03;
+
+// Runs f(row) for rows [0, n) on all cores.
+template <typename F>
+void parallel_rows(int n, F&& f) {
+  const int threads = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int r = t; r < n; r += threads) f(r);
+    });
+  for (auto& th : pool) th.join();
+}
+
+LonLatBox plan_extent(const Plan& plan) {
+  LonLatBox b{1e300, 1e300, -1e300, -1e300};
+  for (const TilePlan& t : plan.tiles)
+    for (int i = 0; i < kChipsPerTile; ++i) {
+      if (!t.chips.test(static_cast<std::size_t>(i))) continue;
+      const ChipId c = t.id.chip(i);
+      for (const LonLat& p : footprint_lonlat(c.zone, c.bounds(), 1)) {
+        b.lon0 = std::min(b.lon0, p.lon); b.lon1 = std::max(b.lon1, p.lon);
+        b.lat0 = std::min(b.lat0, p.lat); b.lat1 = std::max(b.lat1, p.lat);
+      }
+    }
+  return {b.lon0 - kMarginDeg, b.lat0 - kMarginDeg, b.lon1 + kMarginDeg, b.lat1 + kMarginDeg};
+}
+
+// A raster in memory, written out through GDAL's CreateCopy into the product's format.
+class Raster {
+ public:
+  Raster(int width, int height, int bands, GDALDataType type, const double gt[6], const OGRSpatialReference& srs)
+      : ds_(GetGDALDriverManager()->GetDriverByName("MEM")->Create("", width, height, bands, type, nullptr)) {
+    ds_->SetGeoTransform(const_cast<double*>(gt));
+    ds_->SetSpatialRef(&srs);
+  }
+  GDALDataset& ds() { return *ds_; }
+  template <typename T>
+  void write_band(int band, const std::vector<T>& data, GDALDataType type) {
+    if (ds_->GetRasterBand(band)->RasterIO(GF_Write, 0, 0, ds_->GetRasterXSize(), ds_->GetRasterYSize(),
+                                           const_cast<T*>(data.data()), ds_->GetRasterXSize(), ds_->GetRasterYSize(),
+                                           type, 0, 0) != CE_None)
+      throw std::runtime_error("synth: writing a band in memory failed: " + gdal_error());
+  }
+  void save(const char* driver, const std::filesystem::path& path, std::vector<std::string> options) {
+    std::filesystem::create_directories(path.parent_path());
+    std::vector<char*> opts;
+    for (auto& o : options) opts.push_back(o.data());
+    opts.push_back(nullptr);
+    const auto tmp = path.parent_path() / (".tmp." + path.filename().string());
+    GDALDriver* drv = GetGDALDriverManager()->GetDriverByName(driver);
+    if (!drv) throw std::runtime_error(fmt::format("synth: GDAL has no {} driver", driver));
+    GdalDataset out(drv->CreateCopy(tmp.c_str(), ds_.get(), FALSE, opts.data(), nullptr, nullptr));
+    if (!out) throw std::runtime_error(fmt::format("synth: cannot write {}: {}", path.string(), gdal_error()));
+    out.reset();
+    std::filesystem::rename(tmp, path);  // a reader never sees half a file
+  }
+
+ private:
+  GdalDataset ds_;
+};
+
+OGRSpatialReference epsg(int code) {
+  OGRSpatialReference srs;
+  srs.importFromEPSG(code);
+  srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  return srs;
+}
+
+class Writer {
+ public:
+  Writer(const Config& config, const Plan& plan, const std::function<void(const std::string&)>& progress)
+      : config_(config), plan_(plan), progress_(progress), world_(world_of(config, plan)),
+        extent_(plan_extent(plan)), dir_(config.world_dir()), scale_(config.synth.resolution_scale) {}
+
+  SynthReport run() {
+    gdal_init();
+    s2();
+    s1_amplitude();
+    coherence();
+    labels();
+    report_.catalog = dir_ / "catalog.jsonl";
+    catalog_.save(report_.catalog);
+    return report_;
+  }
+
+ private:
+  // The world exists over the plan's chips and a margin; products are no data elsewhere,
+  // as real ones are beyond a swath or an archive's coverage.
+  bool in_extent(LonLat p) const {
+    return p.lon >= extent_.lon0 && p.lon <= extent_.lon1 && p.lat >= extent_.lat0 && p.lat <= extent_.lat1;
+  }
+
+  bool left_out(Modality m, const std::string& tile) {
+    const double u = hash_unit(config_.synth.seed, static_cast<std::int64_t>(Hash(tile)), 0, 100 + static_cast<int>(m));
+    if (u >= config_.synth.missing_fraction) return false;
+    ++report_.left_out[info(m).name];
+    return true;
+  }
+  static std::uint64_t Hash(const std::string& s) {
+    std::uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+    return h;
+  }
+
+  void record(const std::filesystem::path& path, Modality m, int season) {
+    catalog_.add(describe_raster(path, m, season, info(m).seasons > 1 ? season_interval(config_.synth.year, season) : std::to_string(config_.synth.year)));
+    ++report_.files[info(m).name];
+    report_.bytes += std::filesystem::file_size(path);
+  }
+
+  // S2 RGB: MGRS-like 109.8 km tiles on a 100 km grid of each UTM zone the plan uses,
+  // one COG per season with bands R, G, B; clouds are holes (0).
+  void s2() {
+    const double px = kS2PixelM * scale_;
+    const int n = static_cast<int>(std::lround(kMgrsSize / px));
+    for (const auto& [zone, stats] : plan_.per_zone) {
+      // the part of the extent within the zone's band, in the zone's CRS
+      const double cm = zone.central_meridian();
+      const double lon0 = std::max(extent_.lon0, cm - 3.2), lon1 = std::min(extent_.lon1, cm + 3.2);
+      if (lon0 >= lon1) continue;
+      double e0 = 1e300, e1 = -1e300, n0 = 1e300, n1 = -1e300;
+      for (int i = 0; i <= 8; ++i)
+        for (int j = 0; j <= 8; ++j) {
+          const EastNorth p = utm_forward(zone.number, zone.south,
+                                          {lon0 + (lon1 - lon0) * i / 8, extent_.lat0 + (extent_.lat1 - extent_.lat0) * j / 8});
+          e0 = std::min(e0, p.e); e1 = std::max(e1, p.e); n0 = std::min(n0, p.n); n1 = std::max(n1, p.n);
+        }
+      const OGRSpatialReference srs = epsg(zone.epsg());
+      for (int ie = static_cast<int>(std::floor((e0 - kMgrsSize) / kMgrsSpacing)) + 1; ie * kMgrsSpacing < e1; ++ie)
+        for (int in = static_cast<int>(std::floor((n0 - kMgrsSize) / kMgrsSpacing)) + 1; in * kMgrsSpacing < n1; ++in) {
+          const std::string tile = fmt::format("{}{:02d}{:03d}", zone.name(), ie, in);
+          if (left_out(Modality::s2rgb, "S2_" + tile)) continue;
+          const double gt[6] = {ie * kMgrsSpacing, px, 0, in * kMgrsSpacing + kMgrsSize, 0, -px};
+          // ground once per pixel, then every season from it
+          std::vector<Ground> ground(static_cast<std::size_t>(n) * n);
+          std::vector<LonLat> where(ground.size());
+          std::vector<char> covered(ground.size(), 0);
+          parallel_rows(n, [&](int r) {
+            for (int c = 0; c < n; ++c) {
+              const std::size_t i = static_cast<std::size_t>(r) * n + c;
+              where[i] = utm_inverse(zone.number, zone.south, {gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px});
+              if ((covered[i] = in_extent(where[i]))) ground[i] = world_.at(where[i]);
+            }
+          });
+          for (int season = 0; season < kSeasons; ++season) {
+            std::vector<std::vector<std::uint8_t>> bands(3, std::vector<std::uint8_t>(ground.size()));
+            parallel_rows(n, [&](int r) {
+              for (int c = 0; c < n; ++c) {
+                const std::size_t i = static_cast<std::size_t>(r) * n + c;
+                if (!covered[i] || world_.cloud(where[i], season, config_.synth.cloud_fraction)) continue;  // 0: no data
+                const auto rgb = s2_sample(ground[i], season, hash_unit(config_.synth.seed, ie * 100000 + c, in * 100000 + r, 200 + season));
+                for (int b = 0; b < 3; ++b) bands[static_cast<std::size_t>(b)][i] = rgb[static_cast<std::size_t>(b)];
+              }
+            });
+            Raster out(n, n, 3, GDT_Byte, gt, srs);
+            for (int b = 0; b < 3; ++b) {
+              out.write_band(b + 1, bands[static_cast<std::size_t>(b)], GDT_Byte);
+              out.ds().GetRasterBand(b + 1)->SetNoDataValue(0);
+              out.ds().GetRasterBand(b + 1)->SetDescription(info(Modality::s2rgb).bands[static_cast<std::size_t>(b)].c_str());
+            }
+            const auto path = dir_ / "s2rgb" / fmt::format("S2_T{}_{}{}.tif", tile, config_.synth.year, season_name(season));
+            out.save("COG", path, {"COMPRESS=DEFLATE", "LEVEL=1", "BLOCKSIZE=512", "NUM_THREADS=ALL_CPUS"});
+            record(path, Modality::s2rgb, season);
+          }
+          progress_(fmt::format("s2rgb tile {} ({} px)", tile, n));
+        }
+    }
+  }
+
+  // Lon/lat tiles of `size` degrees over the extent, aligned to multiples of it.
+  template <typename F>
+  void geographic_tiles(double size, F&& f) {
+    for (double lat = std::floor(extent_.lat0 / size) * size; lat < extent_.lat1 - 1e-9; lat += size)
+      for (double lon = std::floor(extent_.lon0 / size) * size; lon < extent_.lon1 - 1e-9; lon += size) f(lon, lat);
+  }
+
+  static std::string tile_name(double lon, double lat) {
+    return fmt::format("{}{:05.2f}{}{:06.2f}", lat < 0 ? 'S' : 'N', std::abs(lat), lon < 0 ? 'W' : 'E', std::abs(lon));
+  }
+
+  // S1 amplitude: VV and VH in dB, float32, EPSG:4326 at 0.0001 deg, with speckle.
+  void s1_amplitude() {
+    const double px = kS1PixelDeg * scale_, size = config_.synth.s1_tile_deg;
+    const int n = static_cast<int>(std::lround(size / px));
+    const OGRSpatialReference srs = epsg(4326);
+    geographic_tiles(size, [&](double lon, double lat) {
+      const std::string tile = tile_name(lon, lat);
+      if (left_out(Modality::s1amp, "S1_" + tile)) return;
+      const double gt[6] = {lon, px, 0, lat + size, 0, -px};
+      std::vector<Ground> ground(static_cast<std::size_t>(n) * n);
+      std::vector<char> covered(ground.size(), 0);
+      parallel_rows(n, [&](int r) {
+        for (int c = 0; c < n; ++c) {
+          const std::size_t i = static_cast<std::size_t>(r) * n + c;
+          const LonLat p{gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px};
+          if ((covered[i] = in_extent(p))) ground[i] = world_.at(p);
+        }
+      });
+      for (int season = 0; season < kSeasons; ++season) {
+        std::vector<std::vector<float>> bands(2, std::vector<float>(ground.size()));
+        parallel_rows(n, [&](int r) {
+          const auto gr = static_cast<std::int64_t>(std::lround((gt[3] - (r + 0.5) * px) / px));
+          for (int c = 0; c < n; ++c) {
+            if (!covered[static_cast<std::size_t>(r) * n + c]) {
+              bands[0][static_cast<std::size_t>(r) * n + c] = bands[1][static_cast<std::size_t>(r) * n + c] = std::nanf("");
+              continue;
+            }
+            const auto gc = static_cast<std::int64_t>(std::lround((gt[0] + (c + 0.5) * px) / px));
+            std::array<double, 8> u;
+            for (int k = 0; k < 8; ++k) u[static_cast<std::size_t>(k)] = hash_unit(config_.synth.seed, gc, gr, 300 + season * 8 + k);
+            const auto db = s1_sample_db(ground[static_cast<std::size_t>(r) * n + c], season, u);
+            bands[0][static_cast<std::size_t>(r) * n + c] = db[0];
+            bands[1][static_cast<std::size_t>(r) * n + c] = db[1];
+          }
+        });
+        Raster out(n, n, 2, GDT_Float32, gt, srs);
+        for (int b = 0; b < 2; ++b) {
+          out.write_band(b + 1, bands[static_cast<std::size_t>(b)], GDT_Float32);
+          out.ds().GetRasterBand(b + 1)->SetNoDataValue(std::nan(""));
+          out.ds().GetRasterBand(b + 1)->SetDescription(info(Modality::s1amp).bands[static_cast<std::size_t>(b)].c_str());
+          out.ds().GetRasterBand(b + 1)->SetUnitType("dB");
+        }
+        const auto path = dir_ / "s1amp" / fmt::format("S1_{}_{}{}.tif", tile, config_.synth.year, season_name(season));
+        out.save("GTiff", path, {"TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1", "PREDICTOR=3", "NUM_THREADS=ALL_CPUS"});
+        record(path, Modality::s1amp, season);
+      }
+      progress_(fmt::format("s1amp tile {} ({} px)", tile, n));
+    });
+  }
+
+  // Coherence: 3 arc-second CF NetCDF per 1-degree tile and season, stored as bytes with
+  // scale_factor 0.004 and _FillValue 255, as such products often are.
+  void coherence() {
+    const double px = kCohPixelDeg;
+    const int n = static_cast<int>(std::lround(1.0 / px));
+    const OGRSpatialReference srs = epsg(4326);
+    geographic_tiles(1.0, [&](double lon, double lat) {
+      const std::string tile = tile_name(lon, lat);
+      if (left_out(Modality::s1coh, "COH_" + tile)) return;
+      const double gt[6] = {lon, px, 0, lat + 1.0, 0, -px};
+      // a 90 m cell averages the ground under it: 3 x 3 samples
+      std::vector<std::array<double, kSeasons>> coh(static_cast<std::size_t>(n) * n);
+      parallel_rows(n, [&](int r) {
+        for (int c = 0; c < n; ++c) {
+          std::array<double, kSeasons> sum{};
+          if (!in_extent({gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px})) {
+            sum.fill(-1);  // outside the world: no data
+            coh[static_cast<std::size_t>(r) * n + c] = sum;
+            continue;
+          }
+          for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j) {
+              const Ground g = world_.at({gt[0] + (c + (i + 0.5) / 3) * px, gt[3] - (r + (j + 0.5) / 3) * px});
+              for (int s = 0; s < kSeasons; ++s) sum[static_cast<std::size_t>(s)] += coherence_mean(g, s) / 9;
+            }
+          coh[static_cast<std::size_t>(r) * n + c] = sum;
+        }
+      });
+      for (int season = 0; season < kSeasons; ++season) {
+        std::vector<std::uint8_t> raw(coh.size());
+        for (std::size_t i = 0; i < coh.size(); ++i) {
+          const double noise = (hash_unit(config_.synth.seed, static_cast<std::int64_t>(i), static_cast<std::int64_t>(lon * 1000 + lat), 400 + season) - 0.5) * 0.08;
+          const double value = coh[i][static_cast<std::size_t>(season)];
+          raw[i] = value < 0 ? 255 : static_cast<std::uint8_t>(std::clamp(std::lround((value + noise) / 0.004), 0L, 250L));
+        }
+        Raster out(n, n, 1, GDT_Byte, gt, srs);
+        out.write_band(1, raw, GDT_Byte);
+        GDALRasterBand* band = out.ds().GetRasterBand(1);
+        band->SetNoDataValue(255);
+        band->SetScale(0.004);
+        band->SetOffset(0.0);
+        band->SetMetadataItem("NETCDF_VARNAME", "coherence");
+        band->SetMetadataItem("long_name", fmt::format("Sentinel-1 6-day interferometric coherence, {}", season_name(season)).c_str());
+        band->SetMetadataItem("units", "1");
+        const auto path = dir_ / "s1coh" / fmt::format("COH_{}_{}{}.nc", tile, config_.synth.year, season_name(season));
+        out.save("netCDF", path, {"FORMAT=NC4", "COMPRESS=DEFLATE", "ZLEVEL=1"});
+        record(path, Modality::s1coh, season);
+      }
+      progress_(fmt::format("s1coh tile {} ({} px)", tile, n));
+    });
+  }
+
+  // Labels: a WorldCover-like class map (~10 m) and a tree-cover percentage map (~30 m),
+  // in EPSG:4326 1-degree tiles. Never left out: they are the ground truth.
+  void labels() {
+    const OGRSpatialReference srs = epsg(4326);
+    geographic_tiles(1.0, [&](double lon, double lat) {
+      const std::string tile = tile_name(lon, lat);
+      for (Modality m : kLabelModalities) {
+        const bool cover = m == Modality::worldcover;
+        const double px = (cover ? kCoverPixelDeg : kTreePixelDeg) * scale_;
+        const int n = static_cast<int>(std::lround(1.0 / px));
+        const double gt[6] = {lon, px, 0, lat + 1.0, 0, -px};
+        std::vector<std::uint8_t> values(static_cast<std::size_t>(n) * n);
+        parallel_rows(n, [&](int r) {
+          for (int c = 0; c < n; ++c) {
+            const LonLat p{gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px};
+            if (!in_extent(p)) {
+              values[static_cast<std::size_t>(r) * n + c] = cover ? 0 : 255;
+              continue;
+            }
+            const Ground g = world_.at(p);
+            values[static_cast<std::size_t>(r) * n + c] =
+                cover ? static_cast<std::uint8_t>(g.cover) : static_cast<std::uint8_t>(std::lround(g.tree_percent));
+          }
+        });
+        Raster out(n, n, 1, GDT_Byte, gt, srs);
+        out.write_band(1, values, GDT_Byte);
+        out.ds().GetRasterBand(1)->SetNoDataValue(cover ? 0 : 255);
+        const auto path = dir_ / "labels" / fmt::format("{}_{}_{}.tif", info(m).name, tile, config_.synth.year);
+        out.save("GTiff", path, {"TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1"});
+        record(path, m, 0);
+      }
+      progress_(fmt::format("labels tile {}", tile));
+    });
+  }
+
+  const Config& config_;
+  const Plan& plan_;
+  const std::function<void(const std::string&)>& progress_;
+  World world_;
+  LonLatBox extent_;
+  std::filesystem::path dir_;
+  int scale_;
+  Catalog catalog_;
+  SynthReport report_;
+};
+
+}  // namespace
+
+World world_of(const Config& config, const Plan& plan) {
+  double lon0 = 1e300, lon1 = -1e300, lat0 = 1e300, lat1 = -1e300;
+  for (const Aoi& a : plan.aois) {
+    lon0 = std::min(lon0, a.min_lon); lon1 = std::max(lon1, a.max_lon);
+    lat0 = std::min(lat0, a.min_lat); lat1 = std::max(lat1, a.max_lat);
+  }
+  return World(config.synth.seed, {(lon0 + lon1) / 2, (lat0 + lat1) / 2});
+}
+
+SynthReport write_world(const Config& config, const Plan& plan, const std::function<void(const std::string&)>& progress) {
+  return Writer(config, plan, progress).run();
+}
+
+}  // namespace eo::synth

@@ -1,0 +1,29 @@
+#pragma once
+// `eo-pipeline synth`: writes the synthetic world over a plan as the real products
+// arrive (S2 RGB COGs in UTM, S1 amplitude GeoTIFFs and coherence NetCDFs in EPSG:4326,
+// WorldCover-like and tree-cover label maps) and the catalog describing them.
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "pipeline/config.hpp"
+#include "pipeline/plan.hpp"
+#include "stages/synth/world.hpp"
+
+namespace eo::synth {
+
+struct SynthReport {
+  std::map<std::string, int> files;  // per modality
+  std::map<std::string, int> left_out;  // source tiles left out per modality (missing data)
+  std::uintmax_t bytes = 0;
+  std::filesystem::path catalog;
+};
+
+// The world a config describes: its seed and an origin at the centre of the plan.
+World world_of(const Config& config, const Plan& plan);
+
+SynthReport write_world(const Config& config, const Plan& plan,
+                        const std::function<void(const std::string&)>& progress);
+
+}  // namespace eo::synth
