@@ -1,6 +1,8 @@
 #pragma once
 // One function per eo-pipeline command; each returns the process exit code.
 
+#include <vector>
+
 #include "pipeline/cli.hpp"
 
 namespace eo {
@@ -27,5 +29,14 @@ struct PrepareOptions {
 };
 void add_prepare_command(CLI::App& app, PrepareOptions& opts);
 int run_prepare(const PrepareOptions& opts);
+
+struct CatalogOptions {
+  std::string dir, modality, out, variable, time, pattern;
+  int season = -1;
+  std::vector<int> bands;
+  bool append = false, quiet = false, verbose = false;
+};
+void add_catalog_command(CLI::App& app, CatalogOptions& opts);
+int run_catalog(const CatalogOptions& opts);
 
 }  // namespace eo

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   eo::add_synth_command(app, synth);
   eo::PrepareOptions prepare;
   eo::add_prepare_command(app, prepare);
+  eo::CatalogOptions catalog;
+  eo::add_catalog_command(app, catalog);
 
   try {
     app.parse(argc, argv);
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("plan")) return eo::run_plan(plan);
     if (app.got_subcommand("synth")) return eo::run_synth(synth);
     if (app.got_subcommand("prepare")) return eo::run_prepare(prepare);
+    if (app.got_subcommand("catalog")) return eo::run_catalog(catalog);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     return eo::kExitUsage;

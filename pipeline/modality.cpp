@@ -9,7 +9,7 @@ const ModalityInfo& info(Modality m) {
   static const std::array<ModalityInfo, 5> table = {{
       {Modality::s2rgb, "s2rgb", {"R", "G", "B"}, kSeasons, "bilinear", true},
       {Modality::s1amp, "s1amp", {"VV", "VH"}, kSeasons, "bilinear", false},
-      {Modality::s1coh, "s1coh", {"coh"}, kSeasons, "average", false},
+      {Modality::s1coh, "s1coh", {"coh"}, kSeasons, "bilinear", false},
       {Modality::worldcover, "worldcover", {"class"}, 1, "mode", true},
       {Modality::treecover, "treecover", {"percent"}, 1, "average", false},
   }};

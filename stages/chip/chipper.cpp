@@ -40,6 +40,16 @@ RowSpan row_span(const TilePlan& tile, int row) {
 void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptions& options,
                const std::function<void(ChipBatch&&)>& row) {
   const int size = static_cast<int>(std::lround(kChipSizeM / options.pixel));
+  // Sources are opened once per tile and warped row by row.
+  const LonLatBox area = chip_window(tile.id, options.pixel, 0, kChipsPerTileSide, 0, kChipsPerTileSide).lonlat_box();
+  std::vector<ModalitySources> sources;
+  for (Modality m : options.modalities) {
+    try {
+      sources.emplace_back(catalog, m, area);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("ingest {}: {}", info(m).name, e.what()));
+    }
+  }
   for (int r = 0; r < kChipsPerTileSide; ++r) {
     const RowSpan span = row_span(tile, r);
     if (span.empty()) continue;
@@ -53,11 +63,12 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
         batch.chips.push_back(tile.id.chip(r * kChipsPerTileSide + c));
         columns.push_back(c - span.col0);
       }
-    for (Modality m : options.modalities) {
+    for (std::size_t i = 0; i < options.modalities.size(); ++i) {
+      const Modality m = options.modalities[i];
       WarpSettings settings{options.resampling.at(m), options.threads, options.memory_mb};
       WarpedModality warped;
       try {
-        warped = warp_modality(catalog, m, window, settings);
+        warped = sources[i].warp(window, settings);
       } catch (const std::exception& e) {
         throw std::runtime_error(fmt::format("reproject {}: {}", info(m).name, e.what()));
       }
@@ -88,11 +99,11 @@ std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const Ti
                                                 const std::vector<Modality>& modalities) {
   const Box b = tile.id.bounds();
   const GridWindow whole{tile.id.zone, b.e0, b.n1, kChipSizeM, kChipsPerTileSide, kChipsPerTileSide};
-  const LonLatBox box = whole.lonlat_box();
+  const LonLatBox box = padded(whole.lonlat_box());
   std::set<std::filesystem::path> files;
   for (Modality m : modalities)
     for (int s = 0; s < info(m).seasons; ++s)
-      for (const SourceRecord* r : catalog.query(m, s, box)) files.insert(r->path);
+      for (const SourceRecord* r : catalog.query(m, s, box)) files.insert(underlying_file(r->path));
   return {files.begin(), files.end()};
 }
 

@@ -28,6 +28,20 @@ void for_cells(const LonLatBox& b, F&& f) {
 
 }  // namespace
 
+bool is_connection_string(const std::string& path) {
+  const auto colon = path.find(':'), slash = path.find('/');
+  return colon != std::string::npos && colon > 1 && (slash == std::string::npos || colon < slash);
+}
+
+std::filesystem::path underlying_file(const std::filesystem::path& path) {
+  const std::string s = path.string();
+  if (!is_connection_string(s)) return path;
+  const auto q0 = s.find('"'), q1 = s.find('"', q0 + 1);
+  if (q0 != std::string::npos && q1 != std::string::npos) return s.substr(q0 + 1, q1 - q0 - 1);
+  const auto colon = s.find(':'), next = s.find(':', colon + 1);
+  return s.substr(colon + 1, next == std::string::npos ? std::string::npos : next - colon - 1);
+}
+
 std::string season_interval(int year, int season) {
   static const char* ends[4] = {"02-28", "05-31", "08-31", "11-30"};
   static const char* starts[4] = {"12-01", "03-01", "06-01", "09-01"};
@@ -68,7 +82,7 @@ Catalog Catalog::load(const std::filesystem::path& file) {
       const auto j = nlohmann::json::parse(text);
       SourceRecord r;
       const std::filesystem::path p = j.at("path").get<std::string>();
-      r.path = p.is_absolute() ? p : (base / p).lexically_normal();
+      r.path = p.is_absolute() || is_connection_string(p.string()) ? p : (base / p).lexically_normal();
       r.modality = parse_modality(j.at("modality").get<std::string>());
       r.season = j.value("season", 0);
       if (r.season < 0 || r.season >= info(r.modality).seasons)
@@ -99,7 +113,10 @@ void Catalog::save(const std::filesystem::path& file) const {
     std::ofstream out(tmp);
     const auto base = std::filesystem::absolute(file).parent_path();
     for (const SourceRecord& r : records_) {
-      nlohmann::json j = {{"path", std::filesystem::absolute(r.path).lexically_relative(base).string()},
+      const std::string path = is_connection_string(r.path.string())
+                                   ? r.path.string()
+                                   : std::filesystem::absolute(r.path).lexically_relative(base).string();
+      nlohmann::json j = {{"path", path},
                           {"modality", info(r.modality).name},
                           {"season", r.season},
                           {"time", r.time},
@@ -122,7 +139,7 @@ SourceRecord describe_raster(const std::filesystem::path& path, Modality modalit
   if (ds->GetGeoTransform(gt) != CE_None)
     throw std::runtime_error(fmt::format("{}: the raster has no geotransform", path.string()));
   SourceRecord r;
-  r.path = std::filesystem::absolute(path);
+  r.path = is_connection_string(path.string()) ? path : std::filesystem::absolute(path);
   r.modality = modality;
   r.season = season;
   r.time = time;

@@ -51,6 +51,11 @@ class Catalog {
 SourceRecord describe_raster(const std::filesystem::path& path, Modality modality, int season, const std::string& time,
                              std::vector<int> bands = {});
 
+// GDAL connection strings such as NETCDF:"/data/x.nc":coherence name a part of a file.
+bool is_connection_string(const std::string& path);
+// The file behind a path or connection string (for its size and time).
+std::filesystem::path underlying_file(const std::filesystem::path& path);
+
 // ISO 8601 interval of a season of a year: DJF runs from December of the year before.
 std::string season_interval(int year, int season);
 

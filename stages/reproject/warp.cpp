@@ -68,7 +68,9 @@ std::vector<std::string> warp_arguments(const GridWindow& w, const WarpSettings&
           "-ot", "Float32",
           "-dstnodata", "nan",
           "-wm", std::to_string(s.memory_mb),
-          "-wo", fmt::format("NUM_THREADS={}", std::max(1, s.threads))};
+          "-wo", fmt::format("NUM_THREADS={}", std::max(1, s.threads)),
+          "-wo", fmt::format("XSCALE={:.17g}", s.scale),
+          "-wo", fmt::format("YSCALE={:.17g}", s.scale)};
 }
 
 SourceSet::SourceSet(const std::vector<const SourceRecord*>& records) {
@@ -107,6 +109,7 @@ SourceSet::SourceSet(const std::vector<const SourceRecord*>& records) {
       datasets_.push_back(ds.release());
       files_.push_back(r->path.string());
     }
+    native_pixel_m_ = native_pixel_m();
   } catch (...) {
     close();
     throw;
@@ -139,10 +142,15 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   std::fill(out, out + static_cast<std::size_t>(bands) * window.width * window.height, std::numeric_limits<float>::quiet_NaN());
 
   // Into an existing dataset gdalwarp takes neither -t_srs/-te/-ts nor -ot: the grid is the dataset's.
-  // -et 0: the exact transformation at every pixel, so that a window warped in strips
-  // equals the whole tile warped at once (the approximate one depends on the chunking).
-  std::vector<std::string> args = {"-r", settings.resampling, "-et", "0", "-dstnodata", "nan", "-wm", std::to_string(settings.memory_mb),
-                                   "-wo", fmt::format("NUM_THREADS={}", std::max(1, settings.threads))};
+  // -et 0 (the exact transformation at every pixel) and a fixed scale, so that a window
+  // warped in strips equals the whole tile warped at once: the approximate transformer
+  // and GDAL's per-chunk scale both depend on the chunking.
+  const WarpSettings s = with_scale(settings, window);
+  std::vector<std::string> args = {"-r", s.resampling, "-et", "0", "-dstnodata", "nan",
+                                   "-wm", std::to_string(s.memory_mb),
+                                   "-wo", fmt::format("NUM_THREADS={}", std::max(1, s.threads)),
+                                   "-wo", fmt::format("XSCALE={:.17g}", s.scale),
+                                   "-wo", fmt::format("YSCALE={:.17g}", s.scale)};
   Argv argv(args);
   GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
   std::vector<GDALDatasetH> inputs(inputs_.begin(), inputs_.end());
@@ -170,6 +178,34 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   }
 }
 
+WarpSettings SourceSet::with_scale(const WarpSettings& settings, const GridWindow& window) const {
+  if (settings.scale > 0 || inputs_.empty()) return settings;
+  WarpSettings out = settings;
+  out.scale = native_pixel_m_ / window.pixel;
+  return out;
+}
+
+// The finest pixel size of the sources in metres; a geographic source's at its centre.
+// It depends on the sources only, never on the window being warped.
+double SourceSet::native_pixel_m() const {
+  double finest = 1e300;
+  for (void* h : inputs_) {
+    GDALDataset* ds = GDALDataset::FromHandle(h);
+    double gt[6];
+    ds->GetGeoTransform(gt);
+    double size = std::min(std::hypot(gt[1], gt[4]), std::hypot(gt[2], gt[5]));
+    const OGRSpatialReference* srs = ds->GetSpatialRef();
+    if (srs && srs->IsGeographic()) {
+      const double lat = gt[3] + gt[5] * ds->GetRasterYSize() / 2;
+      size *= 111320.0 * std::cos(lat * M_PI / 180.0);
+    } else if (srs) {
+      size *= srs->GetLinearUnits();
+    }
+    finest = std::min(finest, size);
+  }
+  return finest;
+}
+
 std::vector<float> SourceSet::sample(std::size_t source, int band, int size) const {
   GDALDataset* ds = GDALDataset::FromHandle(inputs_.at(source));
   GDALRasterBand* b = ds->GetRasterBand(band);
@@ -187,21 +223,34 @@ std::vector<float> SourceSet::sample(std::size_t source, int band, int size) con
   return out;
 }
 
-WarpedModality warp_modality(const Catalog& catalog, Modality modality, const GridWindow& window,
-                             const WarpSettings& settings) {
-  const ModalityInfo& mi = info(modality);
-  WarpedModality out{modality, mi.channels(), window.width, window.height, {}, {}};
+LonLatBox padded(const LonLatBox& b) {
+  constexpr double kPadDeg = 0.01;
+  return {b.lon0 - kPadDeg, b.lat0 - kPadDeg, b.lon1 + kPadDeg, b.lat1 + kPadDeg};
+}
+
+ModalitySources::ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area) : modality_(modality) {
+  for (int season = 0; season < info(modality).seasons; ++season)
+    seasons_.push_back(std::make_unique<SourceSet>(catalog.query(modality, season, padded(area))));
+}
+
+WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSettings& settings) const {
+  const ModalityInfo& mi = info(modality_);
+  WarpedModality out{modality_, mi.channels(), window.width, window.height, {}, {}};
   out.data.assign(static_cast<std::size_t>(out.channels) * window.width * window.height,
                   std::numeric_limits<float>::quiet_NaN());
-  const LonLatBox box = window.lonlat_box();
   const int nb = static_cast<int>(mi.bands.size());
-  for (int season = 0; season < mi.seasons; ++season) {
-    const SourceSet sources(catalog.query(modality, season, box));
+  for (std::size_t season = 0; season < seasons_.size(); ++season) {
+    const SourceSet& sources = *seasons_[season];
     if (sources.empty()) continue;  // the modality is missing here: channels stay NaN
-    sources.warp(window, settings, out.data.data() + static_cast<std::size_t>(season) * nb * window.width * window.height, nb);
+    sources.warp(window, settings, out.data.data() + season * nb * window.width * window.height, nb);
     out.sources.insert(out.sources.end(), sources.files().begin(), sources.files().end());
   }
   return out;
+}
+
+WarpedModality warp_modality(const Catalog& catalog, Modality modality, const GridWindow& window,
+                             const WarpSettings& settings) {
+  return ModalitySources(catalog, modality, window.lonlat_box()).warp(window, settings);
 }
 
 void set_gdal_cache(int megabytes) { GDALSetCacheMax64(static_cast<GIntBig>(megabytes) * 1024 * 1024); }

@@ -3,6 +3,7 @@
 // tile's UTM zone at the configured pixel size, with per-modality resampling and no-data
 // carried through as NaN.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct WarpSettings {
   std::string resampling = "bilinear";
   int threads = 1;      // GDAL warper threads
   int memory_mb = 256;  // warper working memory
+  // Destination pixels per source pixel (gdalwarp -wo XSCALE/YSCALE); 0: GDAL estimates
+  // it per chunk, which for a rotated source (another UTM zone) depends on the chunk's
+  // shape and so makes a row of chips differ from the same pixels of a whole tile.
+  double scale = 0;
 };
 
 // One modality on a window: [channel][row][col] float32, NaN where no source has data.
@@ -59,6 +64,8 @@ class SourceSet {
   SourceSet& operator=(const SourceSet&) = delete;
   bool empty() const { return inputs_.empty(); }
   const std::vector<std::string>& files() const { return files_; }
+  // The settings with `scale` fixed from the sources' native pixel size (the finest).
+  WarpSettings with_scale(const WarpSettings& settings, const GridWindow& window) const;
   // Valid values of one band of one source, read decimated to at most size x size
   // (GDAL picks overviews), for statistics.
   std::vector<float> sample(std::size_t source, int band, int size) const;
@@ -67,12 +74,30 @@ class SourceSet {
 
  private:
   void close();
+  double native_pixel_m() const;
+  double native_pixel_m_ = 0;
   std::vector<void*> datasets_;  // opened files (GDALDatasetH)
   std::vector<void*> inputs_;    // what the warper reads (the file or its VRT)
   std::vector<std::string> files_;
 };
 
-// All seasons of a modality on a window.
+// The sources of every season of a modality over an area, opened once and warped onto
+// any number of windows inside it (the rows of chips of a tile).
+class ModalitySources {
+ public:
+  ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area);
+  WarpedModality warp(const GridWindow& window, const WarpSettings& settings) const;
+
+ private:
+  Modality modality_;
+  std::vector<std::unique_ptr<SourceSet>> seasons_;
+};
+
+// Source footprints are bounds from sampled edges: a query pads its box so that a
+// source reaching a window by a few metres is not missed.
+LonLatBox padded(const LonLatBox& box);
+
+// All seasons of a modality on one window.
 WarpedModality warp_modality(const Catalog& catalog, Modality modality, const GridWindow& window,
                              const WarpSettings& settings);
 

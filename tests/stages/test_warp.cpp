@@ -1,0 +1,209 @@
+// Our warp equals the gdalwarp program given the same inputs, target grid and options,
+// for every modality of the synthetic world and for real files written by other tools
+// (a Landsat 7 scene in SIRGAS 2000 / UTM 25S, a CF NetCDF with scale/offset).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fmt/format.h>
+
+#include "stages/chip/chipper.hpp"
+#include "stages/ingest/gdal_util.hpp"
+#include "stages/reproject/warp.hpp"
+#include "support/run.hpp"
+#include "support/world.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+// Runs gdalwarp (and gdal_translate first where a source needs band selection or
+// unscaling) and returns the output's bands.
+std::vector<float> gdalwarp_cli(const std::vector<const SourceRecord*>& sources, const GridWindow& window,
+                                const WarpSettings& settings, const fs::path& dir, bool unscale) {
+  std::string inputs;
+  int k = 0;
+  for (const SourceRecord* r : sources) {
+    std::string input = r->path.string();
+    bool identity = true;
+    for (std::size_t i = 0; i < r->bands.size(); ++i) identity &= r->bands[i] == static_cast<int>(i) + 1;
+    if (unscale || !identity) {
+      const fs::path vrt = dir / fmt::format("src{}.vrt", k++);
+      std::string cmd = "gdal_translate -q -of VRT -ot Float32";
+      for (int b : r->bands) cmd += fmt::format(" -b {}", b);
+      if (unscale) cmd += " -unscale";
+      const auto t = test::run(cmd + " " + quote(input) + " " + quote(vrt.string()));
+      EXPECT_EQ(t.code, 0) << t.output;
+      input = vrt.string();
+    }
+    inputs += " " + quote(input);
+  }
+  const fs::path out = dir / "gdalwarp.tif";
+  fs::remove(out);
+  std::string cmd = "gdalwarp -q -overwrite";
+  for (const auto& a : warp_arguments(window, SourceSet(sources).with_scale(settings, window))) cmd += " " + quote(a);
+  const auto w = test::run(cmd + inputs + " " + quote(out.string()));
+  EXPECT_EQ(w.code, 0) << w.output;
+  GdalDataset ds = open_raster(out);
+  std::vector<float> data(static_cast<std::size_t>(ds->GetRasterCount()) * window.width * window.height);
+  EXPECT_EQ(ds->RasterIO(GF_Read, 0, 0, window.width, window.height, data.data(), window.width, window.height,
+                         GDT_Float32, ds->GetRasterCount(), nullptr, 0, 0, 0, nullptr), CE_None);
+  return data;
+}
+
+// Same no-data pixels, values within 1e-5 relative.
+void expect_same(const float* ours, const std::vector<float>& theirs, const std::string& what) {
+  std::size_t valid = 0, mismatched = 0;
+  for (std::size_t i = 0; i < theirs.size(); ++i) {
+    if (std::isnan(theirs[i]) || std::isnan(ours[i])) {
+      mismatched += std::isnan(theirs[i]) != std::isnan(ours[i]);
+      continue;
+    }
+    ++valid;
+    mismatched += std::abs(ours[i] - theirs[i]) > 1e-5 * std::max(1.0f, std::abs(theirs[i]));
+  }
+  EXPECT_EQ(mismatched, 0u) << what;
+  EXPECT_GT(valid, theirs.size() / 10) << what << ": too little data to compare";
+}
+
+class Warp : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { world_ = test::make_world("warp").release(); }
+  static void TearDownTestSuite() {
+    fs::remove_all(world_->dir);
+    delete world_;
+  }
+  static test::TestWorld* world_;
+};
+test::TestWorld* Warp::world_ = nullptr;
+
+TEST_F(Warp, EachModalityEqualsGdalwarp) {
+  ASSERT_GE(world_->plan.tiles.size(), 2u);
+  const TilePlan& tile = world_->plan.tiles.front();
+  const GridWindow window = chip_window(tile.id, world_->config.pixel_size, 0, 16, 0, 16);
+  for (Modality m : kImageModalities) {
+    const int season = 2;
+    const WarpSettings settings{world_->config.resampling(m), 2, 256};
+    const auto records = world_->catalog.query(m, season, padded(window.lonlat_box()));
+    ASSERT_FALSE(records.empty()) << info(m).name;
+    const SourceSet sources(records);
+    const int nb = static_cast<int>(info(m).bands.size());
+    std::vector<float> ours(static_cast<std::size_t>(nb) * window.width * window.height);
+    sources.warp(window, settings, ours.data(), nb);
+    const auto theirs = gdalwarp_cli(records, window, settings, world_->dir, m == Modality::s1coh);
+    expect_same(ours.data(), theirs, fmt::format("{} season {} from {} files", info(m).name, season, records.size()));
+  }
+}
+
+TEST_F(Warp, ChipRowsEqualTheWholeTileWarp) {
+  // The chip stage warps one row of chips at a time; the result must not depend on that.
+  const TilePlan& tile = world_->plan.tiles.back();
+  const TileReadOptions options = TileReadOptions::from(world_->config, 2);
+  const GridWindow whole = chip_window(tile.id, options.pixel, 0, 16, 0, 16);
+  std::map<Modality, WarpedModality> full;
+  for (Modality m : options.modalities)
+    full[m] = warp_modality(world_->catalog, m, whole, {options.resampling.at(m), 2, 256});
+  std::size_t compared = 0;
+  read_tile(world_->catalog, tile, options, [&](ChipBatch&& batch) {
+    for (const ModalityChips& mc : batch.modalities)
+      for (std::size_t k = 0; k < batch.chips.size(); ++k) {
+        const int r = batch.chips[k].row % 16, c = batch.chips[k].col % 16;
+        for (int ch = 0; ch < mc.channels; ++ch)
+          for (int y = 0; y < batch.size; y += 7)
+            for (int x = 0; x < batch.size; x += 5) {
+              const float a = mc.values[(k * mc.channels + ch) * batch.size * batch.size + y * batch.size + x];
+              const float b = full[mc.modality].at(ch, r * batch.size + y, c * batch.size + x);
+              ASSERT_TRUE((std::isnan(a) && std::isnan(b)) || std::abs(a - b) <= 1e-5f * std::max(1.0f, std::abs(b)))
+                  << info(mc.modality).name << " " << batch.chips[k].str() << " ch " << ch << " " << a << " vs " << b;
+              ++compared;
+            }
+      }
+  });
+  EXPECT_GT(compared, 10000u);
+}
+
+// Real files from Debian's r-cran-stars: the setup script unpacks them.
+const fs::path kStars = fs::path(EO_SOURCE_DIR) / "data/real/stars";
+
+TEST(WarpRealFiles, Landsat7SceneInSirgas2000EqualsGdalwarp) {
+  const fs::path scene = kStars / "tif/L7_ETMs.tif";
+  ASSERT_TRUE(fs::exists(scene)) << "run scripts/setup.sh: it unpacks " << scene;
+  SourceRecord r = describe_raster(scene, Modality::s2rgb, 1, "", {3, 2, 1});
+  EXPECT_EQ(r.crs, "EPSG:31985");  // SIRGAS 2000 / UTM zone 25S
+  // A window of our zone-25S grid over the scene, at 10 m.
+  const Zone zone{25, true};
+  const ChipId chip = chip_at(zone, utm_forward(25, true, {-34.87, -7.99}));
+  const TileId tile = tile_of(chip);
+  const GridWindow window = chip_window(tile, 10, chip.row % 16 - 1, 3, chip.col % 16 - 1, 3);
+  const WarpSettings settings{"bilinear", 2, 256};
+  const SourceSet sources({&r});
+  std::vector<float> ours(3u * window.width * window.height);
+  sources.warp(window, settings, ours.data(), 3);
+  const auto dir = fs::temp_directory_path() / ("eo_l7_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  expect_same(ours.data(), gdalwarp_cli({&r}, window, settings, dir, false), "L7_ETMs bands 3,2,1");
+  fs::remove_all(dir);
+}
+
+class WarpWrapped : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("eo_wrap_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(WarpWrapped, NetcdfWithScaleOffsetThroughVrtEqualsGdalwarp) {
+  // NOAA OISST sample (CF-1.0): sst is int16 with scale_factor 0.01 on a global 2-degree
+  // grid, without a grid mapping; a VRT written by gdal_translate gives it EPSG:4326.
+  const fs::path vrt = dir_ / "sst.vrt";
+  const auto t = test::run("gdal_translate -q -of VRT -a_srs EPSG:4326 'NETCDF:\"" + (kStars / "nc/reduced.nc").string() +
+                           "\":sst' " + vrt.string());
+  ASSERT_EQ(t.code, 0) << t.output;
+  SourceRecord r = describe_raster(vrt, Modality::s1coh, 0, "", {1});
+  const SourceSet sources({&r});
+  const Zone zone{31, false};
+  const TileId tile = tile_of(chip_at(zone, utm_forward(31, false, {3.0, 40.0})));  // the western Mediterranean
+  const GridWindow window = chip_window(tile, 1120, 0, 16, 0, 16);
+  const WarpSettings settings{"bilinear", 2, 256};
+  std::vector<float> ours(static_cast<std::size_t>(window.width) * window.height);
+  sources.warp(window, settings, ours.data(), 1);
+  float lo = 1e9f, hi = -1e9f;
+  for (float v : ours)
+    if (!std::isnan(v)) { lo = std::min(lo, v); hi = std::max(hi, v); }
+  EXPECT_GT(lo, 5.0f) << "scale_factor not applied: sea surface temperature in degrees C";
+  EXPECT_LT(hi, 30.0f);
+  expect_same(ours.data(), gdalwarp_cli({&r}, window, settings, dir_, true), "reduced.nc sst");
+}
+
+TEST_F(WarpWrapped, Hdf5WrittenByH5pyEqualsGdalwarp) {
+  // h5py writes a plain 2-D dataset with scale and no-data; a VRT places it in UTM 31N.
+  const fs::path h5 = dir_ / "amp.h5";
+  const auto py = test::run("/usr/bin/python3 -c \"import h5py, numpy as np\n"
+                            "y, x = np.mgrid[0:300, 0:400]\n"
+                            "a = (-12 + 3*np.sin(x/17.0) + 2*np.cos(y/23.0)).astype('float32')\n"
+                            "a[100:120, 50:90] = -9999\n"
+                            "f = h5py.File('" + h5.string() + "', 'w'); f.create_dataset('vv', data=a)\"");
+  ASSERT_EQ(py.code, 0) << py.output;
+  const fs::path vrt = dir_ / "amp.vrt";
+  const auto t = test::run("gdal_translate -q -of VRT -a_srs EPSG:32631 -a_ullr 440000 4440000 452000 4431000 "
+                           "-a_nodata -9999 'HDF5:\"" + h5.string() + "\"://vv' " + vrt.string());
+  ASSERT_EQ(t.code, 0) << t.output;
+  SourceRecord r = describe_raster(vrt, Modality::s1coh, 0, "", {1});
+  const SourceSet sources({&r});
+  const TileId tile = tile_of(chip_at({31, false}, {445000, 4435000}));
+  const ChipId c = chip_at({31, false}, {445000, 4435000});
+  const GridWindow window = chip_window(tile, 20, c.row % 16, 1, c.col % 16, 1);
+  const WarpSettings settings{"bilinear", 2, 256};
+  std::vector<float> ours(static_cast<std::size_t>(window.width) * window.height);
+  sources.warp(window, settings, ours.data(), 1);
+  expect_same(ours.data(), gdalwarp_cli({&r}, window, settings, dir_, false), "h5py dataset");
+}
+
+}  // namespace
+}  // namespace eo
