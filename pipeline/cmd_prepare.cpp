@@ -125,7 +125,9 @@ int run_prepare(const PrepareOptions& opts) {
     if (!std::filesystem::exists(norm_file)) {
       spdlog::info("computing normalisation statistics from up to {} files per modality and season",
                    config->data.normalisation_files);
-      compute_normalisation(catalog, config->data.modalities, config->data.normalisation_files).save(norm_file);
+      compute_normalisation(catalog, config->data.modalities, config->data.normalisation_files,
+                            [](const std::string& w) { spdlog::warn("{}", w); })
+          .save(norm_file);
     }
   }
   comm.barrier();

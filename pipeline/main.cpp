@@ -40,9 +40,11 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("catalog")) return eo::run_catalog(catalog);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
+    eo::MpiSession::abort_all(eo::kExitUsage);
     return eo::kExitUsage;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "eo-pipeline: error: %s\n", e.what());
+    eo::MpiSession::abort_all(eo::kExitTilesFailed);
     return eo::kExitTilesFailed;
   }
   return eo::kExitUsage;

@@ -94,6 +94,14 @@ MpiSession::MpiSession(int& argc, char**& argv) {
   active_ = true;
 }
 
+void MpiSession::abort_all(int code) {
+  if (mpi_running()) {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  }
+}
+
 MpiSession::~MpiSession() {
   if (active_) MPI_Finalize();
 }

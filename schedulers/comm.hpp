@@ -42,6 +42,9 @@ class MpiSession {
   bool active() const { return active_; }
   // Whether the environment says an MPI launcher started us.
   static bool launched_by_mpi();
+  // Ends every rank of the job: one rank's fatal error must not leave the others
+  // waiting for it forever. Does nothing when MPI is not running.
+  static void abort_all(int code);
 
  private:
   bool active_ = false;

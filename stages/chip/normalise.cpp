@@ -1,6 +1,7 @@
 #include "stages/chip/normalise.hpp"
 
 #include <cmath>
+#include <memory>
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -64,7 +65,8 @@ Normalisation Normalisation::load(const std::filesystem::path& file) {
   return from_json(buf.str(), file.string());
 }
 
-Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Modality>& modalities, int files) {
+Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Modality>& modalities, int files,
+                                    const std::function<void(const std::string&)>& warn) {
   Normalisation n;
   for (Modality m : modalities) {
     const ModalityInfo& mi = info(m);
@@ -76,16 +78,33 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
       std::vector<const SourceRecord*> picked;
       const std::size_t count = std::min<std::size_t>(all.size(), static_cast<std::size_t>(files));
       for (std::size_t i = 0; i < count; ++i) picked.push_back(all[i * all.size() / count]);
-      const SourceSet sources(picked);
+      // A broken file fails only the tiles that read it: here it is left out of the sample.
+      std::vector<std::unique_ptr<SourceSet>> sources;
+      for (const SourceRecord* r : picked) {
+        try {
+          auto set = std::make_unique<SourceSet>(std::vector<const SourceRecord*>{r});
+          for (int b = 0; b < nb; ++b) set->sample(0, b + 1, 8);
+          sources.push_back(std::move(set));
+        } catch (const std::exception& e) {
+          if (warn) warn(fmt::format("normalisation: left out {}", e.what()));
+        }
+      }
       for (int b = 0; b < nb; ++b) {
         double sum = 0, sum2 = 0;
         std::size_t k = 0;
-        for (std::size_t s = 0; s < picked.size(); ++s)
-          for (float v : sources.sample(s, b + 1, 512)) {
+        for (const auto& set : sources) {
+          std::vector<float> values;
+          try {
+            values = set->sample(0, b + 1, 512);
+          } catch (const std::exception& e) {
+            if (warn) warn(fmt::format("normalisation: left out {}", e.what()));
+          }
+          for (float v : values) {
             sum += v;
             sum2 += static_cast<double>(v) * v;
             ++k;
           }
+        }
         ChannelStats st;
         if (k > 0) {
           st.mean = sum / k;

@@ -4,6 +4,7 @@
 // tile and every later run normalises the same way.
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,6 +30,8 @@ struct Normalisation {
 };
 
 // From up to `files` evenly spaced sources per modality and season, read decimated.
-Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Modality>& modalities, int files);
+// Unreadable files are left out and reported through `warn`.
+Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Modality>& modalities, int files,
+                                    const std::function<void(const std::string&)>& warn = {});
 
 }  // namespace eo

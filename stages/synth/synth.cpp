@@ -36,9 +36,11 @@ void parallel_rows(int n, F&& f) {
   for (auto& th : pool) th.join();
 }
 
-LonLatBox plan_extent(const Plan& plan) {
-  LonLatBox b{1e300, 1e300, -1e300, -1e300};
-  for (const TilePlan& t : plan.tiles)
+// Where the world exists: around each planned tile's chips, with a margin.
+std::vector<LonLatBox> plan_areas(const Plan& plan) {
+  std::vector<LonLatBox> areas;
+  for (const TilePlan& t : plan.tiles) {
+    LonLatBox b{1e300, 1e300, -1e300, -1e300};
     for (int i = 0; i < kChipsPerTile; ++i) {
       if (!t.chips.test(static_cast<std::size_t>(i))) continue;
       const ChipId c = t.id.chip(i);
@@ -47,7 +49,18 @@ LonLatBox plan_extent(const Plan& plan) {
         b.lat0 = std::min(b.lat0, p.lat); b.lat1 = std::max(b.lat1, p.lat);
       }
     }
-  return {b.lon0 - kMarginDeg, b.lat0 - kMarginDeg, b.lon1 + kMarginDeg, b.lat1 + kMarginDeg};
+    areas.push_back({b.lon0 - kMarginDeg, b.lat0 - kMarginDeg, b.lon1 + kMarginDeg, b.lat1 + kMarginDeg});
+  }
+  return areas;
+}
+
+LonLatBox bounds_of(const std::vector<LonLatBox>& areas) {
+  LonLatBox b{1e300, 1e300, -1e300, -1e300};
+  for (const LonLatBox& a : areas) {
+    b.lon0 = std::min(b.lon0, a.lon0); b.lon1 = std::max(b.lon1, a.lon1);
+    b.lat0 = std::min(b.lat0, a.lat0); b.lat1 = std::max(b.lat1, a.lat1);
+  }
+  return b;
 }
 
 // A raster in memory, written out through GDAL's CreateCopy into the product's format.
@@ -95,7 +108,7 @@ class Writer {
  public:
   Writer(const Config& config, const Plan& plan, const std::function<void(const std::string&)>& progress)
       : config_(config), plan_(plan), progress_(progress), world_(world_of(config, plan)),
-        extent_(plan_extent(plan)), dir_(config.world_dir()), scale_(config.synth.resolution_scale) {}
+        areas_(plan_areas(plan)), extent_(bounds_of(areas_)), dir_(config.world_dir()), scale_(config.synth.resolution_scale) {}
 
   SynthReport run() {
     gdal_init();
@@ -112,7 +125,15 @@ class Writer {
   // The world exists over the plan's chips and a margin; products are no data elsewhere,
   // as real ones are beyond a swath or an archive's coverage.
   bool in_extent(LonLat p) const {
-    return p.lon >= extent_.lon0 && p.lon <= extent_.lon1 && p.lat >= extent_.lat0 && p.lat <= extent_.lat1;
+    for (const LonLatBox& a : areas_)
+      if (p.lon >= a.lon0 && p.lon <= a.lon1 && p.lat >= a.lat0 && p.lat <= a.lat1) return true;
+    return false;
+  }
+  // Source tiles that hold none of the world are not written.
+  bool touches_world(const LonLatBox& box) const {
+    for (const LonLatBox& a : areas_)
+      if (a.intersects(box)) return true;
+    return false;
   }
 
   bool left_out(Modality m, const std::string& tile) {
@@ -154,7 +175,13 @@ class Writer {
       for (int ie = static_cast<int>(std::floor((e0 - kMgrsSize) / kMgrsSpacing)) + 1; ie * kMgrsSpacing < e1; ++ie)
         for (int in = static_cast<int>(std::floor((n0 - kMgrsSize) / kMgrsSpacing)) + 1; in * kMgrsSpacing < n1; ++in) {
           const std::string tile = fmt::format("{}{:02d}{:03d}", zone.name(), ie, in);
-          if (left_out(Modality::s2rgb, "S2_" + tile)) continue;
+          const Box mgrs{ie * kMgrsSpacing, in * kMgrsSpacing, ie * kMgrsSpacing + kMgrsSize, in * kMgrsSpacing + kMgrsSize};
+          LonLatBox footprint{1e300, 1e300, -1e300, -1e300};
+          for (const LonLat& p : footprint_lonlat(zone, mgrs, 8)) {
+            footprint.lon0 = std::min(footprint.lon0, p.lon); footprint.lon1 = std::max(footprint.lon1, p.lon);
+            footprint.lat0 = std::min(footprint.lat0, p.lat); footprint.lat1 = std::max(footprint.lat1, p.lat);
+          }
+          if (!touches_world(footprint) || left_out(Modality::s2rgb, "S2_" + tile)) continue;
           const double gt[6] = {ie * kMgrsSpacing, px, 0, in * kMgrsSpacing + kMgrsSize, 0, -px};
           // ground once per pixel, then every season from it
           std::vector<Ground> ground(static_cast<std::size_t>(n) * n);
@@ -196,7 +223,8 @@ class Writer {
   template <typename F>
   void geographic_tiles(double size, F&& f) {
     for (double lat = std::floor(extent_.lat0 / size) * size; lat < extent_.lat1 - 1e-9; lat += size)
-      for (double lon = std::floor(extent_.lon0 / size) * size; lon < extent_.lon1 - 1e-9; lon += size) f(lon, lat);
+      for (double lon = std::floor(extent_.lon0 / size) * size; lon < extent_.lon1 - 1e-9; lon += size)
+        if (touches_world({lon, lat, lon + size, lat + size})) f(lon, lat);
   }
 
   static std::string tile_name(double lon, double lat) {
@@ -344,6 +372,7 @@ class Writer {
   const Plan& plan_;
   const std::function<void(const std::string&)>& progress_;
   World world_;
+  std::vector<LonLatBox> areas_;
   LonLatBox extent_;
   std::filesystem::path dir_;
   int scale_;

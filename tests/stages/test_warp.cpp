@@ -6,10 +6,12 @@
 
 #include <cmath>
 #include <fmt/format.h>
+#include <iostream>
 
 #include "stages/chip/chipper.hpp"
 #include "stages/ingest/gdal_util.hpp"
 #include "stages/reproject/warp.hpp"
+#include "stages/synth/products.hpp"
 #include "support/run.hpp"
 #include "support/world.hpp"
 
@@ -203,6 +205,104 @@ TEST_F(WarpWrapped, Hdf5WrittenByH5pyEqualsGdalwarp) {
   std::vector<float> ours(static_cast<std::size_t>(window.width) * window.height);
   sources.warp(window, settings, ours.data(), 1);
   expect_same(ours.data(), gdalwarp_cli({&r}, window, settings, dir_, false), "h5py dataset");
+}
+
+}  // namespace
+}  // namespace eo
+
+namespace eo {
+namespace {
+
+// What a pixel shows, per modality, from the latent world at its centre (season 2).
+double expected_signature(Modality m, const synth::Ground& g) {
+  switch (m) {
+    case Modality::s2rgb: return synth::s2_mean(g, 2)[1];  // G of JJA
+    case Modality::s1amp: return synth::s1_mean_db(g, 2)[0];  // VV of JJA
+    default: return synth::coherence_mean(g, 2);
+  }
+}
+int observed_channel(Modality m) { return m == Modality::s2rgb ? 2 * 3 + 1 : m == Modality::s1amp ? 2 * 2 : 2; }
+
+double correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  double ma = 0, mb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) { ma += a[i]; mb += b[i]; }
+  ma /= a.size(); mb /= b.size();
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    sab += (a[i] - ma) * (b[i] - mb); saa += (a[i] - ma) * (a[i] - ma); sbb += (b[i] - mb) * (b[i] - mb);
+  }
+  return sab / std::sqrt(saa * sbb);
+}
+
+// Chips at known coordinates carry the signature of the latent class there, and the
+// match is best with no shift at all: geolocation is right to within a pixel.
+TEST_F(Warp, ChipsCarryTheLatentSignatureAtTheirCoordinates) {
+  const synth::World world = synth::world_of(world_->config, world_->plan);
+  const TilePlan& tile = world_->plan.tiles.front();
+  std::vector<ChipBatch> rows;
+  read_tile(world_->catalog, tile, TileReadOptions::from(world_->config, 2), [&](ChipBatch&& b) {
+    if (rows.size() < 2) rows.push_back(std::move(b));
+  });
+  ASSERT_FALSE(rows.empty());
+  const int n = rows[0].size;
+  const double px = world_->config.pixel_size;
+  for (Modality m : kImageModalities) {
+    std::map<std::pair<int, int>, std::pair<std::vector<double>, std::vector<double>>> shifted;  // (dx, dy) -> (obs, exp)
+    std::map<synth::Cover, std::pair<double, double>> per_class;  // sums of observed, expected over interior pixels
+    std::map<synth::Cover, int> per_class_n;
+    for (const ChipBatch& batch : rows) {
+      const ModalityChips* mc = batch.find(m);
+      ASSERT_NE(mc, nullptr);
+      for (std::size_t k = 0; k < std::min<std::size_t>(batch.chips.size(), 4); ++k) {
+        const Box b = batch.chips[k].bounds();
+        // the world on the chip's pixel centres, with a border of one pixel
+        std::vector<synth::Ground> g(static_cast<std::size_t>(n + 2) * (n + 2));
+        for (int y = -1; y <= n; ++y)
+          for (int x = -1; x <= n; ++x)
+            g[static_cast<std::size_t>(y + 1) * (n + 2) + x + 1] =
+                world.at(utm_inverse(batch.tile.zone.number, batch.tile.zone.south, {b.e0 + (x + 0.5) * px, b.n1 - (y + 0.5) * px}));
+        auto ground = [&](int x, int y) -> const synth::Ground& { return g[static_cast<std::size_t>(y + 1) * (n + 2) + x + 1]; };
+        const int ch = observed_channel(m);
+        for (int y = 0; y < n; ++y)
+          for (int x = 0; x < n; ++x) {
+            const float v = mc->values[(k * mc->channels + ch) * n * n + y * n + x];
+            if (std::isnan(v)) continue;
+            for (int dy = -1; dy <= 1; ++dy)
+              for (int dx = -1; dx <= 1; ++dx) {
+                auto& [obs, exp] = shifted[{dx, dy}];
+                obs.push_back(v);
+                exp.push_back(expected_signature(m, ground(x + dx, y + dy)));
+              }
+            bool interior = true;
+            for (int dy = -1; dy <= 1; ++dy)
+              for (int dx = -1; dx <= 1; ++dx) interior &= ground(x + dx, y + dy).cover == ground(x, y).cover;
+            if (interior) {
+              per_class[ground(x, y).cover].first += v;
+              per_class[ground(x, y).cover].second += expected_signature(m, ground(x, y));
+              ++per_class_n[ground(x, y).cover];
+            }
+          }
+      }
+    }
+    const double at_zero = correlation(shifted[{0, 0}].first, shifted[{0, 0}].second);
+    std::cout << info(m).name << ": correlation with the latent signature " << at_zero << " at the pixel, "
+              << correlation(shifted[{1, 0}].first, shifted[{1, 0}].second) << " one pixel east\n";
+    EXPECT_GT(at_zero, m == Modality::s1amp ? 0.6 : 0.8) << info(m).name;
+    for (const auto& [shift, pair] : shifted)
+      if (shift != std::pair<int, int>{0, 0})
+        EXPECT_GT(at_zero, correlation(pair.first, pair.second))
+            << info(m).name << ": a shift of (" << shift.first << ", " << shift.second << ") px matches better";
+    // per class, the mean observed value is the class's signature
+    const double tolerance = m == Modality::s2rgb ? 4.0 : m == Modality::s1amp ? 1.2 : 0.06;
+    int classes = 0;
+    for (const auto& [cover, sums] : per_class) {
+      if (per_class_n[cover] < 200) continue;
+      ++classes;
+      EXPECT_NEAR(sums.first / per_class_n[cover], sums.second / per_class_n[cover], tolerance)
+          << info(m).name << " class " << static_cast<int>(cover);
+    }
+    EXPECT_GE(classes, 3) << info(m).name;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,130 @@
+// `prepare` under mpiexec on a synthetic world with broken inputs: corrupt, truncated,
+// missing and wrong-CRS files fail their tiles with a message naming the file and the
+// tile; every other tile finishes; reruns keep what was done and retry a bounded number
+// of times.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <fmt/format.h>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "pipeline/journal.hpp"
+#include "stages/chip/chipper.hpp"
+#include "support/run.hpp"
+#include "support/world.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string prepare_command(const test::TestWorld& w, int ranks) {
+  return fmt::format("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n {} --oversubscribe {} prepare {}",
+                     ranks, EO_PIPELINE_EXE, w.config_file.string());
+}
+
+TEST(Prepare, BrokenInputsFailOnlyTheirTiles) {
+  // Six small areas far enough apart to lie in different tiles and mostly different
+  // source files, in zones 10 and 11.
+  std::string squares;
+  for (int i = 0; i < 6; ++i) {
+    const double lon = -121.3 + 0.9 * (i % 3), lat = 36.2 + 1.1 * (i / 3);
+    squares += fmt::format("{}(({} {}, {} {}, {} {}, {} {}, {} {}))", i ? "," : "", lon, lat, lon + 0.04, lat, lon + 0.04,
+                           lat + 0.04, lon, lat + 0.04, lon, lat);
+  }
+  const auto w = test::make_world("broken", "MULTIPOLYGON(" + squares + ")", "prepare:\n  max_attempts: 2\n", 80, 8);
+  ASSERT_GE(w->plan.tiles.size(), 6u);
+  // Which tiles read which files.
+  std::map<fs::path, std::set<std::string>> users;
+  for (const TilePlan& t : w->plan.tiles)
+    for (const auto& f : tile_sources(w->catalog, t, w->config.data.modalities)) users[f].insert(t.id.str());
+  // Break one file of each kind, each read by tiles no other broken file reaches (so
+  // that each error is seen), leaving some tiles untouched.
+  std::set<fs::path> taken;
+  std::set<std::string> affected;
+  auto pick = [&](const std::string& folder) {
+    fs::path best;
+    for (const auto& [f, tiles] : users) {
+      if (f.parent_path().filename() != folder || taken.count(f)) continue;
+      const bool disjoint = std::none_of(tiles.begin(), tiles.end(), [&](const std::string& t) { return affected.count(t) > 0; });
+      if (disjoint && (best.empty() || tiles.size() < users[best].size())) best = f;
+    }
+    EXPECT_FALSE(best.empty()) << "no " << folder << " file to break on its own tiles";
+    taken.insert(best);
+    affected.insert(users[best].begin(), users[best].end());
+    return best;
+  };
+  const fs::path truncated = pick("s2rgb");
+  const fs::path corrupt = pick("s1amp");
+  const fs::path wrong_crs = pick("s1amp");
+  const fs::path missing = pick("s2rgb");
+  ASSERT_LT(affected.size(), w->plan.tiles.size()) << "every tile would fail: the test needs a larger world";
+
+  fs::resize_file(truncated, fs::file_size(truncated) / 2);
+  {
+    std::ofstream out(corrupt, std::ios::trunc | std::ios::binary);
+    for (int i = 0; i < 100000; ++i) out.put(static_cast<char>((i * 7919) & 0xff));
+  }
+  const fs::path reprojected = w->dir / "mercator.tif";
+  const auto t = test::run("gdalwarp -q -t_srs EPSG:3857 " + wrong_crs.string() + " " + reprojected.string());
+  ASSERT_EQ(t.code, 0) << t.output;
+  fs::rename(reprojected, wrong_crs);
+  fs::remove(missing);
+
+  const auto r = test::run(prepare_command(*w, 2));
+  EXPECT_EQ(r.code, 1) << r.output;
+  const fs::path out = w->config.output;
+  const auto journal = read_journal(out / "journal", "prepare");
+  ASSERT_EQ(journal.size(), w->plan.tiles.size());
+  std::map<fs::path, int> named;
+  for (const TilePlan& tile : w->plan.tiles) {
+    const JournalRecord& rec = journal.at(tile.id.str()).back();
+    const fs::path store = out / "chips" / (tile.id.str() + ".h5");
+    if (affected.count(tile.id.str())) {
+      EXPECT_EQ(rec.status, "failed") << tile.id.str();
+      EXPECT_NE(rec.error.find("tile " + tile.id.str()), std::string::npos) << rec.error;
+      bool names_a_broken_file = false;
+      for (const auto& f : taken)
+        if (rec.error.find(f.string()) != std::string::npos && users[f].count(tile.id.str())) {
+          names_a_broken_file = true;
+          ++named[f];
+        }
+      EXPECT_TRUE(names_a_broken_file) << rec.error;
+      EXPECT_FALSE(fs::exists(store)) << "a failed tile left a chip store";
+      EXPECT_NE(r.output.find(rec.error), std::string::npos) << "the summary does not list " << rec.error;
+    } else {
+      EXPECT_EQ(rec.status, "done") << tile.id.str() << ": " << rec.error;
+      EXPECT_TRUE(fs::exists(store)) << store;
+    }
+  }
+  for (const auto& f : taken) EXPECT_GT(named[f], 0) << "no failure names " << f;
+  for (const auto& e : fs::directory_iterator(out / "chips"))
+    EXPECT_EQ(e.path().filename().string().rfind(".tmp", 0), std::string::npos) << "temporary file left: " << e.path();
+
+  // The finished stores are complete HDF5 files a real reader opens.
+  const auto py = test::run("/usr/bin/python3 -c \"import h5py, glob, sys\n"
+                            "n = 0\n"
+                            "for f in glob.glob('" + (out / "chips").string() + "/*.h5'):\n"
+                            "    h = h5py.File(f, 'r'); n += h['s2rgb/data'].shape[0]; assert h['s1amp/data'].shape[1] == 8\n"
+                            "print(n)\"");
+  ASSERT_EQ(py.code, 0) << py.output;
+  EXPECT_GT(std::stoi(py.output), 0);
+
+  // A rerun keeps the done tiles and retries the failed ones; after max_attempts (2)
+  // they are left failed with their reason.
+  const auto again = test::run(prepare_command(*w, 2));
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.output.find(fmt::format("{} already done", w->plan.tiles.size() - affected.size())), std::string::npos) << again.output;
+  const auto third = test::run(prepare_command(*w, 1));
+  EXPECT_EQ(third.code, 1);
+  EXPECT_NE(third.output.find(fmt::format("{} left failed after 2 attempts", affected.size())), std::string::npos) << third.output;
+  EXPECT_NE(third.output.find(missing.string()), std::string::npos) << "the left-failed reasons are listed";
+  fs::remove_all(w->dir);
+}
+
+}  // namespace
+}  // namespace eo
