@@ -100,6 +100,28 @@ TEST(Config, BadAoiContentNamesConfigKeyAndSource) {
   }
 }
 
+TEST(Config, DataWarpSynthSections) {
+  const Config c = parse_config(kGood + "data:\n  modalities: [s1amp, s2rgb]\n  resampling: {s1coh: average}\n"
+                                        "synth:\n  resolution_scale: 4\n",
+                                "cfg.yaml", ".");
+  EXPECT_EQ(c.data.modalities, (std::vector<Modality>{Modality::s1amp, Modality::s2rgb}));
+  EXPECT_EQ(c.resampling(Modality::s1coh), "average");
+  EXPECT_EQ(c.resampling(Modality::s2rgb), "bilinear");
+  EXPECT_EQ(c.synth.resolution_scale, 4);
+  EXPECT_EQ(c.catalog_path(), std::filesystem::path("out/world/catalog.jsonl"));
+  EXPECT_NE(config_hash(c), config_hash(parse_config(kGood, "cfg.yaml", ".")));
+  EXPECT_NE(error_of(kGood + "data:\n  modalities: [s2rgb, s2rgb]\n").find("cfg.yaml:7: data.modalities[1]: listed twice"),
+            std::string::npos);
+  EXPECT_NE(error_of(kGood + "data:\n  modalities: [lidar]\n").find("data.modalities[0]: 'lidar' is not one of"),
+            std::string::npos);
+  EXPECT_NE(error_of(kGood + "data:\n  resampling: {s2rgb: lanczos9}\n").find("data.resampling.s2rgb: 'lanczos9'"),
+            std::string::npos);
+  EXPECT_NE(error_of(kGood + "synth:\n  resolution_scale: 2.5\n").find("cfg.yaml:8: synth.resolution_scale: expected a whole number"),
+            std::string::npos);
+  EXPECT_NE(error_of(kGood + "data:\n  catalog: nowhere.jsonl\n").find("data.catalog: no such file"), std::string::npos);
+  EXPECT_NE(error_of(kGood + "warp:\n  threads: -1\n").find("warp.threads: -1 is out of range"), std::string::npos);
+}
+
 TEST(Config, MalformedYamlNamesLine) {
   const std::string e = error_of("name: t\naois: [\n  {name: a\n");
   EXPECT_NE(e.find("cfg.yaml:"), std::string::npos) << e;

@@ -27,15 +27,16 @@ inline constexpr const char* kBorderAoi =
 
 // `pixel` is the chip pixel size; the products are `scale` times coarser than native.
 inline std::unique_ptr<TestWorld> make_world(const std::string& name, const std::string& aoi_wkt = kBorderAoi,
-                                             const std::string& extra_yaml = "", int pixel = 40, int scale = 4) {
+                                             const std::string& extra_yaml = "", int pixel = 40, int scale = 4,
+                                             int seed = 3, double missing_fraction = 0) {
   auto w = std::make_unique<TestWorld>();
   w->dir = std::filesystem::temp_directory_path() / ("eo_world_" + name + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(w->dir);
   std::filesystem::create_directories(w->dir);
   const std::string yaml = "name: " + name + "\noutput: " + (w->dir / "out").string() +
                            "\ngrid:\n  pixel_size: " + std::to_string(pixel) + "\naois:\n  - name: t\n    wkt: " + aoi_wkt +
-                           "\nsynth:\n  seed: 3\n  resolution_scale: " + std::to_string(scale) +
-                           "\n  missing_fraction: 0\n" + extra_yaml;
+                           "\nsynth:\n  seed: " + std::to_string(seed) + "\n  resolution_scale: " + std::to_string(scale) +
+                           "\n  missing_fraction: " + std::to_string(missing_fraction) + "\n" + extra_yaml;
   w->config_file = w->dir / (name + ".yaml");
   std::ofstream(w->config_file) << yaml;
   w->config = parse_config(yaml, w->config_file.string(), w->dir);

@@ -1,0 +1,93 @@
+// The HDF5 chip store: what is written is what h5py and our reader read back, and an
+// unfinished store leaves nothing behind.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fmt/format.h>
+#include <random>
+
+#include "stages/chipstore/chipstore.hpp"
+#include "support/run.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+
+ChipBatch make_batch(const TileId& tile, int first, int count, int size) {
+  std::mt19937 rng(static_cast<unsigned>(first));
+  std::uniform_real_distribution<float> u(0, 1);
+  ChipBatch b;
+  b.tile = tile;
+  b.size = size;
+  for (int i = first; i < first + count; ++i) b.chips.push_back(tile.chip(i));
+  for (Modality m : kImageModalities) {
+    ModalityChips mc{m, info(m).channels(), {}, {}};
+    mc.values.resize(static_cast<std::size_t>(count) * mc.channels * size * size);
+    for (std::size_t i = 0; i < mc.values.size(); ++i)
+      mc.values[i] = u(rng) < 0.1f ? std::nanf("") : (info(m).integer ? std::round(1 + 254 * u(rng)) : -25 + 25 * u(rng));
+    mc.valid.assign(static_cast<std::size_t>(count) * mc.channels, 0.9f);
+    b.modalities.push_back(std::move(mc));
+  }
+  return b;
+}
+
+TEST(ChipStore, RoundTripThroughOurReaderAndH5py) {
+  const fs::path dir = fs::temp_directory_path() / ("eo_store_" + std::to_string(::getpid()));
+  const TileId tile = parse_tile_id("33N_T025_T006");
+  const int size = 16;
+  const std::vector<Modality> mods(kImageModalities.begin(), kImageModalities.end());
+  ChipStoreInfo store{tile, 5, size, 280, mods, {{"fingerprint", "abc"}, {"normalisation", "{}"}}};
+  const fs::path file = dir / "33N_T025_T006.h5";
+  const ChipBatch a = make_batch(tile, 0, 3, size), b = make_batch(tile, 20, 2, size);
+  {
+    ChipStoreWriter w(file, store);
+    w.append(a, {true, false, true});
+    w.append(b, {true, true});
+    EXPECT_FALSE(fs::exists(file)) << "visible before commit";
+    w.commit();
+  }
+  const StoredTile t = read_chip_store(file);
+  ASSERT_EQ(t.chips.size(), 5u);
+  EXPECT_EQ(t.chips[3], tile.chip(20));
+  EXPECT_EQ(t.status, (std::vector<std::uint8_t>{1, 2, 1, 1, 1}));
+  EXPECT_EQ(t.info.attributes.at("fingerprint"), "abc");
+  for (std::size_t m = 0; m < t.modalities.size(); ++m) {
+    const auto& back = t.modalities[m].values;
+    const std::size_t per = a.modalities[m].values.size();
+    for (std::size_t i = 0; i < back.size(); ++i) {
+      const float expect = i < per ? a.modalities[m].values[i] : b.modalities[m].values[i - per];
+      ASSERT_TRUE((std::isnan(expect) && std::isnan(back[i])) || expect == back[i]) << i << ": " << expect << " vs " << back[i];
+    }
+  }
+  // A real reader: shapes, types, ids, chunking per chip and the sum of the data.
+  double sum = 0;
+  for (const float v : a.modalities[1].values) sum += std::isnan(v) ? 0 : v;
+  for (const float v : b.modalities[1].values) sum += std::isnan(v) ? 0 : v;
+  const auto py = test::run("/usr/bin/python3 -c \"import h5py, numpy as np\n"
+                            "f = h5py.File('" + file.string() + "', 'r')\n"
+                            "print(f['s2rgb/data'].shape, f['s2rgb/data'].dtype, f['s1amp/data'].chunks)\n"
+                            "print(f['chip_id'][3].decode(), f.attrs['tile'].decode() if isinstance(f.attrs['tile'], bytes) else f.attrs['tile'])\n"
+                            "print('%.3f' % np.nansum(f['s1amp/data'][:].astype('float64')))\"");
+  ASSERT_EQ(py.code, 0) << py.output;
+  EXPECT_NE(py.output.find("(5, 12, 16, 16) uint8 (1, 8, 16, 16)"), std::string::npos) << py.output;
+  EXPECT_NE(py.output.find(tile.chip(20).str() + " 33N_T025_T006"), std::string::npos) << py.output;
+  EXPECT_NE(py.output.find(fmt::format("{:.3f}", sum)), std::string::npos) << py.output << " expected " << sum;
+  fs::remove_all(dir);
+}
+
+TEST(ChipStore, UncommittedStoreLeavesNothing) {
+  const fs::path dir = fs::temp_directory_path() / ("eo_store_abandon_" + std::to_string(::getpid()));
+  const TileId tile = parse_tile_id("33N_T025_T006");
+  {
+    ChipStoreWriter w(dir / "x.h5", {tile, 4, 8, 560, {Modality::s1coh}, {}});
+    w.append(make_batch(tile, 0, 2, 8), {true, true});
+    EXPECT_THROW(w.commit(), std::runtime_error) << "2 of 4 chips written";
+  }
+  EXPECT_TRUE(fs::is_empty(dir));
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace eo
