@@ -174,9 +174,8 @@ Config parse_config(const std::string& text, const std::string& source, const st
     r.expect_map(d, "data", {"catalog", "modalities", "min_valid_fraction", "resampling", "normalisation_files"});
     if (d["catalog"]) {
       const std::filesystem::path f = r.string(d["catalog"], "data.catalog");
+      // Checked when a command reads it: `synth` writes the catalog it names.
       c.data.catalog = f.is_absolute() ? f : base_dir / f;
-      if (!std::filesystem::is_regular_file(c.data.catalog))
-        r.fail(d["catalog"], "data.catalog", fmt::format("no such file: {}", c.data.catalog.string()));
     }
     if (const YAML::Node m = d["modalities"]) {
       if (!m.IsSequence() || m.size() == 0) r.fail(m, "data.modalities", "expected a list of s2rgb, s1amp, s1coh");

@@ -127,6 +127,15 @@ TEST_F(Cli, BadAoiFileNamesTheAoiFile) {
   EXPECT_NE(r.output.find("c.yaml:2: aois[0]"), std::string::npos) << r.output;
 }
 
+TEST_F(Cli, PrepareWithoutCatalogExitsTwoNamingIt) {
+  const std::string cfg = write("c.yaml", "aois:\n  - name: x\n    wkt: POLYGON((14 45, 15 45, 15 46, 14 46, 14 45))\n"
+                                          "data:\n  catalog: nowhere/catalog.jsonl\n");
+  const auto r = run(exe() + " prepare " + cfg + " --output " + (dir_ / "o").string());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find((dir_ / "nowhere/catalog.jsonl").string()), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("eo-pipeline synth"), std::string::npos) << r.output;
+}
+
 TEST_F(Cli, MissingConfigAndUnknownCommand) {
   const auto r = run(exe() + " plan " + (dir_ / "nope.yaml").string());
   EXPECT_EQ(r.code, 2) << r.output;
