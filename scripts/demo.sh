@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# Until the embedding run exists, the main job is the plan of the demo area and its
-# split across two ranks.
-./build/pipeline/eo-pipeline plan --ranks 2 "$@"
+exe=./build/pipeline/eo-pipeline
+# Until the embedding run exists, the main job is the data path: plan the demo area,
+# synthesise its world, and warp and chip it into HDF5 chip stores on two ranks.
+$exe plan --ranks 2 "$@"
+$exe synth "$@"
+mpirun -np 2 $exe prepare "$@"
