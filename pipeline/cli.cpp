@@ -18,6 +18,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
 #include <fstream>
 #include <iostream>
 
+#include "pipeline/files.hpp"
 #include "pipeline/log.hpp"
 
 namespace eo {
@@ -34,14 +35,7 @@ std::optional<Config> start_command(const CommonOptions& opts, int rank) {
 }
 
 void write_resolved_config(const Config& config, const std::filesystem::path& file) {
-  std::filesystem::create_directories(file.parent_path());
-  const auto tmp = std::filesystem::path(file.string() + ".tmp");
-  {
-    std::ofstream out(tmp);
-    out << "# resolved from " << config.source << " by eo-pipeline " EO_VERSION "\n" << to_yaml(config);
-    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}", tmp.string()));
-  }
-  std::filesystem::rename(tmp, file);
+  write_atomically(file, "# resolved from " + config.source + " by eo-pipeline " EO_VERSION "\n" + to_yaml(config));
 }
 
 }  // namespace eo

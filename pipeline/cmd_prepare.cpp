@@ -43,6 +43,16 @@ double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
+// Chip stores a killed run was writing: never renamed into place, so never journalled.
+void remove_stale_temporaries(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir)) return;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind(".tmp.", 0) == 0) {
+      spdlog::info("removing {}, left by an interrupted run", e.path().string());
+      std::filesystem::remove(e.path());
+    }
+}
+
 }  // namespace
 
 int ranks_on_node(const Comm& comm) {
@@ -121,6 +131,7 @@ int run_prepare(const PrepareOptions& opts) {
   const std::filesystem::path out = config->output;
   const auto norm_file = out / "normalisation.json";
   if (rank == 0) {
+    remove_stale_temporaries(out / "chips");
     write_resolved_config(*config, out / "prepare" / "config.yaml");
     if (!std::filesystem::exists(norm_file)) {
       spdlog::info("computing normalisation statistics from up to {} files per modality and season",

@@ -125,6 +125,12 @@ std::vector<LonLat> footprint_lonlat(Zone zone, const Box& box, int per_edge) {
   return ring;
 }
 
+LonLatBox lonlat_bounds(Zone zone, const Box& box, int per_edge) {
+  LonLatBox b;
+  for (const LonLat& p : footprint_lonlat(zone, box, per_edge)) b.add(p);
+  return b;
+}
+
 double meridian_easting(Zone zone, double lon, double northing) {
   // Northing grows monotonically with latitude along a meridian: bisect on latitude.
   double lo = -89.9, hi = 89.9;

@@ -2,6 +2,7 @@
 // The UTM chip grid of DESIGN.md §3 (spec): 4480 m chips on the grid of each UTM zone,
 // 16 x 16 chips to a tile, rows counted down from a fixed per-hemisphere origin.
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -33,6 +34,21 @@ struct Zone {
   double origin_northing() const { return south ? kOriginSouth : kOriginNorth; }
   bool operator==(const Zone&) const = default;
   auto operator<=>(const Zone&) const = default;
+};
+
+// Bounds in EPSG:4326, degrees.
+struct LonLatBox {
+  double lon0 = 1e300, lat0 = 1e300, lon1 = -1e300, lat1 = -1e300;  // empty until something is added
+
+  bool intersects(const LonLatBox& o) const { return lon0 < o.lon1 && o.lon0 < lon1 && lat0 < o.lat1 && o.lat0 < lat1; }
+  bool contains(LonLat p) const { return p.lon >= lon0 && p.lon <= lon1 && p.lat >= lat0 && p.lat <= lat1; }
+  bool empty() const { return lon0 > lon1; }
+  void add(LonLat p) {
+    lon0 = std::min(lon0, p.lon); lon1 = std::max(lon1, p.lon);
+    lat0 = std::min(lat0, p.lat); lat1 = std::max(lat1, p.lat);
+  }
+  void add(const LonLatBox& b) { add(LonLat{b.lon0, b.lat0}); add(LonLat{b.lon1, b.lat1}); }
+  LonLatBox grown(double degrees) const { return {lon0 - degrees, lat0 - degrees, lon1 + degrees, lat1 + degrees}; }
 };
 
 // Axis-aligned box in a zone CRS, metres.
@@ -83,6 +99,9 @@ int zone_of_longitude(double lon);
 // Longitudes are continuous around the ring (a zone-60 chip over the antimeridian has
 // eastern longitudes above 180) so that the ring is a valid, unsplit polygon.
 std::vector<LonLat> footprint_lonlat(Zone zone, const Box& box, int per_edge = 1);
+
+// Bounds of a box of a zone in EPSG:4326 (from points along its curved edges).
+LonLatBox lonlat_bounds(Zone zone, const Box& box, int per_edge = 8);
 
 // Easting of meridian `lon` at northing `n` in the zone's CRS.
 double meridian_easting(Zone zone, double lon, double northing);

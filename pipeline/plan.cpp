@@ -1,5 +1,7 @@
 #include "pipeline/plan.hpp"
 
+#include "pipeline/files.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -386,31 +388,21 @@ std::bitset<kChipsPerTile> chip_mask_from_hex(const std::string& hex) {
 }
 
 void write_tiles_jsonl(const Plan& plan, const std::filesystem::path& file) {
-  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
-  const auto tmp = std::filesystem::path(file.string() + ".tmp");
-  {
-    std::ofstream out(tmp);
-    if (!out) throw std::runtime_error(fmt::format("cannot write the tile list {}", tmp.string()));
-    for (const TilePlan& tp : plan.tiles) {
-      const Box b = tp.id.bounds();
-      double lon0 = 1e300, lon1 = -1e300, lat0 = 1e300, lat1 = -1e300;
-      for (const LonLat& p : footprint_lonlat(tp.id.zone, b, 8)) {
-        lon0 = std::min(lon0, p.lon); lon1 = std::max(lon1, p.lon);
-        lat0 = std::min(lat0, p.lat); lat1 = std::max(lat1, p.lat);
-      }
-      nlohmann::json names = nlohmann::json::array();
-      for (std::size_t a = 0; a < plan.aois.size(); ++a)
-        if (tp.aois >> a & 1) names.push_back(plan.aois[a].name);
-      const nlohmann::json line = {
-          {"tile", tp.id.str()}, {"zone", tp.id.zone.name()}, {"epsg", tp.id.zone.epsg()},
-          {"row", tp.id.row}, {"col", tp.id.col}, {"chips", tp.chip_count()},
-          {"mask", chip_mask_hex(tp.chips)}, {"aois", names},
-          {"bounds", {b.e0, b.n0, b.e1, b.n1}}, {"lonlat_bounds", {lon0, lat0, lon1, lat1}}};
-      out << line.dump() << '\n';
-    }
-    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write the tile list {}", tmp.string()));
+  std::string text;
+  for (const TilePlan& tp : plan.tiles) {
+    const Box b = tp.id.bounds();
+    const LonLatBox ll = lonlat_bounds(tp.id.zone, b);
+    nlohmann::json names = nlohmann::json::array();
+    for (std::size_t a = 0; a < plan.aois.size(); ++a)
+      if (tp.aois >> a & 1) names.push_back(plan.aois[a].name);
+    const nlohmann::json line = {
+        {"tile", tp.id.str()}, {"zone", tp.id.zone.name()}, {"epsg", tp.id.zone.epsg()},
+        {"row", tp.id.row}, {"col", tp.id.col}, {"chips", tp.chip_count()},
+        {"mask", chip_mask_hex(tp.chips)}, {"aois", names},
+        {"bounds", {b.e0, b.n0, b.e1, b.n1}}, {"lonlat_bounds", {ll.lon0, ll.lat0, ll.lon1, ll.lat1}}};
+    text += line.dump() + '\n';
   }
-  std::filesystem::rename(tmp, file);
+  write_atomically(file, text);
 }
 
 std::vector<TilePlan> read_tiles_jsonl(const std::filesystem::path& file) {

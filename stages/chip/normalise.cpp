@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "pipeline/files.hpp"
 #include "pipeline/hash.hpp"
 #include "stages/reproject/warp.hpp"
 
@@ -46,16 +47,7 @@ Normalisation Normalisation::from_json(const std::string& text, const std::strin
 
 std::string Normalisation::hash() const { return Hasher().add(to_json()).hex(); }
 
-void Normalisation::save(const std::filesystem::path& file) const {
-  std::filesystem::create_directories(file.parent_path());
-  const auto tmp = std::filesystem::path(file.string() + ".tmp");
-  {
-    std::ofstream out(tmp);
-    out << to_json() << '\n';
-    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}", tmp.string()));
-  }
-  std::filesystem::rename(tmp, file);
-}
+void Normalisation::save(const std::filesystem::path& file) const { write_atomically(file, to_json() + "\n"); }
 
 Normalisation Normalisation::load(const std::filesystem::path& file) {
   std::ifstream in(file);

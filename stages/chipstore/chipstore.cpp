@@ -65,6 +65,9 @@ std::string read_string_attribute(hid_t obj, const std::string& name) {
 H5 create_dataset(hid_t where, const std::string& name, hid_t type, const std::vector<hsize_t>& dims, bool compress) {
   H5 space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "space of " + name);
   H5 props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "properties of " + name);
+  // No creation times in the file: the same chips give the same bytes, so a resumed
+  // run can be compared with a clean one file for file.
+  check(H5Pset_obj_track_times(props.get(), false), "times of " + name);
   if (compress && dims[0] > 0) {
     std::vector<hsize_t> chunk = dims;
     chunk[0] = 1;  // one chip per chunk: a loader reads chips one by one
@@ -118,7 +121,9 @@ ChipStoreWriter::ChipStoreWriter(std::filesystem::path file, ChipStoreInfo store
   d.status = create_dataset(d.h5.get(), "status", H5T_STD_U8LE, {n}, false);
   for (Modality m : d.info.modalities) {
     const ModalityInfo& mi = info(m);
-    H5 group(H5Gcreate2(d.h5.get(), mi.name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, std::string("group ") + mi.name);
+    H5 group_props(H5Pcreate(H5P_GROUP_CREATE), H5Pclose, "group properties");
+    check(H5Pset_obj_track_times(group_props.get(), false), "group times");
+    H5 group(H5Gcreate2(d.h5.get(), mi.name, H5P_DEFAULT, group_props.get(), H5P_DEFAULT), H5Gclose, std::string("group ") + mi.name);
     const auto c = static_cast<hsize_t>(mi.channels()), s = static_cast<hsize_t>(d.info.size);
     H5 data = create_dataset(group.get(), "data", mi.integer ? H5T_STD_U8LE : H5T_IEEE_F32LE, {n, c, s, s}, true);
     H5 valid = create_dataset(group.get(), "valid", H5T_IEEE_F32LE, {n, c}, false);

@@ -12,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "pipeline/files.hpp"
 #include "stages/ingest/gdal_util.hpp"
 
 namespace eo {
@@ -107,27 +108,22 @@ Catalog Catalog::load(const std::filesystem::path& file) {
 }
 
 void Catalog::save(const std::filesystem::path& file) const {
-  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
-  const auto tmp = std::filesystem::path(file.string() + ".tmp");
-  {
-    std::ofstream out(tmp);
-    const auto base = std::filesystem::absolute(file).parent_path();
-    for (const SourceRecord& r : records_) {
-      const std::string path = is_connection_string(r.path.string())
-                                   ? r.path.string()
-                                   : std::filesystem::absolute(r.path).lexically_relative(base).string();
-      nlohmann::json j = {{"path", path},
-                          {"modality", info(r.modality).name},
-                          {"season", r.season},
-                          {"time", r.time},
-                          {"crs", r.crs},
-                          {"footprint", {r.footprint.lon0, r.footprint.lat0, r.footprint.lon1, r.footprint.lat1}},
-                          {"bands", r.bands}};
-      out << j.dump() << '\n';
-    }
-    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write the catalog {}", tmp.string()));
+  const auto base = std::filesystem::absolute(file).parent_path();
+  std::string text;
+  for (const SourceRecord& r : records_) {
+    const std::string path = is_connection_string(r.path.string())
+                                 ? r.path.string()
+                                 : std::filesystem::absolute(r.path).lexically_relative(base).string();
+    const nlohmann::json j = {{"path", path},
+                              {"modality", info(r.modality).name},
+                              {"season", r.season},
+                              {"time", r.time},
+                              {"crs", r.crs},
+                              {"footprint", {r.footprint.lon0, r.footprint.lat0, r.footprint.lon1, r.footprint.lat1}},
+                              {"bands", r.bands}};
+    text += j.dump() + '\n';
   }
-  std::filesystem::rename(tmp, file);
+  write_atomically(file, text);
 }
 
 SourceRecord describe_raster(const std::filesystem::path& path, Modality modality, int season, const std::string& time,

@@ -8,14 +8,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pipeline/grid.hpp"
 #include "pipeline/modality.hpp"
 
 namespace eo {
-
-struct LonLatBox {
-  double lon0 = 0, lat0 = 0, lon1 = 0, lat1 = 0;
-  bool intersects(const LonLatBox& o) const { return lon0 < o.lon1 && o.lon0 < lon1 && lat0 < o.lat1 && o.lat0 < lat1; }
-};
 
 struct SourceRecord {
   std::filesystem::path path;  // absolute once loaded; relative to the catalog in the file

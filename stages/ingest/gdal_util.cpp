@@ -51,18 +51,16 @@ LonLatBox lonlat_bounds(GDALDataset& ds) {
   if (!ct) throw std::runtime_error(fmt::format("{}: no transformation from its CRS to EPSG:4326", ds.GetDescription()));
   const int w = ds.GetRasterXSize(), h = ds.GetRasterYSize();
   constexpr int kSteps = 16;
-  LonLatBox b{1e300, 1e300, -1e300, -1e300};
+  LonLatBox b;
   for (int i = 0; i <= kSteps; ++i)
     for (int edge = 0; edge < 4; ++edge) {
       const double t = static_cast<double>(i) / kSteps;
       const double px = edge == 0 ? t * w : edge == 1 ? w : edge == 2 ? (1 - t) * w : 0;
       const double py = edge == 0 ? 0 : edge == 1 ? t * h : edge == 2 ? h : (1 - t) * h;
       double x = gt[0] + px * gt[1] + py * gt[2], y = gt[3] + px * gt[4] + py * gt[5];
-      if (!ct->Transform(1, &x, &y)) continue;
-      b.lon0 = std::min(b.lon0, x); b.lon1 = std::max(b.lon1, x);
-      b.lat0 = std::min(b.lat0, y); b.lat1 = std::max(b.lat1, y);
+      if (ct->Transform(1, &x, &y)) b.add(LonLat{x, y});
     }
-  if (b.lon0 > b.lon1) throw std::runtime_error(fmt::format("{}: footprint cannot be transformed to EPSG:4326", ds.GetDescription()));
+  if (b.empty()) throw std::runtime_error(fmt::format("{}: footprint cannot be transformed to EPSG:4326", ds.GetDescription()));
   return b;
 }
 

@@ -42,15 +42,7 @@ std::string crs_name(const OGRSpatialReference& srs) {
 
 }  // namespace
 
-LonLatBox GridWindow::lonlat_box() const {
-  const auto ring = footprint_lonlat(zone, box(), 8);
-  LonLatBox b{1e300, 1e300, -1e300, -1e300};
-  for (const LonLat& p : ring) {
-    b.lon0 = std::min(b.lon0, p.lon); b.lon1 = std::max(b.lon1, p.lon);
-    b.lat0 = std::min(b.lat0, p.lat); b.lat1 = std::max(b.lat1, p.lat);
-  }
-  return b;
-}
+LonLatBox GridWindow::lonlat_box() const { return lonlat_bounds(zone, box()); }
 
 GridWindow chip_window(const TileId& tile, double pixel, int row0, int rows, int col0, int cols) {
   const Box tb = tile.bounds();
@@ -223,10 +215,7 @@ std::vector<float> SourceSet::sample(std::size_t source, int band, int size) con
   return out;
 }
 
-LonLatBox padded(const LonLatBox& b) {
-  constexpr double kPadDeg = 0.01;
-  return {b.lon0 - kPadDeg, b.lat0 - kPadDeg, b.lon1 + kPadDeg, b.lat1 + kPadDeg};
-}
+LonLatBox padded(const LonLatBox& b) { return b.grown(0.01); }
 
 ModalitySources::ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area) : modality_(modality) {
   for (int season = 0; season < info(modality).seasons; ++season)

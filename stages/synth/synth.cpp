@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "pipeline/hash.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/ingest/gdal_util.hpp"
 #include "stages/synth/products.hpp"
@@ -40,26 +41,17 @@ void parallel_rows(int n, F&& f) {
 std::vector<LonLatBox> plan_areas(const Plan& plan) {
   std::vector<LonLatBox> areas;
   for (const TilePlan& t : plan.tiles) {
-    LonLatBox b{1e300, 1e300, -1e300, -1e300};
-    for (int i = 0; i < kChipsPerTile; ++i) {
-      if (!t.chips.test(static_cast<std::size_t>(i))) continue;
-      const ChipId c = t.id.chip(i);
-      for (const LonLat& p : footprint_lonlat(c.zone, c.bounds(), 1)) {
-        b.lon0 = std::min(b.lon0, p.lon); b.lon1 = std::max(b.lon1, p.lon);
-        b.lat0 = std::min(b.lat0, p.lat); b.lat1 = std::max(b.lat1, p.lat);
-      }
-    }
-    areas.push_back({b.lon0 - kMarginDeg, b.lat0 - kMarginDeg, b.lon1 + kMarginDeg, b.lat1 + kMarginDeg});
+    LonLatBox b;
+    for (int i = 0; i < kChipsPerTile; ++i)
+      if (t.chips.test(static_cast<std::size_t>(i))) b.add(lonlat_bounds(t.id.zone, t.id.chip(i).bounds(), 1));
+    areas.push_back(b.grown(kMarginDeg));
   }
   return areas;
 }
 
 LonLatBox bounds_of(const std::vector<LonLatBox>& areas) {
-  LonLatBox b{1e300, 1e300, -1e300, -1e300};
-  for (const LonLatBox& a : areas) {
-    b.lon0 = std::min(b.lon0, a.lon0); b.lon1 = std::max(b.lon1, a.lon1);
-    b.lat0 = std::min(b.lat0, a.lat0); b.lat1 = std::max(b.lat1, a.lat1);
-  }
+  LonLatBox b;
+  for (const LonLatBox& a : areas) b.add(a);
   return b;
 }
 
@@ -125,9 +117,7 @@ class Writer {
   // The world exists over the plan's chips and a margin; products are no data elsewhere,
   // as real ones are beyond a swath or an archive's coverage.
   bool in_extent(LonLat p) const {
-    for (const LonLatBox& a : areas_)
-      if (p.lon >= a.lon0 && p.lon <= a.lon1 && p.lat >= a.lat0 && p.lat <= a.lat1) return true;
-    return false;
+    return std::any_of(areas_.begin(), areas_.end(), [&](const LonLatBox& a) { return a.contains(p); });
   }
   // Source tiles that hold none of the world are not written.
   bool touches_world(const LonLatBox& box) const {
@@ -137,15 +127,10 @@ class Writer {
   }
 
   bool left_out(Modality m, const std::string& tile) {
-    const double u = hash_unit(config_.synth.seed, static_cast<std::int64_t>(Hash(tile)), 0, 100 + static_cast<int>(m));
-    if (u >= config_.synth.missing_fraction) return false;
+    const auto key = static_cast<std::int64_t>(Hasher().add(tile).value());
+    if (hash_unit(config_.synth.seed, key, 0, 100 + static_cast<int>(m)) >= config_.synth.missing_fraction) return false;
     ++report_.left_out[info(m).name];
     return true;
-  }
-  static std::uint64_t Hash(const std::string& s) {
-    std::uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-    return h;
   }
 
   void record(const std::filesystem::path& path, Modality m, int season) {
@@ -176,12 +161,7 @@ class Writer {
         for (int in = static_cast<int>(std::floor((n0 - kMgrsSize) / kMgrsSpacing)) + 1; in * kMgrsSpacing < n1; ++in) {
           const std::string tile = fmt::format("{}{:02d}{:03d}", zone.name(), ie, in);
           const Box mgrs{ie * kMgrsSpacing, in * kMgrsSpacing, ie * kMgrsSpacing + kMgrsSize, in * kMgrsSpacing + kMgrsSize};
-          LonLatBox footprint{1e300, 1e300, -1e300, -1e300};
-          for (const LonLat& p : footprint_lonlat(zone, mgrs, 8)) {
-            footprint.lon0 = std::min(footprint.lon0, p.lon); footprint.lon1 = std::max(footprint.lon1, p.lon);
-            footprint.lat0 = std::min(footprint.lat0, p.lat); footprint.lat1 = std::max(footprint.lat1, p.lat);
-          }
-          if (!touches_world(footprint) || left_out(Modality::s2rgb, "S2_" + tile)) continue;
+          if (!touches_world(lonlat_bounds(zone, mgrs)) || left_out(Modality::s2rgb, "S2_" + tile)) continue;
           const double gt[6] = {ie * kMgrsSpacing, px, 0, in * kMgrsSpacing + kMgrsSize, 0, -px};
           // ground once per pixel, then every season from it
           std::vector<Ground> ground(static_cast<std::size_t>(n) * n);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <fmt/format.h>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -123,6 +124,54 @@ TEST(Prepare, BrokenInputsFailOnlyTheirTiles) {
   EXPECT_EQ(third.code, 1);
   EXPECT_NE(third.output.find(fmt::format("{} left failed after 2 attempts", affected.size())), std::string::npos) << third.output;
   EXPECT_NE(third.output.find(missing.string()), std::string::npos) << "the left-failed reasons are listed";
+  fs::remove_all(w->dir);
+}
+
+}  // namespace
+}  // namespace eo
+
+namespace eo {
+namespace {
+
+std::map<std::string, std::string> file_contents(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    out[e.path().filename().string()] = std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return out;
+}
+
+// Killed with SIGKILL in the middle of its work, then resumed, prepare leaves exactly the
+// chip stores of a run that was never interrupted, byte for byte.
+TEST(Prepare, KilledAndResumedEqualsUninterrupted) {
+  std::string squares;
+  for (int i = 0; i < 5; ++i) {
+    const double lon = -121.3 + 0.9 * i, lat = 36.6;
+    squares += fmt::format("{}(({} {}, {} {}, {} {}, {} {}, {} {}))", i ? "," : "", lon, lat, lon + 0.05, lat, lon + 0.05,
+                           lat + 0.05, lon, lat + 0.05, lon, lat);
+  }
+  const auto w = test::make_world("killed", "MULTIPOLYGON(" + squares + ")", "", 80, 8);
+  const fs::path out = w->config.output;
+  const std::string prepare = fmt::format("{} prepare -q {}", EO_PIPELINE_EXE, w->config_file.string());
+  ASSERT_EQ(test::run(prepare).code, 0);
+  const auto clean = file_contents(out / "chips");
+  ASSERT_EQ(clean.size(), w->plan.tiles.size());
+  for (int kill_after : {1, 3}) {
+    for (const char* sub : {"chips", "journal"}) fs::remove_all(out / sub);
+    // Start, wait until `kill_after` tiles are journalled, then SIGKILL in the next one.
+    const auto killed = test::run(fmt::format(
+        "{} & pid=$!; for i in $(seq 2000); do n=$(cat {}/journal/*.jsonl 2>/dev/null | wc -l); "
+        "[ \"$n\" -ge {} ] && break; sleep 0.01; done; kill -9 $pid; wait $pid; echo \"exit $?\"",
+        prepare, out.string(), kill_after));
+    EXPECT_NE(killed.output.find("exit 137"), std::string::npos) << "not killed: " << killed.output;
+    EXPECT_LT(file_contents(out / "chips").size(), clean.size()) << "finished before the kill";
+    const auto resumed = test::run(prepare);
+    ASSERT_EQ(resumed.code, 0) << resumed.output;
+    const auto after = file_contents(out / "chips");
+    ASSERT_EQ(after.size(), clean.size());
+    for (const auto& [name, bytes] : clean) EXPECT_TRUE(after.count(name) && after.at(name) == bytes) << name;
+  }
   fs::remove_all(w->dir);
 }
 

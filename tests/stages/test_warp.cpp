@@ -83,10 +83,12 @@ class Warp : public ::testing::Test {
 test::TestWorld* Warp::world_ = nullptr;
 
 TEST_F(Warp, EachModalityEqualsGdalwarp) {
+  // A tile of zone 10N, and one of 11N that also reads S2 tiles of zone 10N reaching
+  // over the zone border.
   ASSERT_GE(world_->plan.tiles.size(), 2u);
-  const TilePlan& tile = world_->plan.tiles.front();
-  const GridWindow window = chip_window(tile.id, world_->config.pixel_size, 0, 16, 0, 16);
+  for (const TilePlan* tile : {&world_->plan.tiles.front(), &world_->plan.tiles.back()})
   for (Modality m : kImageModalities) {
+    const GridWindow window = chip_window(tile->id, world_->config.pixel_size, 0, 16, 0, 16);
     const int season = 2;
     const WarpSettings settings{world_->config.resampling(m), 2, 256};
     const auto records = world_->catalog.query(m, season, padded(window.lonlat_box()));
@@ -96,7 +98,7 @@ TEST_F(Warp, EachModalityEqualsGdalwarp) {
     std::vector<float> ours(static_cast<std::size_t>(nb) * window.width * window.height);
     sources.warp(window, settings, ours.data(), nb);
     const auto theirs = gdalwarp_cli(records, window, settings, world_->dir, m == Modality::s1coh);
-    expect_same(ours.data(), theirs, fmt::format("{} season {} from {} files", info(m).name, season, records.size()));
+    expect_same(ours.data(), theirs, fmt::format("{} {} season {} from {} files", tile->id.str(), info(m).name, season, records.size()));
   }
 }
 
