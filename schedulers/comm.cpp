@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <fmt/format.h>
 #include <mpi.h>
+#include <algorithm>
 #include <stdexcept>
 
 namespace eo {
@@ -78,6 +79,24 @@ std::int64_t Comm::allreduce_sum(std::int64_t value) const {
   std::int64_t sum = 0;
   check(MPI_Allreduce(&value, &sum, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
   return sum;
+}
+
+void Comm::allreduce_sum(float* data, std::size_t count) const {
+  if (!impl_->mpi()) return;
+  // MPI counts are int: large buffers go in pieces.
+  constexpr std::size_t kPiece = std::size_t{1} << 28;
+  for (std::size_t done = 0; done < count; done += kPiece)
+    check(MPI_Allreduce(MPI_IN_PLACE, data + done, static_cast<int>(std::min(kPiece, count - done)), MPI_FLOAT, MPI_SUM,
+                        MPI_COMM_WORLD),
+          "MPI_Allreduce");
+}
+
+std::vector<float> Comm::allgather(const float* data, std::size_t count) const {
+  if (!impl_->mpi()) return std::vector<float>(data, data + count);
+  std::vector<float> all(count * static_cast<std::size_t>(size()));
+  check(MPI_Allgather(data, static_cast<int>(count), MPI_FLOAT, all.data(), static_cast<int>(count), MPI_FLOAT, MPI_COMM_WORLD),
+        "MPI_Allgather");
+  return all;
 }
 
 bool MpiSession::launched_by_mpi() {

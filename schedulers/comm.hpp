@@ -22,6 +22,10 @@ class Comm {
   // Every rank's values, concatenated in rank order, on every rank.
   std::vector<std::int64_t> allgatherv(const std::vector<std::int64_t>& mine) const;
   std::int64_t allreduce_sum(std::int64_t value) const;
+  // In place, element-wise over all ranks.
+  void allreduce_sum(float* data, std::size_t count) const;
+  // Every rank's `count` floats, in rank order, on every rank (same count everywhere).
+  std::vector<float> allgather(const float* data, std::size_t count) const;
 
   class Impl;
 

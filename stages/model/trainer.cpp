@@ -1,0 +1,208 @@
+#include "stages/model/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "stages/chipstore/chipstore.hpp"
+
+namespace eo {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27; x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+ChipDataset::ChipDataset(const std::vector<std::filesystem::path>& stores, const Normalisation& norm,
+                         const std::vector<Modality>& modalities, double min_valid)
+    : modalities_(modalities) {
+  for (const auto& file : stores) {
+    const StoredTile tile = read_chip_store(file);
+    size_ = tile.info.size;
+    const std::size_t plane = static_cast<std::size_t>(size_) * size_;
+    for (std::size_t k = 0; k < tile.chips.size(); ++k) {
+      if (tile.status[k] != 1) continue;
+      ChipSample s;
+      for (const ModalityChips& mc : tile.modalities) {
+        if (std::find(modalities.begin(), modalities.end(), mc.modality) == modalities.end()) continue;
+        const auto& stats = norm.channels.at(mc.modality);
+        auto& values = s.values[mc.modality];
+        auto& mask = s.mask[mc.modality];
+        values.resize(mc.channels * plane);
+        mask.resize(static_cast<std::size_t>(mc.channels));
+        for (int c = 0; c < mc.channels; ++c) {
+          mask[static_cast<std::size_t>(c)] = mc.valid[k * mc.channels + c] >= min_valid ? 1.0f : 0.0f;
+          const float* src = mc.values.data() + (k * mc.channels + c) * plane;
+          float* dst = values.data() + c * plane;
+          const auto mean = static_cast<float>(stats[static_cast<std::size_t>(c)].mean);
+          const auto inv = static_cast<float>(1.0 / stats[static_cast<std::size_t>(c)].std);
+          for (std::size_t i = 0; i < plane; ++i) dst[i] = std::isnan(src[i]) ? 0.0f : (src[i] - mean) * inv;
+        }
+      }
+      samples_.push_back(std::move(s));
+    }
+  }
+}
+
+Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipDataset& data, const Comm& comm)
+    : model_config_(model), config_(train), data_(data), comm_(comm) {
+  torch::set_num_threads(std::max(1, train.threads));
+  torch::manual_seed(static_cast<std::uint64_t>(train.seed));  // the same initial weights on every rank
+  model_ = MultiModal(model, data.modalities());
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      model_->parameters(), torch::optim::AdamWOptions(train.lr).weight_decay(train.weight_decay));
+}
+
+std::vector<std::size_t> Trainer::batch_indices(int step) const {
+  const std::size_t n = data_.size(), b = static_cast<std::size_t>(config_.batch);
+  const std::size_t global = b * static_cast<std::size_t>(comm_.size());
+  std::vector<std::size_t> out;
+  std::vector<std::size_t> perm;
+  std::size_t perm_epoch = SIZE_MAX;
+  for (std::size_t j = static_cast<std::size_t>(comm_.rank()) * b; j < (comm_.rank() + 1) * b; ++j) {
+    const std::size_t g = static_cast<std::size_t>(step) * global + j;
+    const std::size_t epoch = g / n;
+    if (epoch != perm_epoch) {  // a new shuffle every pass over the data, the same on every rank
+      perm.resize(n);
+      std::iota(perm.begin(), perm.end(), std::size_t{0});
+      std::mt19937_64 rng(mix(config_.seed * 1000003 + epoch));
+      std::shuffle(perm.begin(), perm.end(), rng);
+      perm_epoch = epoch;
+    }
+    out.push_back(perm[g % n]);
+  }
+  return out;
+}
+
+std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>> Trainer::make_batch(
+    const std::vector<std::size_t>& indices, int step, std::size_t first_position) const {
+  const int s = data_.chip_pixels();
+  std::map<Modality, torch::Tensor> x, masks;
+  for (Modality m : data_.modalities()) {
+    const int c = info(m).channels();
+    auto values = torch::zeros({static_cast<long>(indices.size()), c, s, s});
+    auto mask = torch::zeros({static_cast<long>(indices.size()), c});
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      const ChipSample& sample = data_.at(indices[k]);
+      const auto it = sample.values.find(m);
+      if (it == sample.values.end()) continue;  // the modality is missing: all masked
+      auto t = torch::from_blob(const_cast<float*>(it->second.data()), {c, s, s}).clone();
+      if (config_.augment) {
+        // flips and quarter turns, the same for every modality of a chip, seeded by the
+        // chip's place in the global batch so that any split across ranks sees the same
+        const std::uint64_t h = mix(config_.seed ^ mix(static_cast<std::uint64_t>(step) * 7919 + first_position + k));
+        if (h & 1) t = t.flip({2});
+        if (h & 2) t = t.flip({1});
+        t = t.rot90(static_cast<long>((h >> 2) & 3), {1, 2});
+      }
+      values[static_cast<long>(k)] = t;
+      mask[static_cast<long>(k)] = torch::from_blob(const_cast<float*>(sample.mask.at(m).data()), {c}).clone();
+    }
+    if (s != model_config_.input)
+      values = torch::nn::functional::interpolate(
+          values, torch::nn::functional::InterpolateFuncOptions()
+                      .size(std::vector<int64_t>{model_config_.input, model_config_.input})
+                      .mode(torch::kBilinear).align_corners(false));
+    x[m] = values;
+    masks[m] = mask;
+  }
+  return {x, masks};
+}
+
+double Trainer::learning_rate(int step) const {
+  if (step < config_.warmup) return config_.lr * (step + 1) / config_.warmup;
+  const double t = static_cast<double>(step - config_.warmup) / std::max(1, config_.steps - config_.warmup);
+  return config_.lr * 0.5 * (1 + std::cos(M_PI * std::min(1.0, t)));
+}
+
+void Trainer::allreduce_gradients() {
+  // Each rank holds the gradient of the global loss through its own rows: their sum is
+  // the gradient of the global loss. The temperature sees every row on every rank, so
+  // its gradient is the same everywhere: it is averaged instead.
+  if (comm_.size() == 1) return;
+  auto& scale_grad = model_->logit_scale.mutable_grad();
+  if (scale_grad.defined()) scale_grad.div_(comm_.size());
+  constexpr std::int64_t kBucket = 1 << 22;  // floats per MPI_Allreduce
+  std::vector<torch::Tensor> grads;
+  for (auto& p : model_->parameters()) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // unused this step: zeros on this rank
+    grads.push_back(p.grad());
+  }
+  std::size_t i = 0;
+  while (i < grads.size()) {
+    std::vector<torch::Tensor> bucket;
+    std::int64_t n = 0;
+    while (i < grads.size() && (bucket.empty() || n + grads[i].numel() <= kBucket)) {
+      n += grads[i].numel();
+      bucket.push_back(grads[i++]);
+    }
+    auto flat = torch::cat([&] {
+      std::vector<torch::Tensor> v;
+      for (auto& g : bucket) v.push_back(g.reshape({-1}));
+      return v;
+    }()).contiguous();
+    comm_.allreduce_sum(flat.data_ptr<float>(), static_cast<std::size_t>(flat.numel()));
+    std::int64_t off = 0;
+    for (auto& g : bucket) {
+      g.copy_(flat.slice(0, off, off + g.numel()).view_as(g));
+      off += g.numel();
+    }
+  }
+}
+
+StepResult Trainer::step() {
+  StepResult r;
+  auto t0 = Clock::now();
+  const auto indices = batch_indices(step_);
+  const std::size_t first = static_cast<std::size_t>(step_) * config_.batch * comm_.size() +
+                            static_cast<std::size_t>(comm_.rank()) * config_.batch;
+  auto [x, masks] = make_batch(indices, step_, first);
+  r.data_s = since(t0);
+
+  t0 = Clock::now();
+  model_->train();
+  optimizer_->zero_grad();
+  const auto local = model_->forward(x, masks);
+  // The global batch: other ranks' embeddings as constants, ours with their gradient.
+  const auto b = static_cast<long>(config_.batch);
+  const long offset = comm_.rank() * b;
+  std::map<Modality, torch::Tensor> gathered, present;
+  for (const auto& [m, z] : local) {
+    const auto mine_present = (masks.at(m).sum(1) > 0).to(torch::kFloat32).contiguous();
+    const auto zc = z.detach().contiguous();
+    const auto all = torch::from_blob(comm_.allgather(zc.data_ptr<float>(), static_cast<std::size_t>(zc.numel())).data(),
+                                      {b * comm_.size(), z.size(1)}).clone();
+    const auto all_present = torch::from_blob(
+        comm_.allgather(mine_present.data_ptr<float>(), static_cast<std::size_t>(b)).data(), {b * comm_.size()}).clone();
+    gathered[m] = torch::cat({all.slice(0, 0, offset), z, all.slice(0, offset + b)});
+    present[m] = all_present > 0.5;
+  }
+  const LossParts loss = info_nce(gathered, present, model_->temperature_scale());
+  r.forward_s = since(t0);
+
+  t0 = Clock::now();
+  loss.total.backward();
+  r.backward_s = since(t0);
+  t0 = Clock::now();
+  allreduce_gradients();
+  r.allreduce_s = since(t0);
+  torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.clip);
+  r.lr = learning_rate(step_);
+  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
+  optimizer_->step();
+  r.loss = loss.total.item<double>();
+  r.per_pair = loss.per_pair;
+  ++step_;
+  return r;
+}
+
+}  // namespace eo

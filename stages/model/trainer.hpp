@@ -1,0 +1,85 @@
+#pragma once
+// Data-parallel contrastive pretraining over the HDF5 chip stores: a shuffled,
+// rank-disjoint sampler, satellite-chip augmentations, AdamW with warm-up and cosine
+// decay, gradient clipping, and gradients summed over ranks with MPI_Allreduce in
+// buckets while embeddings are all-gathered so negatives come from the global batch.
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "schedulers/comm.hpp"
+#include "stages/chip/normalise.hpp"
+#include "stages/model/vit.hpp"
+
+namespace eo {
+
+// Chips of the chip stores, normalised, ready for the model.
+struct ChipSample {
+  std::map<Modality, std::vector<float>> values;  // [C, S, S], no data as 0
+  std::map<Modality, std::vector<float>> mask;    // [C], 1 where the channel is present
+};
+
+class ChipDataset {
+ public:
+  // All chips with data of the given stores; channels with fewer than `min_valid`
+  // valid pixels are masked out.
+  ChipDataset(const std::vector<std::filesystem::path>& stores, const Normalisation& norm,
+              const std::vector<Modality>& modalities, double min_valid);
+  std::size_t size() const { return samples_.size(); }
+  int chip_pixels() const { return size_; }
+  const ChipSample& at(std::size_t i) const { return samples_[i]; }
+  const std::vector<Modality>& modalities() const { return modalities_; }
+
+ private:
+  std::vector<ChipSample> samples_;
+  std::vector<Modality> modalities_;
+  int size_ = 0;
+};
+
+struct TrainConfig {
+  int batch = 16;          // per rank
+  int steps = 100;
+  double lr = 3e-4;
+  double weight_decay = 0.05;
+  int warmup = 10;
+  double clip = 1.0;
+  bool augment = true;
+  std::uint64_t seed = 1;
+  int threads = 1;         // torch threads per rank
+};
+
+struct StepResult {
+  double loss = 0;
+  std::map<std::string, double> per_pair;
+  double lr = 0;
+  double data_s = 0, forward_s = 0, backward_s = 0, allreduce_s = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const ModelConfig& model, const TrainConfig& train, const ChipDataset& data, const Comm& comm);
+  StepResult step();  // one optimisation step over the global batch
+  int steps_done() const { return step_; }
+  MultiModal& model() { return model_; }
+  // The global batch `step` of the sampler, as this rank's share: [rank*b, (rank+1)*b).
+  std::vector<std::size_t> batch_indices(int step) const;
+  // The model's inputs for a list of samples (augmented by `step` and global position).
+  std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>> make_batch(
+      const std::vector<std::size_t>& indices, int step, std::size_t first_position) const;
+
+ private:
+  double learning_rate(int step) const;
+  void allreduce_gradients();
+
+  ModelConfig model_config_;
+  TrainConfig config_;
+  const ChipDataset& data_;
+  Comm comm_;
+  MultiModal model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  int step_ = 0;
+};
+
+}  // namespace eo

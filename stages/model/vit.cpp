@@ -1,0 +1,151 @@
+#include "stages/model/vit.hpp"
+
+#include <fmt/format.h>
+#include <stdexcept>
+
+namespace eo {
+
+ModelConfig ModelConfig::from_preset(const std::string& name, int input) {
+  ModelConfig c;
+  c.preset = name;
+  if (name == "nano") {
+    c.dim = 64; c.depth = 2; c.heads = 2; c.embed = 64; c.input = 112;
+  } else if (name == "tiny") {
+    c.dim = 192; c.depth = 12; c.heads = 3; c.embed = 256; c.input = 224;
+  } else if (name == "small") {
+    c.dim = 384; c.depth = 12; c.heads = 6; c.embed = 512; c.input = 224;
+  } else if (name == "base") {
+    c.dim = 768; c.depth = 12; c.heads = 12; c.embed = 768; c.input = 224;
+  } else if (name == "paper") {
+    c.dim = 768; c.depth = 12; c.heads = 12; c.embed = 768; c.input = 448;
+  } else {
+    throw std::invalid_argument(fmt::format("'{}' is not a model preset (nano, tiny, small, base, paper)", name));
+  }
+  if (input > 0) c.input = input;
+  if (c.input % c.patch != 0)
+    throw std::invalid_argument(fmt::format("input {} px is not a multiple of the {} px patch", c.input, c.patch));
+  return c;
+}
+
+namespace {
+
+struct BlockImpl : torch::nn::Module {
+  BlockImpl(int dim, int heads, int mlp_ratio)
+      : norm1(register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})))),
+        attn(register_module("attn", torch::nn::MultiheadAttention(torch::nn::MultiheadAttentionOptions(dim, heads)))),
+        norm2(register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})))),
+        fc1(register_module("fc1", torch::nn::Linear(dim, dim * mlp_ratio))),
+        fc2(register_module("fc2", torch::nn::Linear(dim * mlp_ratio, dim))) {}
+
+  // x: [tokens, N, dim] (sequence first, as MultiheadAttention takes it)
+  torch::Tensor forward(torch::Tensor x) {
+    auto h = norm1(x);
+    x = x + std::get<0>(attn(h, h, h));
+    return x + fc2(torch::gelu(fc1(norm2(x))));
+  }
+  torch::nn::LayerNorm norm1{nullptr};
+  torch::nn::MultiheadAttention attn{nullptr};
+  torch::nn::LayerNorm norm2{nullptr};
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Block);
+
+std::string pair_name(Modality a, Modality b) { return fmt::format("{}-{}", info(a).name, info(b).name); }
+
+}  // namespace
+
+ChannelEncoderImpl::ChannelEncoderImpl(const ModelConfig& c) : config(c) {
+  const int grid = c.input / c.patch;
+  patch_embed = register_module("patch_embed",
+                                torch::nn::Conv2d(torch::nn::Conv2dOptions(1, c.dim, c.patch).stride(c.patch)));
+  cls_token = register_parameter("cls_token", torch::zeros({1, 1, c.dim}));
+  pos_embed = register_parameter("pos_embed", torch::randn({1, grid * grid + 1, c.dim}) * 0.02);
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < c.depth; ++i) blocks->push_back(Block(c.dim, c.heads, c.mlp_ratio));
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim})));
+  proj = register_module("proj", torch::nn::Linear(torch::nn::LinearOptions(c.dim, c.embed).bias(false)));
+}
+
+torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x) {
+  const auto n = x.size(0);
+  x = patch_embed(x);                       // [N, dim, gh, gw]
+  const auto gh = x.size(2), gw = x.size(3);
+  x = x.flatten(2).transpose(1, 2);         // [N, gh*gw, dim]
+  torch::Tensor pos = pos_embed;
+  const int grid = config.input / config.patch;
+  if (gh != grid || gw != grid) {
+    // another input size: interpolate the learned grid of position embeddings
+    auto patch_pos = pos.index({torch::indexing::Slice(), torch::indexing::Slice(1)})
+                         .reshape({1, grid, grid, config.dim}).permute({0, 3, 1, 2});
+    patch_pos = torch::nn::functional::interpolate(
+        patch_pos, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{gh, gw})
+                       .mode(torch::kBicubic).align_corners(false));
+    pos = torch::cat({pos.index({torch::indexing::Slice(), torch::indexing::Slice(0, 1)}),
+                      patch_pos.permute({0, 2, 3, 1}).reshape({1, gh * gw, config.dim})}, 1);
+  }
+  x = torch::cat({cls_token.expand({n, 1, config.dim}), x}, 1) + pos;
+  x = x.transpose(0, 1);                    // [tokens, N, dim]
+  for (auto& block : *blocks) x = block->as<BlockImpl>()->forward(x);
+  x = norm(x);
+  const auto pooled = config.pooling == "mean" ? x.index({torch::indexing::Slice(1)}).mean(0) : x[0];
+  return proj(pooled);
+}
+
+torch::Tensor encode_channels(ChannelEncoder& encoder, const torch::Tensor& x, const torch::Tensor& mask) {
+  const auto b = x.size(0), c = x.size(1);
+  const auto present = mask.to(torch::kBool).reshape({b * c});
+  const auto flat = x.reshape({b * c, 1, x.size(2), x.size(3)});
+  // Only the channels present go through the encoder.
+  auto out = torch::zeros({b * c, encoder->config.embed}, x.options());
+  const auto idx = present.nonzero().squeeze(1);
+  if (idx.numel() > 0) out = out.index_put({idx}, encoder->forward(flat.index({idx})));
+  const auto m = mask.to(x.dtype()).unsqueeze(2);  // [B, C, 1]
+  return (out.reshape({b, c, -1}) * m).sum(1) / m.sum(1).clamp_min(1.0);
+}
+
+MultiModalImpl::MultiModalImpl(const ModelConfig& c, const std::vector<Modality>& mods) : config(c), modalities(mods) {
+  for (Modality m : mods) encoders.emplace(m, register_module(info(m).name, ChannelEncoder(c)));
+  // CLIP's initial temperature 0.07
+  logit_scale = register_parameter("logit_scale", torch::full({1}, std::log(1 / 0.07)));
+}
+
+std::map<Modality, torch::Tensor> MultiModalImpl::forward(const std::map<Modality, torch::Tensor>& x,
+                                                          const std::map<Modality, torch::Tensor>& masks) {
+  std::map<Modality, torch::Tensor> out;
+  for (const auto& [m, t] : x) {
+    auto& enc = encoders.at(m);
+    out[m] = torch::nn::functional::normalize(encode_channels(enc, t, masks.at(m)),
+                                              torch::nn::functional::NormalizeFuncOptions().dim(1).eps(1e-8));
+  }
+  return out;
+}
+
+torch::Tensor MultiModalImpl::temperature_scale() { return logit_scale.clamp_max(std::log(100.0)).exp(); }
+
+LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std::map<Modality, torch::Tensor>& present,
+                   const torch::Tensor& scale) {
+  LossParts parts;
+  std::vector<torch::Tensor> losses;
+  for (auto a = gathered.begin(); a != gathered.end(); ++a)
+    for (auto b = std::next(a); b != gathered.end(); ++b) {
+      const auto both = (present.at(a->first) & present.at(b->first)).nonzero().squeeze(1);
+      if (both.numel() < 2) continue;  // no negatives: nothing to contrast
+      const auto za = a->second.index({both}), zb = b->second.index({both});
+      const auto logits = scale * za.matmul(zb.t());
+      const auto target = torch::arange(both.numel(), torch::TensorOptions().dtype(torch::kLong).device(za.device()));
+      const auto loss = (torch::nn::functional::cross_entropy(logits, target) +
+                         torch::nn::functional::cross_entropy(logits.t(), target)) / 2;
+      parts.per_pair[pair_name(a->first, b->first)] = loss.item<double>();
+      losses.push_back(loss);
+    }
+  parts.total = losses.empty() ? torch::zeros({}, scale.options()) * scale.sum() : torch::stack(losses).mean();
+  return parts;
+}
+
+std::int64_t parameter_count(torch::nn::Module& module) {
+  std::int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace eo

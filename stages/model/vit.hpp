@@ -1,0 +1,82 @@
+#pragma once
+// The multi-modal CLIP/ViT of DESIGN.md §1 in LibTorch's C++ frontend: one ViT encoder
+// per modality over single channels, channel-wise encoding with channel masks, and the
+// symmetric InfoNCE loss over every pair of modalities. LibTorch is included only here
+// and in stages/model's sources (and their tests).
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "pipeline/modality.hpp"
+
+namespace eo {
+
+struct ModelConfig {
+  std::string preset = "nano";
+  int input = 112;      // pixels per side the encoders see (chips are resampled to it)
+  int patch = 16;
+  int dim = 64;         // transformer width
+  int depth = 2;
+  int heads = 2;
+  int mlp_ratio = 4;
+  int embed = 64;       // shared embedding size
+  std::string pooling = "cls";  // cls | mean
+  std::string device = "cpu";
+  bool bf16 = false;
+
+  // nano (CPU demo and tests), tiny, small, base; paper = base/16 at 448 px.
+  static ModelConfig from_preset(const std::string& name, int input = 0);
+};
+
+// A ViT over one channel: patch embedding, learned position embeddings (interpolated for
+// other input sizes), pre-norm transformer blocks, CLS or mean pooling, projection.
+struct ChannelEncoderImpl : torch::nn::Module {
+  explicit ChannelEncoderImpl(const ModelConfig& c);
+  torch::Tensor forward(torch::Tensor x);  // [N, 1, H, W] -> [N, embed]
+
+  ModelConfig config;
+  torch::nn::Conv2d patch_embed{nullptr};
+  torch::Tensor cls_token, pos_embed;
+  torch::nn::ModuleList blocks;
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear proj{nullptr};
+};
+TORCH_MODULE(ChannelEncoder);
+
+// Channel-wise encoding: [B, C, H, W] -> [B*C, 1, H, W] -> encoder -> mean over the
+// channels present (mask [B, C], 1 present). A row with no channel present gets zeros.
+torch::Tensor encode_channels(ChannelEncoder& encoder, const torch::Tensor& x, const torch::Tensor& mask);
+
+struct MultiModalImpl : torch::nn::Module {
+  MultiModalImpl(const ModelConfig& c, const std::vector<Modality>& modalities);
+  // L2-normalised embeddings per modality, [B, embed].
+  std::map<Modality, torch::Tensor> forward(const std::map<Modality, torch::Tensor>& x,
+                                            const std::map<Modality, torch::Tensor>& masks);
+  torch::Tensor temperature_scale();  // exp(logit_scale), clamped to at most 100
+
+  ModelConfig config;
+  std::vector<Modality> modalities;
+  std::map<Modality, ChannelEncoder> encoders;
+  torch::Tensor logit_scale;
+};
+TORCH_MODULE(MultiModal);
+
+struct LossParts {
+  torch::Tensor total;                            // mean over the pairs with data
+  std::map<std::string, double> per_pair;         // "s2rgb-s1amp" -> value
+};
+
+// Symmetric InfoNCE over every pair of modalities present in both rows, averaged.
+// `gathered` are the global batch's embeddings (all ranks) in which this rank's rows
+// [offset, offset + B) are the local tensors, so negatives come from the global batch
+// while gradients flow through the local part only; `present` says which rows have the
+// modality (global too).
+LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std::map<Modality, torch::Tensor>& present,
+                   const torch::Tensor& scale);
+
+std::int64_t parameter_count(torch::nn::Module& module);
+
+}  // namespace eo
