@@ -160,6 +160,16 @@ void Trainer::allreduce_gradients() {
 }
 
 StepResult Trainer::step() {
+  StepResult r = compute_gradients();
+  torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.clip);
+  r.lr = learning_rate(step_);
+  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
+  optimizer_->step();
+  ++step_;
+  return r;
+}
+
+StepResult Trainer::compute_gradients() {
   StepResult r;
   auto t0 = Clock::now();
   const auto indices = batch_indices(step_);
@@ -195,13 +205,8 @@ StepResult Trainer::step() {
   t0 = Clock::now();
   allreduce_gradients();
   r.allreduce_s = since(t0);
-  torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.clip);
-  r.lr = learning_rate(step_);
-  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(r.lr);
-  optimizer_->step();
   r.loss = loss.total.item<double>();
   r.per_pair = loss.per_pair;
-  ++step_;
   return r;
 }
 

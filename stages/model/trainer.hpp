@@ -27,6 +27,9 @@ class ChipDataset {
   // valid pixels are masked out.
   ChipDataset(const std::vector<std::filesystem::path>& stores, const Normalisation& norm,
               const std::vector<Modality>& modalities, double min_valid);
+  // Samples made elsewhere (tests).
+  ChipDataset(std::vector<ChipSample> samples, std::vector<Modality> modalities, int size)
+      : samples_(std::move(samples)), modalities_(std::move(modalities)), size_(size) {}
   std::size_t size() const { return samples_.size(); }
   int chip_pixels() const { return size_; }
   const ChipSample& at(std::size_t i) const { return samples_[i]; }
@@ -61,6 +64,9 @@ class Trainer {
  public:
   Trainer(const ModelConfig& model, const TrainConfig& train, const ChipDataset& data, const Comm& comm);
   StepResult step();  // one optimisation step over the global batch
+  // The loss of the next global batch and its gradients, summed over ranks, without
+  // stepping: what step() does before clipping and the optimizer.
+  StepResult compute_gradients();
   int steps_done() const { return step_; }
   MultiModal& model() { return model_; }
   // The global batch `step` of the sampler, as this rank's share: [rank*b, (rank+1)*b).
