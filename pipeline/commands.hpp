@@ -30,6 +30,12 @@ struct PrepareOptions {
 void add_prepare_command(CLI::App& app, PrepareOptions& opts);
 int run_prepare(const PrepareOptions& opts);
 
+struct PretrainOptions {
+  CommonOptions common;
+};
+void add_pretrain_command(CLI::App& app, PretrainOptions& opts);
+int run_pretrain(const PretrainOptions& opts);
+
 struct CatalogOptions {
   std::string dir, modality, out, variable, time, pattern;
   int season = -1;

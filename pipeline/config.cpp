@@ -70,6 +70,13 @@ class Reader {
     return v;
   }
 
+  bool boolean(const YAML::Node& node, const std::string& path) const {
+    const std::string v = string(node, path);
+    if (v == "true" || v == "yes" || v == "on") return true;
+    if (v == "false" || v == "no" || v == "off") return false;
+    fail(node, path, fmt::format("expected true or false, got '{}'", v));
+  }
+
   long long integer(const YAML::Node& node, const std::string& path, long long lo, long long hi) const {
     if (!node.IsScalar()) fail(node, path, "expected a whole number");
     long long v = 0;
@@ -118,7 +125,8 @@ Config parse_config(const std::string& text, const std::string& source, const st
   Config c;
   c.source = source;
   if (!root.IsDefined() || root.IsNull()) throw ConfigError(fmt::format("{}: the config is empty", source));
-  r.expect_map(root, "", {"name", "output", "grid", "aois", "schedule", "logging", "data", "warp", "synth", "prepare"});
+  r.expect_map(root, "", {"name", "output", "grid", "aois", "schedule", "logging", "data", "warp", "synth", "prepare",
+                          "model", "pretrain"});
 
   if (root["name"]) {
     c.name = r.string(root["name"], "name");
@@ -220,6 +228,31 @@ Config parse_config(const std::string& text, const std::string& source, const st
     r.expect_map(p, "prepare", {"max_attempts"});
     if (p["max_attempts"]) c.prepare.max_attempts = r.integer(p["max_attempts"], "prepare.max_attempts", 1, 100);
   }
+  if (const YAML::Node m = root["model"]) {
+    r.expect_map(m, "model", {"preset", "input", "device", "bf16"});
+    if (m["preset"]) c.model.preset = r.choice(m["preset"], "model.preset", {"nano", "tiny", "small", "base", "paper"});
+    if (m["input"]) {
+      c.model.input = static_cast<int>(r.integer(m["input"], "model.input", 16, 4096));
+      if (c.model.input % 16 != 0) r.fail(m["input"], "model.input", "must be a multiple of the 16 px patch");
+    }
+    if (m["device"]) c.model.device = r.choice(m["device"], "model.device", {"cpu", "cuda"});
+    if (m["bf16"]) c.model.bf16 = r.boolean(m["bf16"], "model.bf16");
+  }
+  if (const YAML::Node p = root["pretrain"]) {
+    r.expect_map(p, "pretrain", {"batch", "steps", "lr", "weight_decay", "warmup", "clip", "augment", "checkpoint_every",
+                                 "threads", "seed"});
+    if (p["batch"]) c.pretrain.batch = static_cast<int>(r.integer(p["batch"], "pretrain.batch", 2, 65536));
+    if (p["steps"]) c.pretrain.steps = static_cast<int>(r.integer(p["steps"], "pretrain.steps", 1, 100000000));
+    if (p["lr"]) c.pretrain.lr = r.number(p["lr"], "pretrain.lr", 0, 1);
+    if (p["weight_decay"]) c.pretrain.weight_decay = r.number(p["weight_decay"], "pretrain.weight_decay", 0, 10);
+    if (p["warmup"]) c.pretrain.warmup = static_cast<int>(r.integer(p["warmup"], "pretrain.warmup", 1, 100000000));
+    if (p["clip"]) c.pretrain.clip = r.number(p["clip"], "pretrain.clip", 0, 1e6);
+    if (p["augment"]) c.pretrain.augment = r.boolean(p["augment"], "pretrain.augment");
+    if (p["checkpoint_every"])
+      c.pretrain.checkpoint_every = static_cast<int>(r.integer(p["checkpoint_every"], "pretrain.checkpoint_every", 1, 100000000));
+    if (p["threads"]) c.pretrain.threads = static_cast<int>(r.integer(p["threads"], "pretrain.threads", 0, 1024));
+    if (p["seed"]) c.pretrain.seed = static_cast<std::uint64_t>(r.integer(p["seed"], "pretrain.seed", 0, 1LL << 53));
+  }
   if (const YAML::Node l = root["logging"]) {
     r.expect_map(l, "logging", {"level"});
     if (l["level"]) c.log_level = r.choice(l["level"], "logging.level", kLevels);
@@ -304,6 +337,21 @@ std::string to_yaml(const Config& c) {
   out << YAML::EndMap;
   out << YAML::Key << "prepare" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "max_attempts" << YAML::Value << c.prepare.max_attempts;
+  out << YAML::EndMap;
+  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "preset" << YAML::Value << c.model.preset;
+  out << YAML::Key << "input" << YAML::Value << c.model.input;
+  out << YAML::Key << "device" << YAML::Value << c.model.device;
+  out << YAML::Key << "bf16" << YAML::Value << c.model.bf16;
+  out << YAML::EndMap;
+  const PretrainConfig& p = c.pretrain;
+  out << YAML::Key << "pretrain" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "batch" << YAML::Value << p.batch << YAML::Key << "steps" << YAML::Value << p.steps;
+  out << YAML::Key << "lr" << YAML::Value << p.lr << YAML::Key << "weight_decay" << YAML::Value << p.weight_decay;
+  out << YAML::Key << "warmup" << YAML::Value << p.warmup << YAML::Key << "clip" << YAML::Value << p.clip;
+  out << YAML::Key << "augment" << YAML::Value << p.augment;
+  out << YAML::Key << "checkpoint_every" << YAML::Value << p.checkpoint_every;
+  out << YAML::Key << "threads" << YAML::Value << p.threads << YAML::Key << "seed" << YAML::Value << p.seed;
   out << YAML::EndMap;
   out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "level" << YAML::Value << c.log_level;

@@ -57,6 +57,27 @@ struct SynthConfig {
   std::filesystem::path output;   // empty: <output>/world
 };
 
+// The model (stages/model): a preset and what may be changed of it.
+struct ModelSection {
+  std::string preset = "nano";  // nano | tiny | small | base | paper
+  int input = 0;                // pixels per side the encoders see; 0: the preset's
+  std::string device = "cpu";   // cpu | cuda
+  bool bf16 = false;            // mixed precision where the device supports it
+};
+
+struct PretrainConfig {
+  int batch = 16;             // chips per rank per step
+  int steps = 200;
+  double lr = 1e-3;
+  double weight_decay = 0.05;
+  int warmup = 10;
+  double clip = 1.0;
+  bool augment = true;
+  int checkpoint_every = 50;  // steps; a checkpoint is also written at the end
+  int threads = 0;            // torch threads per rank; 0: cores / ranks on the node
+  std::uint64_t seed = 1;
+};
+
 struct PrepareConfig {
   int max_attempts = 3;  // a failed tile is retried by later runs up to this many times
 };
@@ -74,6 +95,8 @@ struct Config {
   WarpConfig warp;
   SynthConfig synth;
   PrepareConfig prepare;
+  ModelSection model;
+  PretrainConfig pretrain;
 
   int chip_pixels() const { return static_cast<int>(4480.0 / pixel_size + 0.5); }
   std::filesystem::path world_dir() const { return synth.output.empty() ? output / "world" : synth.output; }

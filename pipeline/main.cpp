@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   eo::add_synth_command(app, synth);
   eo::PrepareOptions prepare;
   eo::add_prepare_command(app, prepare);
+  eo::PretrainOptions pretrain;
+  eo::add_pretrain_command(app, pretrain);
   eo::CatalogOptions catalog;
   eo::add_catalog_command(app, catalog);
 
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("synth")) return eo::run_synth(synth);
     if (app.got_subcommand("prepare")) return eo::run_prepare(prepare);
     if (app.got_subcommand("catalog")) return eo::run_catalog(catalog);
+    if (app.got_subcommand("pretrain")) return eo::run_pretrain(pretrain);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     eo::MpiSession::abort_all(eo::kExitUsage);

@@ -6,6 +6,8 @@
 #include <numeric>
 #include <random>
 
+#include <ATen/autocast_mode.h>
+
 #include "stages/chipstore/chipstore.hpp"
 
 namespace eo {
@@ -58,6 +60,9 @@ Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipD
   torch::set_num_threads(std::max(1, train.threads));
   torch::manual_seed(static_cast<std::uint64_t>(train.seed));  // the same initial weights on every rank
   model_ = MultiModal(model, data.modalities());
+  if (train.device == "cuda" && !torch::cuda::is_available())
+    throw std::runtime_error("model.device is cuda but this LibTorch has no CUDA device (build with a CUDA LibTorch through Torch_DIR)");
+  model_->to(torch::Device(train.device));
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       model_->parameters(), torch::optim::AdamWOptions(train.lr).weight_decay(train.weight_decay));
 }
@@ -112,8 +117,8 @@ std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>> 
           values, torch::nn::functional::InterpolateFuncOptions()
                       .size(std::vector<int64_t>{model_config_.input, model_config_.input})
                       .mode(torch::kBilinear).align_corners(false));
-    x[m] = values;
-    masks[m] = mask;
+    x[m] = values.to(torch::Device(config_.device));
+    masks[m] = mask.to(torch::Device(config_.device));
   }
   return {x, masks};
 }
@@ -149,7 +154,7 @@ void Trainer::allreduce_gradients() {
       std::vector<torch::Tensor> v;
       for (auto& g : bucket) v.push_back(g.reshape({-1}));
       return v;
-    }()).contiguous();
+    }()).to(torch::kCPU).contiguous();
     comm_.allreduce_sum(flat.data_ptr<float>(), static_cast<std::size_t>(flat.numel()));
     std::int64_t off = 0;
     for (auto& g : bucket) {
@@ -157,6 +162,29 @@ void Trainer::allreduce_gradients() {
       off += g.numel();
     }
   }
+}
+
+void Trainer::save(const std::filesystem::path& file) {
+  torch::serialize::OutputArchive archive, optimizer;
+  model_->save(archive);
+  optimizer_->save(optimizer);
+  archive.write("optimizer", optimizer);
+  archive.write("step", torch::tensor(static_cast<std::int64_t>(step_)));
+  const auto tmp = file.parent_path() / (".tmp." + file.filename().string());
+  std::filesystem::create_directories(file.parent_path());
+  archive.save_to(tmp.string());
+  std::filesystem::rename(tmp, file);
+}
+
+void Trainer::load(const std::filesystem::path& file) {
+  torch::serialize::InputArchive archive, optimizer;
+  archive.load_from(file.string());
+  model_->load(archive);
+  archive.read("optimizer", optimizer);
+  optimizer_->load(optimizer);
+  torch::Tensor step;
+  archive.read("step", step);
+  step_ = static_cast<int>(step.item<std::int64_t>());
 }
 
 StepResult Trainer::step() {
@@ -181,18 +209,28 @@ StepResult Trainer::compute_gradients() {
   t0 = Clock::now();
   model_->train();
   optimizer_->zero_grad();
-  const auto local = model_->forward(x, masks);
+  std::map<Modality, torch::Tensor> local;
+  {
+    // bf16 autocast where the device has it; the loss stays in float32
+    const bool autocast = config_.bf16 && config_.device == "cpu";
+    at::autocast::set_cpu_enabled(autocast);
+    if (autocast) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    local = model_->forward(x, masks);
+    at::autocast::set_cpu_enabled(false);
+    for (auto& [m, z] : local) z = z.to(torch::kFloat32);
+  }
   // The global batch: other ranks' embeddings as constants, ours with their gradient.
   const auto b = static_cast<long>(config_.batch);
   const long offset = comm_.rank() * b;
   std::map<Modality, torch::Tensor> gathered, present;
   for (const auto& [m, z] : local) {
-    const auto mine_present = (masks.at(m).sum(1) > 0).to(torch::kFloat32).contiguous();
-    const auto zc = z.detach().contiguous();
+    // MPI moves host memory: gather on the CPU, then back to the device
+    const auto mine_present = (masks.at(m).sum(1) > 0).to(torch::kFloat32).to(torch::kCPU).contiguous();
+    const auto zc = z.detach().to(torch::kCPU).contiguous();
     const auto all = torch::from_blob(comm_.allgather(zc.data_ptr<float>(), static_cast<std::size_t>(zc.numel())).data(),
-                                      {b * comm_.size(), z.size(1)}).clone();
+                                      {b * comm_.size(), z.size(1)}).clone().to(z.device());
     const auto all_present = torch::from_blob(
-        comm_.allgather(mine_present.data_ptr<float>(), static_cast<std::size_t>(b)).data(), {b * comm_.size()}).clone();
+        comm_.allgather(mine_present.data_ptr<float>(), static_cast<std::size_t>(b)).data(), {b * comm_.size()}).clone().to(z.device());
     gathered[m] = torch::cat({all.slice(0, 0, offset), z, all.slice(0, offset + b)});
     present[m] = all_present > 0.5;
   }

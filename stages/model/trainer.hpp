@@ -50,6 +50,8 @@ struct TrainConfig {
   double clip = 1.0;
   bool augment = true;
   std::uint64_t seed = 1;
+  std::string device = "cpu";
+  bool bf16 = false;
   int threads = 1;         // torch threads per rank
 };
 
@@ -68,6 +70,10 @@ class Trainer {
   // stepping: what step() does before clipping and the optimizer.
   StepResult compute_gradients();
   int steps_done() const { return step_; }
+  // Model, optimizer and sampler state (the sampler is a function of the step), written
+  // to a temporary name and renamed.
+  void save(const std::filesystem::path& file);
+  void load(const std::filesystem::path& file);
   MultiModal& model() { return model_; }
   // The global batch `step` of the sampler, as this rank's share: [rank*b, (rank+1)*b).
   std::vector<std::size_t> batch_indices(int step) const;

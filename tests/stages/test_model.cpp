@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <regex>
 
 #include "stages/model/trainer.hpp"
 #include "support/run.hpp"
@@ -74,20 +77,49 @@ TEST(Model, InfoNceIsLowForMatchingPairsAndSkipsMissingRows) {
   EXPECT_EQ(parts.per_pair.count("s2rgb-s1amp"), 1u);
 }
 
+// The synthetic world's chip stores, prepared once for the pretraining tests.
+class PretrainWorld : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    world_ = test::make_world("model").release();
+    const auto r = test::run(std::string(EO_PIPELINE_EXE) + " prepare -q " + world_->config_file.string());
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(world_->dir);
+    delete world_;
+  }
+  static ChipDataset dataset() {
+    std::vector<std::filesystem::path> stores;
+    for (const auto& e : std::filesystem::directory_iterator(world_->config.output / "chips")) stores.push_back(e.path());
+    std::sort(stores.begin(), stores.end());
+    return ChipDataset(stores, Normalisation::load(world_->config.output / "normalisation.json"), kAll, 0.5);
+  }
+  static test::TestWorld* world_;
+};
+test::TestWorld* PretrainWorld::world_ = nullptr;
+
+torch::Tensor fused(const std::map<Modality, torch::Tensor>& z) {
+  torch::Tensor sum;
+  for (const auto& [m, e] : z) sum = sum.defined() ? sum + e : e.clone();
+  return torch::nn::functional::normalize(sum, torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+// Share of rows whose embedding is closer to the same row of `full` than to any other.
+double nearest_is_itself(const torch::Tensor& partial, const torch::Tensor& full) {
+  const auto nearest = partial.matmul(full.t()).argmax(1);
+  return (nearest == torch::arange(full.size(0))).to(torch::kFloat32).mean().item<double>();
+}
+
 // Pretraining on the chip stores of the synthetic world: the loss falls well below its
-// starting value in a short run.
-TEST(Pretrain, LossFallsOnTheSyntheticWorld) {
-  const auto w = test::make_world("model");
-  const auto r = test::run(std::string(EO_PIPELINE_EXE) + " prepare -q " + w->config_file.string());
-  ASSERT_EQ(r.code, 0) << r.output;
-  std::vector<std::filesystem::path> stores;
-  for (const auto& e : std::filesystem::directory_iterator(w->config.output / "chips")) stores.push_back(e.path());
-  const Normalisation norm = Normalisation::load(w->config.output / "normalisation.json");
-  const ChipDataset data(stores, norm, kAll, 0.5);
-  ASSERT_GE(data.size(), 32u);
+// starting value in a short run, and a chip missing a channel or a modality still
+// embeds closest to its own full embedding.
+TEST_F(PretrainWorld, LossFallsAndMissingInputsStayClose) {
+  const ChipDataset data = dataset();
+  ASSERT_GE(data.size(), 40u);
   TrainConfig tc;
   tc.batch = 16;
-  tc.steps = 60;
+  tc.steps = 80;
   tc.lr = 1e-3;
   tc.warmup = 5;
   tc.threads = 2;
@@ -100,7 +132,70 @@ TEST(Pretrain, LossFallsOnTheSyntheticWorld) {
   }
   std::cout << "loss: first 5 steps " << first << ", last 5 steps " << last << "\n";
   EXPECT_LT(last, 0.6 * first);
-  std::filesystem::remove_all(w->dir);
+
+  torch::NoGradGuard no_grad;
+  trainer.model()->eval();
+  std::vector<std::size_t> rows;
+  for (std::size_t i = 0; i < 40; ++i) rows.push_back(i * data.size() / 40);
+  auto [x, masks] = trainer.make_batch(rows, 0, 0);
+  for (auto& [m, mk] : masks) mk.fill_(1);  // compare on chips with every input present
+  const auto full = trainer.model()->forward(x, masks);
+  const auto full_fused = fused(full);
+  for (Modality drop : kAll) {
+    auto without = full;
+    without.erase(drop);
+    const double share = nearest_is_itself(fused(without), full_fused);
+    std::cout << "without " << info(drop).name << ": " << share << " of chips nearest their full embedding\n";
+    EXPECT_GE(share, 0.8) << "without " << info(drop).name;
+  }
+  auto one_channel_less = masks;
+  one_channel_less[Modality::s2rgb].index_put_({torch::indexing::Slice(), 7}, 0);  // G of JJA
+  one_channel_less[Modality::s1amp].index_put_({torch::indexing::Slice(), 0}, 0);  // VV of DJF
+  const double share = nearest_is_itself(fused(trainer.model()->forward(x, one_channel_less)), full_fused);
+  std::cout << "one channel less: " << share << "\n";
+  EXPECT_GE(share, 0.9);
+}
+
+// Killed after a checkpoint and resumed, pretraining continues with the losses of a run
+// that was never interrupted.
+TEST_F(PretrainWorld, ResumedRunContinuesLikeAnUninterruptedOne) {
+  const auto dir = world_->dir;
+  auto config_for = [&](const std::string& name) {
+    const auto file = dir / (name + ".yaml");
+    std::ifstream in(world_->config_file);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    // same chips, its own pretraining folder: the chip stores are shared through a link
+    std::filesystem::create_directories(dir / name);
+    std::filesystem::create_directory_symlink(world_->config.output / "chips", dir / name / "chips");
+    std::filesystem::copy_file(world_->config.output / "normalisation.json", dir / name / "normalisation.json");
+    text = std::regex_replace(text, std::regex("output: .*"), "output: " + (dir / name).string());
+    std::ofstream(file) << text << "pretrain:\n  steps: 40\n  batch: 8\n  checkpoint_every: 10\n  threads: 1\n";
+    return file;
+  };
+  const auto whole = config_for("whole"), killed = config_for("killed");
+  const std::string exe = EO_PIPELINE_EXE;
+  ASSERT_EQ(test::run(exe + " pretrain -q " + whole.string()).code, 0);
+  const auto k = test::run(exe + " pretrain -q " + killed.string() + " & pid=$!; for i in $(seq 3000); do [ -f " +
+                           (dir / "killed/pretrain/checkpoints/step-000010.json").string() +
+                           " ] && break; sleep 0.01; done; kill -9 $pid; wait $pid; echo \"exit $?\"");
+  ASSERT_NE(k.output.find("exit 137"), std::string::npos) << "not killed: " << k.output;
+  const auto resumed = test::run(exe + " pretrain " + killed.string());
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed at"), std::string::npos) << resumed.output;
+  auto losses = [](const std::filesystem::path& csv) {
+    std::map<int, double> out;
+    std::ifstream in(csv);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) out[std::stoi(line)] = std::stod(line.substr(line.find(',') + 1));
+    return out;
+  };
+  const auto a = losses(dir / "whole/pretrain/loss.csv"), b = losses(dir / "killed/pretrain/loss.csv");
+  ASSERT_EQ(a.size(), 40u);
+  ASSERT_EQ(b.size(), 40u) << "the loss curve has every step once";
+  int resumed_at = 10;
+  for (const auto& [step, loss] : a) EXPECT_NEAR(b.at(step), loss, 1e-5 * std::max(1.0, loss)) << "step " << step;
+  EXPECT_NEAR(b.at(resumed_at), a.at(resumed_at), 1e-5) << "the next step after the resume";
 }
 
 }  // namespace

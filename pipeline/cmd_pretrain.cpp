@@ -1,0 +1,38 @@
+// `mpirun eo-pipeline pretrain`: contrastive pretraining of the multi-modal model on the
+// chip stores, data-parallel over the ranks, resuming from its last checkpoint.
+
+#include <fmt/format.h>
+#include <iostream>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "pipeline/commands.hpp"
+#include "schedulers/comm.hpp"
+#include "stages/model/pretrain.hpp"
+
+namespace eo {
+
+int ranks_on_node(const Comm& comm);
+
+void add_pretrain_command(CLI::App& app, PretrainOptions& opts) {
+  auto* cmd = app.add_subcommand("pretrain", "train the multi-modal CLIP/ViT on the chip stores (under mpirun)");
+  add_common_options(*cmd, opts.common);
+}
+
+int run_pretrain(const PretrainOptions& opts) {
+  const Comm comm = Comm::world();
+  const auto config = start_command(opts.common, comm.rank());
+  if (!config) return kExitOk;
+  if (comm.rank() == 0) write_resolved_config(*config, config->output / "pretrain" / "config.yaml");
+  const int threads = config->pretrain.threads > 0
+                          ? config->pretrain.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_on_node(comm));
+  const PretrainReport r = run_pretraining(*config, comm, threads);
+  if (comm.rank() == 0)
+    std::cout << fmt::format("pretrain: {} steps{} on {} chips, loss {:.4f} -> {:.4f} in {:.1f} s; checkpoint {}\n",
+                             r.steps, r.first_step > 0 ? fmt::format(" (resumed at {})", r.first_step) : "", r.chips,
+                             r.first_loss, r.last_loss, r.seconds, r.checkpoint);
+  return kExitOk;
+}
+
+}  // namespace eo
