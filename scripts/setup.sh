@@ -20,6 +20,7 @@ packages=(
   libopenblas0-pthread
   # real readers and services the tests use
   python3 python3-zarr python3-xarray python3-netcdf4 python3-gdal python3-numpy python3-h5py hdf5-tools
+  python3-torch
   slurm-wlm munge
   # process tools the tests use (pkill, time -v)
   procps time

@@ -1,0 +1,86 @@
+// TorchScript: our encoders exported through the PyTorch mirror give the same embeddings
+// as the C++ model, and an encoder scripted in Python (Debian's python3-torch) gives in
+// C++ the embeddings Python computed, to within 1e-5.
+
+#include <gtest/gtest.h>
+
+#include "stages/model/torchscript.hpp"
+#include "support/run.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kMirror = EO_SOURCE_DIR "/stages/model/python/eo_encoder.py";
+
+class TorchScript : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("eo_ts_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(TorchScript, OurEncoderExportedGivesTheSameEmbeddings) {
+  torch::manual_seed(3);
+  ChannelEncoder enc(ModelConfig::from_preset("nano"));
+  enc->eval();
+  save_encoder_for_export(enc, dir_ / "s2rgb.pkl", dir_ / "s2rgb.json");
+  const auto r = test::run("/usr/bin/python3 " + kMirror + " export " + (dir_ / "s2rgb.pkl").string() + " " +
+                           (dir_ / "s2rgb.json").string() + " " + (dir_ / "s2rgb.pt").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  ScriptedEncoder scripted(dir_ / "s2rgb.pt");
+  torch::NoGradGuard no_grad;
+  for (int size : {112, 224}) {  // the trained size and an interpolated one
+    const auto x = torch::randn({5, 1, size, size});
+    const auto ours = enc->forward(x), theirs = scripted.forward(x);
+    EXPECT_LE((ours - theirs).abs().max().item<float>(), 1e-5f) << size << " px";
+  }
+  const auto x = torch::randn({3, 6, 112, 112});
+  auto mask = torch::ones({3, 6});
+  mask[1][4] = 0;
+  EXPECT_LE((encode_channels(enc, x, mask) - scripted.encode_channels(x, mask)).abs().max().item<float>(), 1e-5f);
+}
+
+TEST_F(TorchScript, EncoderScriptedInPythonRunsInCpp) {
+  // Somebody's own encoder: a small CNN, scripted with its test input and output inside.
+  const std::string py = R"(
+import torch, torch.nn as nn
+torch.manual_seed(7)
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 32))
+    def forward(self, x):
+        return self.net(x)
+enc = torch.jit.script(Encoder().eval())
+enc.save(')" + (dir_ / "theirs.pt").string() + R"(')
+x = torch.randn(4, 1, 64, 64)
+class Expected(nn.Module):
+    def __init__(self, x, y):
+        super().__init__()
+        self.register_buffer('x', x)
+        self.register_buffer('y', y)
+    def forward(self):
+        return self.y
+with torch.no_grad():
+    torch.jit.script(Expected(x, enc(x))).save(')" + (dir_ / "expected.pt").string() + R"(')
+)";
+  std::ofstream(dir_ / "make.py") << py;
+  const auto r = test::run("/usr/bin/python3 " + (dir_ / "make.py").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  ScriptedEncoder theirs(dir_ / "theirs.pt");
+  auto expected = torch::jit::load((dir_ / "expected.pt").string());
+  const auto x = expected.attr("x").toTensor(), y = expected.attr("y").toTensor();
+  torch::NoGradGuard no_grad;
+  const auto got = theirs.forward(x);
+  ASSERT_EQ(got.sizes(), y.sizes());
+  EXPECT_LE((got - y).abs().max().item<float>(), 1e-5f);
+  EXPECT_THROW(ScriptedEncoder(dir_ / "make.py"), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace eo
