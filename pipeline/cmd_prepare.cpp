@@ -55,15 +55,9 @@ void remove_stale_temporaries(const std::filesystem::path& dir) {
 
 }  // namespace
 
-int ranks_on_node(const Comm& comm) {
-  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
-    if (const char* s = std::getenv(v)) return std::max(1, std::atoi(s));
-  return comm.size();
-}
-
 int warp_threads(const Config& config, const Comm& comm) {
   if (config.warp.threads > 0) return config.warp.threads;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_on_node(comm));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.ranks_on_node());
 }
 
 std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const Config& config,

@@ -12,8 +12,6 @@
 
 namespace eo {
 
-int ranks_on_node(const Comm& comm);
-
 void add_pretrain_command(CLI::App& app, PretrainOptions& opts) {
   auto* cmd = app.add_subcommand("pretrain", "train the multi-modal CLIP/ViT on the chip stores (under mpirun)");
   add_common_options(*cmd, opts.common);
@@ -26,7 +24,7 @@ int run_pretrain(const PretrainOptions& opts) {
   if (comm.rank() == 0) write_resolved_config(*config, config->output / "pretrain" / "config.yaml");
   const int threads = config->pretrain.threads > 0
                           ? config->pretrain.threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_on_node(comm));
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.ranks_on_node());
   const PretrainReport r = run_pretraining(*config, comm, threads);
   if (comm.rank() == 0)
     std::cout << fmt::format("pretrain: {} steps{} on {} chips, loss {:.4f} -> {:.4f} in {:.1f} s; checkpoint {}\n",

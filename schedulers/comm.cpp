@@ -99,6 +99,12 @@ std::vector<float> Comm::allgather(const float* data, std::size_t count) const {
   return all;
 }
 
+int Comm::ranks_on_node() const {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
+    if (const char* s = std::getenv(v)) return std::max(1, std::atoi(s));
+  return size();
+}
+
 bool MpiSession::launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_NUM_TASKS"})
     if (std::getenv(v)) return true;

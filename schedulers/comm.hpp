@@ -22,6 +22,8 @@ class Comm {
   // Every rank's values, concatenated in rank order, on every rank.
   std::vector<std::int64_t> allgatherv(const std::vector<std::int64_t>& mine) const;
   std::int64_t allreduce_sum(std::int64_t value) const;
+  // Ranks sharing this node (from the launcher's environment), for sizing thread pools.
+  int ranks_on_node() const;
   // In place, element-wise over all ranks.
   void allreduce_sum(float* data, std::size_t count) const;
   // Every rank's `count` floats, in rank order, on every rank (same count everywhere).
