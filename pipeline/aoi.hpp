@@ -30,7 +30,7 @@ Aoi aoi_from_wkt(const std::string& text, const std::string& name, const std::st
 // By extension: .geojson/.json as GeoJSON, .wkt/.txt as WKT.
 Aoi load_aoi(const std::filesystem::path& file, const std::string& name);
 
-// Geodesic-free area of a polygon on the WGS 84 authalic sphere, km^2 (for reports).
+// Area of the polygons on the authalic sphere (edges straight in lon/lat), km^2, for reports.
 double spherical_area_km2(const MultiPolygon& polygons);
 
 // Sutherland-Hodgman clip of a ring against lon/lat box. Result closed, or empty.
