@@ -232,7 +232,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
     r.expect_map(m, "model", {"preset", "input", "device", "bf16"});
     if (m["preset"]) c.model.preset = r.choice(m["preset"], "model.preset", {"nano", "tiny", "small", "base", "paper"});
     if (m["input"]) {
-      c.model.input = static_cast<int>(r.integer(m["input"], "model.input", 16, 4096));
+      c.model.input = static_cast<int>(r.integer(m["input"], "model.input", 0, 4096));  // 0: the preset's
       if (c.model.input % 16 != 0) r.fail(m["input"], "model.input", "must be a multiple of the 16 px patch");
     }
     if (m["device"]) c.model.device = r.choice(m["device"], "model.device", {"cpu", "cuda"});
