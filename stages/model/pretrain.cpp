@@ -70,14 +70,7 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
 
   const ModelConfig model = ModelConfig::from_preset(config.model.preset, config.model.input);
   TrainConfig tc;
-  tc.batch = config.pretrain.batch;
-  tc.steps = config.pretrain.steps;
-  tc.lr = config.pretrain.lr;
-  tc.weight_decay = config.pretrain.weight_decay;
-  tc.warmup = config.pretrain.warmup;
-  tc.clip = config.pretrain.clip;
-  tc.augment = config.pretrain.augment;
-  tc.seed = config.pretrain.seed;
+  static_cast<PretrainConfig&>(tc) = config.pretrain;
   tc.threads = threads;
   tc.device = config.model.device;
   tc.bf16 = config.model.bf16;

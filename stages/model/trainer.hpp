@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/config.hpp"
 #include "schedulers/comm.hpp"
 #include "stages/chip/normalise.hpp"
 #include "stages/model/vit.hpp"
@@ -41,18 +42,11 @@ class ChipDataset {
   int size_ = 0;
 };
 
-struct TrainConfig {
-  int batch = 16;          // per rank
-  int steps = 100;
-  double lr = 3e-4;
-  double weight_decay = 0.05;
-  int warmup = 10;
-  double clip = 1.0;
-  bool augment = true;
-  std::uint64_t seed = 1;
+// The config's pretrain section (threads resolved to a count) and where it runs.
+struct TrainConfig : PretrainConfig {
   std::string device = "cpu";
   bool bf16 = false;
-  int threads = 1;         // torch threads per rank
+  TrainConfig() { threads = 1; }
 };
 
 struct StepResult {

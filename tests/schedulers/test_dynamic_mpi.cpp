@@ -46,16 +46,3 @@ TEST(DynamicMpi, QueueCanBeCreatedAgain) {
 
 }  // namespace
 }  // namespace eo
-
-int main(int argc, char** argv) {
-  eo::MpiSession mpi(argc, argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  const eo::Comm comm = eo::Comm::world();
-  // Only rank 0 prints GoogleTest's report; every rank's result counts in the exit code.
-  if (comm.rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int failed = RUN_ALL_TESTS() != 0;
-  return comm.allreduce_sum(failed) > 0 ? 1 : 0;
-}

@@ -89,15 +89,3 @@ TEST(PretrainMpi, EveryRankHoldsTheSameParametersAfterSteps) {
 
 }  // namespace
 }  // namespace eo
-
-int main(int argc, char** argv) {
-  eo::MpiSession mpi(argc, argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  const eo::Comm comm = eo::Comm::world();
-  if (comm.rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int failed = RUN_ALL_TESTS() != 0;
-  return comm.allreduce_sum(failed) > 0 ? 1 : 0;
-}
