@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "support/run.hpp"
@@ -134,6 +135,32 @@ TEST_F(Cli, PrepareWithoutCatalogExitsTwoNamingIt) {
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find((dir_ / "nowhere/catalog.jsonl").string()), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("eo-pipeline synth"), std::string::npos) << r.output;
+}
+
+// Real data enters through `catalog`: the Landsat 7 scene of r-cran-stars (SIRGAS 2000 /
+// UTM 25S) beside a file that is not a raster, then `prepare` over an AOI inside it.
+TEST_F(Cli, CatalogOfRealRastersFeedsPrepare) {
+  const fs::path src = dir_ / "src";
+  fs::create_directories(src);
+  fs::copy_file(fs::path(EO_SOURCE_DIR) / "data/real/stars/tif/L7_ETMs.tif", src / "L7_ETMs.tif");
+  write("src/README.txt", "not a raster");
+  const auto c = run(exe() + " catalog " + src.string() + " --modality s2rgb --bands 3,2,1 --season 1 --out " +
+                     (dir_ / "catalog.jsonl").string());
+  ASSERT_EQ(c.code, 0) << c.output;
+  EXPECT_NE(c.output.find("1 rasters added (1 files not rasters"), std::string::npos) << c.output;
+  std::ifstream in(dir_ / "catalog.jsonl");
+  const auto record = nlohmann::json::parse(std::string((std::istreambuf_iterator<char>(in)), {}));
+  EXPECT_EQ(record["crs"], "EPSG:31985");
+  EXPECT_EQ(record["path"], "src/L7_ETMs.tif");
+  EXPECT_EQ(record["bands"], nlohmann::json({3, 2, 1}));
+  const std::string cfg = write("l7.yaml", "aois:\n  - name: olinda\n    wkt: POLYGON((-34.90 -8.03, -34.84 -8.03, -34.84 -7.96, "
+                                           "-34.90 -7.96, -34.90 -8.03))\ndata:\n  catalog: catalog.jsonl\n  modalities: [s2rgb]\n"
+                                           "  min_valid_fraction: 0.2\n");
+  const auto p = run(exe() + " prepare " + cfg + " --output " + (dir_ / "out").string());
+  ASSERT_EQ(p.code, 0) << p.output;
+  EXPECT_NE(p.output.find("1 done"), std::string::npos) << p.output;
+  EXPECT_TRUE(fs::exists(dir_ / "out/chips/25S_T012_T004.h5"));
+  EXPECT_EQ(run(exe() + " catalog " + src.string() + " --modality lidar --out x.jsonl").code, 2);
 }
 
 TEST_F(Cli, MissingConfigAndUnknownCommand) {
