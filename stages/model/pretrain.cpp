@@ -17,10 +17,14 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+// Read in pieces: a paper-size checkpoint with its optimizer state is ~3 GB.
 std::string file_hash(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
-  return Hasher().add(bytes).hex();
+  std::vector<char> piece(1 << 20);
+  Hasher h;
+  while (in.read(piece.data(), static_cast<std::streamsize>(piece.size())) || in.gcount() > 0)
+    h.add(std::string_view(piece.data(), static_cast<std::size_t>(in.gcount())));
+  return h.hex();
 }
 
 nlohmann::json model_json(const ModelConfig& m) {

@@ -71,19 +71,17 @@ std::vector<std::size_t> Trainer::batch_indices(int step) const {
   const std::size_t n = data_.size(), b = static_cast<std::size_t>(config_.batch);
   const std::size_t global = b * static_cast<std::size_t>(comm_.size());
   std::vector<std::size_t> out;
-  std::vector<std::size_t> perm;
-  std::size_t perm_epoch = SIZE_MAX;
   for (std::size_t j = static_cast<std::size_t>(comm_.rank()) * b; j < (comm_.rank() + 1) * b; ++j) {
     const std::size_t g = static_cast<std::size_t>(step) * global + j;
     const std::size_t epoch = g / n;
-    if (epoch != perm_epoch) {  // a new shuffle every pass over the data, the same on every rank
-      perm.resize(n);
-      std::iota(perm.begin(), perm.end(), std::size_t{0});
+    if (epoch != perm_epoch_) {  // a new shuffle every pass over the data, the same on every rank
+      perm_.resize(n);
+      std::iota(perm_.begin(), perm_.end(), std::size_t{0});
       std::mt19937_64 rng(mix(config_.seed * 1000003 + epoch));
-      std::shuffle(perm.begin(), perm.end(), rng);
-      perm_epoch = epoch;
+      std::shuffle(perm_.begin(), perm_.end(), rng);
+      perm_epoch_ = epoch;
     }
-    out.push_back(perm[g % n]);
+    out.push_back(perm_[g % n]);
   }
   return out;
 }

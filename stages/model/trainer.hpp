@@ -4,6 +4,7 @@
 // decay, gradient clipping, and gradients summed over ranks with MPI_Allreduce in
 // buckets while embeddings are all-gathered so negatives come from the global batch.
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -86,6 +87,9 @@ class Trainer {
   MultiModal model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   int step_ = 0;
+  // The shuffle of the current pass over the data (a function of seed and pass).
+  mutable std::vector<std::size_t> perm_;
+  mutable std::size_t perm_epoch_ = SIZE_MAX;
 };
 
 }  // namespace eo

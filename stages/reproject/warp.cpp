@@ -50,19 +50,27 @@ GridWindow chip_window(const TileId& tile, double pixel, int row0, int rows, int
   return {tile.zone, tb.e0 + col0 * kChipSizeM, tb.n1 - row0 * kChipSizeM, pixel, cols * px, rows * px};
 }
 
-std::vector<std::string> warp_arguments(const GridWindow& w, const WarpSettings& s) {
-  const Box b = w.box();
-  return {"-t_srs", fmt::format("EPSG:{}", w.zone.epsg()),
-          "-te", fmt::format("{:.6f}", b.e0), fmt::format("{:.6f}", b.n0), fmt::format("{:.6f}", b.e1), fmt::format("{:.6f}", b.n1),
-          "-ts", std::to_string(w.width), std::to_string(w.height),
-          "-r", s.resampling,
-          "-et", "0",
-          "-ot", "Float32",
-          "-dstnodata", "nan",
+// How pixels are computed, the same for our warp into an existing grid and for the
+// gdalwarp command line. -et 0 (the exact transformation at every pixel) and a fixed
+// scale make a window warped in strips equal the whole tile warped at once: the
+// approximate transformer and GDAL's per-chunk scale both depend on the chunking.
+std::vector<std::string> resampling_arguments(const WarpSettings& s) {
+  return {"-r", s.resampling, "-et", "0", "-dstnodata", "nan",
           "-wm", std::to_string(s.memory_mb),
           "-wo", fmt::format("NUM_THREADS={}", std::max(1, s.threads)),
           "-wo", fmt::format("XSCALE={:.17g}", s.scale),
           "-wo", fmt::format("YSCALE={:.17g}", s.scale)};
+}
+
+std::vector<std::string> warp_arguments(const GridWindow& w, const WarpSettings& s) {
+  const Box b = w.box();
+  std::vector<std::string> args = {
+      "-t_srs", fmt::format("EPSG:{}", w.zone.epsg()),
+      "-te", fmt::format("{:.6f}", b.e0), fmt::format("{:.6f}", b.n0), fmt::format("{:.6f}", b.e1), fmt::format("{:.6f}", b.n1),
+      "-ts", std::to_string(w.width), std::to_string(w.height), "-ot", "Float32"};
+  const auto rest = resampling_arguments(s);
+  args.insert(args.end(), rest.begin(), rest.end());
+  return args;
 }
 
 SourceSet::SourceSet(const std::vector<const SourceRecord*>& records) {
@@ -134,16 +142,7 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   std::fill(out, out + static_cast<std::size_t>(bands) * window.width * window.height, std::numeric_limits<float>::quiet_NaN());
 
   // Into an existing dataset gdalwarp takes neither -t_srs/-te/-ts nor -ot: the grid is the dataset's.
-  // -et 0 (the exact transformation at every pixel) and a fixed scale, so that a window
-  // warped in strips equals the whole tile warped at once: the approximate transformer
-  // and GDAL's per-chunk scale both depend on the chunking.
-  const WarpSettings s = with_scale(settings, window);
-  std::vector<std::string> args = {"-r", s.resampling, "-et", "0", "-dstnodata", "nan",
-                                   "-wm", std::to_string(s.memory_mb),
-                                   "-wo", fmt::format("NUM_THREADS={}", std::max(1, s.threads)),
-                                   "-wo", fmt::format("XSCALE={:.17g}", s.scale),
-                                   "-wo", fmt::format("YSCALE={:.17g}", s.scale)};
-  Argv argv(args);
+  Argv argv(resampling_arguments(with_scale(settings, window)));
   GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
   std::vector<GDALDatasetH> inputs(inputs_.begin(), inputs_.end());
   int usage_error = 0;
