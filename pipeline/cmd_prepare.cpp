@@ -2,8 +2,6 @@
 // into one HDF5 chip store per tile (the input of pretraining), journalled so that an
 // interrupted or failed run resumes.
 
-#include <sys/resource.h>
-
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
@@ -17,6 +15,7 @@
 #include "pipeline/hash.hpp"
 #include "pipeline/journal.hpp"
 #include "pipeline/plan.hpp"
+#include "pipeline/work.hpp"
 #include "schedulers/comm.hpp"
 #include "schedulers/partition.hpp"
 #include "stages/chip/chipper.hpp"
@@ -31,88 +30,6 @@ void add_prepare_command(CLI::App& app, PrepareOptions& opts) {
   add_common_options(*cmd, opts.common);
 }
 
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;
-}
-
-// Chip stores a killed run was writing: never renamed into place, so never journalled.
-void remove_stale_temporaries(const std::filesystem::path& dir) {
-  if (!std::filesystem::is_directory(dir)) return;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().filename().string().rfind(".tmp.", 0) == 0) {
-      spdlog::info("removing {}, left by an interrupted run", e.path().string());
-      std::filesystem::remove(e.path());
-    }
-}
-
-}  // namespace
-
-int warp_threads(const Config& config, const Comm& comm) {
-  if (config.warp.threads > 0) return config.warp.threads;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.ranks_on_node());
-}
-
-std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const Config& config,
-                             const std::string& extra) {
-  Hasher h;
-  h.add(tile.id.str()).add(chip_mask_hex(tile.chips)).add(config_hash(config)).add(extra);
-  for (const auto& path : tile_sources(catalog, tile, config.data.modalities)) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    const auto mtime = std::filesystem::last_write_time(path, ec);
-    h.add(path.string()).add(static_cast<std::int64_t>(ec ? -1 : static_cast<std::int64_t>(size)))
-        .add(static_cast<std::int64_t>(ec ? 0 : mtime.time_since_epoch().count()));
-  }
-  return h.hex();
-}
-
-Catalog load_catalog(const Config& config) {
-  const auto file = config.catalog_path();
-  if (!std::filesystem::is_regular_file(file))
-    throw ConfigError(fmt::format("{}: data.catalog: no catalog at {} (run `eo-pipeline synth` for the synthetic "
-                                  "world, or `eo-pipeline catalog` over a folder of real rasters)",
-                                  config.source, file.string()));
-  return Catalog::load(file);
-}
-
-// The tiles this rank works on, in order: a fixed list (static, slurm-array) or a queue.
-class TileSource {
- public:
-  TileSource(const Config& config, const Plan& plan, const Comm& comm) {
-    const CurveOrder order = parse_curve_order(config.order);
-    if (config.partition == "dynamic") {
-      queue_.emplace(comm, curve_order(plan.tiles, order));
-    } else if (config.partition == "slurm-array") {
-      const ArrayTask task = array_task_from_env();
-      std::vector<TilePlan> block;
-      std::vector<std::size_t> index = slurm_array_tiles(plan.tiles, task, order);
-      for (std::size_t i : index) block.push_back(plan.tiles[i]);
-      for (std::size_t i : static_partition(block, comm.size(), order)[static_cast<std::size_t>(comm.rank())])
-        list_.push_back(index[i]);
-    } else {
-      list_ = static_partition(plan.tiles, comm.size(), order)[static_cast<std::size_t>(comm.rank())];
-    }
-  }
-  std::optional<std::size_t> next() {
-    if (queue_) return queue_->next();
-    if (pos_ < list_.size()) return list_[pos_++];
-    return std::nullopt;
-  }
-
- private:
-  std::optional<DynamicQueue> queue_;
-  std::vector<std::size_t> list_;
-  std::size_t pos_ = 0;
-};
-
 int run_prepare(const PrepareOptions& opts) {
   const Comm comm = Comm::world();
   const int rank = comm.rank();
@@ -123,25 +40,16 @@ int run_prepare(const PrepareOptions& opts) {
   const Catalog catalog = load_catalog(*config);
   set_gdal_cache(config->warp.cache_mb);
   const std::filesystem::path out = config->output;
-  const auto norm_file = out / "normalisation.json";
   if (rank == 0) {
     remove_stale_temporaries(out / "chips");
     write_resolved_config(*config, out / "prepare" / "config.yaml");
-    if (!std::filesystem::exists(norm_file)) {
-      spdlog::info("computing normalisation statistics from up to {} files per modality and season",
-                   config->data.normalisation_files);
-      compute_normalisation(catalog, config->data.modalities, config->data.normalisation_files,
-                            [](const std::string& w) { spdlog::warn("{}", w); })
-          .save(norm_file);
-    }
   }
-  comm.barrier();
-  const Normalisation norm = Normalisation::load(norm_file);
+  const Normalisation norm = ensure_normalisation(*config, catalog, comm);
   const std::string norm_hash = norm.hash();
   const auto journal_dir = out / "journal";
   const auto history = read_journal(journal_dir, "prepare");
   JournalWriter journal(journal_dir, "prepare", rank, new_run_id());
-  const TileReadOptions read_options = TileReadOptions::from(*config, warp_threads(*config, comm));
+  const TileReadOptions read_options = TileReadOptions::from(*config, threads_per_rank(config->warp.threads, comm));
   if (rank == 0)
     spdlog::info("preparing {} tiles ({} chips) on {} ranks, {} warper threads each; chip stores in {}", plan.tiles.size(),
                  plan.total.chips, comm.size(), read_options.threads, (out / "chips").string());

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "pipeline/commands.hpp"
+#include "pipeline/work.hpp"
 #include "schedulers/comm.hpp"
 #include "stages/model/pretrain.hpp"
 
@@ -22,10 +23,7 @@ int run_pretrain(const PretrainOptions& opts) {
   const auto config = start_command(opts.common, comm.rank());
   if (!config) return kExitOk;
   if (comm.rank() == 0) write_resolved_config(*config, config->output / "pretrain" / "config.yaml");
-  const int threads = config->pretrain.threads > 0
-                          ? config->pretrain.threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.ranks_on_node());
-  const PretrainReport r = run_pretraining(*config, comm, threads);
+  const PretrainReport r = run_pretraining(*config, comm, threads_per_rank(config->pretrain.threads, comm));
   if (comm.rank() == 0)
     std::cout << fmt::format("pretrain: {} steps{} on {} chips, loss {:.4f} -> {:.4f} in {:.1f} s; checkpoint {}\n",
                              r.steps, r.first_step > 0 ? fmt::format(" (resumed at {})", r.first_step) : "", r.chips,

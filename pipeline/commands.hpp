@@ -36,6 +36,21 @@ struct PretrainOptions {
 void add_pretrain_command(CLI::App& app, PretrainOptions& opts);
 int run_pretrain(const PretrainOptions& opts);
 
+struct RunOptions {
+  CommonOptions common;
+  bool json = false;
+};
+void add_run_command(CLI::App& app, RunOptions& opts);
+int run_run(const RunOptions& opts);
+
+struct StatusOptions {
+  CommonOptions common;
+  std::string stage = "run";
+  bool json = false;
+};
+void add_status_command(CLI::App& app, StatusOptions& opts);
+int run_status(const StatusOptions& opts);
+
 struct CatalogOptions {
   std::string dir, modality, out, variable, time, pattern;
   int season = -1;

@@ -126,7 +126,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
   c.source = source;
   if (!root.IsDefined() || root.IsNull()) throw ConfigError(fmt::format("{}: the config is empty", source));
   r.expect_map(root, "", {"name", "output", "grid", "aois", "schedule", "logging", "data", "warp", "synth", "prepare",
-                          "model", "pretrain"});
+                          "model", "pretrain", "run"});
 
   if (root["name"]) {
     c.name = r.string(root["name"], "name");
@@ -229,7 +229,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
     if (p["max_attempts"]) c.prepare.max_attempts = r.integer(p["max_attempts"], "prepare.max_attempts", 1, 100);
   }
   if (const YAML::Node m = root["model"]) {
-    r.expect_map(m, "model", {"preset", "input", "device", "bf16"});
+    r.expect_map(m, "model", {"preset", "input", "device", "bf16", "checkpoint"});
     if (m["preset"]) c.model.preset = r.choice(m["preset"], "model.preset", {"nano", "tiny", "small", "base", "paper"});
     if (m["input"]) {
       c.model.input = static_cast<int>(r.integer(m["input"], "model.input", 0, 4096));  // 0: the preset's
@@ -237,6 +237,19 @@ Config parse_config(const std::string& text, const std::string& source, const st
     }
     if (m["device"]) c.model.device = r.choice(m["device"], "model.device", {"cpu", "cuda"});
     if (m["bf16"]) c.model.bf16 = r.boolean(m["bf16"], "model.bf16");
+    if (m["checkpoint"]) {
+      const std::filesystem::path f = r.string(m["checkpoint"], "model.checkpoint");
+      c.model.checkpoint = f.is_absolute() ? f : base_dir / f;
+    }
+  }
+  if (const YAML::Node u = root["run"]) {
+    r.expect_map(u, "run", {"dtype", "batch", "threads", "max_attempts", "prefetch", "cube"});
+    if (u["dtype"]) c.run.dtype = r.choice(u["dtype"], "run.dtype", {"float32", "float16", "int8"});
+    if (u["batch"]) c.run.batch = static_cast<int>(r.integer(u["batch"], "run.batch", 1, 65536));
+    if (u["threads"]) c.run.threads = static_cast<int>(r.integer(u["threads"], "run.threads", 0, 1024));
+    if (u["max_attempts"]) c.run.max_attempts = static_cast<int>(r.integer(u["max_attempts"], "run.max_attempts", 1, 100));
+    if (u["prefetch"]) c.run.prefetch = r.boolean(u["prefetch"], "run.prefetch");
+    if (u["cube"]) c.run.cube = r.string(u["cube"], "run.cube");
   }
   if (const YAML::Node p = root["pretrain"]) {
     r.expect_map(p, "pretrain", {"batch", "steps", "lr", "weight_decay", "warmup", "clip", "augment", "checkpoint_every",
@@ -343,6 +356,15 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "input" << YAML::Value << c.model.input;
   out << YAML::Key << "device" << YAML::Value << c.model.device;
   out << YAML::Key << "bf16" << YAML::Value << c.model.bf16;
+  if (!c.model.checkpoint.empty())
+    out << YAML::Key << "checkpoint" << YAML::Value << std::filesystem::absolute(c.model.checkpoint).lexically_normal().string();
+  out << YAML::EndMap;
+  out << YAML::Key << "run" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "dtype" << YAML::Value << c.run.dtype << YAML::Key << "batch" << YAML::Value << c.run.batch;
+  out << YAML::Key << "threads" << YAML::Value << c.run.threads;
+  out << YAML::Key << "max_attempts" << YAML::Value << c.run.max_attempts;
+  out << YAML::Key << "prefetch" << YAML::Value << c.run.prefetch;
+  out << YAML::Key << "cube" << YAML::Value << c.cube_path().string();
   out << YAML::EndMap;
   const PretrainConfig& p = c.pretrain;
   out << YAML::Key << "pretrain" << YAML::Value << YAML::BeginMap;

@@ -63,6 +63,9 @@ struct ModelSection {
   int input = 0;                // pixels per side the encoders see; 0: the preset's
   std::string device = "cpu";   // cpu | cuda
   bool bf16 = false;            // mixed precision where the device supports it
+  // The checkpoint `run` embeds with (a step-N.pt beside its step-N.json); empty: the
+  // newest intact one of OUTPUT/pretrain/checkpoints.
+  std::filesystem::path checkpoint;
 };
 
 struct PretrainConfig {
@@ -82,6 +85,16 @@ struct PrepareConfig {
   int max_attempts = 3;  // a failed tile is retried by later runs up to this many times
 };
 
+// The main job, `run`: embeddings into the cube.
+struct RunConfig {
+  std::string dtype = "float32";  // float32 | float16 | int8 (with a scale per chip)
+  int batch = 16;                 // chips per forward pass
+  int threads = 0;                // torch threads per rank; 0: cores / ranks on the node
+  int max_attempts = 3;           // a failed tile is retried by later runs up to this many times
+  bool prefetch = true;           // read and warp the next tile while the model works
+  std::filesystem::path cube;     // empty: OUTPUT/cube.zarr
+};
+
 struct Config {
   std::string source;                  // config file, or "<embedded demo.yaml>"
   std::string name = "eo-run";
@@ -97,12 +110,14 @@ struct Config {
   PrepareConfig prepare;
   ModelSection model;
   PretrainConfig pretrain;
+  RunConfig run;
 
   int chip_pixels() const { return static_cast<int>(4480.0 / pixel_size + 0.5); }
   std::filesystem::path world_dir() const { return synth.output.empty() ? output / "world" : synth.output; }
   std::filesystem::path catalog_path() const {
     return data.catalog.empty() ? world_dir() / "catalog.jsonl" : data.catalog;
   }
+  std::filesystem::path cube_path() const { return run.cube.empty() ? output / "cube.zarr" : run.cube; }
   std::string resampling(Modality m) const;
 };
 

@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   eo::add_prepare_command(app, prepare);
   eo::PretrainOptions pretrain;
   eo::add_pretrain_command(app, pretrain);
+  eo::RunOptions run;
+  eo::add_run_command(app, run);
+  eo::StatusOptions status;
+  eo::add_status_command(app, status);
   eo::CatalogOptions catalog;
   eo::add_catalog_command(app, catalog);
 
@@ -41,6 +45,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("prepare")) return eo::run_prepare(prepare);
     if (app.got_subcommand("catalog")) return eo::run_catalog(catalog);
     if (app.got_subcommand("pretrain")) return eo::run_pretrain(pretrain);
+    if (app.got_subcommand("run")) return eo::run_run(run);
+    if (app.got_subcommand("status")) return eo::run_status(status);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     eo::MpiSession::abort_all(eo::kExitUsage);

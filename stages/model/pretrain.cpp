@@ -9,6 +9,7 @@
 
 #include "pipeline/files.hpp"
 #include "pipeline/hash.hpp"
+#include "stages/model/embed.hpp"
 #include "stages/model/trainer.hpp"
 
 namespace eo {
@@ -17,43 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Read in pieces: a paper-size checkpoint with its optimizer state is ~3 GB.
-std::string file_hash(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::vector<char> piece(1 << 20);
-  Hasher h;
-  while (in.read(piece.data(), static_cast<std::streamsize>(piece.size())) || in.gcount() > 0)
-    h.add(std::string_view(piece.data(), static_cast<std::size_t>(in.gcount())));
-  return h.hex();
-}
-
 nlohmann::json model_json(const ModelConfig& m) {
   return {{"preset", m.preset}, {"input", m.input}, {"patch", m.patch}, {"dim", m.dim}, {"depth", m.depth},
           {"heads", m.heads}, {"mlp_ratio", m.mlp_ratio}, {"embed", m.embed}, {"pooling", m.pooling}};
-}
-
-// The newest checkpoint whose file matches the hash its sidecar recorded: a checkpoint
-// a crash cut short is never picked.
-std::optional<std::pair<int, fs::path>> latest_checkpoint(const fs::path& dir) {
-  std::optional<std::pair<int, fs::path>> best;
-  if (!fs::is_directory(dir)) return best;
-  const std::regex name(R"(step-(\d+)\.json)");
-  for (const auto& e : fs::directory_iterator(dir)) {
-    std::smatch m;
-    const std::string file = e.path().filename().string();
-    if (!std::regex_match(file, m, name)) continue;
-    try {
-      std::ifstream in(e.path());
-      const auto meta = nlohmann::json::parse(in);
-      const fs::path weights = dir / meta.at("file").get<std::string>();
-      if (!fs::exists(weights) || file_hash(weights) != meta.at("hash").get<std::string>()) continue;
-      const int step = meta.at("step").get<int>();
-      if (!best || step > best->first) best = {step, weights};
-    } catch (const std::exception&) {
-      continue;
-    }
-  }
-  return best;
 }
 
 }  // namespace
@@ -69,6 +36,8 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   if (stores.empty())
     throw std::runtime_error(fmt::format("no chip stores in {}: run `eo-pipeline prepare` first", (out / "chips").string()));
   const Normalisation norm = Normalisation::load(out / "normalisation.json");
+  // The statistics travel with the model: `run` normalises chips as the model saw them.
+  if (comm.rank() == 0 && !fs::exists(checkpoints / "normalisation.json")) norm.save(checkpoints / "normalisation.json");
   const ChipDataset data(stores, norm, config.data.modalities, config.data.min_valid_fraction);
   if (data.size() < 2) throw std::runtime_error(fmt::format("{} chips with data: too few to contrast", data.size()));
 
@@ -84,9 +53,9 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   report.chips = data.size();
   report.parameters = parameter_count(*trainer.model());
   if (const auto latest = latest_checkpoint(checkpoints)) {
-    trainer.load(latest->second);
+    trainer.load(*latest);
     report.first_step = trainer.steps_done();
-    if (comm.rank() == 0) spdlog::info("resuming from {} (step {})", latest->second.string(), report.first_step);
+    if (comm.rank() == 0) spdlog::info("resuming from {} (step {})", latest->string(), report.first_step);
   }
   if (comm.rank() == 0)
     spdlog::info("pretraining {} ({} parameters) on {} chips, {} ranks x batch {}, {} steps", model.preset,

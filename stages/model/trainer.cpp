@@ -24,6 +24,19 @@ std::uint64_t mix(std::uint64_t x) {
 
 }  // namespace
 
+void normalise_chip(const ModalityChips& mc, std::size_t chip, std::size_t plane, const std::vector<ChannelStats>& stats,
+                    double min_valid, float* values, float* mask) {
+  for (int c = 0; c < mc.channels; ++c) {
+    const std::size_t channel = chip * static_cast<std::size_t>(mc.channels) + static_cast<std::size_t>(c);
+    mask[c] = mc.valid[channel] >= min_valid ? 1.0f : 0.0f;
+    const float* src = mc.values.data() + channel * plane;
+    float* dst = values + static_cast<std::size_t>(c) * plane;
+    const auto mean = static_cast<float>(stats[static_cast<std::size_t>(c)].mean);
+    const auto inv = static_cast<float>(1.0 / stats[static_cast<std::size_t>(c)].std);
+    for (std::size_t i = 0; i < plane; ++i) dst[i] = std::isnan(src[i]) ? 0.0f : (src[i] - mean) * inv;
+  }
+}
+
 ChipDataset::ChipDataset(const std::vector<std::filesystem::path>& stores, const Normalisation& norm,
                          const std::vector<Modality>& modalities, double min_valid)
     : modalities_(modalities) {
@@ -36,19 +49,11 @@ ChipDataset::ChipDataset(const std::vector<std::filesystem::path>& stores, const
       ChipSample s;
       for (const ModalityChips& mc : tile.modalities) {
         if (std::find(modalities.begin(), modalities.end(), mc.modality) == modalities.end()) continue;
-        const auto& stats = norm.channels.at(mc.modality);
         auto& values = s.values[mc.modality];
         auto& mask = s.mask[mc.modality];
         values.resize(mc.channels * plane);
         mask.resize(static_cast<std::size_t>(mc.channels));
-        for (int c = 0; c < mc.channels; ++c) {
-          mask[static_cast<std::size_t>(c)] = mc.valid[k * mc.channels + c] >= min_valid ? 1.0f : 0.0f;
-          const float* src = mc.values.data() + (k * mc.channels + c) * plane;
-          float* dst = values.data() + c * plane;
-          const auto mean = static_cast<float>(stats[static_cast<std::size_t>(c)].mean);
-          const auto inv = static_cast<float>(1.0 / stats[static_cast<std::size_t>(c)].std);
-          for (std::size_t i = 0; i < plane; ++i) dst[i] = std::isnan(src[i]) ? 0.0f : (src[i] - mean) * inv;
-        }
+        normalise_chip(mc, k, plane, norm.channels.at(mc.modality), min_valid, values.data(), mask.data());
       }
       samples_.push_back(std::move(s));
     }

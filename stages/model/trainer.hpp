@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/chip_batch.hpp"
 #include "pipeline/config.hpp"
 #include "schedulers/comm.hpp"
 #include "stages/chip/normalise.hpp"
@@ -22,6 +23,11 @@ struct ChipSample {
   std::map<Modality, std::vector<float>> values;  // [C, S, S], no data as 0
   std::map<Modality, std::vector<float>> mask;    // [C], 1 where the channel is present
 };
+
+// One chip's values of one modality normalised into `values` ([C, S, S], no data as 0),
+// and its channel mask into `mask` ([C], 1 where at least `min_valid` of it is valid).
+void normalise_chip(const ModalityChips& mc, std::size_t chip, std::size_t plane, const std::vector<ChannelStats>& stats,
+                    double min_valid, float* values, float* mask);
 
 class ChipDataset {
  public:

@@ -1,0 +1,88 @@
+#pragma once
+// cube: the Zarr v2 embedding cube of DESIGN.md §4, written by ourselves (JSON metadata
+// with nlohmann_json, chunks compressed with c-blosc/zstd) so that zarr-python, xarray
+// and GDAL read it as it is. One group per zone, per-modality and fused embedding arrays
+// (y, x, dim) chunked (16, 16, dim) so that a chunk is a tile, a status array, chip-centre
+// coordinates and the CRS. Chunks are written under a temporary name and renamed.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "pipeline/grid.hpp"
+#include "pipeline/modality.hpp"
+
+namespace eo {
+
+enum class CubeDtype { float32, float16, int8 };
+CubeDtype parse_cube_dtype(const std::string& name);  // throws std::invalid_argument
+std::string cube_dtype_name(CubeDtype dtype);
+
+// The status of a chip in the cube (DESIGN.md §4).
+enum ChipStatus : std::uint8_t { kNotProcessed = 0, kEmbedded = 1, kNoData = 2, kFailed = 3 };
+
+// What a cube holds: the layout every writer and every run must agree on, and the
+// attributes that say where it came from.
+struct CubeSpec {
+  std::vector<Zone> zones;
+  std::vector<Modality> modalities;  // one array each, plus `fused`
+  int dim = 0;                       // embedding size
+  CubeDtype dtype = CubeDtype::float32;
+  int chip_pixels = 448;
+  double pixel_size = 10;
+  // Provenance for the root attributes: model name and hash, config hash, ...
+  nlohmann::json provenance = nlohmann::json::object();
+
+  std::vector<std::string> embedding_arrays() const;  // modality names, then "fused"
+};
+
+// Rows and columns of chips of a zone's grid: chunk (tile) indices are tile ids.
+int zone_rows(Zone zone);
+int zone_cols();
+
+// Creates the cube's metadata (groups, arrays, coordinates, attributes, consolidated
+// metadata), or checks that an existing cube has the same layout and brings its
+// provenance up to date. Run once, by one rank, before any chunk is written. Throws
+// std::runtime_error naming the cube and the difference when the layouts disagree.
+void create_cube(const std::filesystem::path& root, const CubeSpec& spec);
+
+// One tile's results: for every chip of the tile ([row in tile][col in tile]) its status,
+// and its embedding per array (NaN where the chip or the modality has none).
+struct TileEmbeddings {
+  TileId tile;
+  std::vector<std::uint8_t> status = std::vector<std::uint8_t>(kChipsPerTile, kNotProcessed);
+  std::map<std::string, xt::xtensor<float, 3>> arrays;  // name -> (16, 16, dim)
+
+  TileEmbeddings(TileId t, const CubeSpec& spec);
+};
+
+class CubeWriter {
+ public:
+  CubeWriter(std::filesystem::path root, CubeSpec spec);
+  // Embedding chunks first, the status chunk last, each fsync'd and renamed into place:
+  // a reader that sees a chip's status sees its embeddings. Chunks of arrays the tile
+  // has nothing in are removed (a tile redone after a change leaves no stale chunk).
+  void write_tile(const TileEmbeddings& tile) const;
+  // The chunk of `array` (in the tile's zone group) holding the tile.
+  std::filesystem::path chunk_path(const TileId& tile, const std::string& array) const;
+
+ private:
+  std::filesystem::path root_;
+  CubeSpec spec_;
+};
+
+// Chunk files a killed writer left under their temporary names.
+int remove_stale_chunks(const std::filesystem::path& root);
+
+// Zone groups present in an existing cube.
+std::vector<Zone> cube_zones(const std::filesystem::path& root);
+
+// float -> IEEE half, round to nearest even (for the float16 cube).
+std::uint16_t float_to_half(float value);
+
+}  // namespace eo

@@ -1,0 +1,169 @@
+#include "stages/model/embed.hpp"
+
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "pipeline/files.hpp"
+#include "stages/model/trainer.hpp"
+#include "stages/model/vit.hpp"
+
+namespace eo {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json read_sidecar(const fs::path& checkpoint) {
+  const fs::path side = fs::path(checkpoint).replace_extension(".json");
+  std::ifstream in(side);
+  if (!in) throw ConfigError(fmt::format("{}: no sidecar {} beside the checkpoint", checkpoint.string(), side.string()));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(fmt::format("{}: not readable: {}", side.string(), e.what()));
+  }
+}
+
+}  // namespace
+
+std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
+  std::optional<std::pair<int, fs::path>> best;
+  if (!fs::is_directory(dir)) return std::nullopt;
+  const std::regex name(R"(step-(\d+)\.json)");
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string file = e.path().filename().string();
+    if (!std::regex_match(file, m, name)) continue;
+    try {
+      std::ifstream in(e.path());
+      const auto meta = nlohmann::json::parse(in);
+      const fs::path weights = dir / meta.at("file").get<std::string>();
+      if (!fs::exists(weights) || file_hash(weights) != meta.at("hash").get<std::string>()) continue;
+      const int step = meta.at("step").get<int>();
+      if (!best || step > best->first) best = {step, weights};
+    } catch (const std::exception&) {
+      continue;  // a sidecar a crash cut short
+    }
+  }
+  if (!best) return std::nullopt;
+  return best->second;
+}
+
+ModelCard find_model(const Config& config) {
+  ModelCard card;
+  if (!config.model.checkpoint.empty()) {
+    card.checkpoint = config.model.checkpoint;
+    if (!fs::is_regular_file(card.checkpoint))
+      throw ConfigError(fmt::format("{}: model.checkpoint: no file {}", config.source, card.checkpoint.string()));
+  } else {
+    const fs::path dir = config.output / "pretrain" / "checkpoints";
+    const auto latest = latest_checkpoint(dir);
+    if (!latest)
+      throw ConfigError(fmt::format("{}: no model: no intact checkpoint in {} (run `eo-pipeline pretrain` first, or set "
+                                    "model.checkpoint)",
+                                    config.source, dir.string()));
+    card.checkpoint = *latest;
+  }
+  const auto meta = read_sidecar(card.checkpoint);
+  try {
+    card.name = meta.at("model").at("preset").get<std::string>();
+    card.dim = meta.at("model").at("embed").get<int>();
+    card.hash = meta.at("hash").get<std::string>();
+    card.normalisation = meta.value("normalisation", "");
+    for (const auto& m : meta.at("modalities")) card.modalities.push_back(parse_modality(m.get<std::string>()));
+  } catch (const std::exception& e) {
+    throw ConfigError(fmt::format("{}: sidecar incomplete: {}", card.checkpoint.string(), e.what()));
+  }
+  if (file_hash(card.checkpoint) != card.hash)
+    throw ConfigError(fmt::format("{}: the file does not match the hash its sidecar recorded (damaged or replaced)",
+                                  card.checkpoint.string()));
+  return card;
+}
+
+struct Embedder::Impl {
+  ModelConfig model_config;
+  MultiModal model{nullptr};
+  std::vector<Modality> modalities;
+  torch::Device device{torch::kCPU};
+};
+
+Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Modality> modalities, int threads)
+    : impl_(std::make_unique<Impl>()) {
+  const auto meta = read_sidecar(card.checkpoint).at("model");
+  ModelConfig mc = ModelConfig::from_preset(meta.at("preset").get<std::string>(), meta.at("input").get<int>());
+  mc.patch = meta.at("patch"); mc.dim = meta.at("dim"); mc.depth = meta.at("depth"); mc.heads = meta.at("heads");
+  mc.mlp_ratio = meta.at("mlp_ratio"); mc.embed = meta.at("embed"); mc.pooling = meta.at("pooling");
+  mc.device = config.model.device;
+  impl_->model_config = mc;
+  impl_->modalities = std::move(modalities);
+  torch::set_num_threads(std::max(1, threads));
+  if (mc.device == "cuda" && !torch::cuda::is_available())
+    throw ConfigError("model.device is cuda but this LibTorch has no CUDA device (build with a CUDA LibTorch through Torch_DIR)");
+  impl_->device = torch::Device(mc.device);
+  impl_->model = MultiModal(mc, card.modalities);
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(card.checkpoint.string());
+    impl_->model->load(archive);
+  } catch (const c10::Error& e) {
+    throw ConfigError(fmt::format("{}: not a checkpoint of this model: {}", card.checkpoint.string(), e.what_without_backtrace()));
+  }
+  impl_->model->to(impl_->device);
+  impl_->model->eval();
+}
+
+Embedder::~Embedder() = default;
+
+int Embedder::dim() const { return impl_->model_config.embed; }
+
+std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, const std::vector<bool>& use,
+                                                       const Normalisation& norm, double min_valid,
+                                                       int batch_chips) const {
+  c10::InferenceMode inference;
+  const std::size_t dim = static_cast<std::size_t>(impl_->model_config.embed), n = batch.chips.size();
+  const int s = batch.size, input = impl_->model_config.input;
+  const std::size_t plane = static_cast<std::size_t>(s) * s;
+  std::vector<std::size_t> chips;
+  for (std::size_t k = 0; k < n; ++k)
+    if (use[k]) chips.push_back(k);
+
+  std::map<Modality, std::vector<float>> out;
+  for (Modality m : impl_->modalities) out[m].assign(n * dim, std::nanf(""));
+  for (std::size_t first = 0; first < chips.size(); first += static_cast<std::size_t>(batch_chips)) {
+    const std::size_t count = std::min(chips.size() - first, static_cast<std::size_t>(batch_chips));
+    std::map<Modality, torch::Tensor> x, masks;
+    for (Modality m : impl_->modalities) {
+      const ModalityChips* mc = batch.find(m);
+      if (!mc) continue;  // the modality is not read at all: its rows stay NaN
+      const long c = mc->channels;
+      auto values = torch::empty({static_cast<long>(count), c, s, s});
+      auto mask = torch::empty({static_cast<long>(count), c});
+      for (std::size_t j = 0; j < count; ++j)
+        normalise_chip(*mc, chips[first + j], plane, norm.channels.at(m), min_valid,
+                       values.data_ptr<float>() + j * c * plane, mask.data_ptr<float>() + j * c);
+      if (s != input)
+        values = torch::nn::functional::interpolate(
+            values, torch::nn::functional::InterpolateFuncOptions()
+                        .size(std::vector<int64_t>{input, input})
+                        .mode(torch::kBilinear)
+                        .align_corners(false));
+      x[m] = values.to(impl_->device);
+      masks[m] = mask.to(impl_->device);
+    }
+    const auto emb = impl_->model->forward(x, masks);
+    for (const auto& [m, e] : emb) {
+      const auto cpu = e.to(torch::kCPU, torch::kFloat).contiguous();
+      const auto present = (masks.at(m).sum(1) > 0).to(torch::kCPU);
+      auto& dst = out[m];
+      for (std::size_t j = 0; j < count; ++j) {
+        if (!present[static_cast<long>(j)].item<bool>()) continue;
+        std::copy_n(cpu.data_ptr<float>() + j * dim, dim, dst.data() + chips[first + j] * dim);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace eo

@@ -1,0 +1,57 @@
+#pragma once
+// embed: a trained model applied to chips, for `run`, without LibTorch in the interface
+// (DESIGN.md §6). The model is a pretraining checkpoint with its sidecar (model shape,
+// modalities, content hash).
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/chip_batch.hpp"
+#include "pipeline/config.hpp"
+#include "stages/chip/normalise.hpp"
+
+namespace eo {
+
+struct ModelCard {
+  std::filesystem::path checkpoint;  // step-N.pt
+  std::string name;                  // the preset
+  std::string hash;                  // content hash of the checkpoint
+  int dim = 0;                       // embedding size
+  std::vector<Modality> modalities;  // what it was trained on
+  std::string normalisation;         // hash of the statistics it was trained with
+};
+
+// The newest intact checkpoint (its file matches the hash its sidecar recorded) in a
+// folder, if any.
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& dir);
+
+// The model a run uses: model.checkpoint, or the newest intact checkpoint of
+// OUTPUT/pretrain/checkpoints. ConfigError when there is none or it cannot be read.
+ModelCard find_model(const Config& config);
+
+class Embedder {
+ public:
+  // `modalities`: those to embed (a subset of the model's).
+  Embedder(const ModelCard& card, const Config& config, std::vector<Modality> modalities, int threads);
+  ~Embedder();
+  Embedder(const Embedder&) = delete;
+  Embedder& operator=(const Embedder&) = delete;
+
+  // Embeddings of the chips of `batch` marked in `use`, per modality, [chip][dim] in the
+  // batch's chip order; the rows of chips not used, or without a channel of the modality
+  // with at least `min_valid` valid pixels, are NaN. Chips go through the model
+  // `batch_chips` at a time, so the result does not depend on how tiles are shared out.
+  std::map<Modality, std::vector<float>> embed(const ChipBatch& batch, const std::vector<bool>& use,
+                                               const Normalisation& norm, double min_valid, int batch_chips) const;
+  int dim() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eo

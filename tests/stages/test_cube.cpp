@@ -1,0 +1,185 @@
+// The Zarr cube as the real readers see it: tiles written by CubeWriter in each dtype,
+// read back by zarr-python, xarray and GDAL (tests/python/check_cube.py, run with
+// Debian's /usr/bin/python3), with the coordinates and CRS checked through GDAL's
+// projection engine.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "stages/cube/cube.hpp"
+#include "support/run.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / fmt::format("eo_cube_{}_{}", name, ::getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+CubeSpec spec_of(CubeDtype dtype) {
+  CubeSpec spec;
+  spec.zones = {Zone{10, false}, Zone{33, true}};
+  spec.modalities = {Modality::s2rgb, Modality::s1amp};
+  spec.dim = 8;
+  spec.dtype = dtype;
+  spec.chip_pixels = 112;
+  spec.pixel_size = 40;
+  spec.provenance = {{"model", "test"}};
+  return spec;
+}
+
+// Two tiles, one per hemisphere, with every status and a missing modality, and a chip
+// of a tile never written; returns what check_cube.py expects.
+json write_tiles(const fs::path& cube, const CubeSpec& spec) {
+  const CubeWriter writer(cube, spec);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0, 0.3f);
+  json chips = json::array();
+  const TileId tiles[] = {tile_of(chip_at(Zone{10, false}, {745000, 4100000})),
+                          tile_of(chip_at(Zone{33, true}, {500000, 7000000}))};
+  for (const TileId& tile : tiles) {
+    TileEmbeddings t(tile, spec);
+    for (int pos = 0; pos < kChipsPerTile; ++pos) {
+      const int y = pos / kChipsPerTileSide, x = pos % kChipsPerTileSide;
+      const std::uint8_t status = static_cast<std::uint8_t>(pos % 5 == 4 ? 0 : pos % 5 == 3 ? 1 : pos % 5);
+      t.status[static_cast<std::size_t>(pos)] = status;
+      json values = json::object();
+      for (const std::string& name : spec.embedding_arrays()) {
+        // Every seventh embedded chip lacks s1amp (and fused is then s2rgb's).
+        const bool present = status == kEmbedded && !(name == "s1amp" && pos % 7 == 0);
+        if (!present) {
+          values[name] = nullptr;
+          continue;
+        }
+        json v = json::array();
+        for (int i = 0; i < spec.dim; ++i) {
+          const float value = normal(rng) * (pos % 3 == 0 ? 10.0f : 1.0f);  // scales differ per chip
+          t.arrays.at(name)(static_cast<std::size_t>(y), static_cast<std::size_t>(x), static_cast<std::size_t>(i)) = value;
+          v.push_back(value);
+        }
+        values[name] = v;
+      }
+      if (pos % 9 != 0 && pos != 255) continue;  // a sample of the chips is enough for the readers
+      const ChipId chip = tile.chip(pos);
+      const LonLatBox b = lonlat_bounds(chip.zone, chip.bounds());
+      chips.push_back({{"zone", chip.zone.name()}, {"row", chip.row}, {"col", chip.col}, {"status", status},
+                       {"values", values}, {"lonlat_bounds", {b.lon0, b.lat0, b.lon1, b.lat1}}});
+    }
+    writer.write_tile(t);
+  }
+  // A chip of a tile never written: not processed, no values.
+  const ChipId far = chip_at(Zone{10, false}, {300000, 5000000});
+  const LonLatBox b = lonlat_bounds(far.zone, far.bounds());
+  json none = json::object();
+  for (const std::string& name : spec.embedding_arrays()) none[name] = nullptr;
+  chips.push_back({{"zone", "10N"}, {"row", far.row}, {"col", far.col}, {"status", 0}, {"values", none},
+                   {"lonlat_bounds", {b.lon0, b.lat0, b.lon1, b.lat1}}});
+  return chips;
+}
+
+TEST(Cube, RealReadersSeeWhatWasWritten) {
+  for (CubeDtype dtype : {CubeDtype::float32, CubeDtype::float16, CubeDtype::int8}) {
+    SCOPED_TRACE(cube_dtype_name(dtype));
+    const fs::path dir = temp_dir(cube_dtype_name(dtype)), cube = dir / "cube.zarr";
+    const CubeSpec spec = spec_of(dtype);
+    create_cube(cube, spec);
+    const json expected = {{"cube", cube.string()}, {"dtype", cube_dtype_name(dtype)}, {"dim", spec.dim},
+                           {"arrays", spec.embedding_arrays()}, {"chips", write_tiles(cube, spec)}};
+    std::ofstream(dir / "expected.json") << expected.dump();
+    const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_cube.py {}", EO_SOURCE_DIR,
+                                         (dir / "expected.json").string()));
+    EXPECT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("CUBE OK"), std::string::npos) << r.output;
+
+    const auto info = test::run("gdalmdiminfo " + cube.string());
+    EXPECT_EQ(info.code, 0) << info.output;
+    for (const char* name : {"\"s2rgb\"", "\"fused\"", "\"status\"", "EPSG\\\",\\\"32733"})
+      EXPECT_NE(info.output.find(name), std::string::npos) << name << " not in gdalmdiminfo's view";
+    fs::remove_all(dir);
+  }
+}
+
+TEST(Cube, MetadataIsCreatedOnceAndLayoutChangesAreRefused) {
+  const fs::path dir = temp_dir("layout"), cube = dir / "cube.zarr";
+  CubeSpec spec = spec_of(CubeDtype::float32);
+  create_cube(cube, spec);
+  const auto first = json::parse(std::ifstream(cube / ".zattrs"));
+  // Another model of the same layout: provenance updated, creation time kept, zones
+  // of the earlier plan kept beside a new one.
+  spec.provenance = {{"model", "other"}};
+  spec.zones = {Zone{11, false}};
+  create_cube(cube, spec);
+  const auto second = json::parse(std::ifstream(cube / ".zattrs"));
+  EXPECT_EQ(second["created"], first["created"]);
+  EXPECT_EQ(second["model"], "other");
+  EXPECT_EQ(second["zones"], json({"10N", "11N", "33S"}));
+  // Another embedding size or dtype in the same cube: refused, naming the cube.
+  spec.dim = 16;
+  try {
+    create_cube(cube, spec);
+    ADD_FAILURE() << "a cube of another layout was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(cube.string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("layout"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Cube, ATileRedoneAsFailedKeepsNoStaleEmbeddings) {
+  const fs::path dir = temp_dir("redo"), cube = dir / "cube.zarr";
+  const CubeSpec spec = spec_of(CubeDtype::int8);
+  create_cube(cube, spec);
+  const CubeWriter writer(cube, spec);
+  const TileId tile{Zone{10, false}, 73, 10};
+  TileEmbeddings t(tile, spec);
+  t.status[0] = kEmbedded;
+  for (const auto& name : spec.embedding_arrays())
+    for (int i = 0; i < spec.dim; ++i) t.arrays.at(name)(0, 0, static_cast<std::size_t>(i)) = 0.5f;
+  writer.write_tile(t);
+  for (const auto& name : spec.embedding_arrays()) {
+    EXPECT_TRUE(fs::exists(writer.chunk_path(tile, name)));
+    EXPECT_TRUE(fs::exists(writer.chunk_path(tile, name + "_scale")));
+  }
+  TileEmbeddings failed(tile, spec);
+  failed.status[0] = kFailed;
+  writer.write_tile(failed);
+  for (const auto& name : spec.embedding_arrays()) {
+    EXPECT_FALSE(fs::exists(writer.chunk_path(tile, name))) << name;
+    EXPECT_FALSE(fs::exists(writer.chunk_path(tile, name + "_scale"))) << name;
+  }
+  EXPECT_TRUE(fs::exists(writer.chunk_path(tile, "status")));
+  // A chunk a killed writer left under its temporary name is removed; real chunks stay.
+  std::ofstream(cube / "10N" / "status" / ".73.10.123.tmp") << "torn";
+  EXPECT_EQ(remove_stale_chunks(cube), 1);
+  EXPECT_TRUE(fs::exists(writer.chunk_path(tile, "status")));
+  fs::remove_all(dir);
+}
+
+TEST(Cube, HalfPrecisionRoundsToNearestEven) {
+  EXPECT_EQ(float_to_half(1.0f), 0x3c00);
+  EXPECT_EQ(float_to_half(-2.0f), 0xc000);
+  EXPECT_EQ(float_to_half(0.1f), 0x2e66);
+  EXPECT_EQ(float_to_half(65504.0f), 0x7bff);
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);         // rounds up to infinity
+  EXPECT_EQ(float_to_half(6.103515625e-05f), 0x0400);  // smallest normal
+  EXPECT_EQ(float_to_half(5.9604645e-08f), 0x0001);    // smallest subnormal
+  EXPECT_EQ(float_to_half(2.9802322e-08f), 0x0000);    // half of it: ties to even, 0
+  EXPECT_EQ(float_to_half(1.0f + 1.0f / 2048), 0x3c00);  // a tie: to even
+  EXPECT_EQ(float_to_half(1.0f + 3.0f / 2048), 0x3c02);  // a tie: to even, up
+  EXPECT_EQ(float_to_half(std::nanf("")) & 0x7c00, 0x7c00);
+  EXPECT_NE(float_to_half(std::nanf("")) & 0x03ff, 0);
+}
+
+}  // namespace
+}  // namespace eo
