@@ -29,6 +29,8 @@ namespace eo {
 void add_run_command(CLI::App& app, RunOptions& opts) {
   auto* cmd = app.add_subcommand("run", "embed every tile of the plan into the Zarr cube (the main job, under mpirun)");
   add_common_options(*cmd, opts.common);
+  cmd->add_option("--partition", opts.partition, "static, dynamic or slurm-array (overrides schedule.partition)")
+      ->check(CLI::IsMember({"static", "dynamic", "slurm-array"}));
   cmd->add_flag("--json", opts.json, "print the run report as JSON at the end");
 }
 
@@ -300,8 +302,9 @@ Normalisation model_normalisation(const ModelCard& card, const Config& config, c
 int run_run(const RunOptions& opts) {
   const Comm comm = Comm::world();
   const int rank = comm.rank();
-  const auto config = start_command(opts.common, rank);
+  auto config = start_command(opts.common, rank);
   if (!config) return kExitOk;
+  if (!opts.partition.empty()) config->partition = opts.partition;
   const auto t0 = Clock::now();
   const fs::path out = config->output, cube_path = config->cube_path();
 

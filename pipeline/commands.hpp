@@ -38,6 +38,7 @@ int run_pretrain(const PretrainOptions& opts);
 
 struct RunOptions {
   CommonOptions common;
+  std::string partition;  // empty: the config's
   bool json = false;
 };
 void add_run_command(CLI::App& app, RunOptions& opts);

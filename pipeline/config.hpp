@@ -88,7 +88,7 @@ struct PrepareConfig {
 // The main job, `run`: embeddings into the cube.
 struct RunConfig {
   std::string dtype = "float32";  // float32 | float16 | int8 (with a scale per chip)
-  int batch = 16;                 // chips per forward pass
+  int batch = 4;                  // chips per forward pass; passes run in parallel on the threads
   int threads = 0;                // torch threads per rank; 0: cores / ranks on the node
   int max_attempts = 3;           // a failed tile is retried by later runs up to this many times
   bool prefetch = true;           // read and warp the next tile while the model works

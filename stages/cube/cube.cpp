@@ -171,7 +171,8 @@ std::vector<char> compress(const void* data, std::size_t bytes, std::size_t type
 
 // Written under a temporary name, fsync'd, renamed: a reader sees the old chunk or the
 // new one, never a part of one.
-void write_chunk(const fs::path& file, const std::vector<char>& bytes) {
+// `crash_point` names the failpoint between the two halves (for the crash tests).
+void write_chunk(const fs::path& file, const std::vector<char>& bytes, const char* crash_point = nullptr) {
   const fs::path tmp = file.parent_path() / fmt::format(".{}.{}.tmp", file.filename().string(), ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(fmt::format("cannot create {}: {}", tmp.string(), std::strerror(errno)));
@@ -179,7 +180,7 @@ void write_chunk(const fs::path& file, const std::vector<char>& bytes) {
   while (done < bytes.size()) {
     // In two halves, so that the crash tests can stop us in the middle of a chunk.
     const std::size_t piece = done == 0 ? std::max<std::size_t>(1, bytes.size() / 2) : bytes.size() - done;
-    if (done > 0) failpoint("cube-chunk");
+    if (done > 0 && crash_point) failpoint(crash_point);
     const ssize_t n = ::write(fd, bytes.data() + done, piece);
     if (n < 0) {
       const int err = errno;
@@ -357,10 +358,10 @@ void CubeWriter::write_tile(const TileEmbeddings& t) const {
       continue;
     }
     std::vector<float> scales;
-    write_chunk(file, encode(values, spec_.dtype, &scales));
+    write_chunk(file, encode(values, spec_.dtype, &scales), "cube-chunk");
     if (spec_.dtype == CubeDtype::int8) write_chunk(scale_file, compress(scales.data(), scales.size() * 4, 4));
   }
-  write_chunk(chunk_path(t.tile, "status"), compress(t.status.data(), t.status.size(), 1));
+  write_chunk(chunk_path(t.tile, "status"), compress(t.status.data(), t.status.size(), 1), "cube-chunk");
 }
 
 int remove_stale_chunks(const fs::path& root) {

@@ -1,6 +1,11 @@
 #include "stages/model/embed.hpp"
 
+#include <dlfcn.h>
+
+#include <atomic>
 #include <fmt/format.h>
+#include <mutex>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -87,6 +92,7 @@ struct Embedder::Impl {
   MultiModal model{nullptr};
   std::vector<Modality> modalities;
   torch::Device device{torch::kCPU};
+  int threads = 1;
 };
 
 Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Modality> modalities, int threads)
@@ -98,7 +104,12 @@ Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Moda
   mc.device = config.model.device;
   impl_->model_config = mc;
   impl_->modalities = std::move(modalities);
-  torch::set_num_threads(std::max(1, threads));
+  // Parallel over forward passes, each pass on one thread (see embed()).
+  impl_->threads = std::max(1, threads);
+  torch::set_num_threads(1);
+  using SetThreads = void (*)(int);
+  if (auto set_blas_threads = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set_blas_threads(1);
   if (mc.device == "cuda" && !torch::cuda::is_available())
     throw ConfigError("model.device is cuda but this LibTorch has no CUDA device (build with a CUDA LibTorch through Torch_DIR)");
   impl_->device = torch::Device(mc.device);
@@ -121,18 +132,18 @@ int Embedder::dim() const { return impl_->model_config.embed; }
 std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, const std::vector<bool>& use,
                                                        const Normalisation& norm, double min_valid,
                                                        int batch_chips) const {
-  c10::InferenceMode inference;
   const std::size_t dim = static_cast<std::size_t>(impl_->model_config.embed), n = batch.chips.size();
   const int s = batch.size, input = impl_->model_config.input;
   const std::size_t plane = static_cast<std::size_t>(s) * s;
   std::vector<std::size_t> chips;
   for (std::size_t k = 0; k < n; ++k)
     if (use[k]) chips.push_back(k);
-
   std::map<Modality, std::vector<float>> out;
   for (Modality m : impl_->modalities) out[m].assign(n * dim, std::nanf(""));
-  for (std::size_t first = 0; first < chips.size(); first += static_cast<std::size_t>(batch_chips)) {
-    const std::size_t count = std::min(chips.size() - first, static_cast<std::size_t>(batch_chips));
+
+  // One forward pass: chips [first, first + count) of `chips`, into their rows of `out`.
+  auto pass = [&](std::size_t first, std::size_t count) {
+    c10::InferenceMode inference;
     std::map<Modality, torch::Tensor> x, masks;
     for (Modality m : impl_->modalities) {
       const ModalityChips* mc = batch.find(m);
@@ -156,13 +167,38 @@ std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, c
     for (const auto& [m, e] : emb) {
       const auto cpu = e.to(torch::kCPU, torch::kFloat).contiguous();
       const auto present = (masks.at(m).sum(1) > 0).to(torch::kCPU);
-      auto& dst = out[m];
-      for (std::size_t j = 0; j < count; ++j) {
-        if (!present[static_cast<long>(j)].item<bool>()) continue;
-        std::copy_n(cpu.data_ptr<float>() + j * dim, dim, dst.data() + chips[first + j] * dim);
+      auto& dst = out.at(m);
+      for (std::size_t j = 0; j < count; ++j)
+        if (present[static_cast<long>(j)].item<bool>())
+          std::copy_n(cpu.data_ptr<float>() + j * dim, dim, dst.data() + chips[first + j] * dim);
+    }
+  };
+
+  // Passes of `batch_chips` chips run side by side on the rank's threads, each one
+  // single-threaded: the bits of an embedding depend on its pass alone, not on the
+  // number of threads or ranks (a multi-threaded BLAS changes the last bits with its
+  // thread count).
+  const std::size_t passes = (chips.size() + static_cast<std::size_t>(batch_chips) - 1) / static_cast<std::size_t>(batch_chips);
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto worker = [&] {
+    for (std::size_t p; (p = next++) < passes;) {
+      try {
+        const std::size_t first = p * static_cast<std::size_t>(batch_chips);
+        pass(first, std::min(chips.size() - first, static_cast<std::size_t>(batch_chips)));
+      } catch (...) {
+        std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
       }
     }
-  }
+  };
+  std::vector<std::thread> pool;
+  const std::size_t helpers = std::min(passes, static_cast<std::size_t>(impl_->threads)) - (passes > 0 ? 1 : 0);
+  for (std::size_t t = 0; t < helpers; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
   return out;
 }
 

@@ -44,7 +44,8 @@ class Embedder {
   // Embeddings of the chips of `batch` marked in `use`, per modality, [chip][dim] in the
   // batch's chip order; the rows of chips not used, or without a channel of the modality
   // with at least `min_valid` valid pixels, are NaN. Chips go through the model
-  // `batch_chips` at a time, so the result does not depend on how tiles are shared out.
+  // `batch_chips` at a time, passes in parallel on the threads, so the result depends on
+  // neither the number of threads nor how tiles are shared out among ranks.
   std::map<Modality, std::vector<float>> embed(const ChipBatch& batch, const std::vector<bool>& use,
                                                const Normalisation& norm, double min_valid, int batch_chips) const;
   int dim() const;

@@ -1,0 +1,190 @@
+// `eo-pipeline run`, the main job, on a synthetic world with a briefly trained model:
+// the same cube bit for bit from 1 or more ranks, static or dynamic, more ranks than
+// tiles; the cube holds what the model computes for each chip, read back by zarr-python,
+// xarray and GDAL; a rank killed at random moments, or the whole job killed in the middle
+// of writing a chunk, then resumed, gives the cube of an uninterrupted run.
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <set>
+
+#include "pipeline/journal.hpp"
+#include "stages/chip/chipper.hpp"
+#include "stages/cube/cube.hpp"
+#include "stages/model/embed.hpp"
+#include "support/run_world.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class RunTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    world_ = new test::RunWorld("run", test::squares_aoi(6, 0.1));
+    const auto r = test::run(world_->command("reference", 0));
+    ASSERT_EQ(r.code, 0) << r.output;
+    reference_ = new std::map<std::string, std::string>(test::cube_files(world_->cube("reference")));
+  }
+  static void TearDownTestSuite() {
+    delete reference_;
+    delete world_;
+  }
+  // Every planned tile has exactly one record saying it is done (or has no data) in the
+  // output's journal: none lost, none done twice.
+  static void expect_each_tile_once(const std::string& output) {
+    const auto journal = read_journal(world_->dir / output / "journal", "run");
+    for (const TilePlan& t : world_->world->plan.tiles) {
+      const auto it = journal.find(t.id.str());
+      ASSERT_NE(it, journal.end()) << t.id.str() << " lost";
+      const auto finished = std::count_if(it->second.begin(), it->second.end(),
+                                          [](const JournalRecord& r) { return r.status != "failed"; });
+      EXPECT_EQ(finished, 1) << t.id.str() << " recorded " << finished << " times";
+    }
+  }
+  static test::RunWorld* world_;
+  static std::map<std::string, std::string>* reference_;
+};
+test::RunWorld* RunTest::world_ = nullptr;
+std::map<std::string, std::string>* RunTest::reference_ = nullptr;
+
+TEST_F(RunTest, TheSameCubeFromAnyNumberOfRanksAndEitherPartition) {
+  const std::size_t tiles = world_->world->plan.tiles.size();
+  ASSERT_GE(tiles, 5u);
+  const auto report = world_->report("reference");
+  EXPECT_EQ(report["done"].get<std::size_t>() + report["nodata"].get<std::size_t>(), tiles);
+  EXPECT_GT(report["chips_embedded"].get<int>(), 0);
+  struct Variant { int ranks; const char* partition; };
+  for (const Variant v : {Variant{2, "static"}, Variant{2, "dynamic"}, Variant{static_cast<int>(tiles) + 2, "dynamic"},
+                          Variant{static_cast<int>(tiles) + 2, "static"}}) {
+    const std::string output = fmt::format("np{}_{}", v.ranks, v.partition);
+    SCOPED_TRACE(output);
+    const auto r = test::run(world_->command(output, v.ranks, v.partition));
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube(output))), "");
+    expect_each_tile_once(output);
+    EXPECT_EQ(world_->report(output)["chips_embedded"], report["chips_embedded"]);
+  }
+  // A second run finds everything done and changes nothing.
+  const auto again = test::run(world_->command("np2_static", 2));
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_EQ(world_->report("np2_static")["skipped_done"].get<std::size_t>(), tiles);
+  EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube("np2_static"))), "");
+}
+
+// What the model computes for each chip, found here without the run driver (read_tile
+// and the Embedder, fused as the mean of the modalities present), is what zarr-python,
+// xarray and GDAL read from the cube, at the place the grid gives the chip.
+TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
+  const Config& config = world_->world->config;
+  const ModelCard card = find_model(config);
+  const Normalisation norm = Normalisation::load(card.checkpoint.parent_path() / "normalisation.json");
+  const Embedder embedder(card, config, config.data.modalities, 2);  // the runs used 1 thread per rank
+  const std::size_t dim = static_cast<std::size_t>(embedder.dim());
+  json chips = json::array();
+  int embedded = 0, partial = 0;
+  for (const TilePlan& tile : world_->world->plan.tiles) {
+    read_tile(world_->world->catalog, tile, TileReadOptions::from(config, 1), [&](ChipBatch&& row) {
+      std::vector<bool> use(row.chips.size());
+      for (std::size_t k = 0; k < use.size(); ++k) use[k] = chip_has_data(row, k, config.data.min_valid_fraction);
+      const auto emb = embedder.embed(row, use, norm, config.data.min_valid_fraction, config.run.batch);
+      for (std::size_t k = 0; k < row.chips.size(); ++k) {
+        json values = json::object();
+        std::vector<float> sum(dim, 0.0f);
+        int present = 0;
+        for (const auto& [m, v] : emb) {
+          if (std::isnan(v[k * dim])) {
+            values[info(m).name] = nullptr;
+            continue;
+          }
+          values[info(m).name] = std::vector<float>(v.begin() + static_cast<long>(k * dim), v.begin() + static_cast<long>((k + 1) * dim));
+          for (std::size_t i = 0; i < dim; ++i) sum[i] += v[k * dim + i];
+          ++present;
+        }
+        if (present > 0) {
+          std::vector<float> fused(dim);
+          for (std::size_t i = 0; i < dim; ++i) fused[i] = sum[i] / static_cast<float>(present);
+          values["fused"] = fused;
+        } else {
+          values["fused"] = nullptr;
+        }
+        embedded += present > 0;
+        partial += present > 0 && present < static_cast<int>(emb.size());
+        const LonLatBox b = lonlat_bounds(row.chips[k].zone, row.chips[k].bounds());
+        chips.push_back({{"zone", row.chips[k].zone.name()}, {"row", row.chips[k].row}, {"col", row.chips[k].col},
+                         {"status", present > 0 ? 1 : 2}, {"values", values},
+                         {"lonlat_bounds", {b.lon0, b.lat0, b.lon1, b.lat1}}});
+      }
+    });
+  }
+  EXPECT_GT(embedded, 20);
+  EXPECT_GT(partial, 0) << "no chip with a modality missing: the world does not test that";
+  const json expected = {{"cube", world_->cube("reference").string()}, {"dtype", "float32"}, {"dim", dim},
+                         {"arrays", {"s2rgb", "s1amp", "s1coh", "fused"}}, {"chips", chips}};
+  const fs::path file = world_->dir / "expected.json";
+  std::ofstream(file) << expected.dump();
+  const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_cube.py {}", EO_SOURCE_DIR, file.string()));
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("CUBE OK"), std::string::npos) << r.output;
+}
+
+// SIGKILL to one rank (mpiexec then ends the job) after a random number of tiles and a
+// random delay, several times; every trial resumed gives the reference cube.
+TEST_F(RunTest, OneRankKilledAtRandomMomentsThenResumed) {
+  const std::size_t tiles = world_->world->plan.tiles.size();
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 3; ++trial) {
+    const std::string output = fmt::format("killed{}", trial);
+    SCOPED_TRACE(output);
+    // Before half the tiles are done, so that both ranks still have work.
+    const int after = static_cast<int>(rng() % (tiles / 2));
+    const int delay_ms = static_cast<int>(rng() % 300);
+    const int victim = static_cast<int>(rng() % 2);
+    const auto killed = test::run(fmt::format(
+        "{0} > /dev/null 2>&1 & job=$!; "
+        "for i in $(seq 3000); do n=$(cat {1}/journal/run-*.jsonl 2>/dev/null | wc -l); [ \"$n\" -ge {2} ] && break; "
+        "sleep 0.01; done; sleep {3}; "
+        "n=$(pgrep -f '^{4} run .*{1} ' | wc -l); "
+        "[ \"$n\" -gt 0 ] && pid=$(pgrep -f '^{4} run .*{1} ' | sort -n | sed -n \"$(( {5} % n + 1 ))p\"); "
+        "[ -n \"$pid\" ] && kill -9 $pid && echo \"killed rank process $pid\"; wait $job; echo \"exit $?\"",
+        world_->command(output, 2), (world_->dir / output).string(), after, delay_ms / 1000.0, EO_PIPELINE_EXE,
+        victim));
+    ASSERT_NE(killed.output.find("killed rank process"), std::string::npos) << killed.output;
+    EXPECT_EQ(killed.output.find("exit 0"), std::string::npos) << "the job finished before the kill: " << killed.output;
+    const auto resumed = test::run(world_->command(output, 2));
+    ASSERT_EQ(resumed.code, 0) << resumed.output;
+    EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube(output))), "");
+    expect_each_tile_once(output);
+  }
+}
+
+// Every rank dies (SIGKILL, from a failpoint) halfway through writing a chunk: the torn
+// chunk is only under its temporary name, readers see a consistent cube, and the resumed
+// run removes it and ends with the reference cube.
+TEST_F(RunTest, TheWholeJobKilledInTheMiddleOfAChunkThenResumed) {
+  for (int chunk : {2, 7}) {
+    const std::string output = fmt::format("torn{}", chunk);
+    SCOPED_TRACE(output);
+    const auto killed = test::run(world_->command(output, 2, "dynamic", fmt::format("EO_FAILPOINT=cube-chunk@{}=kill", chunk)));
+    EXPECT_NE(killed.code, 0) << killed.output;
+    int torn = 0;
+    for (const auto& e : fs::recursive_directory_iterator(world_->cube(output)))
+      torn += e.path().filename().string().ends_with(".tmp");
+    EXPECT_GT(torn, 0) << "no chunk was cut off";
+    const auto readable = test::run(fmt::format(
+        "/usr/bin/python3 -c \"import xarray as xr; [xr.open_zarr('{}', group=z).load() for z in ('10N', '11N')]; print('READ OK')\"",
+        world_->cube(output).string()));
+    EXPECT_NE(readable.output.find("READ OK"), std::string::npos) << readable.output;
+    const auto resumed = test::run(world_->command(output, 2, "dynamic"));
+    ASSERT_EQ(resumed.code, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("partial chunks"), std::string::npos) << resumed.output;
+    EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube(output))), "");
+    expect_each_tile_once(output);
+  }
+}
+
+}  // namespace
+}  // namespace eo
