@@ -482,7 +482,11 @@ int run_run(const RunOptions& opts) {
         {"prefetch", config->run.prefetch}, {"chips_per_rank", chips_per_rank}, {"peak_rss_mib_per_rank", rss_all},
         {"model", card.name}, {"checkpoint", card.checkpoint.string()}, {"model_hash", model_hash},
         {"cube", cube_path.string()}, {"dtype", config->run.dtype}, {"failures", failures}, {"exit_code", code}};
-    write_atomically(out / "run" / "report.json", report.dump(2) + "\n");
+    try {
+      write_atomically(out / "run" / "report.json", report.dump(2) + "\n");
+    } catch (const std::exception& e) {
+      spdlog::error("cannot write the run report: {}", e.what());  // the summary below still says it all
+    }
     if (opts.json) {
       std::cout << report.dump(2) << '\n';
     } else {
