@@ -136,7 +136,7 @@ class Prefetcher {
   const Catalog& catalog_;
   const Plan& plan_;
   TileReadOptions options_;
-  BoundedQueue<std::size_t> jobs_{1 << 20};
+  BoundedQueue<std::size_t> jobs_{2};  // the main thread hands over at most two tiles
   BoundedQueue<RowItem> rows_{2};
   std::thread thread_;
 };

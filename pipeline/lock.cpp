@@ -36,10 +36,8 @@ OutputLock::OutputLock(const std::filesystem::path& file, const std::string& wha
   ::gethostname(host, sizeof host - 1);
   const std::string text = fmt::format("{} by pid {} on {} since {:%Y-%m-%dT%H:%M:%SZ}\n", what, ::getpid(), host,
                                        fmt::gmtime(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now())));
-  // Who holds it, for the message of the run that is refused.
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) < 0) {
-    // Not fatal: the lock holds without the note.
-  }
+  // Who holds it, for the message of a refused run; the lock holds without the note.
+  if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, text.data(), text.size(), 0);
 }
 
 OutputLock::~OutputLock() {

@@ -58,7 +58,8 @@ std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
 
 ModelCard find_model(const Config& config) {
   ModelCard card;
-  if (!config.model.checkpoint.empty()) {
+  const bool named = !config.model.checkpoint.empty();  // else found, and its hash checked, by latest_checkpoint
+  if (named) {
     card.checkpoint = config.model.checkpoint;
     if (!fs::is_regular_file(card.checkpoint))
       throw ConfigError(fmt::format("{}: model.checkpoint: no file {}", config.source, card.checkpoint.string()));
@@ -73,15 +74,16 @@ ModelCard find_model(const Config& config) {
   }
   const auto meta = read_sidecar(card.checkpoint);
   try {
-    card.name = meta.at("model").at("preset").get<std::string>();
-    card.dim = meta.at("model").at("embed").get<int>();
+    card.model = meta.at("model");
+    card.name = card.model.at("preset").get<std::string>();
+    card.dim = card.model.at("embed").get<int>();
     card.hash = meta.at("hash").get<std::string>();
     card.normalisation = meta.value("normalisation", "");
     for (const auto& m : meta.at("modalities")) card.modalities.push_back(parse_modality(m.get<std::string>()));
   } catch (const std::exception& e) {
     throw ConfigError(fmt::format("{}: sidecar incomplete: {}", card.checkpoint.string(), e.what()));
   }
-  if (file_hash(card.checkpoint) != card.hash)
+  if (named && file_hash(card.checkpoint) != card.hash)
     throw ConfigError(fmt::format("{}: the file does not match the hash its sidecar recorded (damaged or replaced)",
                                   card.checkpoint.string()));
   return card;
@@ -97,10 +99,12 @@ struct Embedder::Impl {
 
 Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Modality> modalities, int threads)
     : impl_(std::make_unique<Impl>()) {
-  const auto meta = read_sidecar(card.checkpoint).at("model");
-  ModelConfig mc = ModelConfig::from_preset(meta.at("preset").get<std::string>(), meta.at("input").get<int>());
-  mc.patch = meta.at("patch"); mc.dim = meta.at("dim"); mc.depth = meta.at("depth"); mc.heads = meta.at("heads");
-  mc.mlp_ratio = meta.at("mlp_ratio"); mc.embed = meta.at("embed"); mc.pooling = meta.at("pooling");
+  ModelConfig mc;
+  try {
+    mc = ModelConfig::from_json(card.model);
+  } catch (const std::exception& e) {
+    throw ConfigError(fmt::format("{}: the sidecar's model is incomplete: {}", card.checkpoint.string(), e.what()));
+  }
   mc.device = config.model.device;
   impl_->model_config = mc;
   impl_->modalities = std::move(modalities);
@@ -154,13 +158,7 @@ std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, c
       for (std::size_t j = 0; j < count; ++j)
         normalise_chip(*mc, chips[first + j], plane, norm.channels.at(m), min_valid,
                        values.data_ptr<float>() + j * c * plane, mask.data_ptr<float>() + j * c);
-      if (s != input)
-        values = torch::nn::functional::interpolate(
-            values, torch::nn::functional::InterpolateFuncOptions()
-                        .size(std::vector<int64_t>{input, input})
-                        .mode(torch::kBilinear)
-                        .align_corners(false));
-      x[m] = values.to(impl_->device);
+      x[m] = resize_to_input(values, input).to(impl_->device);
       masks[m] = mask.to(impl_->device);
     }
     const auto emb = impl_->model->forward(x, masks);

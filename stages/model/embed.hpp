@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "pipeline/chip_batch.hpp"
 #include "pipeline/config.hpp"
 #include "stages/chip/normalise.hpp"
@@ -23,6 +25,7 @@ struct ModelCard {
   int dim = 0;                       // embedding size
   std::vector<Modality> modalities;  // what it was trained on
   std::string normalisation;         // hash of the statistics it was trained with
+  nlohmann::json model;              // its shape, as the sidecar records it
 };
 
 // The newest intact checkpoint (its file matches the hash its sidecar recorded) in a

@@ -18,11 +18,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-nlohmann::json model_json(const ModelConfig& m) {
-  return {{"preset", m.preset}, {"input", m.input}, {"patch", m.patch}, {"dim", m.dim}, {"depth", m.depth},
-          {"heads", m.heads}, {"mlp_ratio", m.mlp_ratio}, {"embed", m.embed}, {"pooling", m.pooling}};
-}
-
 }  // namespace
 
 PretrainReport run_pretraining(const Config& config, const Comm& comm, int threads) {
@@ -78,7 +73,7 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
     const std::string name = fmt::format("step-{:06d}.pt", step);
     trainer.save(checkpoints / name);
     const nlohmann::json meta = {{"step", step}, {"file", name}, {"hash", file_hash(checkpoints / name)},
-                                 {"model", model_json(model)}, {"modalities", [&] {
+                                 {"model", model.to_json()}, {"modalities", [&] {
                                    nlohmann::json m = nlohmann::json::array();
                                    for (Modality x : config.data.modalities) m.push_back(info(x).name);
                                    return m;

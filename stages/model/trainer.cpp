@@ -115,11 +115,7 @@ std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>> 
       values[static_cast<long>(k)] = t;
       mask[static_cast<long>(k)] = torch::from_blob(const_cast<float*>(sample.mask.at(m).data()), {c}).clone();
     }
-    if (s != model_config_.input)
-      values = torch::nn::functional::interpolate(
-          values, torch::nn::functional::InterpolateFuncOptions()
-                      .size(std::vector<int64_t>{model_config_.input, model_config_.input})
-                      .mode(torch::kBilinear).align_corners(false));
+    values = resize_to_input(values, model_config_.input);
     x[m] = values.to(torch::Device(config_.device));
     masks[m] = mask.to(torch::Device(config_.device));
   }

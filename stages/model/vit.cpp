@@ -5,6 +5,31 @@
 
 namespace eo {
 
+nlohmann::json ModelConfig::to_json() const {
+  return {{"preset", preset}, {"input", input}, {"patch", patch}, {"dim", dim}, {"depth", depth},
+          {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", pooling}};
+}
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
+  ModelConfig c = from_preset(j.at("preset").get<std::string>(), j.at("input").get<int>());
+  j.at("patch").get_to(c.patch);
+  j.at("dim").get_to(c.dim);
+  j.at("depth").get_to(c.depth);
+  j.at("heads").get_to(c.heads);
+  j.at("mlp_ratio").get_to(c.mlp_ratio);
+  j.at("embed").get_to(c.embed);
+  j.at("pooling").get_to(c.pooling);
+  return c;
+}
+
+torch::Tensor resize_to_input(const torch::Tensor& chips, int input) {
+  if (chips.size(2) == input && chips.size(3) == input) return chips;
+  return torch::nn::functional::interpolate(chips, torch::nn::functional::InterpolateFuncOptions()
+                                                       .size(std::vector<int64_t>{input, input})
+                                                       .mode(torch::kBilinear)
+                                                       .align_corners(false));
+}
+
 ModelConfig ModelConfig::from_preset(const std::string& name, int input) {
   ModelConfig c;
   c.preset = name;

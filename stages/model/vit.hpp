@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -29,7 +31,13 @@ struct ModelConfig {
 
   // nano (CPU demo and tests), tiny, small, base; paper = base/16 at 448 px.
   static ModelConfig from_preset(const std::string& name, int input = 0);
+  // The shape, as a checkpoint's sidecar records it (device and precision are the run's).
+  nlohmann::json to_json() const;
+  static ModelConfig from_json(const nlohmann::json& j);  // throws nlohmann::json::exception
 };
+
+// Chips [B, C, S, S] resampled (bilinear) to the encoders' input size, as in training.
+torch::Tensor resize_to_input(const torch::Tensor& chips, int input);
 
 // A ViT over one channel: patch embedding, learned position embeddings (interpolated for
 // other input sizes), pre-norm transformer blocks, CLS or mean pooling, projection.

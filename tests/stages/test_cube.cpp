@@ -56,7 +56,8 @@ json write_tiles(const fs::path& cube, const CubeSpec& spec) {
       t.status[static_cast<std::size_t>(pos)] = status;
       json values = json::object();
       for (const std::string& name : spec.embedding_arrays()) {
-        // Every seventh embedded chip lacks s1amp (and fused is then s2rgb's).
+        // Every seventh embedded chip lacks s1amp (the writer stores what it is given; fused
+        // is computed by `run`, not here).
         const bool present = status == kEmbedded && !(name == "s1amp" && pos % 7 == 0);
         if (!present) {
           values[name] = nullptr;

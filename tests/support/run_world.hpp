@@ -56,11 +56,11 @@ struct RunWorld {
   // `eo-pipeline run` into dir/OUTPUT: alone (ranks 0) or under mpiexec; `env` is put
   // before the command.
   std::string command(const std::string& output, int ranks, const std::string& partition = "static",
-                      const std::string& env = "", const std::string& args = "") const {
+                      const std::string& env = "") const {
     const std::string launcher =
         ranks == 0 ? "" : fmt::format("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n {} --oversubscribe ", ranks);
-    return fmt::format("{} {}{} run {} --output {} --partition {} {}", env, launcher, EO_PIPELINE_EXE,
-                       world->config_file.string(), (dir / output).string(), partition, args);
+    return fmt::format("{} {}{} run {} --output {} --partition {}", env, launcher, EO_PIPELINE_EXE,
+                       world->config_file.string(), (dir / output).string(), partition);
   }
   std::filesystem::path cube(const std::string& output) const { return dir / output / "cube.zarr"; }
   nlohmann::json report(const std::string& output) const {
