@@ -4,7 +4,7 @@
 #    the same chips in the same benchmark (bench_embed), with a tiny model at 112 px so
 #    that, as in production, the model is the bottleneck;
 #  - scaling from 1 to 2 ranks;
-#  - peak memory per rank on areas of 1, 2 and 6 tiles (nano model).
+#  - resident memory after every tile of one rank over a larger area (nano model).
 # Writes bench/results/run.json. Run after scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,23 +34,21 @@ $exe run "$work/tiny.yaml" --output "$work/np1" -q > /dev/null
 mpirun -np 2 --bind-to none $exe run "$work/tiny.yaml" --output "$work/np2" -q > /dev/null
 ./build/bench/bench_embed "$work/tiny.yaml" "$work/forward.json" --threads 2 > /dev/null
 
-# Memory against the number of tiles (nano, 1 rank, the same model for every area).
+# Memory from tile to tile: one rank over a larger area (80 m chips, a world of its own),
+# resident memory after every tile. A nano model, trained two steps on the demo area.
 config nano "$demo_aoi" nano
 mpirun -np 2 $exe prepare "$work/nano.yaml" -q > /dev/null
 mpirun -np 2 $exe pretrain "$work/nano.yaml" -q > /dev/null
 nano_checkpoint=$(ls "$work"/nano/pretrain/checkpoints/step-*.pt | tail -1)
-sed -i "s|^  preset: nano|  preset: nano\n  checkpoint: $nano_checkpoint|" "$work/nano.yaml"
-one_tile='POLYGON((-120.60 36.75, -120.50 36.75, -120.50 36.85, -120.60 36.85, -120.60 36.75))'
-two_tiles='POLYGON((-120.60 36.75, -119.90 36.75, -119.90 36.85, -120.60 36.85, -120.60 36.75))'
-sed "s|    wkt: .*|    wkt: $one_tile|" "$work/nano.yaml" > "$work/mem1.yaml"
-sed "s|    wkt: .*|    wkt: $two_tiles|" "$work/nano.yaml" > "$work/mem2.yaml"
-# With GDAL's default block cache (warp.cache_mb 256), which fills as sources are read, and
-# with a small one, to see what is left when the cache is not filling up.
-for area in mem1 mem2 nano; do
-  $exe run "$work/$area.yaml" --output "$work/$area-run" -q > /dev/null
-  printf 'warp:\n  cache_mb: 32\n' | cat "$work/$area.yaml" - > "$work/$area-c32.yaml"
-  $exe run "$work/$area-c32.yaml" --output "$work/$area-c32-run" -q > /dev/null
-done
+large_aoi='POLYGON((-121.50 36.20, -119.50 36.20, -119.50 37.70, -121.50 37.70, -121.50 36.20))'
+config mem "$large_aoi" nano
+sed -i -e "s|^  preset: nano|  preset: nano\n  checkpoint: $nano_checkpoint|" -e "s|^  pixel_size: .*|  pixel_size: 80|" \
+       -e "s|^  output: $work/world|  output: $work/mem-world|" -e "s|^  resolution_scale: .*|  resolution_scale: 8|" "$work/mem.yaml"
+$exe synth "$work/mem.yaml" -q > /dev/null
+$exe run "$work/mem.yaml" -q > /dev/null
+# The same with a 32 MB GDAL block cache: what remains when the cache is not filling.
+printf 'warp:\n  cache_mb: 32\n' | cat "$work/mem.yaml" - | sed "s|^output: .*|output: $work/mem32|" > "$work/mem32.yaml"
+$exe run "$work/mem32.yaml" -q > /dev/null
 
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys
@@ -58,8 +56,12 @@ work = sys.argv[1]
 load = lambda p: json.load(open(p))
 np1, np2 = load(f"{work}/np1/run/report.json"), load(f"{work}/np2/run/report.json")
 fwd = load(f"{work}/forward.json")
-mem = {a: load(f"{work}/{a}-run/run/report.json") for a in ("mem1", "mem2", "nano")}
-mem32 = {a: load(f"{work}/{a}-c32-run/run/report.json") for a in ("mem1", "mem2", "nano")}
+def memory(name):
+    r = load(f"{work}/{name}/run/report.json")
+    rss = r["rss_mib_after_each_tile_rank0"]
+    return {"tiles": r["tiles"], "chips": r["chips_embedded"], "rss_mib_after_each_tile": rss,
+            "peak_rss_mib": r["peak_rss_mib_per_rank"][0],
+            "max_rss_mib_first_half": max(rss[:len(rss) // 2]), "max_rss_mib_second_half": max(rss[len(rss) // 2:])}
 result = {
     "benchmark": "run on the demo world (40 m chips, 112 px), tiny model, 2 cores",
     "chips": np1["chips_embedded"],
@@ -72,8 +74,8 @@ result = {
     "stage_seconds_np1": np1["stage_seconds_all_ranks"],
     "stage_seconds_np2": np2["stage_seconds_all_ranks"],
     "peak_rss_mib_per_rank_np2": np2["peak_rss_mib_per_rank"],
-    "peak_rss_mib_by_tiles_nano_np1": {str(r["tiles"]): r["peak_rss_mib_per_rank"][0] for r in mem.values()},
-    "peak_rss_mib_by_tiles_nano_np1_cache_32mb": {str(r["tiles"]): r["peak_rss_mib_per_rank"][0] for r in mem32.values()},
+    "memory_run_nano_np1_cache_256mb": memory("mem"),
+    "memory_run_nano_np1_cache_32mb": memory("mem32"),
 }
 json.dump(result, open("bench/results/run.json", "w"), indent=2)
 print(json.dumps(result, indent=2))

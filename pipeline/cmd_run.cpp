@@ -144,6 +144,7 @@ class Prefetcher {
 struct RankStats {
   std::int64_t done = 0, nodata = 0, failed = 0, skipped = 0, left_failed = 0, chips = 0, nodata_chips = 0;
   double read_s = 0, embed_s = 0, write_s = 0, wait_s = 0;
+  std::vector<std::int64_t> rss_mib_after_tile;  // memory must not grow with the tiles done
 };
 
 // Turns a tile's rows into its cube chunks and its journal record.
@@ -229,11 +230,12 @@ class TileAssembler {
       throw OutputError(fmt::format("tile {}: rank {}: cannot write the output: {}", record_.tile, rank_, e.what()));
     }
     stats_.write_s += seconds_since(t0);
+    stats_.rss_mib_after_tile.push_back(static_cast<std::int64_t>(current_rss_mib()));
     if (record_.status == "failed")
       spdlog::error("{}", record_.error);
     else
-      spdlog::info("tile {}: {} ({} chips, {} no data, {:.1f} s)", record_.tile, record_.status, record_.chips,
-                   record_.nodata_chips, record_.seconds);
+      spdlog::info("tile {}: {} ({} chips, {} no data, {:.1f} s, {} MiB resident)", record_.tile, record_.status,
+                   record_.chips, record_.nodata_chips, record_.seconds, stats_.rss_mib_after_tile.back());
   }
 
   int chips() const { return record_.chips; }
@@ -480,6 +482,7 @@ int run_run(const RunOptions& opts) {
                                      {"model_waiting_for_data", stage[3]}}},
         {"ranks", comm.size()}, {"torch_threads_per_rank", threads}, {"warp_threads_per_rank", read_options.threads},
         {"prefetch", config->run.prefetch}, {"chips_per_rank", chips_per_rank}, {"peak_rss_mib_per_rank", rss_all},
+        {"rss_mib_after_each_tile_rank0", stats.rss_mib_after_tile},
         {"model", card.name}, {"checkpoint", card.checkpoint.string()}, {"model_hash", model_hash},
         {"cube", cube_path.string()}, {"dtype", config->run.dtype}, {"failures", failures}, {"exit_code", code}};
     try {

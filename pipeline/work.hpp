@@ -50,5 +50,7 @@ void remove_stale_temporaries(const std::filesystem::path& dir);
 
 double seconds_since(std::chrono::steady_clock::time_point t0);
 double peak_rss_mib();
+// Resident memory now (/proc/self/statm), to see whether it grows from tile to tile.
+double current_rss_mib();
 
 }  // namespace eo
