@@ -56,7 +56,7 @@ Normalisation ensure_normalisation(const Config& config, const Catalog& catalog,
   return Normalisation::load(file);
 }
 
-TileSource::TileSource(const Config& config, const Plan& plan, const Comm& comm) {
+TileSource::TileSource(const Config& config, const Plan& plan, const Comm& comm) : job_tiles_(plan.tiles.size()) {
   const CurveOrder order = parse_curve_order(config.order);
   if (config.partition == "dynamic") {
     queue_.emplace(comm, curve_order(plan.tiles, order));
@@ -64,9 +64,11 @@ TileSource::TileSource(const Config& config, const Plan& plan, const Comm& comm)
     const ArrayTask task = array_task_from_env();
     std::vector<TilePlan> block;
     std::vector<std::size_t> index = slurm_array_tiles(plan.tiles, task, order);
+    job_tiles_ = index.size();
     for (std::size_t i : index) block.push_back(plan.tiles[i]);
-    for (std::size_t i : static_partition(block, comm.size(), order)[static_cast<std::size_t>(comm.rank())])
-      list_.push_back(index[i]);
+    // Named: a range-for over a temporary's element outlives the temporary (until C++23).
+    const Assignment within = static_partition(block, comm.size(), order);
+    for (std::size_t i : within[static_cast<std::size_t>(comm.rank())]) list_.push_back(index[i]);
   } else {
     list_ = static_partition(plan.tiles, comm.size(), order)[static_cast<std::size_t>(comm.rank())];
   }

@@ -38,11 +38,14 @@ class TileSource {
  public:
   TileSource(const Config& config, const Plan& plan, const Comm& comm);
   std::optional<std::size_t> next();
+  // The tiles of the whole job: the plan's, or an array task's block.
+  std::size_t job_tiles() const { return job_tiles_; }
 
  private:
   std::optional<DynamicQueue> queue_;
   std::vector<std::size_t> list_;
   std::size_t pos_ = 0;
+  std::size_t job_tiles_ = 0;
 };
 
 // Files named `.tmp.*` that a killed run left in `dir`, removed.

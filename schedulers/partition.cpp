@@ -113,6 +113,15 @@ int env_int(const char* name, bool required, int fallback) {
 
 ArrayTask array_task_from_env() {
   const int id = env_int("SLURM_ARRAY_TASK_ID", true, 0);
+  // Resubmitting only some tasks of an array (--array=2,5) leaves SLURM's _COUNT and _MIN
+  // describing the subset; EO_ARRAY_SIZE keeps every task on its block of the full array.
+  if (const char* size = std::getenv("EO_ARRAY_SIZE"); size && *size) {
+    const int count = env_int("EO_ARRAY_SIZE", true, 1);
+    if (count < 1 || id >= count)
+      throw std::runtime_error(fmt::format("SLURM_ARRAY_TASK_ID={} is not a task of an array of EO_ARRAY_SIZE={} "
+                                           "(tasks 0 to {})", id, count, count - 1));
+    return {id, count};
+  }
   const int count = env_int("SLURM_ARRAY_TASK_COUNT", true, 1);
   const int min = env_int("SLURM_ARRAY_TASK_MIN", false, 0);
   const int step = std::max(1, env_int("SLURM_ARRAY_TASK_STEP", false, 1));
@@ -120,7 +129,7 @@ ArrayTask array_task_from_env() {
   if (id < min || (id - min) % step != 0 || (id - min) / step >= count)
     throw std::runtime_error(fmt::format(
         "SLURM_ARRAY_TASK_ID={} does not fit SLURM_ARRAY_TASK_MIN={}, _STEP={}, _COUNT={}: "
-        "submit the array as --array=0-{} (a contiguous range)", id, min, step, count, count - 1));
+        "submit the array as --array=0-{} (a contiguous range), or set EO_ARRAY_SIZE", id, min, step, count, count - 1));
   return {(id - min) / step, count};
 }
 

@@ -37,8 +37,9 @@ struct ArrayTask {
   int index = 0;  // 0-based position within the array
   int count = 1;
 };
-// From SLURM_ARRAY_TASK_ID, _MIN, _STEP and _COUNT; throws std::runtime_error naming
-// the variable when one is missing or inconsistent.
+// From SLURM_ARRAY_TASK_ID and EO_ARRAY_SIZE (the whole array's size, set by
+// slurm/submit.sh), or without it SLURM_ARRAY_TASK_MIN, _STEP and _COUNT; throws
+// std::runtime_error naming the variable when one is missing or inconsistent.
 ArrayTask array_task_from_env();
 // The tiles of one array task: block `task.index` of a static partition into
 // `task.count` blocks (the task's own ranks then split the block again).

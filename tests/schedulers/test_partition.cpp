@@ -119,7 +119,19 @@ TEST(Partition, SlurmArrayTaskFromEnvironment) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("SLURM_ARRAY_TASK_ID is not set"), std::string::npos) << e.what();
   }
-  for (const char* v : {"SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP", "SLURM_ARRAY_TASK_COUNT"}) ::unsetenv(v);
+  // A resubmitted subset (--array=1,3 gives _COUNT=2, _MIN=1) keeps its blocks of the whole array.
+  ::setenv("SLURM_ARRAY_TASK_ID", "3", 1);
+  ::setenv("SLURM_ARRAY_TASK_MIN", "1", 1);
+  ::setenv("SLURM_ARRAY_TASK_COUNT", "2", 1);
+  ::setenv("EO_ARRAY_SIZE", "4", 1);
+  t = array_task_from_env();
+  EXPECT_EQ(t.index, 3);
+  EXPECT_EQ(t.count, 4);
+  ::setenv("EO_ARRAY_SIZE", "3", 1);
+  EXPECT_THROW(array_task_from_env(), std::runtime_error);
+  for (const char* v : {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_STEP", "SLURM_ARRAY_TASK_COUNT",
+                        "EO_ARRAY_SIZE"})
+    ::unsetenv(v);
 }
 
 }  // namespace
