@@ -21,6 +21,9 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts);
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitTilesFailed = 1;
 inline constexpr int kExitUsage = 2;
+// `finalize`: tiles are still to do (a task was cancelled or died, or failed tiles have
+// attempts left): resubmit the tasks it names.
+inline constexpr int kExitWorkLeft = 3;
 
 }  // namespace eo
 

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <spdlog/spdlog.h>
 #include <thread>
 
@@ -19,7 +20,9 @@
 #include "pipeline/hash.hpp"
 #include "pipeline/journal.hpp"
 #include "pipeline/lock.hpp"
+#include "pipeline/run_inputs.hpp"
 #include "pipeline/work.hpp"
+#include "schedulers/partition.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/model/embed.hpp"
@@ -274,6 +277,8 @@ class Progress {
     if (!force && now - last_ < 5) return;
     last_ = now;
     const std::int64_t tiles = tiles_.fetch_add(0), chips = chips_.fetch_add(0), worked = worked_.fetch_add(0);
+    if (tiles == said_) return;  // the last line said it already
+    said_ = tiles;
     const double eta = worked > 0 ? now / static_cast<double>(worked) * static_cast<double>(static_cast<std::int64_t>(total_) - tiles) : 0;
     spdlog::info("progress: {}/{} tiles, {} chips, {:.1f} chips/s, ETA {:.0f} s", tiles, total_, chips,
                  now > 0 ? static_cast<double>(chips) / now : 0.0, eta);
@@ -285,18 +290,18 @@ class Progress {
   std::size_t total_;
   Clock::time_point t0_ = Clock::now();
   double last_ = 0;
+  std::int64_t said_ = -1;  // tiles at the last progress line
 };
 
-// The model's statistics, saved beside its checkpoints by `pretrain`; older checkpoints
-// fall back to the output's, which must then be the ones the model was trained with.
-Normalisation model_normalisation(const ModelCard& card, const Config& config, const Catalog& catalog, const Comm& comm) {
-  const fs::path beside = card.checkpoint.parent_path() / "normalisation.json";
-  const Normalisation norm = fs::exists(beside) ? Normalisation::load(beside) : ensure_normalisation(config, catalog, comm);
-  if (!card.normalisation.empty() && norm.hash() != card.normalisation)
-    throw ConfigError(fmt::format("{}: the model was trained with other normalisation statistics than {} holds",
-                                  card.checkpoint.string(), fs::exists(beside) ? beside.string()
-                                                                              : (config.output / "normalisation.json").string()));
-  return norm;
+// The tasks of one SLURM job array share the output (see OutputLock); a plain run has it
+// alone.
+std::string lock_group(const Config& config) {
+  if (config.partition != "slurm-array") return "";
+  const std::string job = env_or("SLURM_ARRAY_JOB_ID", "");
+  if (job.empty())
+    throw ConfigError("SLURM_ARRAY_JOB_ID is not set: the slurm-array partition runs inside a SLURM job array "
+                      "(see slurm/submit.sh)");
+  return "slurm-array-" + job;
 }
 
 }  // namespace
@@ -308,14 +313,21 @@ int run_run(const RunOptions& opts) {
   if (!config) return kExitOk;
   if (!opts.partition.empty()) config->partition = opts.partition;
   const auto t0 = Clock::now();
-  const fs::path out = config->output, cube_path = config->cube_path();
+  const fs::path out = config->output;
+  const bool array = config->partition == "slurm-array";
+  const std::optional<ArrayTask> task = array ? std::optional(array_task_from_env()) : std::nullopt;
 
-  // One run per output at a time: rank 0 holds the lock for the whole run.
+  // One run per output at a time (the tasks of an array count as one): rank 0 holds the
+  // lock for the whole run.
+  const std::string group = lock_group(*config);
   std::optional<OutputLock> lock;
   std::string refused;
   if (rank == 0) {
     try {
-      lock.emplace(out / "run.lock", fmt::format("eo-pipeline run ({} ranks)", comm.size()));
+      const std::string what = task ? fmt::format("eo-pipeline run, array task {} of {} ({} ranks)", task->index,
+                                                  task->count, comm.size())
+                                    : fmt::format("eo-pipeline run ({} ranks)", comm.size());
+      lock.emplace(out / "run.lock", what, group);
     } catch (const LockedError& e) {
       refused = e.what();
     }
@@ -326,70 +338,55 @@ int run_run(const RunOptions& opts) {
   }
   failpoint("run-locked");
 
-  const Plan plan = make_plan(load_aois(*config));
-  const Catalog catalog = load_catalog(*config);
+  const RunInputs in = load_run_inputs(*config, comm);
+  const Plan& plan = in.plan;
+  const ModelCard& card = in.card;
+  const fs::path& cube_path = in.cube;
   set_gdal_cache(config->warp.cache_mb);
-  const ModelCard card = find_model(*config);
-  for (Modality m : config->data.modalities)
-    if (std::find(card.modalities.begin(), card.modalities.end(), m) == card.modalities.end())
-      throw ConfigError(fmt::format("{}: data.modalities: {} is not a modality of the model {}", config->source,
-                                    info(m).name, card.checkpoint.string()));
-  const Normalisation norm = model_normalisation(card, *config, catalog, comm);
-  const std::string model_hash = Hasher().add(card.hash).add(norm.hash()).hex();
-
-  CubeSpec spec;
-  for (const TilePlan& t : plan.tiles)
-    if (std::find(spec.zones.begin(), spec.zones.end(), t.id.zone) == spec.zones.end()) spec.zones.push_back(t.id.zone);
-  spec.modalities = config->data.modalities;
-  spec.dim = card.dim;
-  spec.dtype = parse_cube_dtype(config->run.dtype);
-  spec.chip_pixels = config->chip_pixels();
-  spec.pixel_size = config->pixel_size;
-  spec.provenance = {{"model", card.name}, {"model_hash", model_hash}, {"checkpoint", fs::absolute(card.checkpoint).string()},
-                     {"config_hash", config_hash(*config)}, {"config_name", config->name},
-                     {"software", "eo-pipeline " EO_VERSION}};
   std::string setup_error;
   if (rank == 0) {
     try {
-      if (const int n = remove_stale_chunks(cube_path)) spdlog::info("removed {} partial chunks of an interrupted run", n);
-      create_cube(cube_path, spec);
+      // Partial chunks are only left by runs that died; with other tasks of the array
+      // writing, a temporary may be theirs.
+      if (lock->first())
+        if (const int n = remove_stale_chunks(cube_path)) spdlog::info("removed {} partial chunks of an interrupted run", n);
+      set_up_cube(*config, in);
       write_resolved_config(*config, out / "run" / "config.yaml");
     } catch (const std::exception& e) {
       setup_error = e.what();
     }
+    lock->setup_done();
   }
   if (comm.allreduce_sum(setup_error.empty() ? 0 : 1) > 0) {
     if (rank == 0) std::fprintf(stderr, "eo-pipeline: run: %s\n", setup_error.c_str());
     return kExitUsage;
   }
+  failpoint("run-set-up");
 
   const int threads = threads_per_rank(config->run.threads, comm);
   const Embedder embedder(card, *config, config->data.modalities, threads);
-  const CubeWriter cube(cube_path, spec);
+  const CubeWriter cube(cube_path, in.spec);
   const auto journal_dir = out / "journal";
   const auto history = read_journal(journal_dir, "run");
   JournalWriter journal(journal_dir, "run", rank, new_run_id());
   const TileReadOptions read_options = TileReadOptions::from(*config, threads_per_rank(config->warp.threads, comm));
+  TileSource tiles(*config, plan, comm);
   if (rank == 0)
-    spdlog::info("run: {} tiles ({} chips) on {} ranks, model {} ({}), {} torch and {} warper threads per rank, cube {}",
-                 plan.tiles.size(), plan.total.chips, comm.size(), card.name, card.checkpoint.filename().string(), threads,
-                 read_options.threads, cube_path.string());
+    spdlog::info("run: {} tiles{} ({} chips planned in all) on {} ranks, model {}, {} torch and {} warper threads per "
+                 "rank, cube {}",
+                 tiles.job_tiles(), task ? fmt::format(" of array task {} of {}", task->index, task->count) : "",
+                 plan.total.chips, comm.size(), in.model_version, threads, read_options.threads, cube_path.string());
 
   RankStats stats;
-  TileAssembler assembler(*config, spec, embedder, norm, cube, journal, model_hash, rank, stats);
-  Progress progress(comm, plan.tiles.size());
-  TileSource tiles(*config, plan, comm);
-  const std::string extra = Hasher().add(model_hash).add(config->run.dtype).hex();
+  TileAssembler assembler(*config, in.spec, embedder, in.norm, cube, journal, in.model_hash, rank, stats);
+  Progress progress(comm, tiles.job_tiles());
   // The next tile of this rank that needs work; tiles done with the same fingerprint,
   // or failed too often, are passed over.
   auto claim = [&]() -> std::optional<TileJob> {
     while (const auto index = tiles.next()) {
-      const TilePlan& tile = plan.tiles[*index];
-      const std::string fingerprint = tile_fingerprint(catalog, tile, *config, extra);
-      const auto it = history.find(tile.id.str());
-      const TileAction action = it == history.end() ? TileAction::process : decide(it->second, fingerprint, config->run.max_attempts);
-      if (action == TileAction::process) return TileJob{*index, fingerprint};
-      ++(action == TileAction::skip_done ? stats.skipped : stats.left_failed);
+      TileWork work = tile_work(in, *config, history, *index);
+      if (work.action == TileAction::process) return TileJob{*index, std::move(work.fingerprint)};
+      ++(work.action == TileAction::skip_done ? stats.skipped : stats.left_failed);
       progress.skipped();
     }
     return std::nullopt;
@@ -398,7 +395,7 @@ int run_run(const RunOptions& opts) {
   std::string stopped;  // why this rank stopped early
   try {
     if (config->run.prefetch) {
-      Prefetcher reader(catalog, plan, read_options);
+      Prefetcher reader(in.catalog, plan, read_options);
       std::deque<TileJob> claimed;  // handed to the reader, in order
       auto hand_over = [&] {
         if (auto job = claim()) {
@@ -438,7 +435,7 @@ int run_run(const RunOptions& opts) {
         std::string error;
         double embed_before = stats.embed_s;
         try {
-          read_tile(catalog, plan.tiles[job->index], read_options, [&](ChipBatch&& row) { assembler.add_row(row); });
+          read_tile(in.catalog, plan.tiles[job->index], read_options, [&](ChipBatch&& row) { assembler.add_row(row); });
         } catch (const std::exception& e) {
           error = e.what();
         }
@@ -469,12 +466,17 @@ int run_run(const RunOptions& opts) {
   const int code = all_failed + all_left + all_stopped > 0 ? kExitTilesFailed : kExitOk;
   if (rank == 0) {
     progress.report(true);
+    // An array task reports on its own tiles; finalize reports on them all.
+    std::set<std::string> mine;
+    if (task)
+      for (std::size_t i : slurm_array_tiles(plan.tiles, *task, parse_curve_order(config->order)))
+        mine.insert(plan.tiles[i].id.str());
     nlohmann::json failures = nlohmann::json::array();
     for (const auto& [tile, records] : read_journal(journal_dir, "run"))
-      if (records.back().status == "failed")
+      if (records.back().status == "failed" && (!task || mine.count(tile)))
         failures.push_back({{"tile", tile}, {"rank", records.back().rank}, {"error", records.back().error}});
-    const nlohmann::json report = {
-        {"tiles", plan.tiles.size()}, {"chips_planned", plan.total.chips}, {"done", all_done}, {"nodata", all_nodata},
+    nlohmann::json report = {
+        {"tiles", tiles.job_tiles()}, {"chips_planned", plan.total.chips}, {"done", all_done}, {"nodata", all_nodata},
         {"failed", all_failed}, {"skipped_done", all_skipped}, {"left_failed", all_left},
         {"ranks_stopped", all_stopped}, {"chips_embedded", all_chips}, {"chips_nodata", all_nodata_chips},
         {"seconds", seconds}, {"chips_per_second", seconds > 0 ? static_cast<double>(all_chips) / seconds : 0.0},
@@ -483,10 +485,19 @@ int run_run(const RunOptions& opts) {
         {"ranks", comm.size()}, {"torch_threads_per_rank", threads}, {"warp_threads_per_rank", read_options.threads},
         {"prefetch", config->run.prefetch}, {"chips_per_rank", chips_per_rank}, {"peak_rss_mib_per_rank", rss_all},
         {"rss_mib_after_each_tile_rank0", stats.rss_mib_after_tile},
-        {"model", card.name}, {"checkpoint", card.checkpoint.string()}, {"model_hash", model_hash},
-        {"cube", cube_path.string()}, {"dtype", config->run.dtype}, {"failures", failures}, {"exit_code", code}};
+        {"model", card.name}, {"model_version", in.model_version}, {"checkpoint", card.checkpoint.string()},
+        {"model_hash", in.model_hash}, {"cube", cube_path.string()}, {"dtype", config->run.dtype},
+        {"failures", failures}, {"exit_code", code}};
+    fs::path report_file = out / "run" / "report.json";
+    if (task) {
+      const std::string job = env_or("SLURM_JOB_ID", "0");
+      report["array_task"] = {{"index", task->index}, {"count", task->count}, {"job", job},
+                              {"array_job", env_or("SLURM_ARRAY_JOB_ID", "")},
+                              {"restarts", std::stoi(env_or("SLURM_RESTART_COUNT", "0"))}};
+      report_file = array_reports_dir(out, array_chain()) / fmt::format("task-{}-job-{}.json", task->index, job);
+    }
     try {
-      write_atomically(out / "run" / "report.json", report.dump(2) + "\n");
+      write_atomically(report_file, report.dump(2) + "\n");
     } catch (const std::exception& e) {
       spdlog::error("cannot write the run report: {}", e.what());  // the summary below still says it all
     }
@@ -495,14 +506,14 @@ int run_run(const RunOptions& opts) {
     } else {
       std::cout << fmt::format("run: {} tiles: {} done, {} no data, {} failed, {} already done, {} left failed after {} "
                                "attempts; {} chips embedded in {:.1f} s ({:.1f} chips/s) on {} ranks\n",
-                               plan.tiles.size(), all_done, all_nodata, all_failed, all_skipped, all_left,
+                               tiles.job_tiles(), all_done, all_nodata, all_failed, all_skipped, all_left,
                                config->run.max_attempts, all_chips, seconds,
                                seconds > 0 ? static_cast<double>(all_chips) / seconds : 0.0, comm.size());
       for (const auto& f : failures) std::cout << "  failed: " << f["error"].get<std::string>() << '\n';
       if (all_stopped > 0)
         std::cout << fmt::format("  {} ranks stopped because the output could not be written; their tiles are pending\n",
                                  all_stopped);
-      std::cout << "cube: " << cube_path.string() << "  report: " << (out / "run" / "report.json").string() << '\n';
+      std::cout << "cube: " << cube_path.string() << "  report: " << report_file.string() << '\n';
     }
   }
   return code;

@@ -52,6 +52,26 @@ struct StatusOptions {
 void add_status_command(CLI::App& app, StatusOptions& opts);
 int run_status(const StatusOptions& opts);
 
+// `todo` and `finalize` (slurm/): the tiles still to do and the array tasks that own them.
+struct TodoOptions {
+  CommonOptions common;
+  int array_size = 0;      // the SLURM array's tasks; 0: from tiles_per_task
+  int tiles_per_task = 0;  // sizes the array from the plan
+  int max_tasks = 1000;    // SLURM's default MaxArraySize is 1001
+  bool json = false, shell = false;
+};
+void add_todo_command(CLI::App& app, TodoOptions& opts);
+int run_todo(const TodoOptions& opts);
+
+struct FinalizeOptions {
+  CommonOptions common;
+  int array_size = 0;
+  std::string chain;  // empty: EO_RUN_CHAIN
+  bool json = false;
+};
+void add_finalize_command(CLI::App& app, FinalizeOptions& opts);
+int run_finalize(const FinalizeOptions& opts);
+
 struct CatalogOptions {
   std::string dir, modality, out, variable, time, pattern;
   int season = -1;

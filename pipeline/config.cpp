@@ -364,7 +364,7 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "threads" << YAML::Value << c.run.threads;
   out << YAML::Key << "max_attempts" << YAML::Value << c.run.max_attempts;
   out << YAML::Key << "prefetch" << YAML::Value << c.run.prefetch;
-  out << YAML::Key << "cube" << YAML::Value << c.cube_path().string();
+  out << YAML::Key << "cube" << YAML::Value << c.run.cube.string();
   out << YAML::EndMap;
   const PretrainConfig& p = c.pretrain;
   out << YAML::Key << "pretrain" << YAML::Value << YAML::BeginMap;

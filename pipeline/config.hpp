@@ -92,7 +92,9 @@ struct RunConfig {
   int threads = 0;                // torch threads per rank; 0: cores / ranks on the node
   int max_attempts = 3;           // a failed tile is retried by later runs up to this many times
   bool prefetch = true;           // read and warp the next tile while the model works
-  std::filesystem::path cube;     // empty: OUTPUT/cube.zarr
+  // Empty: one cube per model, OUTPUT/cubes/<model version>.zarr, and OUTPUT/cube.zarr a
+  // link to the newest model's. Set: this path, refused when it holds another model's.
+  std::filesystem::path cube;
 };
 
 struct Config {
@@ -117,7 +119,6 @@ struct Config {
   std::filesystem::path catalog_path() const {
     return data.catalog.empty() ? world_dir() / "catalog.jsonl" : data.catalog;
   }
-  std::filesystem::path cube_path() const { return run.cube.empty() ? output / "cube.zarr" : run.cube; }
   std::string resampling(Modality m) const;
 };
 

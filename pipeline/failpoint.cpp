@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -21,7 +22,12 @@ void failpoint(const char* name) {
   if (++hits != std::stol(spec.substr(at + 1, eq - at - 1))) return;
   const std::string action = spec.substr(eq + 1);
   if (action == "kill") ::raise(SIGKILL);
-  if (action.rfind("sleep:", 0) == 0) ::sleep(static_cast<unsigned>(std::stoul(action.substr(6))));
+  if (action.rfind("sleep:", 0) == 0) {
+    // Said, so that a test can act at the moment the process is held here.
+    std::fprintf(stderr, "failpoint %s: sleeping %s s\n", name, action.substr(6).c_str());
+    std::fflush(stderr);
+    ::sleep(static_cast<unsigned>(std::stoul(action.substr(6))));
+  }
 }
 
 }  // namespace eo

@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   eo::add_run_command(app, run);
   eo::StatusOptions status;
   eo::add_status_command(app, status);
+  eo::TodoOptions todo;
+  eo::add_todo_command(app, todo);
+  eo::FinalizeOptions finalize;
+  eo::add_finalize_command(app, finalize);
   eo::CatalogOptions catalog;
   eo::add_catalog_command(app, catalog);
 
@@ -47,6 +51,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("pretrain")) return eo::run_pretrain(pretrain);
     if (app.got_subcommand("run")) return eo::run_run(run);
     if (app.got_subcommand("status")) return eo::run_status(status);
+    if (app.got_subcommand("todo")) return eo::run_todo(todo);
+    if (app.got_subcommand("finalize")) return eo::run_finalize(finalize);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     eo::MpiSession::abort_all(eo::kExitUsage);

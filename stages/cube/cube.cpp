@@ -277,6 +277,13 @@ void create_cube(const fs::path& root, const CubeSpec& spec_in) {
       throw std::runtime_error(fmt::format(
           "{} holds a cube of another layout ({}) than this run makes ({}): write to another output or remove it",
           root.string(), old.value("layout", json()).dump(), want.dump()));
+    // One model's embeddings per cube: another model's would mix with these unseen.
+    const json had = old.value("model_hash", json()), has = spec.provenance.value("model_hash", json());
+    if (!had.is_null() && !has.is_null() && had != has)
+      throw std::runtime_error(fmt::format(
+          "{} holds the embeddings of model {} ({}); a new model writes a new cube, never into an old one: "
+          "leave run.cube unset (each model then gets its own cube) or point it at a new path",
+          root.string(), old.value("model_version", old.value("model", std::string("?"))), had.dump()));
     created = old.value("created", created);
     for (Zone z : cube_zones(root))  // zones of earlier plans stay
       if (std::find(spec.zones.begin(), spec.zones.end(), z) == spec.zones.end()) spec.zones.push_back(z);

@@ -48,7 +48,8 @@ int zone_cols();
 // Creates the cube's metadata (groups, arrays, coordinates, attributes, consolidated
 // metadata), or checks that an existing cube has the same layout and brings its
 // provenance up to date. Run once, by one rank, before any chunk is written. Throws
-// std::runtime_error naming the cube and the difference when the layouts disagree.
+// std::runtime_error naming the cube and the difference when the layouts disagree, or
+// when the cube holds another model's embeddings (provenance "model_hash").
 void create_cube(const std::filesystem::path& root, const CubeSpec& spec);
 
 // One tile's results: for every chip of the tile ([row in tile][col in tile]) its status,

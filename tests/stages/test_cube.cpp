@@ -35,7 +35,7 @@ CubeSpec spec_of(CubeDtype dtype) {
   spec.dtype = dtype;
   spec.chip_pixels = 112;
   spec.pixel_size = 40;
-  spec.provenance = {{"model", "test"}};
+  spec.provenance = {{"model", "test"}, {"model_hash", "m1"}, {"model_version", "test-m1"}};
   return spec;
 }
 
@@ -116,15 +116,25 @@ TEST(Cube, MetadataIsCreatedOnceAndLayoutChangesAreRefused) {
   CubeSpec spec = spec_of(CubeDtype::float32);
   create_cube(cube, spec);
   const auto first = json::parse(std::ifstream(cube / ".zattrs"));
-  // Another model of the same layout: provenance updated, creation time kept, zones
-  // of the earlier plan kept beside a new one.
-  spec.provenance = {{"model", "other"}};
+  // Another config of the same model and layout: provenance updated, creation time kept,
+  // zones of the earlier plan kept beside a new one.
+  spec.provenance["config_hash"] = "c2";
   spec.zones = {Zone{11, false}};
   create_cube(cube, spec);
   const auto second = json::parse(std::ifstream(cube / ".zattrs"));
   EXPECT_EQ(second["created"], first["created"]);
-  EXPECT_EQ(second["model"], "other");
+  EXPECT_EQ(second["config_hash"], "c2");
   EXPECT_EQ(second["zones"], json({"10N", "11N", "33S"}));
+  // Another model: never into this cube, whatever the layout.
+  spec.provenance = {{"model", "test"}, {"model_hash", "m2"}, {"model_version", "test-m2"}};
+  try {
+    create_cube(cube, spec);
+    ADD_FAILURE() << "another model's embeddings were let into the cube";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("test-m1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("new cube"), std::string::npos) << e.what();
+  }
+  spec.provenance = spec_of(CubeDtype::float32).provenance;
   // Another embedding size or dtype in the same cube: refused, naming the cube.
   spec.dim = 16;
   try {

@@ -2,7 +2,8 @@
 // in the cube, the reason in `status` and in the report) and is retried a bounded number
 // of times; a second run on the same output at the same time is refused; a full disk (a
 // small tmpfs) stops the run cleanly, and once space is freed the run resumes to the
-// cube of an undisturbed run.
+// cube of an undisturbed run; the tasks of a SLURM array share the lock with each other
+// only; a new model writes a new cube.
 
 #include <gtest/gtest.h>
 #include <sys/mount.h>
@@ -89,6 +90,74 @@ TEST_F(RunFaults, AFullDiskStopsCleanlyAndTheRunResumesOnceSpaceIsFreed) {
 }
 
 // Last: it breaks an input of the world.
+// The tasks of one SLURM array write one output side by side; a plain run, or a task of
+// another array, is refused while they do. (The array's environment is set by hand here;
+// tests/slurm runs real arrays.)
+TEST_F(RunFaults, AnArraySharesTheLockOnlyAmongItsOwnTasks) {
+  const fs::path out = world_->dir / "array_lock";
+  auto task = [&](int job, int index, const std::string& env = "") {
+    return world_->command("array_lock", 0, "slurm-array",
+                           fmt::format("SLURM_ARRAY_JOB_ID={} SLURM_JOB_ID={}{} SLURM_ARRAY_TASK_ID={} EO_ARRAY_SIZE=2 "
+                                       "EO_RUN_CHAIN=c{} {}",
+                                       job, job, index, index, job, env));
+  };
+  const auto r = test::run(fmt::format(
+      "( {} > {}/first.log 2>&1 & first=$!; "
+      "for i in $(seq 1000); do [ -s {}/run.lock ] && break; sleep 0.02; done; "
+      "{} ; echo \"same array exit $?\"; {} ; echo \"other array exit $?\"; {} ; echo \"plain exit $?\"; "
+      "kill -9 $first; wait $first )",
+      task(7, 0, "EO_FAILPOINT=run-set-up@1=sleep:60"), world_->dir.string(), out.string(), task(7, 1), task(8, 0),
+      world_->command("array_lock", 0)));
+  EXPECT_NE(r.output.find("same array exit 0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("other array exit 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("plain exit 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("array task 0 of 2"), std::string::npos) << "the refusal names the holder: " << r.output;
+  EXPECT_TRUE(fs::exists(out / "run" / "tasks" / "c7" / "task-1-job-71.json"));
+}
+
+// A new model writes a new cube, never into the old one; OUTPUT/cube.zarr follows the
+// newest, and every tile is redone for it.
+TEST_F(RunFaults, ANewModelWritesANewCube) {
+  const auto first = test::run(world_->command("models", 2));
+  ASSERT_EQ(first.code, 0) << first.output;
+  const fs::path old_cube = fs::canonical(world_->cube("models"));
+  const auto old_files = test::cube_files(old_cube);
+  // The same model trained 4 steps further.
+  std::string yaml((std::istreambuf_iterator<char>(std::ifstream(world_->world->config_file).rdbuf())), {});
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"steps: 4", "steps: 8"}, {"step-000004.pt", "step-000008.pt"}})
+    yaml.replace(yaml.find(from), from.size(), to);
+  const fs::path config2 = world_->dir / "newer_model.yaml";
+  std::ofstream(config2) << yaml;
+  const std::string env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1";
+  const auto train = test::run(fmt::format("{} mpiexec -n 2 --oversubscribe {} pretrain -q {}", env, EO_PIPELINE_EXE, config2.string()));
+  ASSERT_EQ(train.code, 0) << train.output;
+  const std::string run2 = fmt::format("{} mpiexec -n 2 --oversubscribe {} run {} --output {}", env, EO_PIPELINE_EXE,
+                                       config2.string(), (world_->dir / "models").string());
+  const auto second = test::run(run2);
+  ASSERT_EQ(second.code, 0) << second.output;
+
+  const fs::path new_cube = fs::canonical(world_->cube("models"));
+  EXPECT_NE(new_cube, old_cube);
+  EXPECT_EQ(new_cube.parent_path(), old_cube.parent_path());
+  EXPECT_EQ(test::cube_difference(old_files, test::cube_files(old_cube)), "") << "the old model's cube was written to";
+  const auto old_attrs = nlohmann::json::parse(std::ifstream(old_cube / ".zattrs"));
+  const auto new_attrs = nlohmann::json::parse(std::ifstream(new_cube / ".zattrs"));
+  EXPECT_NE(old_attrs["model_version"], new_attrs["model_version"]);
+  EXPECT_NE(new_attrs["model_version"].get<std::string>().find("step-000008"), std::string::npos) << new_attrs.dump();
+  EXPECT_EQ(new_cube.filename().string(), new_attrs["model_version"].get<std::string>() + ".zarr");
+  const auto report = world_->report("models");
+  EXPECT_EQ(report["skipped_done"], 0) << "tiles done by the old model were not redone";
+  EXPECT_EQ(report["done"].get<std::size_t>() + report["nodata"].get<std::size_t>(), world_->world->plan.tiles.size());
+
+  // Told to write into the old cube, the new model is refused, and the cube untouched.
+  std::ofstream(config2, std::ios::app) << "  cube: " << old_cube.string() << "\n";  // under run:, the last section
+  const auto into_old = test::run(run2);
+  EXPECT_EQ(into_old.code, 2) << into_old.output;
+  EXPECT_NE(into_old.output.find("a new model writes a new cube"), std::string::npos) << into_old.output;
+  EXPECT_NE(into_old.output.find(old_cube.string()), std::string::npos) << into_old.output;
+  EXPECT_EQ(test::cube_difference(old_files, test::cube_files(old_cube)), "");
+}
+
 TEST_F(RunFaults, ACorruptInputFailsOnlyItsTilesBoundedRetries) {
   const auto& plan = world_->world->plan;
   std::map<fs::path, std::set<std::string>> users;
