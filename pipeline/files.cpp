@@ -1,5 +1,7 @@
 #include "pipeline/files.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <fmt/format.h>
 #include <fstream>
 #include <stdexcept>
@@ -15,7 +17,7 @@ void write_atomically(const std::filesystem::path& file, const std::string& text
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << text;
-    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}", tmp.string()));
+    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
   }
   std::filesystem::rename(tmp, file);
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <cstring>
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -46,7 +47,8 @@ void JournalWriter::append(JournalRecord r) {
                             {"time_ns", r.time_ns}};
   const std::string line = j.dump() + "\n";
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0 || ::fsync(fileno(out_)) != 0)
-    throw std::runtime_error(fmt::format("journal {}: cannot write the record of tile {}", file_.string(), r.tile));
+    throw std::runtime_error(
+        fmt::format("journal {}: cannot write the record of tile {}: {}", file_.string(), r.tile, std::strerror(errno)));
 }
 
 std::map<std::string, std::vector<JournalRecord>> read_journal(const std::filesystem::path& dir, const std::string& stage) {
