@@ -72,6 +72,13 @@ struct FinalizeOptions {
 void add_finalize_command(CLI::App& app, FinalizeOptions& opts);
 int run_finalize(const FinalizeOptions& opts);
 
+struct FewshotOptions {
+  CommonOptions common;
+  std::string cube;  // empty: run.cube, else OUTPUT/cube.zarr
+};
+void add_fewshot_command(CLI::App& app, FewshotOptions& opts);
+int run_fewshot(const FewshotOptions& opts);
+
 struct CatalogOptions {
   std::string dir, modality, out, variable, time, pattern;
   int season = -1;

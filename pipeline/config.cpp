@@ -126,7 +126,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
   c.source = source;
   if (!root.IsDefined() || root.IsNull()) throw ConfigError(fmt::format("{}: the config is empty", source));
   r.expect_map(root, "", {"name", "output", "grid", "aois", "schedule", "logging", "data", "warp", "synth", "prepare",
-                          "model", "pretrain", "run"});
+                          "model", "pretrain", "run", "fewshot"});
 
   if (root["name"]) {
     c.name = r.string(root["name"], "name");
@@ -251,6 +251,24 @@ Config parse_config(const std::string& text, const std::string& source, const st
     if (u["prefetch"]) c.run.prefetch = r.boolean(u["prefetch"], "run.prefetch");
     if (u["cube"]) c.run.cube = r.string(u["cube"], "run.cube");
   }
+  if (const YAML::Node f = root["fewshot"]) {
+    r.expect_map(f, "fewshot", {"sizes", "seeds", "split_angle", "stripes", "presence_threshold", "min_label_valid"});
+    if (const YAML::Node n = f["sizes"]) {
+      if (!n.IsSequence() || n.size() == 0) r.fail(n, "fewshot.sizes", "expected a list of training-set sizes");
+      c.fewshot.sizes.clear();
+      for (std::size_t i = 0; i < n.size(); ++i)
+        c.fewshot.sizes.push_back(static_cast<int>(r.integer(n[i], fmt::format("fewshot.sizes[{}]", i), 2, 100000000)));
+    }
+    if (f["seeds"]) c.fewshot.seeds = static_cast<int>(r.integer(f["seeds"], "fewshot.seeds", 1, 1000));
+    if (f["split_angle"]) c.fewshot.split_angle = r.number(f["split_angle"], "fewshot.split_angle", -360, 360);
+    if (f["stripes"]) {
+      c.fewshot.stripes = static_cast<int>(r.integer(f["stripes"], "fewshot.stripes", 5, 100000));
+      if (c.fewshot.stripes % 5 != 0) r.fail(f["stripes"], "fewshot.stripes", "expected a multiple of 5 (3 train, 1 validation, 1 test)");
+    }
+    if (f["presence_threshold"])
+      c.fewshot.presence_threshold = r.number(f["presence_threshold"], "fewshot.presence_threshold", 0, 1);
+    if (f["min_label_valid"]) c.fewshot.min_label_valid = r.number(f["min_label_valid"], "fewshot.min_label_valid", 0, 1);
+  }
   if (const YAML::Node p = root["pretrain"]) {
     r.expect_map(p, "pretrain", {"batch", "steps", "lr", "weight_decay", "warmup", "clip", "augment", "checkpoint_every",
                                  "threads", "seed"});
@@ -365,6 +383,14 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "max_attempts" << YAML::Value << c.run.max_attempts;
   out << YAML::Key << "prefetch" << YAML::Value << c.run.prefetch;
   out << YAML::Key << "cube" << YAML::Value << c.run.cube.string();
+  out << YAML::EndMap;
+  out << YAML::Key << "fewshot" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "sizes" << YAML::Value << YAML::Flow << c.fewshot.sizes;
+  out << YAML::Key << "seeds" << YAML::Value << c.fewshot.seeds;
+  out << YAML::Key << "split_angle" << YAML::Value << c.fewshot.split_angle;
+  out << YAML::Key << "stripes" << YAML::Value << c.fewshot.stripes;
+  out << YAML::Key << "presence_threshold" << YAML::Value << c.fewshot.presence_threshold;
+  out << YAML::Key << "min_label_valid" << YAML::Value << c.fewshot.min_label_valid;
   out << YAML::EndMap;
   const PretrainConfig& p = c.pretrain;
   out << YAML::Key << "pretrain" << YAML::Value << YAML::BeginMap;

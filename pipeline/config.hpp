@@ -97,6 +97,16 @@ struct RunConfig {
   std::filesystem::path cube;
 };
 
+// `fewshot`: classical models on a few labelled chips' embeddings.
+struct FewshotConfig {
+  std::vector<int> sizes = {25, 50, 100, 250, 500, 1000};  // training chips; "all" is added
+  int seeds = 3;                   // random draws of the training chips per size
+  double split_angle = 30;         // degrees from east of the stripes' direction of travel
+  int stripes = 20;                // equal-count stripes, a multiple of 5 (3 train, 1 validation, 1 test)
+  double presence_threshold = 0.1;  // a class is present in a chip at this proportion
+  double min_label_valid = 0.5;    // chips with less of their label raster valid have no target
+};
+
 struct Config {
   std::string source;                  // config file, or "<embedded demo.yaml>"
   std::string name = "eo-run";
@@ -113,6 +123,7 @@ struct Config {
   ModelSection model;
   PretrainConfig pretrain;
   RunConfig run;
+  FewshotConfig fewshot;
 
   int chip_pixels() const { return static_cast<int>(4480.0 / pixel_size + 0.5); }
   std::filesystem::path world_dir() const { return synth.output.empty() ? output / "world" : synth.output; }

@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   eo::add_todo_command(app, todo);
   eo::FinalizeOptions finalize;
   eo::add_finalize_command(app, finalize);
+  eo::FewshotOptions fewshot;
+  eo::add_fewshot_command(app, fewshot);
   eo::CatalogOptions catalog;
   eo::add_catalog_command(app, catalog);
 
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("status")) return eo::run_status(status);
     if (app.got_subcommand("todo")) return eo::run_todo(todo);
     if (app.got_subcommand("finalize")) return eo::run_finalize(finalize);
+    if (app.got_subcommand("fewshot")) return eo::run_fewshot(fewshot);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     eo::MpiSession::abort_all(eo::kExitUsage);

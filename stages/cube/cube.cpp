@@ -10,6 +10,8 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <fstream>
+#include <iterator>
+#include <optional>
 #include <stdexcept>
 #include <xtensor/xview.hpp>
 
@@ -345,12 +347,90 @@ TileEmbeddings::TileEmbeddings(TileId t, const CubeSpec& spec) : tile(t) {
   for (auto& [name, a] : arrays) a.fill(std::nanf(""));
 }
 
+namespace {
+
+fs::path chunk_file(const fs::path& root, const TileId& tile, const std::string& array) {
+  const bool grid2d = array == "status" || array.ends_with("_scale");
+  return root / tile.zone.name() / array /
+         (grid2d ? fmt::format("{}.{}", tile.row, tile.col) : fmt::format("{}.{}.0", tile.row, tile.col));
+}
+
+// A chunk's bytes, or nothing when the chunk was never written.
+std::optional<std::vector<char>> read_chunk(const fs::path& file, std::size_t bytes) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return std::nullopt;
+  const std::vector<char> packed((std::istreambuf_iterator<char>(in)), {});
+  std::vector<char> out(bytes);
+  const int n = blosc_decompress_ctx(packed.data(), out.data(), out.size(), 1);
+  if (n != static_cast<int>(bytes))
+    throw std::runtime_error(fmt::format("{}: not a chunk of {} bytes (blosc says {})", file.string(), bytes, n));
+  return out;
+}
+
+float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  if (exp == 0) {  // subnormal: mant * 2^-24
+    const float v = std::ldexp(static_cast<float>(mant), -24);
+    return sign ? -v : v;
+  }
+  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+}  // namespace
+
+CubeReader::CubeReader(fs::path root) : root_(std::move(root)) {
+  if (!fs::exists(root_ / ".zattrs")) throw std::runtime_error(fmt::format("{}: not a cube (no .zattrs)", root_.string()));
+  const json attrs = read_json(root_ / ".zattrs");
+  try {
+    const json& l = attrs.at("layout");
+    spec_.dim = l.at("dim").get<int>();
+    spec_.dtype = parse_cube_dtype(l.at("dtype").get<std::string>());
+    for (const auto& m : l.at("modalities")) spec_.modalities.push_back(parse_modality(m.get<std::string>()));
+    spec_.chip_pixels = l.at("chip_pixels").get<int>();
+    spec_.pixel_size = l.at("pixel_size_m").get<double>();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("{}: no layout this version reads: {}", root_.string(), e.what()));
+  }
+  spec_.zones = cube_zones(root_);
+  spec_.provenance = attrs;
+}
+
+TileEmbeddings CubeReader::read_tile(const TileId& tile) const {
+  TileEmbeddings t(tile, spec_);
+  if (const auto status = read_chunk(chunk_file(root_, tile, "status"), kChipsPerTile))
+    std::copy(status->begin(), status->end(), t.status.begin());
+  const std::size_t dim = static_cast<std::size_t>(spec_.dim), n = kChipsPerTile * dim;
+  for (auto& [name, values] : t.arrays) {
+    const std::size_t width = spec_.dtype == CubeDtype::float32 ? 4 : spec_.dtype == CubeDtype::float16 ? 2 : 1;
+    const auto raw = read_chunk(chunk_file(root_, tile, name), n * width);
+    if (!raw) continue;
+    if (spec_.dtype == CubeDtype::float32) {
+      std::memcpy(values.data(), raw->data(), n * 4);
+    } else if (spec_.dtype == CubeDtype::float16) {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, raw->data() + 2 * i, 2);
+        values.data()[i] = half_to_float(h);
+      }
+    } else {
+      const auto scales = read_chunk(chunk_file(root_, tile, name + "_scale"), kChipsPerTile * 4);
+      if (!scales) throw std::runtime_error(fmt::format("{}: the chunk's scales are missing", chunk_file(root_, tile, name).string()));
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto q = static_cast<std::int8_t>((*raw)[i]);
+        float scale;
+        std::memcpy(&scale, scales->data() + 4 * (i / dim), 4);
+        values.data()[i] = q == -128 ? std::nanf("") : static_cast<float>(q) * scale;
+      }
+    }
+  }
+  return t;
+}
+
 CubeWriter::CubeWriter(fs::path root, CubeSpec spec) : root_(std::move(root)), spec_(std::move(spec)) {}
 
 fs::path CubeWriter::chunk_path(const TileId& tile, const std::string& array) const {
-  const bool grid2d = array == "status" || array.ends_with("_scale");
-  return root_ / tile.zone.name() / array /
-         (grid2d ? fmt::format("{}.{}", tile.row, tile.col) : fmt::format("{}.{}.0", tile.row, tile.col));
+  return chunk_file(root_, tile, array);
 }
 
 void CubeWriter::write_tile(const TileEmbeddings& t) const {

@@ -77,6 +77,21 @@ class CubeWriter {
   CubeSpec spec_;
 };
 
+// Reads tiles back from a cube this project wrote, in any dtype (for `fewshot` and
+// `render`; the tests read cubes with zarr-python, xarray and GDAL instead).
+class CubeReader {
+ public:
+  // Throws std::runtime_error naming the cube when it is not one.
+  explicit CubeReader(std::filesystem::path root);
+  const CubeSpec& spec() const { return spec_; }  // layout and provenance; zones are the cube's
+  // The tile as written; status 0 and NaN embeddings for a tile never written.
+  TileEmbeddings read_tile(const TileId& tile) const;
+
+ private:
+  std::filesystem::path root_;
+  CubeSpec spec_;
+};
+
 // Chunk files a killed writer left under their temporary names.
 int remove_stale_chunks(const std::filesystem::path& root);
 

@@ -1,0 +1,222 @@
+#include "stages/downstream/models.hpp"
+
+#include <xgboost/c_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+
+namespace eo {
+
+const char* model_name(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::ridge: return "ridge";
+    case ModelKind::gbt: return "gbt";
+    case ModelKind::rf: return "rf";
+  }
+  return "?";
+}
+
+namespace {
+
+// Cholesky solve of the symmetric positive definite a (n x n, row-major) for b.
+std::vector<double> solve_spd(std::vector<double> a, std::vector<double> b, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) {
+    double d = a[j * n + j];
+    for (std::size_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
+    if (d <= 0) throw std::runtime_error("ridge: the system is not positive definite");
+    const double l = std::sqrt(d);
+    a[j * n + j] = l;
+    for (std::size_t i = j + 1; i < n; ++i) {
+      double s = a[i * n + j];
+      for (std::size_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
+      a[i * n + j] = s / l;
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {  // L z = b
+    for (std::size_t k = 0; k < i; ++k) b[i] -= a[i * n + k] * b[k];
+    b[i] /= a[i * n + i];
+  }
+  for (std::size_t i = n; i-- > 0;) {  // L^T w = z
+    for (std::size_t k = i + 1; k < n; ++k) b[i] -= a[k * n + i] * b[k];
+    b[i] /= a[i * n + i];
+  }
+  return b;
+}
+
+// Ridge on standardised features (missing values take the training mean), solved in the
+// smaller of the primal and dual forms; the penalty is chosen on the validation set.
+std::vector<float> ridge(FitData train, FitData validation, const Rows& query) {
+  const Rows& x = *train.x;
+  const std::size_t n = x.size(), d = x.front().size();
+  std::vector<double> mean(d, 0), sd(d, 0);
+  std::vector<std::size_t> count(d, 0);
+  for (const auto& r : x)
+    for (std::size_t j = 0; j < d; ++j)
+      if (!std::isnan(r[j])) mean[j] += r[j], ++count[j];
+  for (std::size_t j = 0; j < d; ++j) mean[j] = count[j] ? mean[j] / count[j] : 0;
+  for (const auto& r : x)
+    for (std::size_t j = 0; j < d; ++j)
+      if (!std::isnan(r[j])) sd[j] += (r[j] - mean[j]) * (r[j] - mean[j]);
+  for (std::size_t j = 0; j < d; ++j) sd[j] = count[j] > 1 && sd[j] > 0 ? std::sqrt(sd[j] / count[j]) : 1;
+  auto z = [&](const std::vector<float>& r, std::size_t j) { return std::isnan(r[j]) ? 0.0 : (r[j] - mean[j]) / sd[j]; };
+  double ybar = 0;
+  for (float v : *train.y) ybar += v;
+  ybar /= static_cast<double>(n);
+
+  auto fit = [&](double lambda) {  // weights on the standardised features
+    std::vector<double> w(d, 0);
+    if (d <= n) {
+      std::vector<double> a(d * d, 0), b(d, 0);
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < d; ++j) {
+          const double zj = z(x[i], j);
+          b[j] += zj * ((*train.y)[i] - ybar);
+          for (std::size_t k = 0; k <= j; ++k) a[j * d + k] += zj * z(x[i], k);
+        }
+      for (std::size_t j = 0; j < d; ++j) {
+        for (std::size_t k = 0; k < j; ++k) a[k * d + j] = a[j * d + k];
+        a[j * d + j] += lambda;
+      }
+      w = solve_spd(std::move(a), std::move(b), d);
+    } else {  // w = Z^T (Z Z^T + lambda I)^-1 (y - ybar)
+      std::vector<double> g(n * n, 0), b(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        b[i] = (*train.y)[i] - ybar;
+        for (std::size_t k = 0; k <= i; ++k) {
+          double s = 0;
+          for (std::size_t j = 0; j < d; ++j) s += z(x[i], j) * z(x[k], j);
+          g[i * n + k] = g[k * n + i] = s;
+        }
+        g[i * n + i] += lambda;
+      }
+      const std::vector<double> alpha = solve_spd(std::move(g), std::move(b), n);
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < d; ++j) w[j] += alpha[i] * z(x[i], j);
+    }
+    return w;
+  };
+  auto predict = [&](const std::vector<double>& w, const Rows& rows) {
+    std::vector<float> out;
+    for (const auto& r : rows) {
+      double s = ybar;
+      for (std::size_t j = 0; j < d; ++j) s += w[j] * z(r, j);
+      out.push_back(static_cast<float>(s));
+    }
+    return out;
+  };
+  std::vector<double> best;
+  double best_error = std::numeric_limits<double>::infinity();
+  for (double lambda : {0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0}) {
+    const auto w = fit(lambda * static_cast<double>(std::max(n, d)) / 100.0);
+    const auto p = predict(w, *validation.x);
+    double e = 0;
+    for (std::size_t i = 0; i < p.size(); ++i) e += (p[i] - (*validation.y)[i]) * (p[i] - (*validation.y)[i]);
+    if (e < best_error) best_error = e, best = w;
+  }
+  return predict(best, query);
+}
+
+void check(int code, const char* what) {
+  if (code != 0) throw std::runtime_error(fmt::format("xgboost: {}: {}", what, XGBGetLastError()));
+}
+
+struct Matrix {
+  DMatrixHandle h = nullptr;
+  Matrix(const Rows& rows, const std::vector<float>* labels) {
+    const std::size_t d = rows.front().size();
+    std::vector<float> flat;
+    flat.reserve(rows.size() * d);
+    for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+    check(XGDMatrixCreateFromMat(flat.data(), rows.size(), d, std::numeric_limits<float>::quiet_NaN(), &h),
+          "XGDMatrixCreateFromMat");
+    if (labels) check(XGDMatrixSetFloatInfo(h, "label", labels->data(), labels->size()), "XGDMatrixSetFloatInfo");
+  }
+  ~Matrix() { XGDMatrixFree(h); }
+  Matrix(const Matrix&) = delete;
+  Matrix& operator=(const Matrix&) = delete;
+};
+
+std::vector<float> predict_trees(BoosterHandle booster, const Matrix& m, int rounds) {
+  const std::string config =
+      fmt::format(R"({{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": {}, "strict_shape": false}})",
+                  rounds);
+  const bst_ulong* shape = nullptr;
+  bst_ulong dims = 0;
+  const float* out = nullptr;
+  check(XGBoosterPredictFromDMatrix(booster, m.h, config.c_str(), &shape, &dims, &out), "predict");
+  return std::vector<float>(out, out + shape[0]);
+}
+
+// Gradient-boosted trees (the rounds chosen on the validation set) or a random forest
+// (one round of many parallel trees on bootstrap-like subsamples).
+std::vector<float> trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
+                         int threads) {
+  const Matrix dtrain(*train.x, train.y), dval(*validation.x, nullptr), dquery(query, nullptr);
+  BoosterHandle booster = nullptr;
+  check(XGBoosterCreate(&dtrain.h, 1, &booster), "XGBoosterCreate");
+  const std::unique_ptr<void, int (*)(BoosterHandle)> owner(booster, XGBoosterFree);
+  const std::vector<std::pair<const char*, std::string>> common = {
+      {"objective", "reg:squarederror"}, {"tree_method", "hist"}, {"nthread", std::to_string(threads)},
+      {"seed", std::to_string(seed % 2147483647)}, {"verbosity", "0"}};
+  const std::vector<std::pair<const char*, std::string>> own =
+      kind == ModelKind::gbt
+          ? std::vector<std::pair<const char*, std::string>>{{"eta", "0.05"}, {"max_depth", "4"}, {"subsample", "0.8"},
+                                                             {"colsample_bytree", "0.8"}, {"min_child_weight", "1"}}
+          : std::vector<std::pair<const char*, std::string>>{{"eta", "1"}, {"max_depth", "8"}, {"subsample", "0.632"},
+                                                             {"colsample_bynode", "0.5"}, {"num_parallel_tree", "200"},
+                                                             {"lambda", "0"}, {"min_child_weight", "1"}};
+  for (const auto& [k, v] : common) check(XGBoosterSetParam(booster, k, v.c_str()), k);
+  for (const auto& [k, v] : own) check(XGBoosterSetParam(booster, k, v.c_str()), k);
+  const int max_rounds = kind == ModelKind::gbt ? 400 : 1;
+  for (int i = 0; i < max_rounds; ++i) check(XGBoosterUpdateOneIter(booster, i, dtrain.h), "XGBoosterUpdateOneIter");
+  int rounds = max_rounds;
+  if (kind == ModelKind::gbt) {
+    double best = std::numeric_limits<double>::infinity();
+    for (int r : {25, 50, 100, 200, 400}) {
+      const auto p = predict_trees(booster, dval, r);
+      double e = 0;
+      for (std::size_t i = 0; i < p.size(); ++i) e += (p[i] - (*validation.y)[i]) * (p[i] - (*validation.y)[i]);
+      if (e < best) best = e, rounds = r;
+    }
+  }
+  return predict_trees(booster, dquery, rounds);
+}
+
+}  // namespace
+
+std::vector<float> fit_predict(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
+                               int threads) {
+  if (train.x->empty() || validation.x->empty()) throw std::invalid_argument("fit_predict: no training or validation rows");
+  return kind == ModelKind::ridge ? ridge(train, validation, query) : trees(kind, train, validation, query, seed, threads);
+}
+
+Scores score(const std::vector<float>& truth, const std::vector<float>& predicted, double threshold) {
+  Scores s;
+  const std::size_t n = truth.size();
+  double mean = 0;
+  for (float t : truth) mean += t;
+  mean /= static_cast<double>(n);
+  double ss_res = 0, ss_tot = 0;
+  std::size_t tp = 0, fp = 0, fn = 0, right = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ss_res += (truth[i] - predicted[i]) * (truth[i] - predicted[i]);
+    ss_tot += (truth[i] - mean) * (truth[i] - mean);
+    const bool t = truth[i] >= threshold, p = predicted[i] >= threshold;
+    tp += t && p, fp += !t && p, fn += t && !p, right += t == p;
+  }
+  s.rmse = std::sqrt(ss_res / static_cast<double>(n));
+  s.r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 0;
+  if (std::isnan(threshold)) {
+    s.f1 = s.accuracy = std::nan("");
+  } else {
+    s.accuracy = static_cast<double>(right) / static_cast<double>(n);
+    s.f1 = tp == 0 ? 0 : 2.0 * tp / (2.0 * tp + fp + fn);
+  }
+  return s;
+}
+
+}  // namespace eo
