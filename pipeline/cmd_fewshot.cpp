@@ -11,12 +11,14 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "pipeline/chip_samples.hpp"
 #include "pipeline/commands.hpp"
 #include "pipeline/files.hpp"
 #include "pipeline/work.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/downstream/models.hpp"
+#include "stages/downstream/picture.hpp"
 #include "stages/downstream/split.hpp"
 #include "stages/downstream/targets.hpp"
 
@@ -33,62 +35,6 @@ void add_fewshot_command(CLI::App& app, FewshotOptions& opts) {
 
 namespace {
 
-constexpr const char* kBaseline = "bands";  // the band-statistics features
-
-struct Sample {
-  ChipId chip;
-  Point at;                     // metres, local to the AOI
-  std::vector<float> targets;   // per target, NaN = none
-  std::map<std::string, std::vector<float>> features;  // per feature set
-};
-
-// Every embedded chip of the plan with its targets and features.
-std::vector<Sample> collect(const Config& config, const Plan& plan, const Catalog& catalog, const CubeReader& cube,
-                            const std::vector<TargetSpec>& targets) {
-  TileReadOptions read = TileReadOptions::from(config, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  read.modalities = cube.spec().modalities;
-  for (Modality m : kLabelModalities) read.modalities.push_back(m);
-  for (Modality m : read.modalities) read.resampling[m] = config.resampling(m);
-  const std::vector<Modality> images = cube.spec().modalities;
-  const std::vector<std::string> arrays = cube.spec().embedding_arrays();
-  const std::size_t dim = static_cast<std::size_t>(cube.spec().dim);
-
-  std::vector<Sample> out;
-  double lon0 = 0, lat0 = 0;
-  bool origin = false;
-  for (std::size_t t = 0; t < plan.tiles.size(); ++t) {
-    const TilePlan& tile = plan.tiles[t];
-    const TileEmbeddings emb = cube.read_tile(tile.id);
-    if (std::none_of(emb.status.begin(), emb.status.end(), [](std::uint8_t s) { return s == kEmbedded; })) continue;
-    read_tile(catalog, tile, read, [&](ChipBatch&& row) {
-      const auto y = chip_targets(row, targets, config.fewshot.min_label_valid);
-      const auto stats = band_statistics(row, images);
-      for (std::size_t k = 0; k < row.chips.size(); ++k) {
-        const int pos = index_in_tile(row.chips[k]);
-        if (emb.status[static_cast<std::size_t>(pos)] != kEmbedded) continue;
-        Sample s;
-        s.chip = row.chips[k];
-        const LonLatBox box = lonlat_bounds(s.chip.zone, s.chip.bounds());
-        const double lon = (box.lon0 + box.lon1) / 2, lat = (box.lat0 + box.lat1) / 2;
-        if (!origin) lon0 = lon, lat0 = lat, origin = true;
-        // Equirectangular about the first chip: good to a few per cent over an AOI, and
-        // continuous across UTM zones, which the zones' own metres are not.
-        s.at = {(lon - lon0) * 111320.0 * std::cos(lat0 * M_PI / 180), (lat - lat0) * 110540.0};
-        s.targets = y[k];
-        const std::size_t yy = static_cast<std::size_t>(pos / kChipsPerTileSide), xx = static_cast<std::size_t>(pos % kChipsPerTileSide);
-        for (const std::string& a : arrays) {
-          const float* v = &emb.arrays.at(a)(yy, xx, 0);
-          s.features[a].assign(v, v + dim);
-        }
-        s.features[kBaseline] = stats[k];
-        out.push_back(std::move(s));
-      }
-    });
-    spdlog::info("fewshot: read tile {} ({}/{}), {} chips so far", tile.id.str(), t + 1, plan.tiles.size(), out.size());
-  }
-  return out;
-}
-
 struct Result {
   std::string target, features, model;
   int n = 0, seed = 0;
@@ -101,31 +47,72 @@ double mean_of(const std::vector<double>& v) {
   return v.empty() ? std::nan("") : s / static_cast<double>(v.size());
 }
 
+// Test R^2 against the number of training chips (log scale), a line per feature set (the
+// best model at each size), the band-statistics baseline dashed.
+void draw_curve(const fs::path& file, const std::string& target,
+                const std::map<std::string, std::vector<std::pair<int, double>>>& lines) {
+  const int w = 720, h = 480, left = 64, right = 150, top = 40, bottom = 48;
+  double lo = 0, n_max = 1;
+  for (const auto& [f, pts] : lines)
+    for (const auto& [n, r2] : pts) lo = std::min(lo, std::floor(r2 * 5) / 5), n_max = std::max(n_max, static_cast<double>(n));
+  lo = std::max(lo, -1.0);
+  const double n_min = 10;
+  auto px = [&](double n) { return left + (std::log(n) - std::log(n_min)) / (std::log(n_max) - std::log(n_min)) * (w - left - right); };
+  auto py = [&](double r2) { return h - bottom - (std::max(r2, lo) - lo) / (1 - lo) * (h - top - bottom); };
+  Canvas c(w, h);
+  const Rgb black = {0, 0, 0}, grid = {225, 225, 225};
+  c.text(left, 12, fmt::format("{}: TEST R2 AGAINST TRAINING CHIPS", target), black);
+  for (double r = lo; r <= 1.0001; r += 0.2) {
+    c.line(left, py(r), w - right, py(r), grid);
+    c.text(8, static_cast<int>(py(r)) - 5, fmt::format("{:.1f}", r), black);
+  }
+  for (int n : {10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000})
+    if (n <= n_max) {
+      c.line(px(n), top, px(n), h - bottom, grid);
+      c.text(static_cast<int>(px(n)) - Canvas::text_width(std::to_string(n)) / 2, h - bottom + 8, std::to_string(n), black);
+    }
+  c.line(left, h - bottom, w - right, h - bottom, black);
+  c.line(left, top, left, h - bottom, black);
+  c.text(w - right - Canvas::text_width("CHIPS"), h - 18, "CHIPS", black);
+  static const std::map<std::string, Rgb> colours = {{"s2rgb", {214, 39, 40}}, {"s1amp", {31, 119, 180}},
+                                                     {"s1coh", {255, 127, 14}}, {"fused", {44, 160, 44}},
+                                                     {kBandStatistics, {0, 0, 0}}};
+  int legend = top;
+  for (const auto& [f, pts] : lines) {
+    const Rgb colour = colours.count(f) ? colours.at(f) : Rgb{128, 0, 128};
+    const bool baseline = f == kBandStatistics;
+    for (std::size_t i = 1; i < pts.size(); ++i)
+      c.line(px(pts[i - 1].first), py(pts[i - 1].second), px(pts[i].first), py(pts[i].second), colour,
+             f == "fused" ? 3 : 2, baseline ? 6 : 0);
+    for (const auto& [n, r2] : pts) c.fill(static_cast<int>(px(n)) - 2, static_cast<int>(py(r2)) - 2, static_cast<int>(px(n)) + 2, static_cast<int>(py(r2)) + 2, colour);
+    c.line(w - right + 12, legend + 5, w - right + 40, legend + 5, colour, 2, baseline ? 6 : 0);
+    c.text(w - right + 46, legend, f, black);
+    legend += 20;
+  }
+  c.save_png(file);
+}
+
 }  // namespace
 
 int run_fewshot(const FewshotOptions& opts) {
   const auto config = start_command(opts.common, 0);
   if (!config) return kExitOk;
-  const fs::path cube_path = !opts.cube.empty() ? fs::path(opts.cube)
-                             : !config->run.cube.empty() ? config->run.cube
-                                                         : config->output / "cube.zarr";
-  if (!fs::exists(cube_path / ".zattrs"))
-    throw ConfigError(fmt::format("{}: no cube at {}: run `eo-pipeline run` first", config->source, cube_path.string()));
+  const fs::path cube_path = cube_to_read(*config, opts.cube);
   const CubeReader cube(cube_path);
   const Plan plan = make_plan(load_aois(*config));
   const Catalog catalog = load_catalog(*config);
   const std::vector<TargetSpec> targets = default_targets();
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<Sample> samples = collect(*config, plan, catalog, cube, targets);
+  const std::vector<ChipSample> samples = collect_samples(*config, plan, catalog, cube, targets, true);
   if (samples.size() < 20)
     throw ConfigError(fmt::format("{}: only {} embedded chips in {}: too few for the few-shot experiments",
                                   config->source, samples.size(), cube_path.string()));
   std::vector<Point> points;
-  for (const Sample& s : samples) points.push_back(s.at);
+  for (const ChipSample& s : samples) points.push_back(s.at);
   const std::vector<SplitSet> split = stripe_split(points, config->fewshot.split_angle, config->fewshot.stripes);
 
   std::vector<std::string> feature_sets = cube.spec().embedding_arrays();
-  feature_sets.push_back(kBaseline);
+  feature_sets.push_back(kBandStatistics);
   const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<Result> results;
   json counts = json::object();
@@ -234,7 +221,7 @@ int run_fewshot(const FewshotOptions& opts) {
     summary["targets"][target.name] = per;
     if (ns.count(250)) {
       const double fused250 = per["fused"]["r2_250"].get<double>(), fused_all = per["fused"]["r2_all"].get<double>(),
-                   bands250 = per[kBaseline]["r2_250"].get<double>();
+                   bands250 = per[kBandStatistics]["r2_250"].get<double>();
       summary["targets"][target.name]["fused_250_over_all"] = fused_all > 0 ? fused250 / fused_all : std::nan("");
       summary["targets"][target.name]["fused_beats_bands_at_250"] = fused250 > bands250;
       md += fmt::format("\nBest model: fused embeddings reach {:.3f} with 250 chips and {:.3f} with all ({:.0f}%); band "
@@ -243,6 +230,55 @@ int run_fewshot(const FewshotOptions& opts) {
     }
   }
   write_atomically(dir / "results.md", md);
+
+  // Learning curves: the best model's mean R^2 at each size, per feature set.
+  json pictures = json::array();
+  for (const TargetSpec& target : targets) {
+    std::map<std::string, std::vector<std::pair<int, double>>> lines;
+    const int all_n = counts.contains(target.name) ? counts[target.name]["train"].get<int>() : 0;
+    for (const std::string& f : feature_sets) {
+      std::set<int> ns;
+      for (const auto& [key, v] : r2)
+        if (std::get<0>(key) == target.name && std::get<1>(key) == f) ns.insert(std::get<3>(key));
+      for (int n : ns) lines[f].emplace_back(n < 0 ? all_n : n, best(target.name, f, n).first);
+      std::sort(lines[f].begin(), lines[f].end());
+    }
+    if (lines.empty() || lines.begin()->second.empty()) continue;
+    const fs::path file = dir / fmt::format("curve_{}.png", target.name);
+    draw_curve(file, target.name, lines);
+    pictures.push_back(file.string());
+  }
+
+  // The map: every target predicted for every chip by gradient-boosted trees on the fused
+  // embeddings of all training chips, beside the observed targets.
+  auto maps = zone_rasters(samples, 2 * static_cast<int>(targets.size()));
+  std::vector<std::string> band_names;
+  for (const TargetSpec& target : targets) band_names.push_back("predicted_" + target.name);
+  for (const TargetSpec& target : targets) band_names.push_back("observed_" + target.name);
+  Rows everything;
+  for (const ChipSample& s : samples) everything.push_back(s.features.at("fused"));
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    Rows xt, xv;
+    std::vector<float> yt, yv;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      if (std::isnan(samples[i].targets[t])) continue;
+      if (split[i] == SplitSet::train) xt.push_back(samples[i].features.at("fused")), yt.push_back(samples[i].targets[t]);
+      if (split[i] == SplitSet::validation) xv.push_back(samples[i].features.at("fused")), yv.push_back(samples[i].targets[t]);
+    }
+    if (xt.size() < 2 || xv.empty()) continue;
+    const auto predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, everything, 0, threads);
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      ChipRaster& r = maps.at(samples[i].chip.zone);
+      r.at(static_cast<int>(t), samples[i].chip) = predicted[i];
+      r.at(static_cast<int>(targets.size() + t), samples[i].chip) = samples[i].targets[t];
+    }
+  }
+  for (const auto& [zone, raster] : maps) {
+    const fs::path file = dir / fmt::format("predicted_{}.tif", zone.name());
+    raster.save_geotiff(file, band_names);
+    pictures.push_back(file.string());
+  }
+  summary["files"] = pictures;
   summary["seconds"] = seconds_since(t0);
   write_atomically(dir / "summary.json", summary.dump(2) + "\n");
   std::cout << md << "\nresults: " << (dir / "results.csv").string() << ", " << (dir / "results.md").string() << ", "

@@ -79,6 +79,14 @@ struct FewshotOptions {
 void add_fewshot_command(CLI::App& app, FewshotOptions& opts);
 int run_fewshot(const FewshotOptions& opts);
 
+struct RenderOptions {
+  CommonOptions common;
+  std::string cube;  // empty: run.cube, else OUTPUT/cube.zarr
+  std::string array = "fused";
+};
+void add_render_command(CLI::App& app, RenderOptions& opts);
+int run_render(const RenderOptions& opts);
+
 struct CatalogOptions {
   std::string dir, modality, out, variable, time, pattern;
   int season = -1;

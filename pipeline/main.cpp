@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   eo::add_finalize_command(app, finalize);
   eo::FewshotOptions fewshot;
   eo::add_fewshot_command(app, fewshot);
+  eo::RenderOptions render;
+  eo::add_render_command(app, render);
   eo::CatalogOptions catalog;
   eo::add_catalog_command(app, catalog);
 
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("todo")) return eo::run_todo(todo);
     if (app.got_subcommand("finalize")) return eo::run_finalize(finalize);
     if (app.got_subcommand("fewshot")) return eo::run_fewshot(fewshot);
+    if (app.got_subcommand("render")) return eo::run_render(render);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     eo::MpiSession::abort_all(eo::kExitUsage);
