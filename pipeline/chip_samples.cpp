@@ -44,9 +44,11 @@ std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, 
         s.at = {(lon - lon0) * 111320.0 * std::cos(lat0 * M_PI / 180), (lat - lat0) * 110540.0};
         s.targets = y[k];
         const std::size_t yy = static_cast<std::size_t>(pos / kChipsPerTileSide), xx = static_cast<std::size_t>(pos % kChipsPerTileSide);
+        auto& concat = s.features[kConcatenated];
         for (const std::string& a : arrays) {
           const float* v = &emb.arrays.at(a)(yy, xx, 0);
           s.features[a].assign(v, v + dim);
+          if (a != "fused") concat.insert(concat.end(), v, v + dim);
         }
         if (with_band_statistics) s.features[kBandStatistics] = stats[k];
         out.push_back(std::move(s));

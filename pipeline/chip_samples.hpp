@@ -19,12 +19,15 @@
 namespace eo {
 
 inline constexpr const char* kBandStatistics = "bands";  // the baseline's feature set
+// The modalities' embeddings side by side (NaN where one is missing): what the mean in
+// `fused` averages away stays for the model to use.
+inline constexpr const char* kConcatenated = "concat";
 
 struct ChipSample {
   ChipId chip;
   Point at;                    // metres, equirectangular about the first chip
   std::vector<float> targets;  // per target, NaN = none
-  std::map<std::string, std::vector<float>> features;  // the cube's arrays (and "bands")
+  std::map<std::string, std::vector<float>> features;  // the cube's arrays, "concat" (and "bands")
 };
 
 std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, const Catalog& catalog,

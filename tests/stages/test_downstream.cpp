@@ -78,10 +78,10 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
     sizes.insert(f[3]);
     EXPECT_TRUE(std::isfinite(std::stod(f[6]))) << line;  // rmse
   }
-  EXPECT_EQ(features, (std::set<std::string>{"s2rgb", "s1amp", "s1coh", "fused", "bands"}));
+  EXPECT_EQ(features, (std::set<std::string>{"s2rgb", "s1amp", "s1coh", "fused", "concat", "bands"}));
   EXPECT_EQ(sizes, (std::set<std::string>{"10", "20", "all"}));
   ASSERT_TRUE(rows_per_target.count("tree_cover_pct"));
-  EXPECT_EQ(rows_per_target["tree_cover_pct"], 5 * 3 * 3 * 2);
+  EXPECT_EQ(rows_per_target["tree_cover_pct"], 6 * 3 * 3 * 2);
   const json summary = json::parse(std::ifstream(out / "fewshot" / "summary.json"));
   EXPECT_GT(summary["chips"].get<int>(), 30);
 
