@@ -73,17 +73,6 @@ class SlurmTest : public ::testing::Test {
   static std::map<std::string, std::vector<JournalRecord>> journal(const std::string& output) {
     return read_journal(world_->dir / output / "journal", "run");
   }
-  // Every planned tile has exactly one record saying it is done or has no data.
-  static void expect_each_tile_once(const std::string& output) {
-    const auto records = journal(output);
-    for (const TilePlan& t : world_->world->plan.tiles) {
-      const auto it = records.find(t.id.str());
-      ASSERT_NE(it, records.end()) << t.id.str() << " lost";
-      EXPECT_EQ(std::count_if(it->second.begin(), it->second.end(), [](const JournalRecord& r) { return r.status != "failed"; }),
-                1)
-          << t.id.str();
-    }
-  }
   static fs::path status_chunk(const std::string& output, const TileId& tile) {
     return world_->cube(output) / tile.zone.name() / "status" / fmt::format("{}.{}", tile.row, tile.col);
   }
@@ -123,7 +112,7 @@ TEST_F(SlurmTest, AnArrayGivesTheMpirunCubeAndTheNightlyPathRedoesOnlyChangedTil
   EXPECT_EQ(first["tasks"].size(), static_cast<std::size_t>(tasks)) << first.dump(2);
   for (const json& t : first["tasks"]) EXPECT_EQ(t["peak_rss_mib_per_rank"].size(), 2u) << "not 2 ranks: " << t.dump();
   EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube("array"))), "");
-  expect_each_tile_once("array");
+  world_->expect_each_tile_once("array");
   const json attrs = json::parse(std::ifstream(world_->cube("array") / ".zattrs"));
   EXPECT_EQ(attrs["model_version"], first["model_version"]);
   EXPECT_NE(fs::read_symlink(world_->cube("array")).string().find(attrs["model_version"].get<std::string>()),
@@ -246,7 +235,7 @@ TEST_F(SlurmTest, ACancelledTaskIsResubmittedAndARequeuedOneResumesWithNothingLo
   EXPECT_EQ(restarts_of_task1, 1) << r.dump(2);
   EXPECT_NE(logs("cut", "finalize").find("resubmit array tasks 0 of"), std::string::npos) << logs("cut", "finalize");
   EXPECT_EQ(test::cube_difference(test::cube_files(world_->cube("cut_reference")), test::cube_files(world_->cube("cut"))), "");
-  expect_each_tile_once("cut");
+  world_->expect_each_tile_once("cut");
 }
 
 }  // namespace

@@ -33,18 +33,6 @@ class RunTest : public ::testing::Test {
     delete reference_;
     delete world_;
   }
-  // Every planned tile has exactly one record saying it is done (or has no data) in the
-  // output's journal: none lost, none done twice.
-  static void expect_each_tile_once(const std::string& output) {
-    const auto journal = read_journal(world_->dir / output / "journal", "run");
-    for (const TilePlan& t : world_->world->plan.tiles) {
-      const auto it = journal.find(t.id.str());
-      ASSERT_NE(it, journal.end()) << t.id.str() << " lost";
-      const auto finished = std::count_if(it->second.begin(), it->second.end(),
-                                          [](const JournalRecord& r) { return r.status != "failed"; });
-      EXPECT_EQ(finished, 1) << t.id.str() << " recorded " << finished << " times";
-    }
-  }
   static test::RunWorld* world_;
   static std::map<std::string, std::string>* reference_;
 };
@@ -65,7 +53,7 @@ TEST_F(RunTest, TheSameCubeFromAnyNumberOfRanksAndEitherPartition) {
     const auto r = test::run(world_->command(output, v.ranks, v.partition));
     ASSERT_EQ(r.code, 0) << r.output;
     EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube(output))), "");
-    expect_each_tile_once(output);
+    world_->expect_each_tile_once(output);
     EXPECT_EQ(world_->report(output)["chips_embedded"], report["chips_embedded"]);
   }
   // A second run finds everything done and changes nothing.
@@ -157,7 +145,7 @@ TEST_F(RunTest, OneRankKilledAtRandomMomentsThenResumed) {
     const auto resumed = test::run(world_->command(output, 2));
     ASSERT_EQ(resumed.code, 0) << resumed.output;
     EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube(output))), "");
-    expect_each_tile_once(output);
+    world_->expect_each_tile_once(output);
   }
 }
 
@@ -182,7 +170,7 @@ TEST_F(RunTest, TheWholeJobKilledInTheMiddleOfAChunkThenResumed) {
     ASSERT_EQ(resumed.code, 0) << resumed.output;
     EXPECT_NE(resumed.output.find("partial chunks"), std::string::npos) << resumed.output;
     EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube(output))), "");
-    expect_each_tile_once(output);
+    world_->expect_each_tile_once(output);
   }
 }
 

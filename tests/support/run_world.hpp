@@ -3,6 +3,7 @@
 // writes to an output of its own (--output) and embeds with the one model.
 
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <map>
 #include <string>
 
+#include "pipeline/journal.hpp"
 #include "support/run.hpp"
 #include "support/world.hpp"
 
@@ -65,6 +67,18 @@ struct RunWorld {
   std::filesystem::path cube(const std::string& output) const { return dir / output / "cube.zarr"; }
   nlohmann::json report(const std::string& output) const {
     return nlohmann::json::parse(std::ifstream(dir / output / "run" / "report.json"));
+  }
+  // Every planned tile has exactly one record saying it is done (or has no data) in the
+  // output's journal: none lost, none done twice.
+  void expect_each_tile_once(const std::string& output) const {
+    const auto journal = read_journal(dir / output / "journal", "run");
+    for (const TilePlan& t : world->plan.tiles) {
+      const auto it = journal.find(t.id.str());
+      ASSERT_NE(it, journal.end()) << t.id.str() << " lost";
+      const auto finished = std::count_if(it->second.begin(), it->second.end(),
+                                          [](const JournalRecord& r) { return r.status != "failed"; });
+      EXPECT_EQ(finished, 1) << t.id.str() << " recorded " << finished << " times";
+    }
   }
 };
 
