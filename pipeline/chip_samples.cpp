@@ -59,12 +59,12 @@ std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, 
   return out;
 }
 
-std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipSample>& samples, int bands) {
+std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipId>& chips, int bands) {
   std::map<Zone, std::array<int, 4>> extent;  // row0, col0, row1, col1
-  for (const ChipSample& s : samples) {
-    auto [it, fresh] = extent.try_emplace(s.chip.zone, std::array<int, 4>{s.chip.row, s.chip.col, s.chip.row, s.chip.col});
+  for (const ChipId& c : chips) {
+    auto [it, fresh] = extent.try_emplace(c.zone, std::array<int, 4>{c.row, c.col, c.row, c.col});
     auto& e = it->second;
-    e = {std::min(e[0], s.chip.row), std::min(e[1], s.chip.col), std::max(e[2], s.chip.row), std::max(e[3], s.chip.col)};
+    e = {std::min(e[0], c.row), std::min(e[1], c.col), std::max(e[2], c.row), std::max(e[3], c.col)};
   }
   std::map<Zone, ChipRaster> out;
   for (const auto& [zone, e] : extent) out.emplace(zone, ChipRaster(zone, e[0], e[1], e[2] - e[0] + 1, e[3] - e[1] + 1, bands));

@@ -34,8 +34,8 @@ std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, 
                                         const CubeReader& cube, const std::vector<TargetSpec>& targets,
                                         bool band_statistics);
 
-// A raster per zone over the samples' chips, one pixel per chip, all NaN.
-std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipSample>& samples, int bands);
+// A raster per zone over the chips, one pixel per chip, all NaN.
+std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipId>& chips, int bands);
 
 // The cube `fewshot` and `render` read: --cube, else run.cube, else OUTPUT/cube.zarr.
 std::filesystem::path cube_to_read(const Config& config, const std::string& option);

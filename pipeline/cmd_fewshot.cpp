@@ -256,7 +256,9 @@ int run_fewshot(const FewshotOptions& opts) {
 
   // The map: every target predicted for every chip by gradient-boosted trees on the fused
   // embeddings of all training chips, beside the observed targets.
-  auto maps = zone_rasters(samples, 2 * static_cast<int>(targets.size()));
+  std::vector<ChipId> chips;
+  for (const ChipSample& s : samples) chips.push_back(s.chip);
+  auto maps = zone_rasters(chips, 2 * static_cast<int>(targets.size()));
   std::vector<std::string> band_names;
   for (const TargetSpec& target : targets) band_names.push_back("predicted_" + target.name);
   for (const TargetSpec& target : targets) band_names.push_back("observed_" + target.name);

@@ -79,8 +79,8 @@ int run_render(const RenderOptions& opts) {
   const auto range = stretch(points, 3);
 
   const fs::path dir = config->output / "render";
-  std::vector<ChipSample> drawn;
-  for (const ChipSample* s : samples) drawn.push_back(*s);
+  std::vector<ChipId> drawn;
+  for (const ChipSample* s : samples) drawn.push_back(s->chip);
   auto rasters = zone_rasters(drawn, 3);
   for (std::size_t i = 0; i < samples.size(); ++i)
     for (int c = 0; c < 3; ++c)

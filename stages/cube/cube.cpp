@@ -401,8 +401,8 @@ TileEmbeddings CubeReader::read_tile(const TileId& tile) const {
   if (const auto status = read_chunk(chunk_file(root_, tile, "status"), kChipsPerTile))
     std::copy(status->begin(), status->end(), t.status.begin());
   const std::size_t dim = static_cast<std::size_t>(spec_.dim), n = kChipsPerTile * dim;
+  const std::size_t width = spec_.dtype == CubeDtype::float32 ? 4 : spec_.dtype == CubeDtype::float16 ? 2 : 1;
   for (auto& [name, values] : t.arrays) {
-    const std::size_t width = spec_.dtype == CubeDtype::float32 ? 4 : spec_.dtype == CubeDtype::float16 ? 2 : 1;
     const auto raw = read_chunk(chunk_file(root_, tile, name), n * width);
     if (!raw) continue;
     if (spec_.dtype == CubeDtype::float32) {

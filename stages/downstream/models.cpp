@@ -67,36 +67,38 @@ std::vector<float> ridge(FitData train, FitData validation, const Rows& query) {
   for (float v : *train.y) ybar += v;
   ybar /= static_cast<double>(n);
 
-  auto fit = [&](double lambda) {  // weights on the standardised features
-    std::vector<double> w(d, 0);
-    if (d <= n) {
-      std::vector<double> a(d * d, 0), b(d, 0);
-      for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t j = 0; j < d; ++j) {
-          const double zj = z(x[i], j);
-          b[j] += zj * ((*train.y)[i] - ybar);
-          for (std::size_t k = 0; k <= j; ++k) a[j * d + k] += zj * z(x[i], k);
-        }
+  // The standardised rows and the Gram matrix of the smaller form, once: only the penalty
+  // changes between the fits below.
+  std::vector<double> zs(n * d);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < d; ++j) zs[i * d + j] = z(x[i], j);
+  const bool primal = d <= n;
+  const std::size_t m = primal ? d : n;
+  std::vector<double> gram(m * m, 0), rhs(m, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double yc = (*train.y)[i] - ybar;
+    if (primal) {
       for (std::size_t j = 0; j < d; ++j) {
-        for (std::size_t k = 0; k < j; ++k) a[k * d + j] = a[j * d + k];
-        a[j * d + j] += lambda;
+        rhs[j] += zs[i * d + j] * yc;
+        for (std::size_t k = 0; k <= j; ++k) gram[j * d + k] += zs[i * d + j] * zs[i * d + k];
       }
-      w = solve_spd(std::move(a), std::move(b), d);
-    } else {  // w = Z^T (Z Z^T + lambda I)^-1 (y - ybar)
-      std::vector<double> g(n * n, 0), b(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        b[i] = (*train.y)[i] - ybar;
-        for (std::size_t k = 0; k <= i; ++k) {
-          double s = 0;
-          for (std::size_t j = 0; j < d; ++j) s += z(x[i], j) * z(x[k], j);
-          g[i * n + k] = g[k * n + i] = s;
-        }
-        g[i * n + i] += lambda;
-      }
-      const std::vector<double> alpha = solve_spd(std::move(g), std::move(b), n);
-      for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t j = 0; j < d; ++j) w[j] += alpha[i] * z(x[i], j);
+    } else {
+      rhs[i] = yc;
+      for (std::size_t k = 0; k <= i; ++k)
+        for (std::size_t j = 0; j < d; ++j) gram[i * n + k] += zs[i * d + j] * zs[k * d + j];
     }
+  }
+  for (std::size_t j = 0; j < m; ++j)
+    for (std::size_t k = 0; k < j; ++k) gram[k * m + j] = gram[j * m + k];
+
+  auto fit = [&](double lambda) {  // weights on the standardised features
+    std::vector<double> a = gram;
+    for (std::size_t j = 0; j < m; ++j) a[j * m + j] += lambda;
+    const std::vector<double> solved = solve_spd(std::move(a), rhs, m);
+    if (primal) return solved;
+    std::vector<double> w(d, 0);  // w = Z^T (Z Z^T + lambda I)^-1 (y - ybar)
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < d; ++j) w[j] += solved[i] * zs[i * d + j];
     return w;
   };
   auto predict = [&](const std::vector<double>& w, const Rows& rows) {
