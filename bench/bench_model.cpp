@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   }
   const int threads = argc >= 4 ? std::stoi(argv[3]) : 2;
   torch::set_num_threads(threads);
+  keep_tensor_memory();
   torch::NoGradGuard no_grad;
   // The reference: float32 matrix products of the size the transformer blocks run.
   const auto a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});

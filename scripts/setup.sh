@@ -16,8 +16,9 @@ packages=(
   libopenmpi-dev openmpi-bin xtensor-dev libfmt-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libblosc-dev libspdlog-dev
   libxgboost-dev
-  # LibTorch runs matrix products on the reference BLAS (~20x slower) without it
-  libopenblas0-pthread
+  # LibTorch runs matrix products on the reference BLAS (~20x slower) without it; the
+  # OpenMP build is the one eo-pipeline links to (stages/model/CMakeLists.txt)
+  libopenblas0-pthread libopenblas0-openmp
   # real readers and services the tests use
   python3 python3-zarr python3-xarray python3-netcdf4 python3-gdal python3-numpy python3-h5py hdf5-tools
   python3-torch
