@@ -229,17 +229,23 @@ Config parse_config(const std::string& text, const std::string& source, const st
     if (p["max_attempts"]) c.prepare.max_attempts = r.integer(p["max_attempts"], "prepare.max_attempts", 1, 100);
   }
   if (const YAML::Node m = root["model"]) {
-    r.expect_map(m, "model", {"preset", "input", "device", "bf16", "checkpoint"});
+    r.expect_map(m, "model", {"preset", "input", "pooling", "device", "bf16", "checkpoint", "torchscript"});
     if (m["preset"]) c.model.preset = r.choice(m["preset"], "model.preset", {"nano", "tiny", "small", "base", "paper"});
     if (m["input"]) {
       c.model.input = static_cast<int>(r.integer(m["input"], "model.input", 0, 4096));  // 0: the preset's
       if (c.model.input % 16 != 0) r.fail(m["input"], "model.input", "must be a multiple of the 16 px patch");
     }
+    if (m["pooling"]) c.model.pooling = r.choice(m["pooling"], "model.pooling", {"cls", "mean"});
     if (m["device"]) c.model.device = r.choice(m["device"], "model.device", {"cpu", "cuda"});
     if (m["bf16"]) c.model.bf16 = r.boolean(m["bf16"], "model.bf16");
     if (m["checkpoint"]) {
       const std::filesystem::path f = r.string(m["checkpoint"], "model.checkpoint");
       c.model.checkpoint = f.is_absolute() ? f : base_dir / f;
+    }
+    if (m["torchscript"]) {
+      const std::filesystem::path f = r.string(m["torchscript"], "model.torchscript");
+      c.model.torchscript = f.is_absolute() ? f : base_dir / f;
+      if (m["checkpoint"]) r.fail(m["torchscript"], "model.torchscript", "give model.checkpoint or model.torchscript, not both");
     }
   }
   if (const YAML::Node u = root["run"]) {
@@ -270,7 +276,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
     if (f["min_label_valid"]) c.fewshot.min_label_valid = r.number(f["min_label_valid"], "fewshot.min_label_valid", 0, 1);
   }
   if (const YAML::Node p = root["pretrain"]) {
-    r.expect_map(p, "pretrain", {"batch", "steps", "lr", "weight_decay", "warmup", "clip", "augment", "checkpoint_every",
+    r.expect_map(p, "pretrain", {"batch", "steps", "lr", "weight_decay", "warmup", "clip", "augment", "crop_min", "checkpoint_every",
                                  "threads", "seed"});
     if (p["batch"]) c.pretrain.batch = static_cast<int>(r.integer(p["batch"], "pretrain.batch", 2, 65536));
     if (p["steps"]) c.pretrain.steps = static_cast<int>(r.integer(p["steps"], "pretrain.steps", 1, 100000000));
@@ -279,6 +285,7 @@ Config parse_config(const std::string& text, const std::string& source, const st
     if (p["warmup"]) c.pretrain.warmup = static_cast<int>(r.integer(p["warmup"], "pretrain.warmup", 1, 100000000));
     if (p["clip"]) c.pretrain.clip = r.number(p["clip"], "pretrain.clip", 0, 1e6);
     if (p["augment"]) c.pretrain.augment = r.boolean(p["augment"], "pretrain.augment");
+    if (p["crop_min"]) c.pretrain.crop_min = r.number(p["crop_min"], "pretrain.crop_min", 0.1, 1);
     if (p["checkpoint_every"])
       c.pretrain.checkpoint_every = static_cast<int>(r.integer(p["checkpoint_every"], "pretrain.checkpoint_every", 1, 100000000));
     if (p["threads"]) c.pretrain.threads = static_cast<int>(r.integer(p["threads"], "pretrain.threads", 0, 1024));
@@ -372,10 +379,13 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "preset" << YAML::Value << c.model.preset;
   out << YAML::Key << "input" << YAML::Value << c.model.input;
+  if (!c.model.pooling.empty()) out << YAML::Key << "pooling" << YAML::Value << c.model.pooling;
   out << YAML::Key << "device" << YAML::Value << c.model.device;
   out << YAML::Key << "bf16" << YAML::Value << c.model.bf16;
   if (!c.model.checkpoint.empty())
     out << YAML::Key << "checkpoint" << YAML::Value << std::filesystem::absolute(c.model.checkpoint).lexically_normal().string();
+  if (!c.model.torchscript.empty())
+    out << YAML::Key << "torchscript" << YAML::Value << std::filesystem::absolute(c.model.torchscript).lexically_normal().string();
   out << YAML::EndMap;
   out << YAML::Key << "run" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dtype" << YAML::Value << c.run.dtype << YAML::Key << "batch" << YAML::Value << c.run.batch;
@@ -397,7 +407,7 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "batch" << YAML::Value << p.batch << YAML::Key << "steps" << YAML::Value << p.steps;
   out << YAML::Key << "lr" << YAML::Value << p.lr << YAML::Key << "weight_decay" << YAML::Value << p.weight_decay;
   out << YAML::Key << "warmup" << YAML::Value << p.warmup << YAML::Key << "clip" << YAML::Value << p.clip;
-  out << YAML::Key << "augment" << YAML::Value << p.augment;
+  out << YAML::Key << "augment" << YAML::Value << p.augment << YAML::Key << "crop_min" << YAML::Value << p.crop_min;
   out << YAML::Key << "checkpoint_every" << YAML::Value << p.checkpoint_every;
   out << YAML::Key << "threads" << YAML::Value << p.threads << YAML::Key << "seed" << YAML::Value << p.seed;
   out << YAML::EndMap;

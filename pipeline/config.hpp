@@ -61,11 +61,16 @@ struct SynthConfig {
 struct ModelSection {
   std::string preset = "nano";  // nano | tiny | small | base | paper
   int input = 0;                // pixels per side the encoders see; 0: the preset's
+  std::string pooling;          // cls | mean; empty: the preset's
   std::string device = "cpu";   // cpu | cuda
   bool bf16 = false;            // mixed precision where the device supports it
   // The checkpoint `run` embeds with (a step-N.pt beside its step-N.json); empty: the
   // newest intact one of OUTPUT/pretrain/checkpoints.
   std::filesystem::path checkpoint;
+  // Instead of a checkpoint, TorchScript encoders taking [N, 1, H, W]: a folder with
+  // <modality>.pt for each modality (as `eo-pipeline export` writes, or scripted in
+  // Python), and optionally normalisation.json, the statistics they expect.
+  std::filesystem::path torchscript;
 };
 
 struct PretrainConfig {
@@ -76,6 +81,7 @@ struct PretrainConfig {
   int warmup = 10;
   double clip = 1.0;
   bool augment = true;
+  double crop_min = 0.6;      // augment: random square crops of this to 1 times the chip side
   int checkpoint_every = 50;  // steps; a checkpoint is also written at the end
   int threads = 0;            // torch threads per rank; 0: cores / ranks on the node
   std::uint64_t seed = 1;

@@ -36,7 +36,8 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   const ChipDataset data(stores, norm, config.data.modalities, config.data.min_valid_fraction);
   if (data.size() < 2) throw std::runtime_error(fmt::format("{} chips with data: too few to contrast", data.size()));
 
-  const ModelConfig model = ModelConfig::from_preset(config.model.preset, config.model.input);
+  ModelConfig model = ModelConfig::from_preset(config.model.preset, config.model.input);
+  if (!config.model.pooling.empty()) model.pooling = config.model.pooling;
   TrainConfig tc;
   static_cast<PretrainConfig&>(tc) = config.pretrain;
   tc.threads = threads;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -63,6 +64,7 @@ ChipDataset::ChipDataset(const std::vector<std::filesystem::path>& stores, const
 Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipDataset& data, const Comm& comm)
     : model_config_(model), config_(train), data_(data), comm_(comm) {
   torch::set_num_threads(std::max(1, train.threads));
+  keep_tensor_memory();
   torch::manual_seed(static_cast<std::uint64_t>(train.seed));  // the same initial weights on every rank
   model_ = MultiModal(model, data.modalities());
   if (train.device == "cuda" && !torch::cuda::is_available())
@@ -93,29 +95,34 @@ std::vector<std::size_t> Trainer::batch_indices(int step) const {
 
 std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>> Trainer::make_batch(
     const std::vector<std::size_t>& indices, int step, std::size_t first_position) const {
-  const int s = data_.chip_pixels();
+  const int s = data_.chip_pixels(), input = model_config_.input;
   std::map<Modality, torch::Tensor> x, masks;
   for (Modality m : data_.modalities()) {
     const int c = info(m).channels();
-    auto values = torch::zeros({static_cast<long>(indices.size()), c, s, s});
+    auto values = torch::zeros({static_cast<long>(indices.size()), c, input, input});
     auto mask = torch::zeros({static_cast<long>(indices.size()), c});
     for (std::size_t k = 0; k < indices.size(); ++k) {
       const ChipSample& sample = data_.at(indices[k]);
       const auto it = sample.values.find(m);
       if (it == sample.values.end()) continue;  // the modality is missing: all masked
-      auto t = torch::from_blob(const_cast<float*>(it->second.data()), {c, s, s}).clone();
+      auto t = torch::from_blob(const_cast<float*>(it->second.data()), {c, s, s});
       if (config_.augment) {
-        // flips and quarter turns, the same for every modality of a chip, seeded by the
-        // chip's place in the global batch so that any split across ranks sees the same
+        // A square crop, flips and a quarter turn, the same for every modality of a chip
+        // (their embeddings must still show the same ground), seeded by the chip's place
+        // in the global batch so that any split across ranks sees the same.
         const std::uint64_t h = mix(config_.seed ^ mix(static_cast<std::uint64_t>(step) * 7919 + first_position + k));
+        auto unit = [&](int shift) { return static_cast<double>((h >> shift) & 0xffff) / 65536.0; };
+        const long side = std::clamp(std::lround(s * (config_.crop_min + (1 - config_.crop_min) * unit(4))), 1L, long{s});
+        const long row = static_cast<long>(unit(20) * static_cast<double>(s - side + 1));
+        const long col = static_cast<long>(unit(36) * static_cast<double>(s - side + 1));
+        t = t.slice(1, row, row + side).slice(2, col, col + side);
         if (h & 1) t = t.flip({2});
         if (h & 2) t = t.flip({1});
         t = t.rot90(static_cast<long>((h >> 2) & 3), {1, 2});
       }
-      values[static_cast<long>(k)] = t;
+      values[static_cast<long>(k)] = resize_to_input(t.unsqueeze(0), input)[0];
       mask[static_cast<long>(k)] = torch::from_blob(const_cast<float*>(sample.mask.at(m).data()), {c}).clone();
     }
-    values = resize_to_input(values, model_config_.input);
     x[m] = values.to(torch::Device(config_.device));
     masks[m] = mask.to(torch::Device(config_.device));
   }
@@ -186,6 +193,12 @@ void Trainer::load(const std::filesystem::path& file) {
   step_ = static_cast<int>(step.item<std::int64_t>());
 }
 
+std::size_t Trainer::first_position(int step) const {
+  return static_cast<std::size_t>(step) * config_.batch * comm_.size() + static_cast<std::size_t>(comm_.rank()) * config_.batch;
+}
+
+Trainer::Batch Trainer::load_batch(int step) const { return make_batch(batch_indices(step), step, first_position(step)); }
+
 StepResult Trainer::step() {
   StepResult r = compute_gradients();
   torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.clip);
@@ -199,10 +212,21 @@ StepResult Trainer::step() {
 StepResult Trainer::compute_gradients() {
   StepResult r;
   auto t0 = Clock::now();
-  const auto indices = batch_indices(step_);
-  const std::size_t first = static_cast<std::size_t>(step_) * config_.batch * comm_.size() +
-                            static_cast<std::size_t>(comm_.rank()) * config_.batch;
-  auto [x, masks] = make_batch(indices, step_, first);
+  Batch batch;
+  if (next_.valid()) {
+    batch = next_.get();  // made while the previous step computed
+    if (next_step_ != step_) batch = load_batch(step_);  // a checkpoint was loaded since
+  } else {
+    batch = load_batch(step_);
+  }
+  // The background loader makes the next batch while this step computes.
+  if (step_ + 1 < config_.steps) {
+    next_step_ = step_ + 1;
+    next_ = std::async(std::launch::async, [this, indices = batch_indices(next_step_), step = next_step_] {
+      return make_batch(indices, step, first_position(step));
+    });
+  }
+  auto& [x, masks] = batch;
   r.data_s = since(t0);
 
   t0 = Clock::now();

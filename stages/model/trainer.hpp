@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <string>
 #include <vector>
@@ -78,12 +79,15 @@ class Trainer {
   MultiModal& model() { return model_; }
   // The global batch `step` of the sampler, as this rank's share: [rank*b, (rank+1)*b).
   std::vector<std::size_t> batch_indices(int step) const;
-  // The model's inputs for a list of samples (augmented by `step` and global position).
-  std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>> make_batch(
-      const std::vector<std::size_t>& indices, int step, std::size_t first_position) const;
+  // The model's inputs and channel masks for a list of samples (augmented by `step` and
+  // global position).
+  using Batch = std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>>;
+  Batch make_batch(const std::vector<std::size_t>& indices, int step, std::size_t first_position) const;
 
  private:
   double learning_rate(int step) const;
+  std::size_t first_position(int step) const;  // of this rank's rows in the global batch
+  Batch load_batch(int step) const;
   void allreduce_gradients();
 
   ModelConfig model_config_;
@@ -96,6 +100,9 @@ class Trainer {
   // The shuffle of the current pass over the data (a function of seed and pass).
   mutable std::vector<std::size_t> perm_;
   mutable std::size_t perm_epoch_ = SIZE_MAX;
+  // The background loader's batch for step next_step_.
+  std::future<Batch> next_;
+  int next_step_ = -1;
 };
 
 }  // namespace eo
