@@ -36,6 +36,13 @@ struct PretrainOptions {
 void add_pretrain_command(CLI::App& app, PretrainOptions& opts);
 int run_pretrain(const PretrainOptions& opts);
 
+struct ExportOptions {
+  CommonOptions common;
+  std::string out;  // empty: OUTPUT/export/<model version>
+};
+void add_export_command(CLI::App& app, ExportOptions& opts);
+int run_export(const ExportOptions& opts);
+
 struct RunOptions {
   CommonOptions common;
   std::string partition;  // empty: the config's

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   eo::add_prepare_command(app, prepare);
   eo::PretrainOptions pretrain;
   eo::add_pretrain_command(app, pretrain);
+  eo::ExportOptions export_opts;
+  eo::add_export_command(app, export_opts);
   eo::RunOptions run;
   eo::add_run_command(app, run);
   eo::StatusOptions status;
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("prepare")) return eo::run_prepare(prepare);
     if (app.got_subcommand("catalog")) return eo::run_catalog(catalog);
     if (app.got_subcommand("pretrain")) return eo::run_pretrain(pretrain);
+    if (app.got_subcommand("export")) return eo::run_export(export_opts);
     if (app.got_subcommand("run")) return eo::run_run(run);
     if (app.got_subcommand("status")) return eo::run_status(status);
     if (app.got_subcommand("todo")) return eo::run_todo(todo);

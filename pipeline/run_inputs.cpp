@@ -12,10 +12,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The model's statistics, saved beside its checkpoints by `pretrain`; older checkpoints
-// fall back to the output's, which must then be the ones the model was trained with.
+// The model's statistics, saved beside its checkpoints by `pretrain` (or exported with
+// it); older checkpoints, and TorchScript encoders without them, fall back to the
+// output's, which must then be the ones the model was trained with.
 Normalisation model_normalisation(const ModelCard& card, const Config& config, const Catalog& catalog, const Comm& comm) {
-  const fs::path beside = card.checkpoint.parent_path() / "normalisation.json";
+  const fs::path beside = model_normalisation_file(card);
   const Normalisation norm = fs::exists(beside) ? Normalisation::load(beside) : ensure_normalisation(config, catalog, comm);
   if (!card.normalisation.empty() && norm.hash() != card.normalisation)
     throw ConfigError(fmt::format("{}: the model was trained with other normalisation statistics than {} holds",

@@ -11,6 +11,8 @@
 #include <regex>
 
 #include "pipeline/files.hpp"
+#include "pipeline/hash.hpp"
+#include "stages/model/torchscript.hpp"
 #include "stages/model/trainer.hpp"
 #include "stages/model/vit.hpp"
 
@@ -56,7 +58,68 @@ std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
   return best->second;
 }
 
+namespace {
+
+ModelCard find_torchscript_model(const Config& config) {
+  ModelCard card;
+  card.torchscript = true;
+  card.checkpoint = config.model.torchscript;
+  const fs::path& dir = card.checkpoint;
+  if (!fs::is_directory(dir))
+    throw ConfigError(fmt::format("{}: model.torchscript: no folder {}", config.source, dir.string()));
+  for (Modality m : kImageModalities)
+    if (fs::exists(dir / (std::string(info(m).name) + ".pt"))) card.modalities.push_back(m);
+  if (card.modalities.empty())
+    throw ConfigError(fmt::format("{}: model.torchscript: {} holds none of s2rgb.pt, s1amp.pt, s1coh.pt", config.source,
+                                  dir.string()));
+  nlohmann::json shape = nlohmann::json::object();
+  if (fs::exists(dir / "model.json")) {
+    std::ifstream in(dir / "model.json");
+    try {
+      shape = nlohmann::json::parse(in).at("model");
+    } catch (const nlohmann::json::exception& e) {
+      throw ConfigError(fmt::format("{}: not readable: {}", (dir / "model.json").string(), e.what()));
+    }
+  }
+  const int input = config.model.input > 0 ? config.model.input : shape.value("input", 0);
+  if (input <= 0)
+    throw ConfigError(fmt::format("{}: model.input: set the pixels per side the encoders of {} take", config.source,
+                                  dir.string()));
+  Hasher hash;
+  c10::InferenceMode inference;
+  for (Modality m : card.modalities) {
+    const fs::path file = dir / (std::string(info(m).name) + ".pt");
+    // The embedding size, from a pass over one blank image; every encoder must agree.
+    torch::Tensor out;
+    try {
+      out = ScriptedEncoder(file).forward(torch::zeros({1, 1, input, input}));
+    } catch (const std::exception& e) {  // not TorchScript, or it cannot take such an image
+      throw ConfigError(fmt::format("model.torchscript: {}", e.what()));
+    }
+    if (out.dim() != 2 || out.size(0) != 1)
+      throw ConfigError(fmt::format("{}: gives {} for one [1, 1, {}, {}] image, not [1, E]", file.string(),
+                                    c10::str(out.sizes()), input, input));
+    if (card.dim != 0 && out.size(1) != card.dim)
+      throw ConfigError(fmt::format("{}: embeds in {} dimensions, the other encoders of {} in {}", file.string(),
+                                    out.size(1), dir.string(), card.dim));
+    card.dim = static_cast<int>(out.size(1));
+    hash.add(info(m).name).add(file_hash(file));
+  }
+  card.hash = hash.hex();
+  card.name = shape.value("preset", std::string("torchscript"));
+  card.model = {{"preset", card.name}, {"input", input}, {"embed", card.dim}};
+  if (fs::exists(dir / "normalisation.json")) card.normalisation = Normalisation::load(dir / "normalisation.json").hash();
+  return card;
+}
+
+}  // namespace
+
+fs::path model_normalisation_file(const ModelCard& card) {
+  return (card.torchscript ? card.checkpoint : card.checkpoint.parent_path()) / "normalisation.json";
+}
+
 ModelCard find_model(const Config& config) {
+  if (!config.model.torchscript.empty()) return find_torchscript_model(config);
   ModelCard card;
   const bool named = !config.model.checkpoint.empty();  // else found, and its hash checked, by latest_checkpoint
   if (named) {
@@ -91,25 +154,44 @@ ModelCard find_model(const Config& config) {
 
 struct Embedder::Impl {
   ModelConfig model_config;
-  MultiModal model{nullptr};
+  MultiModal model{nullptr};                                         // a checkpoint, or
+  std::map<Modality, std::unique_ptr<ScriptedEncoder>> scripted;     // TorchScript encoders
   std::vector<Modality> modalities;
   torch::Device device{torch::kCPU};
   int threads = 1;
+
+  // L2-normalised embeddings per modality, [B, embed], as MultiModal::forward gives them.
+  std::map<Modality, torch::Tensor> forward(const std::map<Modality, torch::Tensor>& x,
+                                            const std::map<Modality, torch::Tensor>& masks) {
+    if (model) return model->forward(x, masks);
+    std::map<Modality, torch::Tensor> out;
+    for (const auto& [m, t] : x)
+      out[m] = torch::nn::functional::normalize(scripted.at(m)->encode_channels(t, masks.at(m)),
+                                                torch::nn::functional::NormalizeFuncOptions().dim(1).eps(1e-8));
+    return out;
+  }
 };
 
 Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Modality> modalities, int threads)
     : impl_(std::make_unique<Impl>()) {
   ModelConfig mc;
-  try {
-    mc = ModelConfig::from_json(card.model);
-  } catch (const std::exception& e) {
-    throw ConfigError(fmt::format("{}: the sidecar's model is incomplete: {}", card.checkpoint.string(), e.what()));
+  if (card.torchscript) {
+    mc.preset = card.name;
+    mc.input = card.model.at("input").get<int>();
+    mc.embed = card.dim;
+  } else {
+    try {
+      mc = ModelConfig::from_json(card.model);
+    } catch (const std::exception& e) {
+      throw ConfigError(fmt::format("{}: the sidecar's model is incomplete: {}", card.checkpoint.string(), e.what()));
+    }
   }
   mc.device = config.model.device;
   impl_->model_config = mc;
   impl_->modalities = std::move(modalities);
   // Parallel over forward passes, each pass on one thread (see embed()).
   impl_->threads = std::max(1, threads);
+  keep_tensor_memory();
   torch::set_num_threads(1);
   using SetThreads = void (*)(int);
   if (auto set_blas_threads = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
@@ -117,6 +199,14 @@ Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Moda
   if (mc.device == "cuda" && !torch::cuda::is_available())
     throw ConfigError("model.device is cuda but this LibTorch has no CUDA device (build with a CUDA LibTorch through Torch_DIR)");
   impl_->device = torch::Device(mc.device);
+  if (card.torchscript) {
+    for (Modality m : impl_->modalities) {
+      auto encoder = std::make_unique<ScriptedEncoder>(card.checkpoint / (std::string(info(m).name) + ".pt"));
+      encoder->module().to(impl_->device);
+      impl_->scripted.emplace(m, std::move(encoder));
+    }
+    return;
+  }
   impl_->model = MultiModal(mc, card.modalities);
   try {
     torch::serialize::InputArchive archive;
@@ -161,7 +251,7 @@ std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, c
       x[m] = resize_to_input(values, input).to(impl_->device);
       masks[m] = mask.to(impl_->device);
     }
-    const auto emb = impl_->model->forward(x, masks);
+    const auto emb = impl_->forward(x, masks);
     for (const auto& [m, e] : emb) {
       const auto cpu = e.to(torch::kCPU, torch::kFloat).contiguous();
       const auto present = (masks.at(m).sum(1) > 0).to(torch::kCPU);
@@ -198,6 +288,37 @@ std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, c
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
   return out;
+}
+
+std::vector<fs::path> export_model(const ModelCard& card, const Normalisation& norm, const fs::path& dir) {
+  if (card.torchscript)
+    throw ConfigError(fmt::format("{}: the model is TorchScript already (model.torchscript)", card.checkpoint.string()));
+  const ModelConfig mc = ModelConfig::from_json(card.model);
+  MultiModal model(mc, card.modalities);
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(card.checkpoint.string());
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    throw ConfigError(fmt::format("{}: not a checkpoint of this model: {}", card.checkpoint.string(), e.what_without_backtrace()));
+  }
+  model->eval();
+  std::vector<fs::path> written;
+  nlohmann::json modalities = nlohmann::json::array();
+  for (Modality m : card.modalities) {
+    written.push_back(dir / (std::string(info(m).name) + ".pt"));
+    export_torchscript(model->encoders.at(m), written.back());
+    modalities.push_back(info(m).name);
+  }
+  norm.save(dir / "normalisation.json");
+  written.push_back(dir / "normalisation.json");
+  const nlohmann::json meta = {{"model", mc.to_json()}, {"modalities", modalities},
+                               {"checkpoint", fs::absolute(card.checkpoint).string()}, {"checkpoint_hash", card.hash},
+                               {"takes", "[N, 1, H, W] normalised single channels; embeddings are averaged over a "
+                                         "chip's channels and L2-normalised"}};
+  write_atomically(dir / "model.json", meta.dump(2) + "\n");
+  written.push_back(dir / "model.json");
+  return written;
 }
 
 }  // namespace eo

@@ -19,7 +19,8 @@
 namespace eo {
 
 struct ModelCard {
-  std::filesystem::path checkpoint;  // step-N.pt
+  std::filesystem::path checkpoint;  // step-N.pt, or the folder of TorchScript encoders
+  bool torchscript = false;          // model.torchscript: <modality>.pt in `checkpoint`
   std::string name;                  // the preset
   std::string hash;                  // content hash of the checkpoint
   int dim = 0;                       // embedding size
@@ -32,9 +33,20 @@ struct ModelCard {
 // folder, if any.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& dir);
 
-// The model a run uses: model.checkpoint, or the newest intact checkpoint of
-// OUTPUT/pretrain/checkpoints. ConfigError when there is none or it cannot be read.
+// The model a run uses: model.torchscript, model.checkpoint, or the newest intact
+// checkpoint of OUTPUT/pretrain/checkpoints. ConfigError when there is none or it cannot
+// be read.
 ModelCard find_model(const Config& config);
+
+// The statistics the model expects, if they travel with it: normalisation.json beside
+// the checkpoint, or in the TorchScript folder.
+std::filesystem::path model_normalisation_file(const ModelCard& card);
+
+// The model's encoders as TorchScript, DIR/<modality>.pt, with the statistics it was
+// trained with (DIR/normalisation.json) and DIR/model.json (shape, modalities, source
+// checkpoint): what model.torchscript reads. Returns the files written.
+std::vector<std::filesystem::path> export_model(const ModelCard& card, const Normalisation& norm,
+                                                const std::filesystem::path& dir);
 
 class Embedder {
  public:

@@ -16,6 +16,11 @@ namespace eo {
 void save_encoder_for_export(ChannelEncoder& encoder, const std::filesystem::path& state_file,
                              const std::filesystem::path& config_file);
 
+// The encoder as TorchScript, written by LibTorch alone (no Python): its parameters and
+// its forward pass in TorchScript source, the same computation as ChannelEncoder's, for
+// any input size. Loads in Python with torch.jit.load and in C++ as a ScriptedEncoder.
+void export_torchscript(ChannelEncoder& encoder, const std::filesystem::path& file);
+
 // A TorchScript encoder taking [N, 1, H, W] and returning [N, E].
 class ScriptedEncoder {
  public:

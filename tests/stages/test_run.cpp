@@ -119,6 +119,42 @@ TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
   EXPECT_NE(r.output.find("CUBE OK"), std::string::npos) << r.output;
 }
 
+// `export` writes the model as TorchScript; `run` with model.torchscript pointing at it
+// (the way a user brings an encoder made in PyTorch) embeds every chip as the checkpoint
+// did, into a cube of its own model version.
+TEST_F(RunTest, AnExportedModelRunsAsTorchScriptToTheSameEmbeddings) {
+  const fs::path exported = world_->dir / "exported";
+  const auto e = test::run(fmt::format("{} export -q {} --out {}", EO_PIPELINE_EXE, world_->world->config_file.string(),
+                                       exported.string()));
+  ASSERT_EQ(e.code, 0) << e.output;
+  for (const char* file : {"s2rgb.pt", "s1amp.pt", "s1coh.pt", "normalisation.json", "model.json"})
+    EXPECT_TRUE(fs::exists(exported / file)) << file;
+  // The config with the TorchScript folder in place of the checkpoint.
+  std::ifstream in(world_->world->config_file);
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = yaml.find("  checkpoint: ");
+  ASSERT_NE(at, std::string::npos);
+  yaml.replace(at, yaml.find('\n', at) - at, "  torchscript: " + exported.string());
+  const fs::path config = world_->dir / "torchscript.yaml";
+  std::ofstream(config) << yaml;
+  const auto r = test::run(fmt::format("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 "
+                                       "--oversubscribe {} run {} --output {}",
+                                       EO_PIPELINE_EXE, config.string(), (world_->dir / "torchscript").string()));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto compared = test::run(fmt::format("/usr/bin/python3 {}/tests/python/compare_cubes.py {} {} 1e-5", EO_SOURCE_DIR,
+                                              world_->cube("reference").string(), world_->cube("torchscript").string()));
+  EXPECT_NE(compared.output.find("CUBES MATCH"), std::string::npos) << compared.output;
+  EXPECT_NE(fs::canonical(world_->cube("torchscript")).filename(), fs::canonical(world_->cube("reference")).filename());
+  // A folder without encoders is refused, naming it.
+  fs::create_directories(world_->dir / "empty");
+  yaml.replace(yaml.find(exported.string()), exported.string().size(), (world_->dir / "empty").string());
+  std::ofstream(config) << yaml;
+  const auto refused = test::run(fmt::format("{} run {} --output {}", EO_PIPELINE_EXE, config.string(),
+                                             (world_->dir / "refused").string()));
+  EXPECT_EQ(refused.code, 2) << refused.output;
+  EXPECT_NE(refused.output.find((world_->dir / "empty").string() + " holds none of"), std::string::npos) << refused.output;
+}
+
 // SIGKILL to one rank (mpiexec then ends the job) after a random number of tiles and a
 // random delay, several times; every trial resumed gives the reference cube.
 TEST_F(RunTest, OneRankKilledAtRandomMomentsThenResumed) {

@@ -44,6 +44,52 @@ TEST_F(TorchScript, OurEncoderExportedGivesTheSameEmbeddings) {
   EXPECT_LE((encode_channels(enc, x, mask) - scripted.encode_channels(x, mask)).abs().max().item<float>(), 1e-5f);
 }
 
+// Exported by LibTorch alone (no Python), with either pooling: the same embeddings in
+// C++ (ScriptedEncoder), and in Python's torch.jit.load on an input Python drew.
+TEST_F(TorchScript, ExportedByLibTorchGivesTheSameEmbeddingsInCppAndPython) {
+  for (const std::string pooling : {"cls", "mean"}) {
+    SCOPED_TRACE(pooling);
+    torch::manual_seed(5);
+    ModelConfig config = ModelConfig::from_preset("nano");
+    config.pooling = pooling;
+    config.depth = 3;
+    ChannelEncoder enc(config);
+    enc->eval();
+    const fs::path file = dir_ / ("ours_" + pooling + ".pt");
+    export_torchscript(enc, file);
+    ScriptedEncoder scripted(file);
+    torch::NoGradGuard no_grad;
+    for (int size : {112, 160}) {  // the trained size and an interpolated one
+      const auto x = torch::randn({5, 1, size, size});
+      EXPECT_LE((enc->forward(x) - scripted.forward(x)).abs().max().item<float>(), 1e-5f) << size << " px";
+    }
+    const std::string py = R"(
+import sys, torch, torch.nn as nn
+torch.manual_seed(1)
+enc = torch.jit.load(sys.argv[1])
+x = torch.randn(4, 1, 112, 112)
+class Expected(nn.Module):
+    def __init__(self, x, y):
+        super().__init__()
+        self.register_buffer('x', x)
+        self.register_buffer('y', y)
+    def forward(self):
+        return self.y
+with torch.no_grad():
+    torch.jit.script(Expected(x, enc(x))).save(sys.argv[2])
+)";
+    std::ofstream(dir_ / "run.py") << py;
+    const auto r = test::run("/usr/bin/python3 " + (dir_ / "run.py").string() + " " + file.string() + " " +
+                             (dir_ / "expected.pt").string());
+    ASSERT_EQ(r.code, 0) << r.output;
+    auto expected = torch::jit::load((dir_ / "expected.pt").string());
+    const auto got = enc->forward(expected.attr("x").toTensor());
+    const auto y = expected.attr("y").toTensor();
+    ASSERT_EQ(got.sizes(), y.sizes());
+    EXPECT_LE((got - y).abs().max().item<float>(), 1e-5f);
+  }
+}
+
 TEST_F(TorchScript, EncoderScriptedInPythonRunsInCpp) {
   // Somebody's own encoder: a small CNN, scripted with its test input and output inside.
   const std::string py = R"(
