@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <numeric>
 #include <regex>
 
 #include "stages/model/trainer.hpp"
@@ -75,6 +76,46 @@ TEST(Model, InfoNceIsLowForMatchingPairsAndSkipsMissingRows) {
   const auto parts = info_nce({{Modality::s2rgb, z}, {Modality::s1amp, garbage}}, {{Modality::s2rgb, all}, {Modality::s1amp, some}}, scale);
   EXPECT_LT(parts.total.item<double>(), 0.1);
   EXPECT_EQ(parts.per_pair.count("s2rgb-s1amp"), 1u);
+}
+
+// Augmentation crops, flips and turns a chip's modalities alike (a positive pair still
+// shows the same ground), and the crops are real: parts of the chip, resized to the input.
+TEST(Model, AugmentationsCropTheSameGroundInEveryModality) {
+  const int s = 64, chips = 16;
+  std::vector<ChipSample> samples(chips);
+  for (int k = 0; k < chips; ++k)
+    for (Modality m : {Modality::s2rgb, Modality::s1amp}) {
+      const int c = info(m).channels();
+      auto& v = samples[static_cast<std::size_t>(k)].values[m];
+      v.resize(static_cast<std::size_t>(c * s * s));
+      for (int ch = 0; ch < c; ++ch)  // a ramp over the chip, the same in both modalities
+        for (int i = 0; i < s * s; ++i) v[static_cast<std::size_t>(ch * s * s + i)] = static_cast<float>(k * 10000 + ch * 100 + i / s);
+      samples[static_cast<std::size_t>(k)].mask[m].assign(static_cast<std::size_t>(c), 1.0f);
+    }
+  const ChipDataset data(std::move(samples), {Modality::s2rgb, Modality::s1amp}, s);
+  TrainConfig tc;
+  tc.batch = chips;
+  tc.crop_min = 0.5;
+  ModelConfig mc = ModelConfig::from_preset("nano", 32);
+  Trainer trainer(mc, tc, data, Comm::serial());
+  std::vector<std::size_t> rows(chips);
+  std::iota(rows.begin(), rows.end(), std::size_t{0});
+  const auto [x, masks] = trainer.make_batch(rows, 3, 0);
+  ASSERT_EQ(x.at(Modality::s2rgb).sizes(), (std::vector<int64_t>{chips, 12, 32, 32}));
+  const auto rgb = x.at(Modality::s2rgb).slice(1, 0, 8), amp = x.at(Modality::s1amp);
+  EXPECT_LE((rgb - amp).abs().max().item<float>(), 1e-4f);
+  int cropped = 0;
+  for (int k = 0; k < chips; ++k) {
+    const auto plane = amp[k][0] - k * 10000;  // row numbers of the chip, 0..63 before the crop
+    EXPECT_GE(plane.min().item<float>(), -0.5f);
+    EXPECT_LE(plane.max().item<float>(), s - 0.5f);
+    cropped += (plane.max() - plane.min()).item<float>() < 0.9f * (s - 1);
+  }
+  EXPECT_GE(cropped, chips / 2) << "crops of 0.5-1 times the side: most chips lose a tenth of their rows";
+  tc.augment = false;
+  Trainer plain(mc, tc, data, Comm::serial());
+  const auto [y, unused] = plain.make_batch(rows, 3, 0);
+  EXPECT_NEAR((y.at(Modality::s1amp)[0][0].max() - y.at(Modality::s1amp)[0][0].min()).item<float>(), s - 1, 1.0f);
 }
 
 // The synthetic world's chip stores, prepared once for the pretraining tests.
