@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <future>
 #include <cmath>
+#include <future>
 #include <numeric>
 #include <random>
 
