@@ -215,12 +215,15 @@ Config parse_config(const std::string& text, const std::string& source, const st
     if (w["memory_mb"]) c.warp.memory_mb = r.integer(w["memory_mb"], "warp.memory_mb", 16, 1 << 20);
   }
   if (const YAML::Node s = root["synth"]) {
-    r.expect_map(s, "synth", {"seed", "resolution_scale", "s1_tile_deg", "missing_fraction", "cloud_fraction", "year", "output"});
+    r.expect_map(s, "synth", {"seed", "resolution_scale", "s1_tile_deg", "missing_fraction", "cloud_fraction", "acquisition_effects",
+                              "year", "output"});
     if (s["seed"]) c.synth.seed = static_cast<std::uint64_t>(r.integer(s["seed"], "synth.seed", 0, 1LL << 53));
     if (s["resolution_scale"]) c.synth.resolution_scale = r.integer(s["resolution_scale"], "synth.resolution_scale", 1, 64);
     if (s["s1_tile_deg"]) c.synth.s1_tile_deg = r.number(s["s1_tile_deg"], "synth.s1_tile_deg", 0.05, 5);
     if (s["missing_fraction"]) c.synth.missing_fraction = r.number(s["missing_fraction"], "synth.missing_fraction", 0, 0.9);
     if (s["cloud_fraction"]) c.synth.cloud_fraction = r.number(s["cloud_fraction"], "synth.cloud_fraction", 0, 0.9);
+    if (s["acquisition_effects"])
+      c.synth.acquisition_effects = r.number(s["acquisition_effects"], "synth.acquisition_effects", 0, 1);
     if (s["year"]) c.synth.year = r.integer(s["year"], "synth.year", 2014, 2100);
     if (s["output"]) c.synth.output = r.string(s["output"], "synth.output");
   }
@@ -370,6 +373,7 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "s1_tile_deg" << YAML::Value << c.synth.s1_tile_deg;
   out << YAML::Key << "missing_fraction" << YAML::Value << c.synth.missing_fraction;
   out << YAML::Key << "cloud_fraction" << YAML::Value << c.synth.cloud_fraction;
+  out << YAML::Key << "acquisition_effects" << YAML::Value << c.synth.acquisition_effects;
   out << YAML::Key << "year" << YAML::Value << c.synth.year;
   out << YAML::Key << "output" << YAML::Value << c.world_dir().string();
   out << YAML::EndMap;

@@ -53,6 +53,10 @@ struct SynthConfig {
   double s1_tile_deg = 0.5;       // S1 amplitude tiles (degrees)
   double missing_fraction = 0.1;  // share of source tiles left out, per modality
   double cloud_fraction = 0.15;   // share of S2 pixels under cloud, per season
+  // 0..1: how strongly each acquisition varies what it sees of the same ground, per
+  // sensor and season (S2 gain and haze, S1 calibration and incidence angle, coherence
+  // loss to weather), as real scenes do; 0: every acquisition shows the ground alike.
+  double acquisition_effects = 0;
   int year = 2021;
   std::filesystem::path output;   // empty: <output>/world
 };

@@ -180,7 +180,13 @@ class Writer {
               for (int c = 0; c < n; ++c) {
                 const std::size_t i = static_cast<std::size_t>(r) * n + c;
                 if (!covered[i] || world_.cloud(where[i], season, config_.synth.cloud_fraction)) continue;  // 0: no data
-                const auto rgb = s2_sample(ground[i], season, hash_unit(config_.synth.seed, ie * 100000 + c, in * 100000 + r, 200 + season));
+                auto rgb = s2_sample(ground[i], season, hash_unit(config_.synth.seed, ie * 100000 + c, in * 100000 + r, 200 + season));
+                if (const double k = config_.synth.acquisition_effects; k > 0) {
+                  // illumination and atmosphere: a gain of 0.7..1.3 and haze of up to 40
+                  const double gain = 1 + 0.6 * k * world_.acquisition(where[i], 12000, static_cast<std::uint32_t>(season));
+                  const double haze = 40 * k * std::max(0.0, world_.acquisition(where[i], 20000, 4 + static_cast<std::uint32_t>(season)) + 0.5);
+                  for (auto& v : rgb) v = static_cast<std::uint8_t>(std::clamp(std::lround(gain * v + haze), 1L, 255L));
+                }
                 for (int b = 0; b < 3; ++b) bands[static_cast<std::size_t>(b)][i] = rgb[static_cast<std::size_t>(b)];
               }
             });
@@ -241,7 +247,13 @@ class Writer {
             const auto gc = static_cast<std::int64_t>(std::lround((gt[0] + (c + 0.5) * px) / px));
             std::array<double, 8> u;
             for (int k = 0; k < 8; ++k) u[static_cast<std::size_t>(k)] = hash_unit(config_.synth.seed, gc, gr, 300 + season * 8 + k);
-            const auto db = s1_sample_db(ground[static_cast<std::size_t>(r) * n + c], season, u);
+            auto db = s1_sample_db(ground[static_cast<std::size_t>(r) * n + c], season, u);
+            if (const double k = config_.synth.acquisition_effects; k > 0) {
+              // calibration, incidence angle and soil moisture: +-2.5 dB over tens of km
+              const double shift = 5 * k * world_.acquisition({gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px}, 25000,
+                                                               8 + static_cast<std::uint32_t>(season));
+              for (auto& v : db) v = static_cast<float>(v + shift);
+            }
             bands[0][static_cast<std::size_t>(r) * n + c] = db[0];
             bands[1][static_cast<std::size_t>(r) * n + c] = db[1];
           }
@@ -293,7 +305,13 @@ class Writer {
         std::vector<std::uint8_t> raw(coh.size());
         for (std::size_t i = 0; i < coh.size(); ++i) {
           const double noise = (hash_unit(config_.synth.seed, static_cast<std::int64_t>(i), static_cast<std::int64_t>(lon * 1000 + lat), 400 + season) - 0.5) * 0.08;
-          const double value = coh[i][static_cast<std::size_t>(season)];
+          double value = coh[i][static_cast<std::size_t>(season)];
+          if (const double k = config_.synth.acquisition_effects; k > 0 && value >= 0) {
+            // rain and wind between the two passes: coherence lost, down to 0.4 of it
+            const auto r = static_cast<int>(i / static_cast<std::size_t>(n)), c = static_cast<int>(i % static_cast<std::size_t>(n));
+            value *= 1 - 0.6 * k * std::clamp(world_.acquisition({gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px}, 30000,
+                                                                 12 + static_cast<std::uint32_t>(season)) + 0.5, 0.0, 1.0);
+          }
           raw[i] = value < 0 ? 255 : static_cast<std::uint8_t>(std::clamp(std::lround((value + noise) / 0.004), 0L, 250L));
         }
         Raster out(n, n, 1, GDT_Byte, gt, srs);

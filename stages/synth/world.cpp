@@ -85,6 +85,12 @@ bool World::cloud(LonLat p, int season, double fraction) const {
   return fbm(x, y, 5000, 4, 20 + static_cast<std::uint32_t>(season)) > 0.25 * z;
 }
 
+double World::acquisition(LonLat p, double scale_m, std::uint32_t layer) const {
+  const double x = (p.lon - origin_.lon) * metres_per_deg_lon_;
+  const double y = (p.lat - origin_.lat) * metres_per_deg_lat_;
+  return std::clamp(fbm(x, y, scale_m, 3, 40 + layer), -0.5, 0.5);
+}
+
 Ground World::at(LonLat p) const {
   const double x = (p.lon - origin_.lon) * metres_per_deg_lon_;
   const double y = (p.lat - origin_.lat) * metres_per_deg_lat_;

@@ -30,6 +30,9 @@ class World {
   // Whether a cloud covers the point in a season's composite; about `fraction` of the
   // ground is covered, in patches of a few kilometres.
   bool cloud(LonLat p, int season, double fraction) const;
+  // What a sensor adds to the ground in one season's acquisition (`layer`: sensor and
+  // season): a smooth field in -0.5..0.5 varying over `scale_m` metres.
+  double acquisition(LonLat p, double scale_m, std::uint32_t layer) const;
 
  private:
   double noise(double x, double y, std::uint32_t layer) const;  // value noise, -1..1

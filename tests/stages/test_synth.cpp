@@ -98,6 +98,53 @@ TEST(Synth, DeterministicFromTheSeed) {
   for (const auto* w : {&a, &b, &c}) fs::remove_all((*w)->dir);
 }
 
+// synth.acquisition_effects changes what each acquisition sees of the ground, never the
+// ground: the label maps stay, S1 shifts VV and VH alike by up to 2.5 dB, smoothly
+// varying, coherence only falls, S2 changes but keeps its cloud holes.
+TEST(Synth, AcquisitionEffectsChangeWhatSensorsSeeNotTheGround) {
+  const auto a = test::make_world("acq_off", kSmallAoi, "", 80, 8);
+  const auto b = test::make_world("acq_on", kSmallAoi, "  acquisition_effects: 1\n", 80, 8);
+  ASSERT_EQ(a->catalog.records().size(), b->catalog.records().size());
+  int checked = 0;
+  for (std::size_t i = 0; i < a->catalog.records().size(); ++i) {
+    const SourceRecord& ra = a->catalog.records()[i];
+    const SourceRecord& rb = b->catalog.records()[i];
+    ASSERT_EQ(ra.path.filename(), rb.path.filename());
+    SCOPED_TRACE(ra.path.filename().string());
+    const auto va = band_values(ra.path, 1), vb = band_values(rb.path, 1);
+    std::size_t differ = 0, valid = 0;
+    double lo = 1e9, hi = -1e9;
+    for (std::size_t k = 0; k < va.size(); ++k) {
+      ASSERT_EQ(std::isnan(va[k]), std::isnan(vb[k])) << "pixel " << k << ": no data moved";
+      if (std::isnan(va[k])) continue;
+      ++valid;
+      differ += va[k] != vb[k];
+      lo = std::min<double>(lo, vb[k] - va[k]);
+      hi = std::max<double>(hi, vb[k] - va[k]);
+    }
+    if (ra.modality == Modality::worldcover || ra.modality == Modality::treecover) {
+      EXPECT_EQ(differ, 0u);
+    } else if (valid > 0) {
+      EXPECT_GT(differ, valid / 2);
+      ++checked;
+    }
+    if (ra.modality == Modality::s1amp && valid > 0) {
+      EXPECT_GE(lo, -2.5 - 1e-4);
+      EXPECT_LE(hi, 2.5 + 1e-4);
+      EXPECT_GT(hi - lo, 0.2) << "the shift varies over the tile";
+      const auto vh_a = band_values(ra.path, 2), vh_b = band_values(rb.path, 2);
+      for (std::size_t k = 0; k < va.size(); k += 97)
+        if (!std::isnan(va[k])) ASSERT_NEAR(vh_b[k] - vh_a[k], vb[k] - va[k], 1e-3) << "pixel " << k;
+    }
+    if (ra.modality == Modality::s1coh && valid > 0) {
+      EXPECT_LE(hi, 0.0041) << "coherence only falls";
+      EXPECT_LT(lo, -0.02);
+    }
+  }
+  EXPECT_GE(checked, 12) << "every season of every sensor";
+  for (const auto* w : {&a, &b}) fs::remove_all((*w)->dir);
+}
+
 // The label map at chip scale: every chip's class proportions, from the 10 m-like
 // WorldCover map, vary from chip to chip, and the classes are all there.
 TEST(Synth, ClassProportionsVaryFromChipToChip) {
