@@ -50,7 +50,9 @@ def forward(self, x: Tensor) -> Tensor:
         patch_pos = torch.upsample_bicubic2d(patch_pos, [gh, gw], False)
         pos = torch.cat([pos[:, :1], patch_pos.permute(0, 2, 3, 1).reshape(1, gh * gw, {dim})], 1)
     x = torch.cat([self.cls_token.expand(n, 1, {dim}), x], 1) + pos
-)", fmt::arg("heads", c.heads), fmt::arg("scale", 1.0 / std::sqrt(static_cast<double>(c.dim / c.heads))), fmt::arg("patch", c.patch), fmt::arg("grid", grid), fmt::arg("dim", c.dim));
+)",
+      fmt::arg("heads", c.heads), fmt::arg("scale", 1.0 / std::sqrt(static_cast<double>(c.dim / c.heads))),
+      fmt::arg("patch", c.patch), fmt::arg("grid", grid), fmt::arg("dim", c.dim));
   for (int i = 0; i < c.depth; ++i)
     src += fmt::format(
         "    x = self.block(x, self.{0}norm1_weight, self.{0}norm1_bias, self.{0}attn_in_proj_weight, "
