@@ -13,6 +13,21 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kMirror = EO_SOURCE_DIR "/stages/model/python/eo_encoder.py";
 
+// Python: save_expected(x, encoder, path) keeps an input and the encoder's output for it
+// as the buffers of a TorchScript file that C++ reads back.
+const std::string kSaveExpected = R"(import torch
+class Expected(torch.nn.Module):
+    def __init__(self, x, y):
+        super().__init__()
+        self.register_buffer('x', x)
+        self.register_buffer('y', y)
+    def forward(self):
+        return self.y
+def save_expected(x, encoder, path):
+    with torch.no_grad():
+        torch.jit.script(Expected(x, encoder(x))).save(path)
+)";
+
 class TorchScript : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -68,17 +83,9 @@ import sys, torch, torch.nn as nn
 torch.manual_seed(1)
 enc = torch.jit.load(sys.argv[1])
 x = torch.randn(4, 1, 112, 112)
-class Expected(nn.Module):
-    def __init__(self, x, y):
-        super().__init__()
-        self.register_buffer('x', x)
-        self.register_buffer('y', y)
-    def forward(self):
-        return self.y
-with torch.no_grad():
-    torch.jit.script(Expected(x, enc(x))).save(sys.argv[2])
+save_expected(x, enc, sys.argv[2])
 )";
-    std::ofstream(dir_ / "run.py") << py;
+    std::ofstream(dir_ / "run.py") << kSaveExpected << py;
     const auto r = test::run("/usr/bin/python3 " + (dir_ / "run.py").string() + " " + file.string() + " " +
                              (dir_ / "expected.pt").string());
     ASSERT_EQ(r.code, 0) << r.output;
@@ -105,17 +112,9 @@ class Encoder(nn.Module):
 enc = torch.jit.script(Encoder().eval())
 enc.save(')" + (dir_ / "theirs.pt").string() + R"(')
 x = torch.randn(4, 1, 64, 64)
-class Expected(nn.Module):
-    def __init__(self, x, y):
-        super().__init__()
-        self.register_buffer('x', x)
-        self.register_buffer('y', y)
-    def forward(self):
-        return self.y
-with torch.no_grad():
-    torch.jit.script(Expected(x, enc(x))).save(')" + (dir_ / "expected.pt").string() + R"(')
+save_expected(x, enc, ')" + (dir_ / "expected.pt").string() + R"(')
 )";
-  std::ofstream(dir_ / "make.py") << py;
+  std::ofstream(dir_ / "make.py") << kSaveExpected << py;
   const auto r = test::run("/usr/bin/python3 " + (dir_ / "make.py").string());
   ASSERT_EQ(r.code, 0) << r.output;
   ScriptedEncoder theirs(dir_ / "theirs.pt");
