@@ -49,6 +49,15 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   report.chips = data.size();
   report.parameters = parameter_count(*trainer.model());
   if (const auto latest = latest_checkpoint(checkpoints)) {
+    // A model of another shape fails to load, but a setting that changes no shape (the
+    // pooling) would continue silently as another model.
+    const fs::path sidecar = fs::path(*latest).replace_extension(".json");
+    const nlohmann::json was = nlohmann::json::parse(std::ifstream(sidecar)).at("model");
+    if (was != model.to_json())
+      throw ConfigError(fmt::format("{}: model: the checkpoint {} to resume from is of another model ({}, not {}); "
+                                    "move {} away to start again",
+                                    config.source, latest->string(), was.dump(), model.to_json().dump(),
+                                    checkpoints.string()));
     trainer.load(*latest);
     report.first_step = trainer.steps_done();
     if (comm.rank() == 0) spdlog::info("resuming from {} (step {})", latest->string(), report.first_step);

@@ -237,6 +237,14 @@ TEST_F(PretrainWorld, ResumedRunContinuesLikeAnUninterruptedOne) {
   int resumed_at = 10;
   for (const auto& [step, loss] : a) EXPECT_NEAR(b.at(step), loss, 1e-5 * std::max(1.0, loss)) << "step " << step;
   EXPECT_NEAR(b.at(resumed_at), a.at(resumed_at), 1e-5) << "the next step after the resume";
+
+  // Resuming as another model of the same shapes (mean pooling) is refused, naming the
+  // checkpoint, and the checkpoints stay as they were.
+  std::ofstream(whole, std::ios::app) << "model:\n  pooling: mean\n";
+  const auto other = test::run(exe + " pretrain " + whole.string());
+  EXPECT_EQ(other.code, 2) << other.output;
+  EXPECT_NE(other.output.find("step-000040.pt to resume from is of another model"), std::string::npos) << other.output;
+  EXPECT_EQ(losses(dir / "whole/pretrain/loss.csv"), a);
 }
 
 }  // namespace
