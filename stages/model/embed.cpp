@@ -60,6 +60,22 @@ std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
 
 namespace {
 
+// A TorchScript model's encoder of one modality: DIR/<modality>.pt.
+fs::path encoder_file(const fs::path& dir, Modality m) { return dir / (std::string(info(m).name) + ".pt"); }
+
+// The checkpoint's model, on the CPU.
+MultiModal load_checkpoint_model(const ModelCard& card, const ModelConfig& mc) {
+  MultiModal model(mc, card.modalities);
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(card.checkpoint.string());
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    throw ConfigError(fmt::format("{}: not a checkpoint of this model: {}", card.checkpoint.string(), e.what_without_backtrace()));
+  }
+  return model;
+}
+
 ModelCard find_torchscript_model(const Config& config) {
   ModelCard card;
   card.torchscript = true;
@@ -68,7 +84,7 @@ ModelCard find_torchscript_model(const Config& config) {
   if (!fs::is_directory(dir))
     throw ConfigError(fmt::format("{}: model.torchscript: no folder {}", config.source, dir.string()));
   for (Modality m : kImageModalities)
-    if (fs::exists(dir / (std::string(info(m).name) + ".pt"))) card.modalities.push_back(m);
+    if (fs::exists(encoder_file(dir, m))) card.modalities.push_back(m);
   if (card.modalities.empty())
     throw ConfigError(fmt::format("{}: model.torchscript: {} holds none of s2rgb.pt, s1amp.pt, s1coh.pt", config.source,
                                   dir.string()));
@@ -88,7 +104,7 @@ ModelCard find_torchscript_model(const Config& config) {
   Hasher hash;
   c10::InferenceMode inference;
   for (Modality m : card.modalities) {
-    const fs::path file = dir / (std::string(info(m).name) + ".pt");
+    const fs::path file = encoder_file(dir, m);
     // The embedding size, from a pass over one blank image; every encoder must agree.
     torch::Tensor out;
     try {
@@ -201,20 +217,13 @@ Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Moda
   impl_->device = torch::Device(mc.device);
   if (card.torchscript) {
     for (Modality m : impl_->modalities) {
-      auto encoder = std::make_unique<ScriptedEncoder>(card.checkpoint / (std::string(info(m).name) + ".pt"));
+      auto encoder = std::make_unique<ScriptedEncoder>(encoder_file(card.checkpoint, m));
       encoder->module().to(impl_->device);
       impl_->scripted.emplace(m, std::move(encoder));
     }
     return;
   }
-  impl_->model = MultiModal(mc, card.modalities);
-  try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(card.checkpoint.string());
-    impl_->model->load(archive);
-  } catch (const c10::Error& e) {
-    throw ConfigError(fmt::format("{}: not a checkpoint of this model: {}", card.checkpoint.string(), e.what_without_backtrace()));
-  }
+  impl_->model = load_checkpoint_model(card, mc);
   impl_->model->to(impl_->device);
   impl_->model->eval();
 }
@@ -294,19 +303,12 @@ std::vector<fs::path> export_model(const ModelCard& card, const Normalisation& n
   if (card.torchscript)
     throw ConfigError(fmt::format("{}: the model is TorchScript already (model.torchscript)", card.checkpoint.string()));
   const ModelConfig mc = ModelConfig::from_json(card.model);
-  MultiModal model(mc, card.modalities);
-  try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(card.checkpoint.string());
-    model->load(archive);
-  } catch (const c10::Error& e) {
-    throw ConfigError(fmt::format("{}: not a checkpoint of this model: {}", card.checkpoint.string(), e.what_without_backtrace()));
-  }
+  MultiModal model = load_checkpoint_model(card, mc);
   model->eval();
   std::vector<fs::path> written;
   nlohmann::json modalities = nlohmann::json::array();
   for (Modality m : card.modalities) {
-    written.push_back(dir / (std::string(info(m).name) + ".pt"));
+    written.push_back(encoder_file(dir, m));
     export_torchscript(model->encoders.at(m), written.back());
     modalities.push_back(info(m).name);
   }

@@ -93,8 +93,8 @@ std::vector<std::size_t> Trainer::batch_indices(int step) const {
   return out;
 }
 
-std::pair<std::map<Modality, torch::Tensor>, std::map<Modality, torch::Tensor>> Trainer::make_batch(
-    const std::vector<std::size_t>& indices, int step, std::size_t first_position) const {
+Trainer::Batch Trainer::make_batch(const std::vector<std::size_t>& indices, int step,
+                                   std::size_t first_position) const {
   const int s = data_.chip_pixels(), input = model_config_.input;
   std::map<Modality, torch::Tensor> x, masks;
   for (Modality m : data_.modalities()) {

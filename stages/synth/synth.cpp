@@ -184,7 +184,7 @@ class Writer {
                 if (const double k = config_.synth.acquisition_effects; k > 0) {
                   // illumination and atmosphere: a gain of 0.7..1.3 and haze of up to 40
                   const double gain = 1 + 0.6 * k * world_.acquisition(where[i], 12000, static_cast<std::uint32_t>(season));
-                  const double haze = 40 * k * std::max(0.0, world_.acquisition(where[i], 20000, 4 + static_cast<std::uint32_t>(season)) + 0.5);
+                  const double haze = 40 * k * (world_.acquisition(where[i], 20000, 4 + static_cast<std::uint32_t>(season)) + 0.5);
                   for (auto& v : rgb) v = static_cast<std::uint8_t>(std::clamp(std::lround(gain * v + haze), 1L, 255L));
                 }
                 for (int b = 0; b < 3; ++b) bands[static_cast<std::size_t>(b)][i] = rgb[static_cast<std::size_t>(b)];
@@ -309,8 +309,8 @@ class Writer {
           if (const double k = config_.synth.acquisition_effects; k > 0 && value >= 0) {
             // rain and wind between the two passes: coherence lost, down to 0.4 of it
             const auto r = static_cast<int>(i / static_cast<std::size_t>(n)), c = static_cast<int>(i % static_cast<std::size_t>(n));
-            value *= 1 - 0.6 * k * std::clamp(world_.acquisition({gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px}, 30000,
-                                                                 12 + static_cast<std::uint32_t>(season)) + 0.5, 0.0, 1.0);
+            value *= 1 - 0.6 * k * (world_.acquisition({gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px}, 30000,
+                                                       12 + static_cast<std::uint32_t>(season)) + 0.5);
           }
           raw[i] = value < 0 ? 255 : static_cast<std::uint8_t>(std::clamp(std::lround((value + noise) / 0.004), 0L, 250L));
         }

@@ -76,24 +76,25 @@ double World::fbm(double x, double y, double scale_m, int octaves, std::uint32_t
   return sum / norm;
 }
 
+std::pair<double, double> World::metres(LonLat p) const {
+  return {(p.lon - origin_.lon) * metres_per_deg_lon_, (p.lat - origin_.lat) * metres_per_deg_lat_};
+}
+
 bool World::cloud(LonLat p, int season, double fraction) const {
   if (fraction <= 0) return false;
-  const double x = (p.lon - origin_.lon) * metres_per_deg_lon_;
-  const double y = (p.lat - origin_.lat) * metres_per_deg_lat_;
+  const auto [x, y] = metres(p);
   // fbm is roughly normal with sigma ~0.25: the threshold for a tail of `fraction`
   const double z = std::sqrt(2.0) * inverse_erf(1 - 2 * fraction);
   return fbm(x, y, 5000, 4, 20 + static_cast<std::uint32_t>(season)) > 0.25 * z;
 }
 
 double World::acquisition(LonLat p, double scale_m, std::uint32_t layer) const {
-  const double x = (p.lon - origin_.lon) * metres_per_deg_lon_;
-  const double y = (p.lat - origin_.lat) * metres_per_deg_lat_;
+  const auto [x, y] = metres(p);
   return std::clamp(fbm(x, y, scale_m, 3, 40 + layer), -0.5, 0.5);
 }
 
 Ground World::at(LonLat p) const {
-  const double x = (p.lon - origin_.lon) * metres_per_deg_lon_;
-  const double y = (p.lat - origin_.lat) * metres_per_deg_lat_;
+  const auto [x, y] = metres(p);
   Ground g;
   const double relief = fbm(x, y, kRelief, 4, 1);
   const double moisture = fbm(x, y, kMoisture, 4, 2);

@@ -4,6 +4,7 @@
 // that they share information without being copies of one another.
 
 #include <cstdint>
+#include <utility>
 
 #include "pipeline/utm.hpp"
 
@@ -37,6 +38,7 @@ class World {
  private:
   double noise(double x, double y, std::uint32_t layer) const;  // value noise, -1..1
   double fbm(double x, double y, double scale_m, int octaves, std::uint32_t layer) const;
+  std::pair<double, double> metres(LonLat p) const;  // east and north of the origin
 
   std::uint64_t seed_;
   LonLat origin_;
