@@ -139,7 +139,8 @@ int run_fewshot(const FewshotOptions& opts) {
       if (static_cast<std::size_t>(n) < train.size()) sizes.push_back(n);
     sizes.push_back(static_cast<int>(train.size()));  // all
     const double threshold = targets[t].proportion() ? config->fewshot.presence_threshold : std::nan("");
-    for (int n : sizes)
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      const int n = sizes[k];
       for (int seed = 0; seed < config->fewshot.seeds; ++seed) {
         std::vector<std::size_t> chosen = train;
         std::mt19937_64 rng(static_cast<std::uint64_t>(seed) * 1000003u + static_cast<std::uint64_t>(n));
@@ -158,6 +159,10 @@ int run_fewshot(const FewshotOptions& opts) {
           }
         }
       }
+      // A long sweep (17 min on the demo) shows where it is.
+      spdlog::info("fewshot: {} ({} of {}): {} training chips done ({} of {} sizes)", targets[t].name, t + 1,
+                   targets.size(), n, k + 1, sizes.size());
+    }
     spdlog::info("fewshot: {} done ({} train, {} validation, {} test chips)", targets[t].name, train.size(), val.size(),
                  test.size());
   }
