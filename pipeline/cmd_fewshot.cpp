@@ -159,7 +159,7 @@ int run_fewshot(const FewshotOptions& opts) {
           }
         }
       }
-      // A long sweep (17 min on the demo) shows where it is.
+      // A long sweep shows where it is.
       spdlog::info("fewshot: {} ({} of {}): {} training chips done ({} of {} sizes)", targets[t].name, t + 1,
                    targets.size(), n, k + 1, sizes.size());
     }

@@ -20,8 +20,6 @@ namespace eo {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 nlohmann::json read_sidecar(const fs::path& checkpoint) {
   const fs::path side = fs::path(checkpoint).replace_extension(".json");
   std::ifstream in(side);
@@ -32,8 +30,6 @@ nlohmann::json read_sidecar(const fs::path& checkpoint) {
     throw ConfigError(fmt::format("{}: not readable: {}", side.string(), e.what()));
   }
 }
-
-}  // namespace
 
 std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
   std::optional<std::pair<int, fs::path>> best;

@@ -29,6 +29,9 @@ struct ModelCard {
   nlohmann::json model;              // its shape, as the sidecar records it
 };
 
+// A checkpoint's sidecar (CHECKPOINT with .json); ConfigError naming it when missing or unreadable.
+nlohmann::json read_sidecar(const std::filesystem::path& checkpoint);
+
 // The newest intact checkpoint (its file matches the hash its sidecar recorded) in a
 // folder, if any.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& dir);

@@ -51,8 +51,7 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   if (const auto latest = latest_checkpoint(checkpoints)) {
     // A model of another shape fails to load, but a setting that changes no shape (the
     // pooling) would continue silently as another model.
-    const fs::path sidecar = fs::path(*latest).replace_extension(".json");
-    const nlohmann::json was = nlohmann::json::parse(std::ifstream(sidecar)).at("model");
+    const nlohmann::json was = read_sidecar(*latest).at("model");
     if (was != model.to_json())
       throw ConfigError(fmt::format("{}: model: the checkpoint {} to resume from is of another model ({}, not {}); "
                                     "move {} away to start again",
