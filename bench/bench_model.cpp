@@ -64,14 +64,14 @@ int main(int argc, char** argv) {
   const int channels = 24;  // s2rgb 12 + s1amp 8 + s1coh 4: images per chip
   for (const std::string preset : {"nano", "tiny", "small", "base"}) {
     const ModelConfig c = ModelConfig::from_preset(preset);
-    ChannelEncoder enc(c);
+    ChannelEncoder enc(c, 1);
     enc->eval();
     const int batch = preset == "base" ? 16 : 32;
     const auto x = torch::randn({batch, 1, c.input, c.input});
     std::vector<nlohmann::json> rounds;
     for (int r = 0; r < kRounds; ++r) {
       const double mm = matmul_gflops();
-      const double images_per_s = batch / seconds_of([&] { (void)enc->forward(x); }, preset == "base" ? 2 : 4);
+      const double images_per_s = batch / seconds_of([&] { (void)enc->forward(x, {}); }, preset == "base" ? 2 : 4);
       const double gflops = encoder_flops(c) * images_per_s / 1e9;
       rounds.push_back({{"input", c.input}, {"parameters_per_encoder", parameter_count(*enc)},
                         {"images_per_s", images_per_s}, {"chips_per_s", images_per_s / channels}, {"gflops", gflops},

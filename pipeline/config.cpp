@@ -232,13 +232,15 @@ Config parse_config(const std::string& text, const std::string& source, const st
     if (p["max_attempts"]) c.prepare.max_attempts = r.integer(p["max_attempts"], "prepare.max_attempts", 1, 100);
   }
   if (const YAML::Node m = root["model"]) {
-    r.expect_map(m, "model", {"preset", "input", "pooling", "device", "bf16", "checkpoint", "torchscript"});
+    r.expect_map(m, "model", {"preset", "input", "pooling", "channel_embed", "device", "bf16", "checkpoint",
+                                  "torchscript"});
     if (m["preset"]) c.model.preset = r.choice(m["preset"], "model.preset", {"nano", "tiny", "small", "base", "paper"});
     if (m["input"]) {
       c.model.input = static_cast<int>(r.integer(m["input"], "model.input", 0, 4096));  // 0: the preset's
       if (c.model.input % 16 != 0) r.fail(m["input"], "model.input", "must be a multiple of the 16 px patch");
     }
     if (m["pooling"]) c.model.pooling = r.choice(m["pooling"], "model.pooling", {"cls", "mean"});
+    if (m["channel_embed"]) c.model.channel_embed = r.boolean(m["channel_embed"], "model.channel_embed");
     if (m["device"]) c.model.device = r.choice(m["device"], "model.device", {"cpu", "cuda"});
     if (m["bf16"]) c.model.bf16 = r.boolean(m["bf16"], "model.bf16");
     if (m["checkpoint"]) {
@@ -384,6 +386,7 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "preset" << YAML::Value << c.model.preset;
   out << YAML::Key << "input" << YAML::Value << c.model.input;
   if (!c.model.pooling.empty()) out << YAML::Key << "pooling" << YAML::Value << c.model.pooling;
+  out << YAML::Key << "channel_embed" << YAML::Value << c.model.channel_embed;
   out << YAML::Key << "device" << YAML::Value << c.model.device;
   out << YAML::Key << "bf16" << YAML::Value << c.model.bf16;
   if (!c.model.checkpoint.empty())

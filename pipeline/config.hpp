@@ -66,6 +66,7 @@ struct ModelSection {
   std::string preset = "nano";  // nano | tiny | small | base | paper
   int input = 0;                // pixels per side the encoders see; 0: the preset's
   std::string pooling;          // cls | mean; empty: the preset's
+  bool channel_embed = true;    // a learned embedding per channel (ModelConfig::channel_embed)
   std::string device = "cpu";   // cpu | cuda
   bool bf16 = false;            // mixed precision where the device supports it
   // The checkpoint `run` embeds with (a step-N.pt beside its step-N.json); empty: the

@@ -104,7 +104,7 @@ ModelCard find_torchscript_model(const Config& config) {
     // The embedding size, from a pass over one blank image; every encoder must agree.
     torch::Tensor out;
     try {
-      out = ScriptedEncoder(file).forward(torch::zeros({1, 1, input, input}));
+      out = ScriptedEncoder(file).forward(torch::zeros({1, 1, input, input}), torch::zeros({1}, torch::kLong));
     } catch (const std::exception& e) {  // not TorchScript, or it cannot take such an image
       throw ConfigError(fmt::format("model.torchscript: {}", e.what()));
     }

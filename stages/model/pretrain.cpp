@@ -38,6 +38,7 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
 
   ModelConfig model = ModelConfig::from_preset(config.model.preset, config.model.input);
   if (!config.model.pooling.empty()) model.pooling = config.model.pooling;
+  model.channel_embed = config.model.channel_embed;
   TrainConfig tc;
   static_cast<PretrainConfig&>(tc) = config.pretrain;
   tc.threads = threads;
@@ -51,7 +52,8 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   if (const auto latest = latest_checkpoint(checkpoints)) {
     // A model of another shape fails to load, but a setting that changes no shape (the
     // pooling) would continue silently as another model.
-    const nlohmann::json was = read_sidecar(*latest).at("model");
+    // Read through ModelConfig, so that keys added since (with their old default) compare equal.
+    const nlohmann::json was = ModelConfig::from_json(read_sidecar(*latest).at("model")).to_json();
     if (was != model.to_json())
       throw ConfigError(fmt::format("{}: model: the checkpoint {} to resume from is of another model ({}, not {}); "
                                     "move {} away to start again",

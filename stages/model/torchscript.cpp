@@ -18,7 +18,8 @@ void save_encoder_for_export(ChannelEncoder& encoder, const std::filesystem::pat
   write_atomically(state_file, std::string(bytes.begin(), bytes.end()));
   const ModelConfig& c = encoder->config;
   const nlohmann::json j = {{"dim", c.dim}, {"depth", c.depth}, {"heads", c.heads}, {"mlp_ratio", c.mlp_ratio},
-                            {"embed", c.embed}, {"patch", c.patch}, {"input", c.input}, {"pooling", c.pooling}};
+                            {"embed", c.embed}, {"patch", c.patch}, {"input", c.input}, {"pooling", c.pooling},
+                            {"channels", encoder->channel_embed.defined() ? encoder->channel_embed.size(0) : 0}};
   write_atomically(config_file, j.dump(2) + "\n");
 }
 
@@ -39,7 +40,7 @@ def block(self, x: Tensor, n1w: Tensor, n1b: Tensor, qkv_w: Tensor, qkv_b: Tenso
     x = x + torch.linear(torch.matmul(weights, qkv[2]).transpose(1, 2).reshape(n, t, d), out_w, out_b)
     return x + torch.linear(torch.gelu(torch.linear(torch.layer_norm(x, [d], n2w, n2b, 1e-5), f1w, f1b)), f2w, f2b)
 
-def forward(self, x: Tensor) -> Tensor:
+def forward(self, x: Tensor{channel_arg}) -> Tensor:
     n = x.size(0)
     x = torch.conv2d(x, self.patch_embed_weight, self.patch_embed_bias, [{patch}, {patch}])
     gh, gw = x.size(2), x.size(3)
@@ -50,9 +51,12 @@ def forward(self, x: Tensor) -> Tensor:
         patch_pos = torch.upsample_bicubic2d(patch_pos, [gh, gw], False)
         pos = torch.cat([pos[:, :1], patch_pos.permute(0, 2, 3, 1).reshape(1, gh * gw, {dim})], 1)
     x = torch.cat([self.cls_token.expand(n, 1, {dim}), x], 1) + pos
-)",
+{add_channel})",
       fmt::arg("heads", c.heads), fmt::arg("scale", 1.0 / std::sqrt(static_cast<double>(c.dim / c.heads))),
-      fmt::arg("patch", c.patch), fmt::arg("grid", grid), fmt::arg("dim", c.dim));
+      fmt::arg("patch", c.patch), fmt::arg("grid", grid), fmt::arg("dim", c.dim),
+      fmt::arg("channel_arg", c.channel_embed ? ", channel: Tensor" : ""),
+      fmt::arg("add_channel", c.channel_embed ? "    x = x + self.channel_embed[channel].unsqueeze(1)\n"
+                                              : ""));
   for (int i = 0; i < c.depth; ++i)
     src += fmt::format(
         "    x = self.block(x, self.{0}norm1_weight, self.{0}norm1_bias, self.{0}attn_in_proj_weight, "
@@ -91,7 +95,13 @@ ScriptedEncoder::ScriptedEncoder(const std::filesystem::path& file) {
   module_.eval();
 }
 
-torch::Tensor ScriptedEncoder::forward(const torch::Tensor& x) { return module_.forward({x}).toTensor(); }
+torch::Tensor ScriptedEncoder::forward(const torch::Tensor& x, const torch::Tensor& channel) {
+  // Encoders without channel embeddings (ours from before them, and most of other people's)
+  // take the image alone.
+  if (module_.hasattr("channel_embed") && !module_.attr("channel_embed").isNone())
+    return module_.forward({x, channel}).toTensor();
+  return module_.forward({x}).toTensor();
+}
 
 torch::Tensor ScriptedEncoder::encode_channels(const torch::Tensor& x, const torch::Tensor& mask) {
   const auto b = x.size(0), c = x.size(1);
@@ -99,7 +109,7 @@ torch::Tensor ScriptedEncoder::encode_channels(const torch::Tensor& x, const tor
   const auto flat = x.reshape({b * c, 1, x.size(2), x.size(3)});
   torch::Tensor out;
   if (idx.numel() > 0) {
-    const auto encoded = forward(flat.index({idx}));
+    const auto encoded = forward(flat.index({idx}), idx.remainder(c));
     out = torch::zeros({b * c, encoded.size(1)}, encoded.options()).index_put({idx}, encoded);
   } else {
     return torch::zeros({b, 0}, x.options());

@@ -21,11 +21,12 @@ void save_encoder_for_export(ChannelEncoder& encoder, const std::filesystem::pat
 // any input size. Loads in Python with torch.jit.load and in C++ as a ScriptedEncoder.
 void export_torchscript(ChannelEncoder& encoder, const std::filesystem::path& file);
 
-// A TorchScript encoder taking [N, 1, H, W] and returning [N, E].
+// A TorchScript encoder taking [N, 1, H, W] (and, if it has channel embeddings, each
+// row's channel index [N]) and returning [N, E].
 class ScriptedEncoder {
  public:
   explicit ScriptedEncoder(const std::filesystem::path& file);  // throws naming the file
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& channel);
   // Channel-wise like encode_channels: mean over the channels present.
   torch::Tensor encode_channels(const torch::Tensor& x, const torch::Tensor& mask);
   torch::jit::script::Module& module() { return module_; }

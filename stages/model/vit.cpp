@@ -10,7 +10,8 @@ namespace eo {
 
 nlohmann::json ModelConfig::to_json() const {
   return {{"preset", preset}, {"input", input}, {"patch", patch}, {"dim", dim}, {"depth", depth},
-          {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", pooling}};
+          {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", pooling},
+          {"channel_embed", channel_embed}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -22,6 +23,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   j.at("mlp_ratio").get_to(c.mlp_ratio);
   j.at("embed").get_to(c.embed);
   j.at("pooling").get_to(c.pooling);
+  c.channel_embed = j.value("channel_embed", false);  // absent in checkpoints from before it
   return c;
 }
 
@@ -111,19 +113,20 @@ std::string pair_name(Modality a, Modality b) { return fmt::format("{}-{}", info
 
 }  // namespace
 
-ChannelEncoderImpl::ChannelEncoderImpl(const ModelConfig& c) : config(c) {
+ChannelEncoderImpl::ChannelEncoderImpl(const ModelConfig& c, int channels) : config(c) {
   const int grid = c.input / c.patch;
   patch_embed = register_module("patch_embed",
                                 torch::nn::Conv2d(torch::nn::Conv2dOptions(1, c.dim, c.patch).stride(c.patch)));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, c.dim}));
   pos_embed = register_parameter("pos_embed", torch::randn({1, grid * grid + 1, c.dim}) * 0.02);
+  if (c.channel_embed) channel_embed = register_parameter("channel_embed", torch::randn({channels, c.dim}) * 0.02);
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < c.depth; ++i) blocks->push_back(Block(c.dim, c.heads, c.mlp_ratio));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim})));
   proj = register_module("proj", torch::nn::Linear(torch::nn::LinearOptions(c.dim, c.embed).bias(false)));
 }
 
-torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x) {
+torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x, const torch::Tensor& channel) {
   const auto n = x.size(0);
   x = patch_embed(x);                       // [N, dim, gh, gw]
   const auto gh = x.size(2), gw = x.size(3);
@@ -141,6 +144,10 @@ torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x) {
                       patch_pos.permute({0, 2, 3, 1}).reshape({1, gh * gw, config.dim})}, 1);
   }
   x = torch::cat({cls_token.expand({n, 1, config.dim}), x}, 1) + pos;
+  if (channel_embed.defined()) {
+    TORCH_CHECK(channel.defined(), "an encoder with channel embeddings needs each row's channel index");
+    x = x + channel_embed.index({channel}).unsqueeze(1);
+  }
   for (auto& block : *blocks) x = block->as<BlockImpl>()->forward(x);
   x = norm(x);
   const auto pooled = config.pooling == "mean" ? x.index({torch::indexing::Slice(), torch::indexing::Slice(1)}).mean(1)
@@ -155,13 +162,13 @@ torch::Tensor encode_channels(ChannelEncoder& encoder, const torch::Tensor& x, c
   // Only the channels present go through the encoder.
   auto out = torch::zeros({b * c, encoder->config.embed}, x.options());
   const auto idx = present.nonzero().squeeze(1);
-  if (idx.numel() > 0) out = out.index_put({idx}, encoder->forward(flat.index({idx})));
+  if (idx.numel() > 0) out = out.index_put({idx}, encoder->forward(flat.index({idx}), idx.remainder(c)));
   const auto m = mask.to(x.dtype()).unsqueeze(2);  // [B, C, 1]
   return (out.reshape({b, c, -1}) * m).sum(1) / m.sum(1).clamp_min(1.0);
 }
 
 MultiModalImpl::MultiModalImpl(const ModelConfig& c, const std::vector<Modality>& mods) : config(c), modalities(mods) {
-  for (Modality m : mods) encoders.emplace(m, register_module(info(m).name, ChannelEncoder(c)));
+  for (Modality m : mods) encoders.emplace(m, register_module(info(m).name, ChannelEncoder(c, info(m).channels())));
   // CLIP's initial temperature 0.07
   logit_scale = register_parameter("logit_scale", torch::full({1}, std::log(1 / 0.07)));
 }

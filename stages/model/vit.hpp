@@ -26,6 +26,9 @@ struct ModelConfig {
   int mlp_ratio = 4;
   int embed = 64;       // shared embedding size
   std::string pooling = "cls";  // cls | mean
+  // A learned embedding per channel (band and season), added to the channel's tokens: without
+  // it the shared encoder cannot tell red from blue or VV from VH (docs/decisions.md).
+  bool channel_embed = false;
   std::string device = "cpu";
   bool bf16 = false;
 
@@ -42,12 +45,14 @@ torch::Tensor resize_to_input(const torch::Tensor& chips, int input);
 // A ViT over one channel: patch embedding, learned position embeddings (interpolated for
 // other input sizes), pre-norm transformer blocks, CLS or mean pooling, projection.
 struct ChannelEncoderImpl : torch::nn::Module {
-  explicit ChannelEncoderImpl(const ModelConfig& c);
-  torch::Tensor forward(torch::Tensor x);  // [N, 1, H, W] -> [N, embed]
+  // `channels`: how many channels the modality has, for the channel embeddings.
+  ChannelEncoderImpl(const ModelConfig& c, int channels);
+  // [N, 1, H, W] and each row's channel index [N] -> [N, embed]
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& channel);
 
   ModelConfig config;
   torch::nn::Conv2d patch_embed{nullptr};
-  torch::Tensor cls_token, pos_embed;
+  torch::Tensor cls_token, pos_embed, channel_embed;  // channel_embed: [channels, dim], if used
   torch::nn::ModuleList blocks;
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::Linear proj{nullptr};

@@ -44,6 +44,15 @@ TEST(Config, ResolvedYamlReadsBack) {
   EXPECT_EQ(back.aois.at(0).wkt, c.aois.at(0).wkt);
 }
 
+TEST(Config, ModelChannelEmbeddingsOnUnlessSaidOff) {
+  EXPECT_TRUE(parse_config(kGood, "cfg.yaml", ".").model.channel_embed);
+  const Config off = parse_config(kGood + "model:\n  channel_embed: false\n", "cfg.yaml", ".");
+  EXPECT_FALSE(off.model.channel_embed);
+  EXPECT_FALSE(parse_config(to_yaml(off), "resolved.yaml", ".").model.channel_embed);
+  const std::string e = error_of(kGood + "model:\n  channel_embed: maybe\n");
+  EXPECT_NE(e.find("cfg.yaml:8: model.channel_embed"), std::string::npos) << e;
+}
+
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
   const std::string e = error_of("name: t\ngird:\n  pixel_size: 40\naois: []\n");
   EXPECT_NE(e.find("cfg.yaml:2:"), std::string::npos) << e;

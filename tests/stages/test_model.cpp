@@ -34,23 +34,28 @@ TEST(Model, PaperPresetHasAbout250MParameters) {
 
 TEST(Model, OtherInputSizesInterpolatePositions) {
   torch::manual_seed(0);
-  ChannelEncoder enc(ModelConfig::from_preset("nano"));
-  EXPECT_EQ(enc->forward(torch::randn({3, 1, 112, 112})).sizes(), (std::vector<int64_t>{3, 64}));
-  EXPECT_EQ(enc->forward(torch::randn({2, 1, 224, 224})).sizes(), (std::vector<int64_t>{2, 64}));
+  ChannelEncoder enc(ModelConfig::from_preset("nano"), 1);
+  EXPECT_EQ(enc->forward(torch::randn({3, 1, 112, 112}), {}).sizes(), (std::vector<int64_t>{3, 64}));
+  EXPECT_EQ(enc->forward(torch::randn({2, 1, 224, 224}), {}).sizes(), (std::vector<int64_t>{2, 64}));
 }
 
 TEST(Model, ChannelMasksLeaveMissingChannelsOut) {
   torch::manual_seed(1);
-  ChannelEncoder enc(ModelConfig::from_preset("nano"));
+  ModelConfig config = ModelConfig::from_preset("nano");
+  config.channel_embed = true;
+  ChannelEncoder enc(config, 4);
   enc->eval();
   const auto x = torch::randn({2, 4, 112, 112});
   auto mask = torch::ones({2, 4});
   mask[0][2] = 0;
   const auto out = encode_channels(enc, x, mask);
-  // row 0: the mean of channels 0, 1, 3 encoded one by one
-  const auto expect0 = (enc->forward(x[0][0].view({1, 1, 112, 112})) + enc->forward(x[0][1].view({1, 1, 112, 112})) +
-                        enc->forward(x[0][3].view({1, 1, 112, 112}))) / 3;
+  // row 0: the mean of channels 0, 1, 3 encoded one by one, each with its channel's embedding
+  const auto one = [&](int c) { return enc->forward(x[0][c].view({1, 1, 112, 112}), torch::full({1}, c, torch::kLong)); };
+  const auto expect0 = (one(0) + one(1) + one(3)) / 3;
   EXPECT_TRUE(torch::allclose(out[0], expect0[0], 1e-4, 1e-5));
+  // the channel's embedding matters: channel 0's image encoded as channel 1 is another embedding
+  EXPECT_FALSE(torch::allclose(one(0), enc->forward(x[0][0].view({1, 1, 112, 112}), torch::ones({1}, torch::kLong)),
+                               1e-3, 1e-3));
   // whatever channel 2 of row 0 holds does not matter
   auto changed = x.clone();
   changed[0][2] = 100;

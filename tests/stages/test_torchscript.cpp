@@ -39,58 +39,72 @@ class TorchScript : public ::testing::Test {
 };
 
 TEST_F(TorchScript, OurEncoderExportedGivesTheSameEmbeddings) {
-  torch::manual_seed(3);
-  ChannelEncoder enc(ModelConfig::from_preset("nano"));
-  enc->eval();
-  save_encoder_for_export(enc, dir_ / "s2rgb.pkl", dir_ / "s2rgb.json");
-  const auto r = test::run("/usr/bin/python3 " + kMirror + " export " + (dir_ / "s2rgb.pkl").string() + " " +
-                           (dir_ / "s2rgb.json").string() + " " + (dir_ / "s2rgb.pt").string());
-  ASSERT_EQ(r.code, 0) << r.output;
-  ScriptedEncoder scripted(dir_ / "s2rgb.pt");
-  torch::NoGradGuard no_grad;
-  for (int size : {112, 224}) {  // the trained size and an interpolated one
-    const auto x = torch::randn({5, 1, size, size});
-    const auto ours = enc->forward(x), theirs = scripted.forward(x);
-    EXPECT_LE((ours - theirs).abs().max().item<float>(), 1e-5f) << size << " px";
+  for (const bool channel_embed : {false, true}) {
+    SCOPED_TRACE(channel_embed ? "with channel embeddings" : "without");
+    torch::manual_seed(3);
+    ModelConfig config = ModelConfig::from_preset("nano");
+    config.channel_embed = channel_embed;
+    ChannelEncoder enc(config, 6);
+    enc->eval();
+    save_encoder_for_export(enc, dir_ / "s2rgb.pkl", dir_ / "s2rgb.json");
+    const auto r = test::run("/usr/bin/python3 " + kMirror + " export " + (dir_ / "s2rgb.pkl").string() + " " +
+                             (dir_ / "s2rgb.json").string() + " " + (dir_ / "s2rgb.pt").string());
+    ASSERT_EQ(r.code, 0) << r.output;
+    ScriptedEncoder scripted(dir_ / "s2rgb.pt");
+    torch::NoGradGuard no_grad;
+    for (int size : {112, 224}) {  // the trained size and an interpolated one
+      const auto x = torch::randn({5, 1, size, size});
+      const auto channel = torch::tensor({0, 5, 2, 2, 1}, torch::kLong);
+      const auto ours = enc->forward(x, channel), theirs = scripted.forward(x, channel);
+      EXPECT_LE((ours - theirs).abs().max().item<float>(), 1e-5f) << size << " px";
+    }
+    const auto x = torch::randn({3, 6, 112, 112});
+    auto mask = torch::ones({3, 6});
+    mask[1][4] = 0;
+    EXPECT_LE((encode_channels(enc, x, mask) - scripted.encode_channels(x, mask)).abs().max().item<float>(), 1e-5f);
   }
-  const auto x = torch::randn({3, 6, 112, 112});
-  auto mask = torch::ones({3, 6});
-  mask[1][4] = 0;
-  EXPECT_LE((encode_channels(enc, x, mask) - scripted.encode_channels(x, mask)).abs().max().item<float>(), 1e-5f);
 }
 
-// Exported by LibTorch alone (no Python), with either pooling: the same embeddings in
-// C++ (ScriptedEncoder), and in Python's torch.jit.load on an input Python drew.
+// Exported by LibTorch alone (no Python), with either pooling, with and without channel
+// embeddings: the same embeddings in C++ (ScriptedEncoder), and in Python's torch.jit.load
+// on an input Python drew.
 TEST_F(TorchScript, ExportedByLibTorchGivesTheSameEmbeddingsInCppAndPython) {
-  for (const std::string pooling : {"cls", "mean"}) {
-    SCOPED_TRACE(pooling);
+  for (const auto& [pooling, channel_embed] : std::vector<std::pair<std::string, bool>>{{"cls", false}, {"mean", true}}) {
+    SCOPED_TRACE(pooling + (channel_embed ? ", channel embeddings" : ""));
     torch::manual_seed(5);
     ModelConfig config = ModelConfig::from_preset("nano");
     config.pooling = pooling;
+    config.channel_embed = channel_embed;
     config.depth = 3;
-    ChannelEncoder enc(config);
+    ChannelEncoder enc(config, 4);
     enc->eval();
     const fs::path file = dir_ / ("ours_" + pooling + ".pt");
     export_torchscript(enc, file);
     ScriptedEncoder scripted(file);
     torch::NoGradGuard no_grad;
+    const auto channel = torch::tensor({3, 0, 1, 3, 2}, torch::kLong);
     for (int size : {112, 160}) {  // the trained size and an interpolated one
       const auto x = torch::randn({5, 1, size, size});
-      EXPECT_LE((enc->forward(x) - scripted.forward(x)).abs().max().item<float>(), 1e-5f) << size << " px";
+      EXPECT_LE((enc->forward(x, channel) - scripted.forward(x, channel)).abs().max().item<float>(), 1e-5f)
+          << size << " px";
     }
+    // Python calls it with the channels 0..3 when it has channel embeddings.
     const std::string py = R"(
 import sys, torch, torch.nn as nn
 torch.manual_seed(1)
 enc = torch.jit.load(sys.argv[1])
 x = torch.randn(4, 1, 112, 112)
-save_expected(x, enc, sys.argv[2])
+channel = torch.arange(4)
+f = (lambda x: enc(x, channel)) if hasattr(enc, 'channel_embed') else enc
+with torch.no_grad():
+    torch.jit.script(Expected(x, f(x))).save(sys.argv[2])
 )";
     std::ofstream(dir_ / "run.py") << kSaveExpected << py;
     const auto r = test::run("/usr/bin/python3 " + (dir_ / "run.py").string() + " " + file.string() + " " +
                              (dir_ / "expected.pt").string());
     ASSERT_EQ(r.code, 0) << r.output;
     auto expected = torch::jit::load((dir_ / "expected.pt").string());
-    const auto got = enc->forward(expected.attr("x").toTensor());
+    const auto got = enc->forward(expected.attr("x").toTensor(), channel_embed ? torch::arange(4) : torch::Tensor());
     const auto y = expected.attr("y").toTensor();
     ASSERT_EQ(got.sizes(), y.sizes());
     EXPECT_LE((got - y).abs().max().item<float>(), 1e-5f);
@@ -121,7 +135,7 @@ save_expected(x, enc, ')" + (dir_ / "expected.pt").string() + R"(')
   auto expected = torch::jit::load((dir_ / "expected.pt").string());
   const auto x = expected.attr("x").toTensor(), y = expected.attr("y").toTensor();
   torch::NoGradGuard no_grad;
-  const auto got = theirs.forward(x);
+  const auto got = theirs.forward(x, {});
   ASSERT_EQ(got.sizes(), y.sizes());
   EXPECT_LE((got - y).abs().max().item<float>(), 1e-5f);
   EXPECT_THROW(ScriptedEncoder(dir_ / "make.py"), std::runtime_error);

@@ -5,10 +5,12 @@ encoders made in Python can be run by eo-pipeline.
     /usr/bin/python3 stages/model/python/eo_encoder.py export STATE.pkl CONFIG.json OUT.pt
 
 STATE.pkl is written by `eo-pipeline` (torch::pickle_save of one encoder's parameters),
-CONFIG.json holds dim, depth, heads, mlp_ratio, embed, patch, input and pooling.
+CONFIG.json holds dim, depth, heads, mlp_ratio, embed, patch, input, pooling and channels
+(how many channel embeddings, 0 for none).
 """
 import json
 import sys
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -31,20 +33,22 @@ class Block(nn.Module):
 
 
 class ChannelEncoder(nn.Module):
-    """[N, 1, H, W] -> [N, embed]: one channel of a chip to its embedding."""
+    """[N, 1, H, W] and each row's channel index [N] -> [N, embed]: one channel of a chip to
+    its embedding. Without channel embeddings (channels = 0) the index is not needed."""
 
     def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: int, embed: int, patch: int, input: int,
-                 pooling: str = "cls"):
+                 pooling: str = "cls", channels: int = 0):
         super().__init__()
         self.dim, self.patch, self.grid, self.mean_pool = dim, patch, input // patch, pooling == "mean"
         self.patch_embed = nn.Conv2d(1, dim, patch, stride=patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid * self.grid + 1, dim))
+        self.channel_embed = nn.Parameter(torch.zeros(channels, dim)) if channels else None
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, embed, bias=False)
 
-    def forward(self, x):
+    def forward(self, x, channel: Optional[torch.Tensor] = None):
         n = x.shape[0]
         x = self.patch_embed(x)
         gh, gw = x.shape[2], x.shape[3]
@@ -55,6 +59,10 @@ class ChannelEncoder(nn.Module):
             grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
             pos = torch.cat([self.pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, gh * gw, self.dim)], 1)
         x = torch.cat([self.cls_token.expand(n, 1, self.dim), x], 1) + pos
+        if self.channel_embed is not None:
+            if channel is None:
+                raise ValueError("this encoder has channel embeddings: give each row's channel index")
+            x = x + self.channel_embed[channel].unsqueeze(1)
         x = x.transpose(0, 1)
         for block in self.blocks:
             x = block(x)
@@ -66,7 +74,7 @@ class ChannelEncoder(nn.Module):
 def export(state_file: str, config_file: str, out_file: str) -> None:
     config = json.load(open(config_file))
     encoder = ChannelEncoder(config["dim"], config["depth"], config["heads"], config["mlp_ratio"], config["embed"],
-                             config["patch"], config["input"], config.get("pooling", "cls"))
+                             config["patch"], config["input"], config.get("pooling", "cls"), config.get("channels", 0))
     state = torch.load(state_file)
     encoder.load_state_dict({k: v for k, v in state.items()}, strict=True)
     encoder.eval()
