@@ -312,8 +312,11 @@ std::vector<fs::path> export_model(const ModelCard& card, const Normalisation& n
   written.push_back(dir / "normalisation.json");
   const nlohmann::json meta = {{"model", mc.to_json()}, {"modalities", modalities},
                                {"checkpoint", fs::absolute(card.checkpoint).string()}, {"checkpoint_hash", card.hash},
-                               {"takes", "[N, 1, H, W] normalised single channels; embeddings are averaged over a "
-                                         "chip's channels and L2-normalised"}};
+                               {"takes", fmt::format("[N, 1, H, W] normalised single channels{}; embeddings are "
+                                                     "averaged over a chip's channels and L2-normalised",
+                                                     mc.channel_embed ? " and their channel indices [N], in the "
+                                                                        "order of normalisation.json's channels"
+                                                                      : "")}};
   write_atomically(dir / "model.json", meta.dump(2) + "\n");
   written.push_back(dir / "model.json");
   return written;

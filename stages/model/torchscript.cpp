@@ -93,13 +93,13 @@ ScriptedEncoder::ScriptedEncoder(const std::filesystem::path& file) {
     throw std::runtime_error(fmt::format("{}: not a TorchScript encoder: {}", file.string(), e.what_without_backtrace()));
   }
   module_.eval();
+  // Encoders without channel embeddings (ours from before them, and most of other people's)
+  // take the image alone.
+  takes_channel_ = module_.hasattr("channel_embed") && !module_.attr("channel_embed").isNone();
 }
 
 torch::Tensor ScriptedEncoder::forward(const torch::Tensor& x, const torch::Tensor& channel) {
-  // Encoders without channel embeddings (ours from before them, and most of other people's)
-  // take the image alone.
-  if (module_.hasattr("channel_embed") && !module_.attr("channel_embed").isNone())
-    return module_.forward({x, channel}).toTensor();
+  if (takes_channel_) return module_.forward({x, channel}).toTensor();
   return module_.forward({x}).toTensor();
 }
 

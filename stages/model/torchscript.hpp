@@ -33,6 +33,7 @@ class ScriptedEncoder {
 
  private:
   torch::jit::script::Module module_;
+  bool takes_channel_ = false;  // it has channel embeddings, so forward takes (x, channel)
 };
 
 }  // namespace eo
