@@ -250,6 +250,24 @@ TEST_F(PretrainWorld, ResumedRunContinuesLikeAnUninterruptedOne) {
   EXPECT_EQ(other.code, 2) << other.output;
   EXPECT_NE(other.output.find("step-000040.pt to resume from is of another model"), std::string::npos) << other.output;
   EXPECT_EQ(losses(dir / "whole/pretrain/loss.csv"), a);
+
+  // A checkpoint from before channel embeddings (a sidecar without the key) is a model
+  // without them: resuming it with `channel_embed: false` goes on, with them is refused.
+  const auto old = config_for("old");
+  std::ofstream(old, std::ios::app) << "model:\n  channel_embed: false\n";
+  ASSERT_EQ(test::run(exe + " pretrain -q " + old.string()).code, 0);
+  const auto sidecar = dir / "old/pretrain/checkpoints/step-000040.json";
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(sidecar));
+  ASSERT_EQ(j.at("model").erase("channel_embed"), 1u);
+  std::ofstream(sidecar) << j.dump(2);
+  const auto same = test::run(exe + " pretrain " + old.string());
+  EXPECT_EQ(same.code, 0) << same.output;
+  std::string text((std::istreambuf_iterator<char>(std::ifstream(old).rdbuf())), {});
+  text.replace(text.find("channel_embed: false"), 20, "channel_embed: true");
+  std::ofstream(old) << text;
+  const auto with = test::run(exe + " pretrain " + old.string());
+  EXPECT_EQ(with.code, 2) << with.output;
+  EXPECT_NE(with.output.find("to resume from is of another model"), std::string::npos) << with.output;
 }
 
 }  // namespace
