@@ -104,18 +104,10 @@ torch::Tensor ScriptedEncoder::forward(const torch::Tensor& x, const torch::Tens
 }
 
 torch::Tensor ScriptedEncoder::encode_channels(const torch::Tensor& x, const torch::Tensor& mask) {
-  const auto b = x.size(0), c = x.size(1);
-  const auto idx = mask.to(torch::kBool).reshape({b * c}).nonzero().squeeze(1);
-  const auto flat = x.reshape({b * c, 1, x.size(2), x.size(3)});
-  torch::Tensor out;
-  if (idx.numel() > 0) {
-    const auto encoded = forward(flat.index({idx}), idx.remainder(c));
-    out = torch::zeros({b * c, encoded.size(1)}, encoded.options()).index_put({idx}, encoded);
-  } else {
-    return torch::zeros({b, 0}, x.options());
-  }
-  const auto m = mask.to(x.dtype()).unsqueeze(2);
-  return (out.reshape({b, c, -1}) * m).sum(1) / m.sum(1).clamp_min(1.0);
+  // The embedding size is known only from an encoded image: a batch with no channel present gets [B, 0].
+  return eo::encode_channels([this](const torch::Tensor& images, const torch::Tensor& channel) {
+    return forward(images, channel);
+  }, x, mask, 0);
 }
 
 }  // namespace eo

@@ -155,16 +155,23 @@ torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x, const torch::Tensor& 
   return proj(pooled);
 }
 
-torch::Tensor encode_channels(ChannelEncoder& encoder, const torch::Tensor& x, const torch::Tensor& mask) {
+torch::Tensor encode_channels(const EncodeChannel& encode, const torch::Tensor& x, const torch::Tensor& mask,
+                              int64_t embed) {
   const auto b = x.size(0), c = x.size(1);
-  const auto present = mask.to(torch::kBool).reshape({b * c});
-  const auto flat = x.reshape({b * c, 1, x.size(2), x.size(3)});
+  const auto idx = mask.to(torch::kBool).reshape({b * c}).nonzero().squeeze(1);
+  if (idx.numel() == 0) return torch::zeros({b, embed}, x.options());
   // Only the channels present go through the encoder.
-  auto out = torch::zeros({b * c, encoder->config.embed}, x.options());
-  const auto idx = present.nonzero().squeeze(1);
-  if (idx.numel() > 0) out = out.index_put({idx}, encoder->forward(flat.index({idx}), idx.remainder(c)));
+  const auto flat = x.reshape({b * c, 1, x.size(2), x.size(3)});
+  const auto encoded = encode(flat.index({idx}), idx.remainder(c));
+  const auto out = torch::zeros({b * c, encoded.size(1)}, x.options()).index_put({idx}, encoded);
   const auto m = mask.to(x.dtype()).unsqueeze(2);  // [B, C, 1]
   return (out.reshape({b, c, -1}) * m).sum(1) / m.sum(1).clamp_min(1.0);
+}
+
+torch::Tensor encode_channels(ChannelEncoder& encoder, const torch::Tensor& x, const torch::Tensor& mask) {
+  return encode_channels([&](const torch::Tensor& images, const torch::Tensor& channel) {
+    return encoder->forward(images, channel);
+  }, x, mask, encoder->config.embed);
 }
 
 MultiModalImpl::MultiModalImpl(const ModelConfig& c, const std::vector<Modality>& mods) : config(c), modalities(mods) {

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -59,8 +60,14 @@ struct ChannelEncoderImpl : torch::nn::Module {
 };
 TORCH_MODULE(ChannelEncoder);
 
+// One encoder of single channels: images [N, 1, H, W] and their channel indices [N] -> [N, E].
+using EncodeChannel = std::function<torch::Tensor(const torch::Tensor& images, const torch::Tensor& channel)>;
+
 // Channel-wise encoding: [B, C, H, W] -> [B*C, 1, H, W] -> encoder -> mean over the
-// channels present (mask [B, C], 1 present). A row with no channel present gets zeros.
+// channels present (mask [B, C], 1 present). A row with no channel present gets zeros;
+// `embed` is their size when no row has any.
+torch::Tensor encode_channels(const EncodeChannel& encode, const torch::Tensor& x, const torch::Tensor& mask,
+                              int64_t embed);
 torch::Tensor encode_channels(ChannelEncoder& encoder, const torch::Tensor& x, const torch::Tensor& mask);
 
 struct MultiModalImpl : torch::nn::Module {

@@ -263,7 +263,8 @@ TEST_F(PretrainWorld, ResumedRunContinuesLikeAnUninterruptedOne) {
   const auto same = test::run(exe + " pretrain " + old.string());
   EXPECT_EQ(same.code, 0) << same.output;
   std::string text((std::istreambuf_iterator<char>(std::ifstream(old).rdbuf())), {});
-  text.replace(text.find("channel_embed: false"), 20, "channel_embed: true");
+  const std::string off = "channel_embed: false";
+  text.replace(text.find(off), off.size(), "channel_embed: true");
   std::ofstream(old) << text;
   const auto with = test::run(exe + " pretrain " + old.string());
   EXPECT_EQ(with.code, 2) << with.output;

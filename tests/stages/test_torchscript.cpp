@@ -95,9 +95,7 @@ torch.manual_seed(1)
 enc = torch.jit.load(sys.argv[1])
 x = torch.randn(4, 1, 112, 112)
 channel = torch.arange(4)
-f = (lambda x: enc(x, channel)) if hasattr(enc, 'channel_embed') else enc
-with torch.no_grad():
-    torch.jit.script(Expected(x, f(x))).save(sys.argv[2])
+save_expected(x, (lambda x: enc(x, channel)) if hasattr(enc, 'channel_embed') else enc, sys.argv[2])
 )";
     std::ofstream(dir_ / "run.py") << kSaveExpected << py;
     const auto r = test::run("/usr/bin/python3 " + (dir_ / "run.py").string() + " " + file.string() + " " +
