@@ -11,8 +11,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/config.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/model/embed.hpp"
 
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   const Catalog catalog = Catalog::load(config.catalog_path());
   const ModelCard card = find_model(config);
   const Normalisation norm = Normalisation::load(card.checkpoint.parent_path() / "normalisation.json");
-  const Embedder embedder(card, config, config.data.modalities, threads);
+  const Embedder embedder(card, config.model, config.data.modalities, threads);
 
   std::vector<ChipBatch> rows;
   std::vector<std::vector<bool>> use;

@@ -12,8 +12,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/config.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/reproject/warp.hpp"
 

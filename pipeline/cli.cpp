@@ -18,8 +18,8 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
 #include <fstream>
 #include <iostream>
 
-#include "pipeline/files.hpp"
-#include "pipeline/log.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/log.hpp"
 
 namespace eo {
 

@@ -29,7 +29,7 @@ inline constexpr int kExitWorkLeft = 3;
 
 #include <optional>
 
-#include "pipeline/config.hpp"
+#include "pipeline/core/config.hpp"
 
 namespace eo {
 

@@ -9,7 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/log.hpp"
+#include "pipeline/core/log.hpp"
 #include "stages/ingest/catalog.hpp"
 
 namespace eo {

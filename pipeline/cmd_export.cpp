@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/run_inputs.hpp"
+#include "pipeline/driver/run_inputs.hpp"
 #include "schedulers/comm.hpp"
 
 namespace eo {

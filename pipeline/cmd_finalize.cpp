@@ -12,9 +12,9 @@
 #include <spdlog/spdlog.h>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/files.hpp"
-#include "pipeline/lock.hpp"
-#include "pipeline/run_inputs.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/lock.hpp"
+#include "pipeline/driver/run_inputs.hpp"
 #include "schedulers/partition.hpp"
 
 namespace eo {
@@ -64,15 +64,16 @@ Standing stand(const RunInputs& in, const Config& config, int array_size) {
   s.tiles = in.plan.tiles.size();
   std::vector<bool> to_do(s.tiles, false);
   for (std::size_t i = 0; i < s.tiles; ++i) {
-    const TileWork work = tile_work(in, config, history, i);
     const std::string id = in.plan.tiles[i].id.str();
+    const std::string fingerprint = run_fingerprint(in, config, in.plan.tiles[i]);
+    const TileAction action = decide(history, id, fingerprint, config.run.max_attempts);
     const auto it = history.find(id);
     const JournalRecord* last = it == history.end() ? nullptr : &it->second.back();
-    if (work.action == TileAction::process) {
+    if (action == TileAction::process) {
       to_do[i] = true;
       s.todo.push_back(id);
-      ++(!last ? s.never_run : last->fingerprint != work.fingerprint ? s.changed : s.retry);
-    } else if (work.action == TileAction::skip_failed) {
+      ++(!last ? s.never_run : last->fingerprint != fingerprint ? s.changed : s.retry);
+    } else if (action == TileAction::skip_failed) {
       ++s.left_failed;
       s.failures.push_back({{"tile", id}, {"error", last->error}});
     } else {
@@ -141,7 +142,7 @@ int run_finalize(const FinalizeOptions& opts) {
     return kExitUsage;
   }
   const RunInputs in = load_run_inputs(*config, Comm::world());
-  if (const int n = remove_stale_chunks(in.cube)) spdlog::info("removed {} partial chunks left by killed tasks", n);
+  if (const int n = remove_stale_temporaries(in.cube, true)) spdlog::info("removed {} partial chunks left by killed tasks", n);
   const Standing s = stand(in, *config, opts.array_size);
 
   json tasks = json::array();

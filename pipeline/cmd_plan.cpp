@@ -8,7 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/plan.hpp"
 #include "schedulers/partition.hpp"
 
 namespace eo {

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/work.hpp"
+#include "pipeline/driver/inputs.hpp"
 #include "schedulers/comm.hpp"
 #include "stages/model/pretrain.hpp"
 

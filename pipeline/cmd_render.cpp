@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "pipeline/chip_samples.hpp"
+#include "stages/downstream/samples.hpp"
 #include "pipeline/commands.hpp"
-#include "pipeline/files.hpp"
-#include "pipeline/work.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/driver/inputs.hpp"
 #include "stages/downstream/pca.hpp"
 
 namespace eo {

@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/journal.hpp"
-#include "pipeline/lock.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/journal.hpp"
+#include "pipeline/core/lock.hpp"
+#include "pipeline/core/plan.hpp"
 
 namespace eo {
 

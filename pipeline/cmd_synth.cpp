@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/plan.hpp"
 #include "stages/synth/synth.hpp"
 
 namespace eo {

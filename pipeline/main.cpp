@@ -2,7 +2,7 @@
 #include <exception>
 
 #include "pipeline/commands.hpp"
-#include "pipeline/config.hpp"
+#include "pipeline/core/config.hpp"
 #include "schedulers/comm.hpp"
 
 int main(int argc, char** argv) {

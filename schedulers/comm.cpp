@@ -10,11 +10,14 @@ namespace eo {
 
 class Comm::Impl {
  public:
-  explicit Impl(bool mpi) : mpi_(mpi) {}
+  explicit Impl(bool mpi, int rank = 0, int size = 1) : mpi_(mpi), rank_(rank), size_(size) {}
   bool mpi() const { return mpi_; }
+  int rank() const { return rank_; }  // without MPI
+  int size() const { return size_; }
 
  private:
   bool mpi_;
+  int rank_, size_;
 };
 
 namespace {
@@ -37,16 +40,20 @@ void check(int rc, const char* what) {
 
 Comm Comm::world() { return Comm(std::make_shared<Impl>(mpi_running())); }
 Comm Comm::serial() { return Comm(std::make_shared<Impl>(false)); }
+Comm Comm::stand_in(int rank, int size) {
+  if (size < 1 || rank < 0 || rank >= size) throw std::invalid_argument(fmt::format("no rank {} of {}", rank, size));
+  return Comm(std::make_shared<Impl>(false, rank, size));
+}
 
 int Comm::rank() const {
-  if (!impl_->mpi()) return 0;
+  if (!impl_->mpi()) return impl_->rank();
   int r = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &r);
   return r;
 }
 
 int Comm::size() const {
-  if (!impl_->mpi()) return 1;
+  if (!impl_->mpi()) return impl_->size();
   int s = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &s);
   return s;

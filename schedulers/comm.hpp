@@ -15,6 +15,10 @@ class Comm {
   // MPI_COMM_WORLD when MPI is initialised, otherwise the serial communicator.
   static Comm world();
   static Comm serial();
+  // For tests of what depends on a rank's place (partitioners, the tile source) without
+  // mpiexec: says it is rank `rank` of `size`, and its collectives see this process
+  // alone, as the serial communicator's do.
+  static Comm stand_in(int rank, int size);
 
   int rank() const;
   int size() const;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/plan.hpp"
+#include "pipeline/core/plan.hpp"
 
 namespace eo {
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/chip_batch.hpp"
-#include "pipeline/config.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/chip_batch.hpp"
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/reproject/warp.hpp"
 

@@ -8,8 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "pipeline/files.hpp"
-#include "pipeline/hash.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/hash.hpp"
 #include "stages/reproject/warp.hpp"
 
 namespace eo {

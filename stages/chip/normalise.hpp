@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/modality.hpp"
+#include "pipeline/core/modality.hpp"
 #include "stages/ingest/catalog.hpp"
 
 namespace eo {

@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <stdexcept>
-#include <unistd.h>
+#include <memory>
+
+#include "pipeline/core/files.hpp"
 
 namespace eo {
 namespace {
@@ -95,23 +96,25 @@ void write_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, con
 }  // namespace
 
 struct ChipStoreWriter::Impl {
-  std::filesystem::path file, tmp;
+  // First, so destroyed last: the HDF5 handles below are closed before an unpublished
+  // temporary is removed.
+  std::unique_ptr<PendingFile> pending;
+  std::filesystem::path file;
   ChipStoreInfo info;
   H5 h5;
   std::map<Modality, std::pair<H5, H5>> datasets;  // data, valid
   H5 ids, rows, cols, status;
   hsize_t written = 0;
-  bool committed = false;
 };
 
 ChipStoreWriter::ChipStoreWriter(std::filesystem::path file, ChipStoreInfo store) : impl_(std::make_unique<Impl>()) {
   Impl& d = *impl_;
   d.file = std::move(file);
-  d.tmp = d.file.parent_path() / (".tmp." + d.file.filename().string() + "." + std::to_string(::getpid()));
+  d.pending = std::make_unique<PendingFile>(d.file);
   d.info = std::move(store);
-  std::filesystem::create_directories(d.file.parent_path());
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors come back as codes, reported with the file name
-  d.h5 = H5(H5Fcreate(d.tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "cannot create " + d.tmp.string());
+  const std::filesystem::path& tmp = d.pending->temporary();
+  d.h5 = H5(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "cannot create " + tmp.string());
   const auto n = static_cast<hsize_t>(d.info.chips);
   H5 id_type(H5Tcopy(H5T_C_S1), H5Tclose, "id type");
   check(H5Tset_size(id_type.get(), 13), "id type");
@@ -139,15 +142,7 @@ ChipStoreWriter::ChipStoreWriter(std::filesystem::path file, ChipStoreInfo store
   for (const auto& [k, v] : d.info.attributes) write_string_attribute(d.h5.get(), k, v);
 }
 
-ChipStoreWriter::~ChipStoreWriter() {
-  if (!impl_->committed) {
-    impl_->datasets.clear();
-    impl_->ids.reset(); impl_->rows.reset(); impl_->cols.reset(); impl_->status.reset();
-    impl_->h5.reset();
-    std::error_code ec;
-    std::filesystem::remove(impl_->tmp, ec);
-  }
-}
+ChipStoreWriter::~ChipStoreWriter() = default;
 
 void ChipStoreWriter::append(const ChipBatch& batch, const std::vector<bool>& has_data) {
   Impl& d = *impl_;
@@ -194,20 +189,7 @@ void ChipStoreWriter::commit() {
   d.datasets.clear();
   d.ids.reset(); d.rows.reset(); d.cols.reset(); d.status.reset();
   d.h5.reset();
-  // Durable before it is visible: fsync the file, rename, fsync the folder.
-  const int fd = ::open(d.tmp.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw std::runtime_error(fmt::format("chip store {}: cannot flush to disk", d.tmp.string()));
-  }
-  ::close(fd);
-  std::filesystem::rename(d.tmp, d.file);
-  const int dir = ::open(d.file.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
-  d.committed = true;
+  d.pending->publish();
 }
 
 StoredTile read_chip_store(const std::filesystem::path& file) {

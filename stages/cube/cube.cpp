@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -15,8 +16,8 @@
 #include <stdexcept>
 #include <xtensor/xview.hpp>
 
-#include "pipeline/failpoint.hpp"
-#include "pipeline/files.hpp"
+#include "pipeline/core/failpoint.hpp"
+#include "pipeline/core/files.hpp"
 
 namespace eo {
 namespace {
@@ -171,33 +172,21 @@ std::vector<char> compress(const void* data, std::size_t bytes, std::size_t type
   return out;
 }
 
-// Written under a temporary name, fsync'd, renamed: a reader sees the old chunk or the
-// new one, never a part of one.
-// `crash_point` names the failpoint between the two halves (for the crash tests).
+// Published (pipeline/core/files.hpp): a reader sees the old chunk or the new one, never
+// a part of one. `crash_point` names the failpoint between the chunk's two halves (for
+// the crash tests, which stop us in the middle of a chunk).
 void write_chunk(const fs::path& file, const std::vector<char>& bytes, const char* crash_point = nullptr) {
-  const fs::path tmp = file.parent_path() / fmt::format(".{}.{}.tmp", file.filename().string(), ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot create {}: {}", tmp.string(), std::strerror(errno)));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    // In two halves, so that the crash tests can stop us in the middle of a chunk.
-    const std::size_t piece = done == 0 ? std::max<std::size_t>(1, bytes.size() / 2) : bytes.size() - done;
-    if (done > 0 && crash_point) failpoint(crash_point);
-    const ssize_t n = ::write(fd, bytes.data() + done, piece);
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(err)));
+  publish_file(file, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    const std::size_t half = std::max<std::size_t>(1, bytes.size() / 2);
+    out.write(bytes.data(), static_cast<std::streamsize>(std::min(half, bytes.size())));
+    if (half < bytes.size()) {
+      out.flush();
+      if (crash_point) failpoint(crash_point);
+      out.write(bytes.data() + half, static_cast<std::streamsize>(bytes.size() - half));
     }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(err)));
-  }
-  fs::rename(tmp, file);
+    if (!out.flush()) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
+  });
 }
 
 std::vector<char> encode(const xt::xtensor<float, 3>& values, CubeDtype dtype, std::vector<float>* scales) {
@@ -347,6 +336,33 @@ TileEmbeddings::TileEmbeddings(TileId t, const CubeSpec& spec) : tile(t) {
   for (auto& [name, a] : arrays) a.fill(std::nanf(""));
 }
 
+void TileEmbeddings::add(const std::vector<ChipId>& chips, const std::map<Modality, std::vector<float>>& embeddings) {
+  auto& fused = arrays.at("fused");
+  const std::size_t dim = fused.shape(2);
+  std::vector<float> sum(dim);
+  for (std::size_t k = 0; k < chips.size(); ++k) {
+    const int pos = index_in_tile(chips[k]);
+    const std::size_t y = static_cast<std::size_t>(pos / kChipsPerTileSide), x = static_cast<std::size_t>(pos % kChipsPerTileSide);
+    int present = 0;
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    for (const auto& [m, values] : embeddings) {
+      const float* v = values.data() + k * dim;
+      if (std::isnan(v[0])) continue;
+      std::copy_n(v, dim, &arrays.at(info(m).name)(y, x, 0));
+      for (std::size_t i = 0; i < dim; ++i) sum[i] += v[i];
+      ++present;
+    }
+    if (present > 0)
+      for (std::size_t i = 0; i < dim; ++i) fused(y, x, i) = sum[i] / static_cast<float>(present);
+    status[static_cast<std::size_t>(pos)] = present > 0 ? kEmbedded : kNoData;
+  }
+}
+
+void TileEmbeddings::fail(const std::bitset<kChipsPerTile>& planned) {
+  for (auto& [name, a] : arrays) a.fill(std::nanf(""));
+  for (std::size_t i = 0; i < status.size(); ++i) status[i] = planned[i] ? kFailed : kNotProcessed;
+}
+
 namespace {
 
 fs::path chunk_file(const fs::path& root, const TileId& tile, const std::string& array) {
@@ -449,19 +465,6 @@ void CubeWriter::write_tile(const TileEmbeddings& t) const {
     if (spec_.dtype == CubeDtype::int8) write_chunk(scale_file, compress(scales.data(), scales.size() * 4, 4));
   }
   write_chunk(chunk_path(t.tile, "status"), compress(t.status.data(), t.status.size(), 1), "cube-chunk");
-}
-
-int remove_stale_chunks(const fs::path& root) {
-  int removed = 0;
-  if (!fs::is_directory(root)) return removed;
-  for (const auto& e : fs::recursive_directory_iterator(root)) {
-    const std::string name = e.path().filename().string();
-    if (e.is_regular_file() && name.starts_with(".") && name.ends_with(".tmp")) {
-      fs::remove(e.path());
-      ++removed;
-    }
-  }
-  return removed;
 }
 
 std::uint16_t float_to_half(float value) {

@@ -5,6 +5,7 @@
 // (y, x, dim) chunked (16, 16, dim) so that a chunk is a tile, a status array, chip-centre
 // coordinates and the CRS. Chunks are written under a temporary name and renamed.
 
+#include <bitset>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -14,8 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <xtensor/xtensor.hpp>
 
-#include "pipeline/grid.hpp"
-#include "pipeline/modality.hpp"
+#include "pipeline/core/grid.hpp"
+#include "pipeline/core/modality.hpp"
 
 namespace eo {
 
@@ -60,6 +61,13 @@ struct TileEmbeddings {
   std::map<std::string, xt::xtensor<float, 3>> arrays;  // name -> (16, 16, dim)
 
   TileEmbeddings(TileId t, const CubeSpec& spec);
+
+  // Places each chip's embeddings of every modality ([chip][dim] in `chips`' order, NaN
+  // where the chip has none of that modality) and their mean as `fused`. A chip with no
+  // modality is no data.
+  void add(const std::vector<ChipId>& chips, const std::map<Modality, std::vector<float>>& embeddings);
+  // The tile failed: nothing of it is kept, and its planned chips say so.
+  void fail(const std::bitset<kChipsPerTile>& planned);
 };
 
 class CubeWriter {
@@ -91,9 +99,6 @@ class CubeReader {
   std::filesystem::path root_;
   CubeSpec spec_;
 };
-
-// Chunk files a killed writer left under their temporary names.
-int remove_stale_chunks(const std::filesystem::path& root);
 
 // Zone groups present in an existing cube.
 std::vector<Zone> cube_zones(const std::filesystem::path& root);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/grid.hpp"
+#include "pipeline/core/grid.hpp"
 
 namespace eo {
 

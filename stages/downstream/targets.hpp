@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/chip_batch.hpp"
+#include "pipeline/core/chip_batch.hpp"
 
 namespace eo {
 

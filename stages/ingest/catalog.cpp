@@ -12,7 +12,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "pipeline/files.hpp"
+#include "pipeline/core/files.hpp"
 #include "stages/ingest/gdal_util.hpp"
 
 namespace eo {

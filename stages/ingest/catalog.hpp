@@ -8,8 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "pipeline/grid.hpp"
-#include "pipeline/modality.hpp"
+#include "pipeline/core/grid.hpp"
+#include "pipeline/core/modality.hpp"
 
 namespace eo {
 

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "pipeline/files.hpp"
-#include "pipeline/hash.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/hash.hpp"
 #include "stages/model/torchscript.hpp"
 #include "stages/model/trainer.hpp"
 #include "stages/model/vit.hpp"
@@ -184,7 +184,7 @@ struct Embedder::Impl {
   }
 };
 
-Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Modality> modalities, int threads)
+Embedder::Embedder(const ModelCard& card, const ModelSection& model, std::vector<Modality> modalities, int threads)
     : impl_(std::make_unique<Impl>()) {
   ModelConfig mc;
   if (card.torchscript) {
@@ -198,7 +198,7 @@ Embedder::Embedder(const ModelCard& card, const Config& config, std::vector<Moda
       throw ConfigError(fmt::format("{}: the sidecar's model is incomplete: {}", card.checkpoint.string(), e.what()));
     }
   }
-  mc.device = config.model.device;
+  mc.device = model.device;
   impl_->model_config = mc;
   impl_->modalities = std::move(modalities);
   // Parallel over forward passes, each pass on one thread (see embed()).

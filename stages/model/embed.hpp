@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "pipeline/chip_batch.hpp"
-#include "pipeline/config.hpp"
+#include "pipeline/core/chip_batch.hpp"
+#include "pipeline/core/config.hpp"
 #include "stages/chip/normalise.hpp"
 
 namespace eo {
@@ -54,7 +54,7 @@ std::vector<std::filesystem::path> export_model(const ModelCard& card, const Nor
 class Embedder {
  public:
   // `modalities`: those to embed (a subset of the model's).
-  Embedder(const ModelCard& card, const Config& config, std::vector<Modality> modalities, int threads);
+  Embedder(const ModelCard& card, const ModelSection& model, std::vector<Modality> modalities, int threads);
   ~Embedder();
   Embedder(const Embedder&) = delete;
   Embedder& operator=(const Embedder&) = delete;

@@ -7,8 +7,8 @@
 #include <regex>
 #include <spdlog/spdlog.h>
 
-#include "pipeline/files.hpp"
-#include "pipeline/hash.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/hash.hpp"
 #include "stages/model/embed.hpp"
 #include "stages/model/trainer.hpp"
 
@@ -26,7 +26,7 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   std::vector<fs::path> stores;
   if (fs::is_directory(out / "chips"))
     for (const auto& e : fs::directory_iterator(out / "chips"))
-      if (e.path().extension() == ".h5" && e.path().filename().string().rfind(".tmp", 0) != 0) stores.push_back(e.path());
+      if (e.path().extension() == ".h5" && !e.path().filename().string().starts_with(kTemporaryPrefix)) stores.push_back(e.path());
   std::sort(stores.begin(), stores.end());
   if (stores.empty())
     throw std::runtime_error(fmt::format("no chip stores in {}: run `eo-pipeline prepare` first", (out / "chips").string()));

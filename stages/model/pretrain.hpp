@@ -4,7 +4,7 @@
 #include <functional>
 #include <string>
 
-#include "pipeline/config.hpp"
+#include "pipeline/core/config.hpp"
 #include "schedulers/comm.hpp"
 
 namespace eo {

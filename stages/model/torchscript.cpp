@@ -6,7 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/files.hpp"
+#include "pipeline/core/files.hpp"
 
 namespace eo {
 
@@ -80,10 +80,7 @@ void export_torchscript(ChannelEncoder& encoder, const std::filesystem::path& fi
   }
   module.define(encoder_source(encoder->config));
   module.eval();
-  const auto tmp = file.parent_path() / (".tmp." + file.filename().string());
-  std::filesystem::create_directories(file.parent_path());
-  module.save(tmp.string());
-  std::filesystem::rename(tmp, file);
+  publish_file(file, [&](const std::filesystem::path& tmp) { module.save(tmp.string()); });
 }
 
 ScriptedEncoder::ScriptedEncoder(const std::filesystem::path& file) {

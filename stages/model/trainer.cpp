@@ -9,6 +9,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include "pipeline/core/files.hpp"
 #include "stages/chipstore/chipstore.hpp"
 
 namespace eo {
@@ -176,10 +177,7 @@ void Trainer::save(const std::filesystem::path& file) {
   optimizer_->save(optimizer);
   archive.write("optimizer", optimizer);
   archive.write("step", torch::tensor(static_cast<std::int64_t>(step_)));
-  const auto tmp = file.parent_path() / (".tmp." + file.filename().string());
-  std::filesystem::create_directories(file.parent_path());
-  archive.save_to(tmp.string());
-  std::filesystem::rename(tmp, file);
+  publish_file(file, [&](const std::filesystem::path& tmp) { archive.save_to(tmp.string()); });
 }
 
 void Trainer::load(const std::filesystem::path& file) {

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/chip_batch.hpp"
-#include "pipeline/config.hpp"
+#include "pipeline/core/chip_batch.hpp"
+#include "pipeline/core/config.hpp"
 #include "schedulers/comm.hpp"
 #include "stages/chip/normalise.hpp"
 #include "stages/model/vit.hpp"

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/modality.hpp"
+#include "pipeline/core/modality.hpp"
 
 namespace eo {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/grid.hpp"
-#include "pipeline/modality.hpp"
+#include "pipeline/core/grid.hpp"
+#include "pipeline/core/modality.hpp"
 #include "stages/ingest/catalog.hpp"
 
 namespace eo {

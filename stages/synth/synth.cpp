@@ -9,7 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "pipeline/hash.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/hash.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/ingest/gdal_util.hpp"
 #include "stages/synth/products.hpp"
@@ -72,17 +73,15 @@ class Raster {
       throw std::runtime_error("synth: writing a band in memory failed: " + gdal_error());
   }
   void save(const char* driver, const std::filesystem::path& path, std::vector<std::string> options) {
-    std::filesystem::create_directories(path.parent_path());
     std::vector<char*> opts;
     for (auto& o : options) opts.push_back(o.data());
     opts.push_back(nullptr);
-    const auto tmp = path.parent_path() / (".tmp." + path.filename().string());
     GDALDriver* drv = GetGDALDriverManager()->GetDriverByName(driver);
     if (!drv) throw std::runtime_error(fmt::format("synth: GDAL has no {} driver", driver));
-    GdalDataset out(drv->CreateCopy(tmp.c_str(), ds_.get(), FALSE, opts.data(), nullptr, nullptr));
-    if (!out) throw std::runtime_error(fmt::format("synth: cannot write {}: {}", path.string(), gdal_error()));
-    out.reset();
-    std::filesystem::rename(tmp, path);  // a reader never sees half a file
+    publish_file(path, [&](const std::filesystem::path& tmp) {
+      GdalDataset out(drv->CreateCopy(tmp.c_str(), ds_.get(), FALSE, opts.data(), nullptr, nullptr));
+      if (!out) throw std::runtime_error(fmt::format("synth: cannot write {}: {}", path.string(), gdal_error()));
+    });
   }
 
  private:

@@ -7,8 +7,8 @@
 #include <map>
 #include <string>
 
-#include "pipeline/config.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
 #include "stages/synth/world.hpp"
 
 namespace eo::synth {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "pipeline/utm.hpp"
+#include "pipeline/core/utm.hpp"
 
 namespace eo::synth {
 

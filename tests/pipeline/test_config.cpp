@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "pipeline/config.hpp"
+#include "pipeline/core/config.hpp"
 
 namespace eo {
 namespace {

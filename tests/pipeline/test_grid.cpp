@@ -6,7 +6,7 @@
 #include <cmath>
 #include <random>
 
-#include "pipeline/grid.hpp"
+#include "pipeline/core/grid.hpp"
 #include "support/gdal_oracle.hpp"
 
 namespace eo {

@@ -8,7 +8,7 @@
 #include <iostream>
 #include <set>
 
-#include "pipeline/plan.hpp"
+#include "pipeline/core/plan.hpp"
 #include "support/gdal_oracle.hpp"
 
 namespace eo {

@@ -13,7 +13,7 @@
 #include <set>
 #include <thread>
 
-#include "pipeline/journal.hpp"
+#include "pipeline/core/journal.hpp"
 #include "schedulers/partition.hpp"
 #include "stages/chip/chipper.hpp"
 #include "support/run_world.hpp"

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "pipeline/core/files.hpp"
 #include "stages/cube/cube.hpp"
 #include "support/run.hpp"
 
@@ -171,8 +172,8 @@ TEST(Cube, ATileRedoneAsFailedKeepsNoStaleEmbeddings) {
   }
   EXPECT_TRUE(fs::exists(writer.chunk_path(tile, "status")));
   // A chunk a killed writer left under its temporary name is removed; real chunks stay.
-  std::ofstream(cube / "10N" / "status" / ".73.10.123.tmp") << "torn";
-  EXPECT_EQ(remove_stale_chunks(cube), 1);
+  std::ofstream(cube / "10N" / "status" / (std::string(kTemporaryPrefix) + "123.73.10")) << "torn";
+  EXPECT_EQ(remove_stale_temporaries(cube, true), 1);
   EXPECT_TRUE(fs::exists(writer.chunk_path(tile, "status")));
   fs::remove_all(dir);
 }

@@ -13,7 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "pipeline/journal.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/journal.hpp"
 #include "stages/chip/chipper.hpp"
 #include "support/run.hpp"
 #include "support/world.hpp"
@@ -104,7 +105,7 @@ TEST(Prepare, BrokenInputsFailOnlyTheirTiles) {
   }
   for (const auto& f : taken) EXPECT_GT(named[f], 0) << "no failure names " << f;
   for (const auto& e : fs::directory_iterator(out / "chips"))
-    EXPECT_EQ(e.path().filename().string().rfind(".tmp", 0), std::string::npos) << "temporary file left: " << e.path();
+    EXPECT_FALSE(e.path().filename().string().starts_with(kTemporaryPrefix)) << "temporary file left: " << e.path();
 
   // The finished stores are complete HDF5 files a real reader opens.
   const auto py = test::run("/usr/bin/python3 -c \"import h5py, glob, sys\n"

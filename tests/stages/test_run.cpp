@@ -9,7 +9,8 @@
 #include <random>
 #include <set>
 
-#include "pipeline/journal.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/journal.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/model/embed.hpp"
@@ -70,7 +71,7 @@ TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
   const Config& config = world_->world->config;
   const ModelCard card = find_model(config);
   const Normalisation norm = Normalisation::load(card.checkpoint.parent_path() / "normalisation.json");
-  const Embedder embedder(card, config, config.data.modalities, 2);  // the runs used 1 thread per rank
+  const Embedder embedder(card, config.model, config.data.modalities, 2);  // the runs used 1 thread per rank
   const std::size_t dim = static_cast<std::size_t>(embedder.dim());
   json chips = json::array();
   int embedded = 0, partial = 0;
@@ -196,7 +197,7 @@ TEST_F(RunTest, TheWholeJobKilledInTheMiddleOfAChunkThenResumed) {
     EXPECT_NE(killed.code, 0) << killed.output;
     int torn = 0;
     for (const auto& e : fs::recursive_directory_iterator(world_->cube(output)))
-      torn += e.path().filename().string().ends_with(".tmp");
+      torn += e.path().filename().string().starts_with(kTemporaryPrefix);
     EXPECT_GT(torn, 0) << "no chunk was cut off";
     const auto readable = test::run(fmt::format(
         "/usr/bin/python3 -c \"import xarray as xr; [xr.open_zarr('{}', group=z).load() for z in ('10N', '11N')]; print('READ OK')\"",

@@ -11,7 +11,7 @@
 #include <map>
 #include <set>
 
-#include "pipeline/journal.hpp"
+#include "pipeline/core/journal.hpp"
 #include "stages/chip/chipper.hpp"
 #include "support/run_world.hpp"
 

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "pipeline/grid.hpp"
+#include "pipeline/core/grid.hpp"
 
 namespace eo::test {
 

@@ -3,8 +3,8 @@
 
 #include <set>
 
-#include "pipeline/config.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
 
 namespace eo::test {
 

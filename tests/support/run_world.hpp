@@ -13,7 +13,7 @@
 #include <map>
 #include <string>
 
-#include "pipeline/journal.hpp"
+#include "pipeline/core/journal.hpp"
 #include "support/run.hpp"
 #include "support/world.hpp"
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <unistd.h>
 
-#include "pipeline/config.hpp"
-#include "pipeline/plan.hpp"
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/synth/synth.hpp"
 

@@ -1,0 +1,34 @@
+#pragma once
+// Chips of one tile (or one row of a tile) as they move from the chip stage to the chip
+// store or the model: per modality, values [chip][channel][y][x] with NaN for no data,
+// and the valid-pixel fraction of each chip and channel.
+
+#include <vector>
+
+#include "pipeline/core/grid.hpp"
+#include "pipeline/core/modality.hpp"
+
+namespace eo {
+
+struct ModalityChips {
+  Modality modality = Modality::s2rgb;
+  int channels = 0;
+  std::vector<float> values;  // [chip][channel][y][x]
+  std::vector<float> valid;   // [chip][channel], 0..1
+};
+
+struct ChipBatch {
+  TileId tile;
+  int size = 0;  // pixels per chip side
+  std::vector<ChipId> chips;
+  std::vector<ModalityChips> modalities;
+
+  std::size_t chip_values(const ModalityChips& m) const { return static_cast<std::size_t>(m.channels) * size * size; }
+  const ModalityChips* find(Modality m) const {
+    for (const auto& mc : modalities)
+      if (mc.modality == m) return &mc;
+    return nullptr;
+  }
+};
+
+}  // namespace eo

@@ -1,0 +1,109 @@
+#include "pipeline/core/files.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+#include <spdlog/spdlog.h>
+#include <stdexcept>
+#include <vector>
+
+#include "pipeline/core/failpoint.hpp"
+#include "pipeline/core/hash.hpp"
+
+namespace eo {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void fail(const fs::path& file, const char* what) {
+  throw std::runtime_error(fmt::format("cannot write {}: {}: {}", file.string(), what, std::strerror(errno)));
+}
+
+void fsync_path(const fs::path& path, int flags, const fs::path& file, const char* what) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) fail(file, what);
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    fail(file, what);
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+PendingFile::PendingFile(fs::path file) : file_(std::move(file)) {
+  const fs::path dir = file_.has_parent_path() ? file_.parent_path() : fs::path(".");
+  fs::create_directories(dir);
+  temporary_ = dir / fmt::format("{}{}.{}", kTemporaryPrefix, ::getpid(), file_.filename().string());
+  std::error_code ec;
+  fs::remove(temporary_, ec);  // this process's own leftover of an earlier attempt
+}
+
+PendingFile::~PendingFile() {
+  if (published_) return;
+  std::error_code ec;
+  fs::remove(temporary_, ec);
+}
+
+void PendingFile::publish() {
+  failpoint("publish-written");
+  if (!fs::is_symlink(temporary_)) fsync_path(temporary_, O_RDONLY, file_, "flushing to disk");
+  failpoint("publish-synced");
+  std::error_code ec;
+  fs::rename(temporary_, file_, ec);
+  if (ec) throw std::runtime_error(fmt::format("cannot write {}: renaming into place: {}", file_.string(), ec.message()));
+  published_ = true;
+  failpoint("publish-renamed");
+  fsync_path(file_.has_parent_path() ? file_.parent_path() : fs::path("."), O_RDONLY | O_DIRECTORY, file_,
+             "flushing its folder to disk");
+}
+
+void publish_file(const fs::path& file, const std::function<void(const fs::path&)>& write) {
+  PendingFile pending(file);
+  write(pending.temporary());
+  pending.publish();
+}
+
+void write_atomically(const fs::path& file, std::string_view text) {
+  publish_file(file, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    if (!out.flush()) fail(file, "writing its temporary");
+  });
+}
+
+int remove_stale_temporaries(const fs::path& dir, bool recursive) {
+  if (!fs::is_directory(dir)) return 0;
+  std::vector<fs::path> stale;
+  auto consider = [&](const fs::directory_entry& e) {
+    if (e.path().filename().string().starts_with(kTemporaryPrefix) && !e.is_directory()) stale.push_back(e.path());
+  };
+  if (recursive)
+    for (const auto& e : fs::recursive_directory_iterator(dir)) consider(e);
+  else
+    for (const auto& e : fs::directory_iterator(dir)) consider(e);
+  for (const auto& p : stale) {
+    spdlog::debug("removing {}, left by an interrupted run", p.string());
+    fs::remove(p);
+  }
+  return static_cast<int>(stale.size());
+}
+
+std::string file_hash(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("cannot read {}", file.string()));
+  std::vector<char> piece(1 << 20);
+  Hasher h;
+  while (in.read(piece.data(), static_cast<std::streamsize>(piece.size())) || in.gcount() > 0)
+    h.add(std::string_view(piece.data(), static_cast<std::size_t>(in.gcount())));
+  return h.hex();
+}
+
+}  // namespace eo

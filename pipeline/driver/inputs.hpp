@@ -1,0 +1,35 @@
+#pragma once
+// What the per-tile commands (`prepare`, `run`) set up alike: the catalog, the
+// fingerprint that says whether a tile's inputs changed, thread counts per rank, the
+// normalisation statistics computed once per output, and the schedule.
+
+#include <string>
+
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
+#include "schedulers/comm.hpp"
+#include "schedulers/tile_source.hpp"
+#include "stages/chip/normalise.hpp"
+#include "stages/ingest/catalog.hpp"
+
+namespace eo {
+
+// Threads per rank for a pool: `configured` when set, else the node's cores shared by
+// the ranks on it.
+int threads_per_rank(int configured, const Comm& comm);
+
+// Hash of the tile's planned chips, its input files (path, size, mtime), the config's
+// chip-changing settings and `extra` (normalisation, model, ...).
+std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const Config& config, const std::string& extra);
+
+// The config's catalog; ConfigError saying how to make one when it is missing.
+Catalog load_catalog(const Config& config);
+
+// OUTPUT/normalisation.json, computed by rank 0 from the catalog when it is missing.
+// Collective.
+Normalisation ensure_normalisation(const Config& config, const Catalog& catalog, const Comm& comm);
+
+// The config's schedule section.
+ScheduleSpec schedule_spec(const Config& config);
+
+}  // namespace eo

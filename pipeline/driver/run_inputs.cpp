@@ -1,0 +1,97 @@
+#include "pipeline/driver/run_inputs.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "pipeline/core/hash.hpp"
+#include "pipeline/core/files.hpp"
+#include "pipeline/driver/inputs.hpp"
+
+namespace eo {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The model's statistics, saved beside its checkpoints by `pretrain` (or exported with
+// it); older checkpoints, and TorchScript encoders without them, fall back to the
+// output's, which must then be the ones the model was trained with.
+Normalisation model_normalisation(const ModelCard& card, const Config& config, const Catalog& catalog, const Comm& comm) {
+  const fs::path beside = model_normalisation_file(card);
+  const Normalisation norm = fs::exists(beside) ? Normalisation::load(beside) : ensure_normalisation(config, catalog, comm);
+  if (!card.normalisation.empty() && norm.hash() != card.normalisation)
+    throw ConfigError(fmt::format("{}: the model was trained with other normalisation statistics than {} holds",
+                                  card.checkpoint.string(), fs::exists(beside) ? beside.string()
+                                                                              : (config.output / "normalisation.json").string()));
+  return norm;
+}
+
+}  // namespace
+
+RunInputs load_run_inputs(const Config& config, const Comm& comm) {
+  RunInputs in;
+  in.plan = make_plan(load_aois(config));
+  in.catalog = load_catalog(config);
+  in.card = find_model(config);
+  for (Modality m : config.data.modalities)
+    if (std::find(in.card.modalities.begin(), in.card.modalities.end(), m) == in.card.modalities.end())
+      throw ConfigError(fmt::format("{}: data.modalities: {} is not a modality of the model {}", config.source,
+                                    info(m).name, in.card.checkpoint.string()));
+  in.norm = model_normalisation(in.card, config, in.catalog, comm);
+  in.model_hash = Hasher().add(in.card.hash).add(in.norm.hash()).hex();
+  in.model_version = fmt::format("{}-{}-{}", in.card.name, in.card.checkpoint.stem().string(), in.model_hash.substr(0, 8));
+  in.cube = config.run.cube.empty() ? config.output / "cubes" / (in.model_version + ".zarr") : config.run.cube;
+
+  CubeSpec& spec = in.spec;
+  for (const TilePlan& t : in.plan.tiles)
+    if (std::find(spec.zones.begin(), spec.zones.end(), t.id.zone) == spec.zones.end()) spec.zones.push_back(t.id.zone);
+  spec.modalities = config.data.modalities;
+  spec.dim = in.card.dim;
+  spec.dtype = parse_cube_dtype(config.run.dtype);
+  spec.chip_pixels = config.chip_pixels();
+  spec.pixel_size = config.pixel_size;
+  spec.provenance = {{"model", in.card.name}, {"model_version", in.model_version}, {"model_hash", in.model_hash},
+                     {"checkpoint", fs::absolute(in.card.checkpoint).string()}, {"config_hash", config_hash(config)},
+                     {"config_name", config.name}, {"software", "eo-pipeline " EO_VERSION}};
+  return in;
+}
+
+std::string run_fingerprint(const RunInputs& in, const Config& config, const TilePlan& tile) {
+  return tile_fingerprint(in.catalog, tile, config, Hasher().add(in.model_hash).add(config.run.dtype).hex());
+}
+
+void set_up_cube(const Config& config, const RunInputs& in) {
+  create_cube(in.cube, in.spec);
+  if (!config.run.cube.empty()) return;
+  // OUTPUT/cube.zarr, the path DESIGN.md §4 gives, names the newest model's cube; older
+  // models' cubes stay under cubes/. A relative link, so the output can be moved.
+  const fs::path link = config.output / "cube.zarr", target = fs::path("cubes") / in.cube.filename();
+  std::error_code ec;
+  if (fs::is_symlink(link, ec) && fs::read_symlink(link, ec) == target) return;
+  if (fs::exists(fs::symlink_status(link, ec)) && !fs::is_symlink(link, ec)) {
+    spdlog::warn("{} is not a link (an output of an older eo-pipeline?): left alone; this model's cube is {}",
+                 link.string(), in.cube.string());
+    return;
+  }
+  PendingFile pending(link);  // a reader sees the old cube or the new one
+  fs::create_directory_symlink(target, pending.temporary());
+  pending.publish();
+  spdlog::info("{} now names {}", link.string(), in.cube.string());
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string array_chain() {
+  const std::string chain = env_or("EO_RUN_CHAIN", env_or("SLURM_ARRAY_JOB_ID", ""));
+  if (chain.empty()) throw ConfigError("neither EO_RUN_CHAIN nor SLURM_ARRAY_JOB_ID is set: not inside a SLURM job array");
+  if (chain.find_first_of("/\\ ") != std::string::npos || chain.starts_with("."))
+    throw ConfigError(fmt::format("EO_RUN_CHAIN='{}' is not a plain name", chain));
+  return chain;
+}
+
+fs::path array_reports_dir(const fs::path& output, const std::string& chain) { return output / "run" / "tasks" / chain; }
+
+}  // namespace eo

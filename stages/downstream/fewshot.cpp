@@ -1,0 +1,277 @@
+#include "stages/downstream/fewshot.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "pipeline/core/files.hpp"
+#include "pipeline/core/resources.hpp"
+#include "stages/downstream/models.hpp"
+#include "stages/downstream/picture.hpp"
+#include "stages/downstream/split.hpp"
+
+namespace eo {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct Result {
+  std::string target, features, model;
+  int n = 0, seed = 0;
+  Scores scores;
+};
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? std::nan("") : s / static_cast<double>(v.size());
+}
+
+// Test R^2 against the number of training chips (log scale), a line per feature set (the
+// best model at each size), the band-statistics baseline dashed.
+void draw_curve(const fs::path& file, const std::string& target,
+                const std::map<std::string, std::vector<std::pair<int, double>>>& lines) {
+  const int w = 720, h = 480, left = 64, right = 150, top = 40, bottom = 48;
+  double lo = 0, n_max = 1;
+  for (const auto& [f, pts] : lines)
+    for (const auto& [n, r2] : pts) lo = std::min(lo, std::floor(r2 * 5) / 5), n_max = std::max(n_max, static_cast<double>(n));
+  lo = std::max(lo, -1.0);
+  const double n_min = 10;
+  auto px = [&](double n) { return left + (std::log(n) - std::log(n_min)) / (std::log(n_max) - std::log(n_min)) * (w - left - right); };
+  auto py = [&](double r2) { return h - bottom - (std::max(r2, lo) - lo) / (1 - lo) * (h - top - bottom); };
+  Canvas c(w, h);
+  const Rgb black = {0, 0, 0}, grid = {225, 225, 225};
+  c.text(left, 12, fmt::format("{}: TEST R2 AGAINST TRAINING CHIPS", target), black);
+  for (double r = lo; r <= 1.0001; r += 0.2) {
+    c.line(left, py(r), w - right, py(r), grid);
+    c.text(8, static_cast<int>(py(r)) - 5, fmt::format("{:.1f}", r), black);
+  }
+  for (int n : {10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000})
+    if (n <= n_max) {
+      c.line(px(n), top, px(n), h - bottom, grid);
+      c.text(static_cast<int>(px(n)) - Canvas::text_width(std::to_string(n)) / 2, h - bottom + 8, std::to_string(n), black);
+    }
+  c.line(left, h - bottom, w - right, h - bottom, black);
+  c.line(left, top, left, h - bottom, black);
+  c.text(w - right - Canvas::text_width("CHIPS"), h - 18, "CHIPS", black);
+  static const std::map<std::string, Rgb> colours = {{"s2rgb", {214, 39, 40}}, {"s1amp", {31, 119, 180}},
+                                                     {"s1coh", {255, 127, 14}}, {"fused", {44, 160, 44}},
+                                                     {kConcatenated, {148, 103, 189}},
+                                                     {kBandStatistics, {0, 0, 0}}};
+  int legend = top;
+  for (const auto& [f, pts] : lines) {
+    const Rgb colour = colours.count(f) ? colours.at(f) : Rgb{128, 0, 128};
+    const bool baseline = f == kBandStatistics;
+    for (std::size_t i = 1; i < pts.size(); ++i)
+      c.line(px(pts[i - 1].first), py(pts[i - 1].second), px(pts[i].first), py(pts[i].second), colour,
+             f == "fused" ? 3 : 2, baseline ? 6 : 0);
+    for (const auto& [n, r2] : pts) c.fill(static_cast<int>(px(n)) - 2, static_cast<int>(py(r2)) - 2, static_cast<int>(px(n)) + 2, static_cast<int>(py(r2)) + 2, colour);
+    c.line(w - right + 12, legend + 5, w - right + 40, legend + 5, colour, 2, baseline ? 6 : 0);
+    c.text(w - right + 46, legend, f, black);
+    legend += 20;
+  }
+  c.save_png(file);
+}
+
+}  // namespace
+
+std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotInput& in, const fs::path& dir) {
+  const std::vector<ChipSample>& samples = in.samples;
+  const std::vector<TargetSpec>& targets = in.targets;
+  std::vector<Point> points;
+  for (const ChipSample& s : samples) points.push_back(s.at);
+  const std::vector<SplitSet> split = stripe_split(points, fewshot.split_angle, fewshot.stripes);
+
+  std::vector<std::string> feature_sets = in.cube->embedding_arrays();
+  feature_sets.push_back(kConcatenated);
+  feature_sets.push_back(kBandStatistics);
+  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<Result> results;
+  json counts = json::object();
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    std::vector<std::size_t> train, val, test;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      if (std::isnan(samples[i].targets[t])) continue;
+      (split[i] == SplitSet::train ? train : split[i] == SplitSet::validation ? val : test).push_back(i);
+    }
+    counts[targets[t].name] = {{"train", train.size()}, {"validation", val.size()}, {"test", test.size()}};
+    if (train.size() < 2 || val.empty() || test.empty()) {
+      spdlog::warn("fewshot: {}: too few labelled chips ({} train, {} validation, {} test): skipped", targets[t].name,
+                   train.size(), val.size(), test.size());
+      continue;
+    }
+    auto column = [&](const std::vector<std::size_t>& idx, const std::string& f, Rows& x, std::vector<float>& y) {
+      x.clear(), y.clear();
+      for (std::size_t i : idx) x.push_back(samples[i].features.at(f)), y.push_back(samples[i].targets[t]);
+    };
+    std::vector<int> sizes;
+    for (int n : fewshot.sizes)
+      if (static_cast<std::size_t>(n) < train.size()) sizes.push_back(n);
+    sizes.push_back(static_cast<int>(train.size()));  // all
+    const double threshold = targets[t].proportion() ? fewshot.presence_threshold : std::nan("");
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      const int n = sizes[k];
+      for (int seed = 0; seed < fewshot.seeds; ++seed) {
+        std::vector<std::size_t> chosen = train;
+        std::mt19937_64 rng(static_cast<std::uint64_t>(seed) * 1000003u + static_cast<std::uint64_t>(n));
+        std::shuffle(chosen.begin(), chosen.end(), rng);
+        chosen.resize(static_cast<std::size_t>(n));
+        for (const std::string& f : feature_sets) {
+          Rows xt, xv, xq;
+          std::vector<float> yt, yv, yq;
+          column(chosen, f, xt, yt);
+          column(val, f, xv, yv);
+          column(test, f, xq, yq);
+          for (ModelKind m : {ModelKind::ridge, ModelKind::gbt, ModelKind::rf}) {
+            const auto p = fit_predict(m, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(seed), threads);
+            results.push_back({targets[t].name, f, model_name(m), n == static_cast<int>(train.size()) ? -1 : n, seed,
+                               score(yq, p, threshold)});
+          }
+        }
+      }
+      // A long sweep shows where it is.
+      spdlog::info("fewshot: {} ({} of {}): {} training chips done ({} of {} sizes)", targets[t].name, t + 1,
+                   targets.size(), n, k + 1, sizes.size());
+    }
+    spdlog::info("fewshot: {} done ({} train, {} validation, {} test chips)", targets[t].name, train.size(), val.size(),
+                 test.size());
+  }
+
+  // The results, per seed (CSV) and as means over seeds (Markdown, JSON).
+    std::string csv = "target,features,model,n,seed,r2,rmse,f1,accuracy\n";
+  for (const Result& r : results)
+    csv += fmt::format("{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.target, r.features, r.model,
+                       r.n < 0 ? "all" : std::to_string(r.n), r.seed, r.scores.r2, r.scores.rmse, r.scores.f1,
+                       r.scores.accuracy);
+  write_atomically(dir / "results.csv", csv);
+
+  using Key = std::tuple<std::string, std::string, std::string, int>;  // target, features, model, n
+  std::map<Key, std::vector<double>> r2, f1;
+  for (const Result& r : results) {
+    r2[{r.target, r.features, r.model, r.n}].push_back(r.scores.r2);
+    f1[{r.target, r.features, r.model, r.n}].push_back(r.scores.f1);
+  }
+  // The best model's mean R^2 per target, features and size: what the claim is about.
+  auto best = [&](const std::string& target, const std::string& features, int n) {
+    double b = -std::numeric_limits<double>::infinity();
+    std::string which;
+    for (const char* m : {"ridge", "gbt", "rf"}) {
+      const auto it = r2.find({target, features, m, n});
+      if (it != r2.end() && mean_of(it->second) > b) b = mean_of(it->second), which = m;
+    }
+    return std::pair(b, which);
+  };
+  std::string md = fmt::format("# Few-shot results: {}\n\nCube `{}` (model {}); {} embedded chips, split by {} stripes at "
+                               "{}° (60/20/20); mean test R² over {} seeds.\n",
+                               in.name, in.cube_path.string(), in.cube->provenance.value("model_version", std::string("?")),
+                               samples.size(), fewshot.stripes, fewshot.split_angle, fewshot.seeds);
+  json summary = {{"cube", in.cube_path.string()}, {"chips", samples.size()}, {"split", counts}, {"targets", json::object()}};
+  for (const TargetSpec& target : targets) {
+    std::set<int> ns;
+    for (const auto& [key, v] : r2)
+      if (std::get<0>(key) == target.name) ns.insert(std::get<3>(key));
+    if (ns.empty()) continue;
+    std::vector<int> order(ns.begin(), ns.end());
+    if (order.front() == -1) std::rotate(order.begin(), order.begin() + 1, order.end());  // "all" last
+    md += fmt::format("\n## {}\n\n| features | model |", target.name);
+    for (int n : order) md += n < 0 ? " all |" : fmt::format(" {} |", n);
+    md += "\n|---|---|";
+    for (std::size_t i = 0; i < order.size(); ++i) md += "---|";
+    md += "\n";
+    for (const std::string& f : feature_sets)
+      for (const char* m : {"ridge", "gbt", "rf"}) {
+        md += fmt::format("| {} | {} |", f, m);
+        for (int n : order) {
+          const auto it = r2.find({target.name, f, m, n});
+          md += it == r2.end() ? " |" : fmt::format(" {:.3f} |", mean_of(it->second));
+        }
+        md += "\n";
+      }
+    json per = json::object();
+    for (const std::string& f : feature_sets) {
+      const auto [at_all, model_all] = best(target.name, f, -1);
+      const auto [at_250, model_250] = best(target.name, f, 250);
+      per[f] = {{"r2_all", at_all}, {"model_all", model_all}, {"r2_250", ns.count(250) ? json(at_250) : json()},
+                {"model_250", model_250}};
+    }
+    summary["targets"][target.name] = per;
+    if (ns.count(250)) {
+      const double bands250 = per[kBandStatistics]["r2_250"].get<double>();
+      md += "\nBest model's R²:";
+      for (const char* f : {"fused", kConcatenated}) {
+        const double at250 = per[f]["r2_250"].get<double>(), at_all = per[f]["r2_all"].get<double>();
+        summary["targets"][target.name][fmt::format("{}_250_over_all", f)] = at_all > 0 ? at250 / at_all : std::nan("");
+        summary["targets"][target.name][fmt::format("{}_beats_bands_at_250", f)] = at250 > bands250;
+        md += fmt::format(" {} {:.3f} with 250 chips, {:.3f} with all ({:.0f}%);", f, at250, at_all,
+                          at_all > 0 ? 100 * at250 / at_all : 0.0);
+      }
+      md += fmt::format(" band statistics {:.3f} with 250.\n", bands250);
+    }
+  }
+  write_atomically(dir / "results.md", md);
+
+  // Learning curves: the best model's mean R^2 at each size, per feature set.
+  json pictures = json::array();
+  for (const TargetSpec& target : targets) {
+    std::map<std::string, std::vector<std::pair<int, double>>> lines;
+    const int all_n = counts.contains(target.name) ? counts[target.name]["train"].get<int>() : 0;
+    for (const std::string& f : feature_sets) {
+      std::set<int> ns;
+      for (const auto& [key, v] : r2)
+        if (std::get<0>(key) == target.name && std::get<1>(key) == f) ns.insert(std::get<3>(key));
+      for (int n : ns) lines[f].emplace_back(n < 0 ? all_n : n, best(target.name, f, n).first);
+      std::sort(lines[f].begin(), lines[f].end());
+    }
+    if (lines.empty() || lines.begin()->second.empty()) continue;
+    const fs::path file = dir / fmt::format("curve_{}.png", target.name);
+    draw_curve(file, target.name, lines);
+    pictures.push_back(file.string());
+  }
+
+  // The map: every target predicted for every chip by gradient-boosted trees on the fused
+  // embeddings of all training chips, beside the observed targets.
+  std::vector<ChipId> chips;
+  for (const ChipSample& s : samples) chips.push_back(s.chip);
+  auto maps = zone_rasters(chips, 2 * static_cast<int>(targets.size()));
+  std::vector<std::string> band_names;
+  for (const TargetSpec& target : targets) band_names.push_back("predicted_" + target.name);
+  for (const TargetSpec& target : targets) band_names.push_back("observed_" + target.name);
+  Rows everything;
+  for (const ChipSample& s : samples) everything.push_back(s.features.at("fused"));
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    Rows xt, xv;
+    std::vector<float> yt, yv;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      if (std::isnan(samples[i].targets[t])) continue;
+      if (split[i] == SplitSet::train) xt.push_back(samples[i].features.at("fused")), yt.push_back(samples[i].targets[t]);
+      if (split[i] == SplitSet::validation) xv.push_back(samples[i].features.at("fused")), yv.push_back(samples[i].targets[t]);
+    }
+    if (xt.size() < 2 || xv.empty()) continue;
+    const auto predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, everything, 0, threads);
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      ChipRaster& r = maps.at(samples[i].chip.zone);
+      r.at(static_cast<int>(t), samples[i].chip) = predicted[i];
+      r.at(static_cast<int>(targets.size() + t), samples[i].chip) = samples[i].targets[t];
+    }
+  }
+  for (const auto& [zone, raster] : maps) {
+    const fs::path file = dir / fmt::format("predicted_{}.tif", zone.name());
+    raster.save_geotiff(file, band_names);
+    pictures.push_back(file.string());
+  }
+  summary["files"] = pictures;
+  summary["seconds"] = seconds_since(in.started);
+  write_atomically(dir / "summary.json", summary.dump(2) + "\n");
+  return md;
+}
+
+}  // namespace eo

@@ -1,0 +1,83 @@
+#include "stages/downstream/samples.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cmath>
+#include <thread>
+
+#include "stages/chip/chipper.hpp"
+
+namespace eo {
+
+std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, const Catalog& catalog,
+                                        const CubeReader& cube, const std::vector<TargetSpec>& targets,
+                                        bool with_band_statistics) {
+  TileReadOptions read = TileReadOptions::from(config, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  read.modalities = with_band_statistics ? cube.spec().modalities : std::vector<Modality>{};
+  for (Modality m : kLabelModalities) read.modalities.push_back(m);
+  for (Modality m : read.modalities) read.resampling[m] = config.resampling(m);
+  const std::vector<Modality> images = cube.spec().modalities;
+  const std::vector<std::string> arrays = cube.spec().embedding_arrays();
+  const std::size_t dim = static_cast<std::size_t>(cube.spec().dim);
+
+  std::vector<ChipSample> out;
+  double lon0 = 0, lat0 = 0;
+  bool origin = false;
+  for (std::size_t t = 0; t < plan.tiles.size(); ++t) {
+    const TilePlan& tile = plan.tiles[t];
+    const TileEmbeddings emb = cube.read_tile(tile.id);
+    if (std::none_of(emb.status.begin(), emb.status.end(), [](std::uint8_t s) { return s == kEmbedded; })) continue;
+    read_tile(catalog, tile, read, [&](ChipBatch&& row) {
+      const auto y = chip_targets(row, targets, config.fewshot.min_label_valid);
+      const auto stats = with_band_statistics ? band_statistics(row, images) : std::vector<std::vector<float>>();
+      for (std::size_t k = 0; k < row.chips.size(); ++k) {
+        const int pos = index_in_tile(row.chips[k]);
+        if (emb.status[static_cast<std::size_t>(pos)] != kEmbedded) continue;
+        ChipSample s;
+        s.chip = row.chips[k];
+        const LonLatBox box = lonlat_bounds(s.chip.zone, s.chip.bounds());
+        const double lon = (box.lon0 + box.lon1) / 2, lat = (box.lat0 + box.lat1) / 2;
+        if (!origin) lon0 = lon, lat0 = lat, origin = true;
+        // Equirectangular about the first chip: good to a few per cent over an AOI, and
+        // continuous across UTM zones, which the zones' own metres are not.
+        s.at = {(lon - lon0) * 111320.0 * std::cos(lat0 * M_PI / 180), (lat - lat0) * 110540.0};
+        s.targets = y[k];
+        const std::size_t yy = static_cast<std::size_t>(pos / kChipsPerTileSide), xx = static_cast<std::size_t>(pos % kChipsPerTileSide);
+        auto& concat = s.features[kConcatenated];
+        for (const std::string& a : arrays) {
+          const float* v = &emb.arrays.at(a)(yy, xx, 0);
+          s.features[a].assign(v, v + dim);
+          if (a != "fused") concat.insert(concat.end(), v, v + dim);
+        }
+        if (with_band_statistics) s.features[kBandStatistics] = stats[k];
+        out.push_back(std::move(s));
+      }
+    });
+    spdlog::info("read tile {} ({}/{}), {} chips so far", tile.id.str(), t + 1, plan.tiles.size(), out.size());
+  }
+  return out;
+}
+
+std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipId>& chips, int bands) {
+  std::map<Zone, std::array<int, 4>> extent;  // row0, col0, row1, col1
+  for (const ChipId& c : chips) {
+    auto [it, fresh] = extent.try_emplace(c.zone, std::array<int, 4>{c.row, c.col, c.row, c.col});
+    auto& e = it->second;
+    e = {std::min(e[0], c.row), std::min(e[1], c.col), std::max(e[2], c.row), std::max(e[3], c.col)};
+  }
+  std::map<Zone, ChipRaster> out;
+  for (const auto& [zone, e] : extent) out.emplace(zone, ChipRaster(zone, e[0], e[1], e[2] - e[0] + 1, e[3] - e[1] + 1, bands));
+  return out;
+}
+
+std::filesystem::path cube_to_read(const Config& config, const std::string& option) {
+  const std::filesystem::path cube = !option.empty()           ? std::filesystem::path(option)
+                                     : !config.run.cube.empty() ? config.run.cube
+                                                                : config.output / "cube.zarr";
+  if (!std::filesystem::exists(cube / ".zattrs"))
+    throw ConfigError(fmt::format("{}: no cube at {}: run `eo-pipeline run` first", config.source, cube.string()));
+  return cube;
+}
+
+}  // namespace eo

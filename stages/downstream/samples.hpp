@@ -1,0 +1,43 @@
+#pragma once
+// What `fewshot` and `render` learn from and draw: every embedded chip of the plan with
+// its embeddings (from the cube), its targets (from the label maps on the chip grid) and,
+// when asked, the band statistics of the baseline.
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "pipeline/core/config.hpp"
+#include "pipeline/core/plan.hpp"
+#include "stages/cube/cube.hpp"
+#include "stages/downstream/picture.hpp"
+#include "stages/downstream/split.hpp"
+#include "stages/downstream/targets.hpp"
+#include "stages/ingest/catalog.hpp"
+
+namespace eo {
+
+inline constexpr const char* kBandStatistics = "bands";  // the baseline's feature set
+// The modalities' embeddings side by side (NaN where one is missing): what the mean in
+// `fused` averages away stays for the model to use.
+inline constexpr const char* kConcatenated = "concat";
+
+struct ChipSample {
+  ChipId chip;
+  Point at;                    // metres, equirectangular about the first chip
+  std::vector<float> targets;  // per target, NaN = none
+  std::map<std::string, std::vector<float>> features;  // the cube's arrays, "concat" (and "bands")
+};
+
+std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, const Catalog& catalog,
+                                        const CubeReader& cube, const std::vector<TargetSpec>& targets,
+                                        bool band_statistics);
+
+// A raster per zone over the chips, one pixel per chip, all NaN.
+std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipId>& chips, int bands);
+
+// The cube `fewshot` and `render` read: --cube, else run.cube, else OUTPUT/cube.zarr.
+std::filesystem::path cube_to_read(const Config& config, const std::string& option);
+
+}  // namespace eo
