@@ -1,0 +1,205 @@
+// The one tile loop (pipeline/driver/tile_loop.hpp) with a reader and a sink made here:
+// what it hands the sink, what it journals, its counters and report, resuming, failed
+// tiles retried then left, an output that cannot be written, prefetch on and off alike.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <unistd.h>
+
+#include "pipeline/core/error.hpp"
+#include "pipeline/core/journal.hpp"
+#include "pipeline/driver/tile_loop.hpp"
+#include "support/plans.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Two rows per tile, the tile's planned chips split between them; `unreadable` tiles throw
+// after their first row.
+struct FakeReader {
+  std::set<std::string> unreadable;
+  void operator()(const TilePlan& tile, const std::function<void(ChipBatch&&)>& row) const {
+    std::vector<ChipId> chips;
+    for (int i = 0; i < kChipsPerTile; ++i)
+      if (tile.chips[static_cast<std::size_t>(i)]) chips.push_back(tile.id.chip(i));
+    const std::size_t half = chips.size() / 2;
+    ChipBatch first{tile.id, 4, {chips.begin(), chips.begin() + static_cast<std::ptrdiff_t>(half)}, {}};
+    row(std::move(first));
+    if (unreadable.count(tile.id.str())) throw std::runtime_error("read: cannot open the scene");
+    ChipBatch second{tile.id, 4, {chips.begin() + static_cast<std::ptrdiff_t>(half), chips.end()}, {}};
+    row(std::move(second));
+  }
+};
+
+// Keeps every chip of its tiles, but none of `empty` tiles; a row of `bad` tiles throws;
+// finishing a `full_disk` tile cannot write.
+class FakeSink : public TileSink {
+ public:
+  std::set<std::string> empty, bad, full_disk;
+  std::vector<std::string> events;
+
+  void begin(const TilePlan& tile, const std::string& fingerprint) override {
+    tile_ = tile.id.str();
+    chips_ = 0;
+    events.push_back("begin " + tile_ + " " + fingerprint);
+  }
+  void add_row(const ChipBatch& row) override {
+    EXPECT_EQ(row.tile.str(), tile_) << "a row of another tile";
+    events.push_back("row " + tile_);
+    if (bad.count(tile_)) throw StageError("embed", "the model said no");
+    chips_ += static_cast<int>(row.chips.size());
+  }
+  TileOutcome finish(const std::string& error) override {
+    events.push_back("finish " + tile_ + (error.empty() ? "" : " failed: " + error));
+    if (full_disk.count(tile_)) throw std::runtime_error("No space left on device");
+    if (!error.empty()) return {"failed", 0, 0, error};
+    if (empty.count(tile_)) return {"nodata", 0, chips_, ""};
+    return {"done", chips_, 0, ""};
+  }
+
+ private:
+  std::string tile_;
+  int chips_ = 0;
+};
+
+class TileLoop : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("eo_test_tile_loop_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    plan_ = test::demo_plan();
+    ASSERT_GE(plan_.tiles.size(), 6u);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  TileLoopSpec spec(bool prefetch, int max_attempts = 3) const {
+    TileLoopSpec s;
+    s.stage = "run";
+    s.journal = dir_ / "journal";
+    s.max_attempts = max_attempts;
+    s.prefetch = prefetch;
+    s.fingerprint = [this](const TilePlan& t) { return "fp-" + t.id.str() + suffix_; };
+    s.config_hash = "config";
+    s.chips_key = "chips_embedded";
+    return s;
+  }
+  LoopResult loop(FakeSink& sink, const FakeReader& reader, const TileLoopSpec& s) {
+    TileSource tiles(ScheduleSpec{}, plan_, Comm::serial());
+    return run_tile_loop(Comm::serial(), plan_, tiles, reader, sink, s);
+  }
+  std::string id(std::size_t i) const { return plan_.tiles[i].id.str(); }
+
+  fs::path dir_;
+  Plan plan_;
+  std::string suffix_;
+};
+
+TEST_F(TileLoop, CountsJournalsAndReportsEachTileOnce) {
+  for (const bool prefetch : {true, false}) {
+    SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
+    fs::remove_all(dir_);
+    FakeSink sink;
+    sink.empty = {id(1)};
+    sink.bad = {id(2)};
+    const FakeReader reader{{id(3)}};
+    const LoopResult r = loop(sink, reader, spec(prefetch));
+    const std::int64_t n = static_cast<std::int64_t>(plan_.tiles.size());
+    EXPECT_EQ(r.report.at("tiles"), n);
+    EXPECT_EQ(r.report.at("done"), n - 3);
+    EXPECT_EQ(r.report.at("nodata"), 1);
+    EXPECT_EQ(r.report.at("failed"), 2);
+    EXPECT_EQ(r.report.at("skipped_done"), 0);
+    EXPECT_EQ(r.report.at("ranks_stopped"), 0);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.report.at("exit_code"), 1);
+    std::int64_t chips = 0;
+    for (std::size_t i = 0; i < plan_.tiles.size(); ++i)
+      if (i != 1 && i != 2 && i != 3) chips += plan_.tiles[i].chip_count();
+    EXPECT_EQ(r.report.at("chips_embedded"), chips);
+    EXPECT_EQ(r.report.at("chips_nodata"), plan_.tiles[1].chip_count());
+
+    // The failures name tile, rank and stage once each.
+    ASSERT_EQ(r.report.at("failures").size(), 2u);
+    std::map<std::string, std::string> errors;
+    for (const auto& f : r.report.at("failures")) errors[f.at("tile")] = f.at("error");
+    EXPECT_EQ(errors.at(id(2)), "tile " + id(2) + ": rank 0: embed: the model said no");
+    EXPECT_EQ(errors.at(id(3)), "tile " + id(3) + ": rank 0: read: cannot open the scene");
+
+    // Every tile began, got its rows in order (none after its failure), and finished.
+    std::vector<std::string> expected;
+    TileSource order(ScheduleSpec{}, plan_, Comm::serial());
+    while (const auto i = order.next()) {
+      const std::string t = id(*i);
+      expected.push_back("begin " + t + " fp-" + t);
+      expected.push_back("row " + t);
+      if (t != id(2) && t != id(3)) expected.push_back("row " + t);
+      expected.push_back("finish " + t + (t == id(2)   ? " failed: embed: the model said no"
+                                          : t == id(3) ? " failed: read: cannot open the scene"
+                                                       : ""));
+    }
+    EXPECT_EQ(sink.events, expected);
+
+    const JournalHistory journal = read_journal(dir_ / "journal", "run");
+    ASSERT_EQ(journal.size(), plan_.tiles.size());
+    for (const auto& [tile, records] : journal) {
+      ASSERT_EQ(records.size(), 1u) << tile;
+      EXPECT_EQ(records[0].fingerprint, "fp-" + tile);
+      EXPECT_EQ(records[0].config_hash, "config");
+    }
+    EXPECT_EQ(journal.at(id(1)).back().status, "nodata");
+    EXPECT_EQ(journal.at(id(2)).back().status, "failed");
+  }
+}
+
+TEST_F(TileLoop, ResumesSkippingDoneTilesRetriesFailedOnesThenLeavesThem) {
+  FakeSink sink;
+  sink.bad = {id(0)};
+  loop(sink, FakeReader{}, spec(true, 2));
+  FakeSink again;
+  again.bad = {id(0)};
+  LoopResult r = loop(again, FakeReader{}, spec(true, 2));
+  EXPECT_EQ(r.report.at("skipped_done"), static_cast<std::int64_t>(plan_.tiles.size()) - 1);
+  EXPECT_EQ(r.report.at("failed"), 1) << "a failed tile is retried";
+  ASSERT_EQ(again.events.size(), 3u) << "only the failed tile is worked on";
+  FakeSink third;
+  r = loop(third, FakeReader{}, spec(true, 2));
+  EXPECT_EQ(r.report.at("left_failed"), 1) << "two attempts used up";
+  EXPECT_TRUE(third.events.empty());
+  EXPECT_EQ(r.exit_code, 1);
+
+  suffix_ = "-changed";  // new inputs: every tile again, the failed one too
+  FakeSink nightly;
+  r = loop(nightly, FakeReader{}, spec(true, 2));
+  EXPECT_EQ(r.report.at("done"), static_cast<std::int64_t>(plan_.tiles.size()));
+  EXPECT_EQ(r.exit_code, 0);
+}
+
+TEST_F(TileLoop, AnOutputThatCannotBeWrittenStopsTheRankWithoutJournallingTheTile) {
+  for (const bool prefetch : {true, false}) {
+    SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
+    fs::remove_all(dir_);
+    TileSource order(ScheduleSpec{}, plan_, Comm::serial());
+    const std::size_t first = *order.next(), second = *order.next();
+    FakeSink sink;
+    sink.full_disk = {id(second)};
+    const LoopResult r = loop(sink, FakeReader{}, spec(prefetch));
+    EXPECT_EQ(r.report.at("ranks_stopped"), 1);
+    EXPECT_EQ(r.report.at("done"), 1);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.mine.stopped.find("tile " + id(second) + ": rank 0: cannot write the output: No space left on device"),
+              std::string::npos)
+        << r.mine.stopped;
+    const JournalHistory journal = read_journal(dir_ / "journal", "run");
+    EXPECT_EQ(journal.size(), 1u);
+    EXPECT_TRUE(journal.count(id(first)));
+    EXPECT_EQ(sink.events.back(), "finish " + id(second)) << "no tile after the stop";
+  }
+}
+
+}  // namespace
+}  // namespace eo
