@@ -1,3 +1,7 @@
+// Over 400 lines: every section's keys are read (with checks naming file, key and line)
+// and written back (to_yaml) here. Reading and writing a section are still two functions
+// that spell each key; one binder per section serving both (TensorStore-style) is the
+// planned cut (docs/decisions.md, 2026-11-30).
 #include "pipeline/core/config.hpp"
 
 #include "pipeline/core/hash.hpp"

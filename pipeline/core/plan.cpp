@@ -1,3 +1,6 @@
+// Over 400 lines on purpose: the plan of DESIGN.md §3 is one computation (AOIs split at
+// the antimeridian, chips of each zone's band intersected with them, areas gross and net,
+// the tile list and its file); its pieces share the zone geometry kept private here.
 #include "pipeline/core/plan.hpp"
 
 #include "pipeline/core/files.hpp"

@@ -5,6 +5,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
+
 namespace eo {
 
 TileReadOptions TileReadOptions::from(const Config& config, int threads) {
@@ -47,7 +49,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
     try {
       sources.emplace_back(catalog, m, area);
     } catch (const std::exception& e) {
-      throw std::runtime_error(fmt::format("ingest {}: {}", info(m).name, e.what()));
+      throw StageError("ingest", fmt::format("{}: {}", info(m).name, e.what()));
     }
   }
   for (int r = 0; r < kChipsPerTileSide; ++r) {
@@ -70,7 +72,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       try {
         warped = sources[i].warp(window, settings);
       } catch (const std::exception& e) {
-        throw std::runtime_error(fmt::format("reproject {}: {}", info(m).name, e.what()));
+        throw StageError("reproject", fmt::format("{}: {}", info(m).name, e.what()));
       }
       ModalityChips mc{m, warped.channels, {}, {}};
       const std::size_t per_chip = static_cast<std::size_t>(mc.channels) * size * size;

@@ -27,7 +27,7 @@ struct TileReadOptions {
 };
 
 // Calls `row` for each row of planned chips of the tile, in row order, with those chips.
-// Throws std::runtime_error naming the stage and file when a source fails.
+// Throws StageError (ingest or reproject) naming the modality and file when a source fails.
 void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptions& options,
                const std::function<void(ChipBatch&&)>& row);
 

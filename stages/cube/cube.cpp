@@ -1,3 +1,5 @@
+// Over 400 lines: the cube's Zarr v2 format (metadata, chunk encoding in three dtypes,
+// chunk paths) is written and read back here, so the format is spelled in one file.
 #include "stages/cube/cube.hpp"
 
 #include <blosc.h>
