@@ -1,7 +1,7 @@
 """Compares two outputs of the demo made by two builds (a change that must not change
-behaviour): the cube's chunks byte for byte, its metadata as JSON less creation times and
-paths, and every dataset and attribute of the chip stores (less the fingerprint, which
-hashes input paths).
+behaviour): the cube's chunks byte for byte, its metadata as JSON less the creation time
+and the checkpoint's path, and every dataset and attribute of the chip stores (less the
+fingerprint, which hashes input paths). Exit code 1 when anything differs.
 
     /usr/bin/python3 bench/compare_outputs.py BEFORE_OUTPUT AFTER_OUTPUT
 """
@@ -12,51 +12,63 @@ import sys
 import h5py
 import numpy as np
 
-B, A = sys.argv[1], sys.argv[2]
+PATH_OR_TIME = ("created", "checkpoint")
 
 
 def files(root):
     out = {}
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            out[os.path.relpath(p, root)] = p
-    return out
-# the cube: every chunk and metadata file, byte for byte (creation time aside)
-cb = [c for c in os.listdir(B + "/cubes")][0]; ca = [c for c in os.listdir(A + "/cubes")][0]
-assert cb == ca, (cb, ca)
-fb, fa = files(B + "/cubes/" + cb), files(A + "/cubes/" + ca)
-assert set(fb) == set(fa), set(fb) ^ set(fa)
-chunks = same = 0; differ = []
-for k in sorted(fb):
-    name = os.path.basename(k)
-    if name.startswith("."):  # metadata: compare as JSON less the creation time
-
-        jb, ja = json.load(open(fb[k])), json.load(open(fa[k]))
-        def strip(j):
-            if isinstance(j, dict): return {x: strip(y) for x, y in j.items() if x not in ("created", "checkpoint")}
-            if isinstance(j, list): return [strip(y) for y in j]
-            return j
-        if strip(jb) != strip(ja): differ.append(k)
-        continue
-    chunks += 1
-    if open(fb[k], "rb").read() == open(fa[k], "rb").read(): same += 1
-    else: differ.append(k)
-print(f"cube {cb}: {chunks} chunks, {same} bit-identical; metadata or chunks differing: {differ}")
-# chip stores: every dataset and attribute
-sb, sa = sorted(os.listdir(B + "/chips")), sorted(os.listdir(A + "/chips"))
-assert sb == sa, (sb, sa)
-n = 0; bad = []
-for s in sb:
-    with h5py.File(B + "/chips/" + s) as hb, h5py.File(A + "/chips/" + s) as ha:
-        names = []
-        hb.visit(names.append)
+    for folder, _, names in os.walk(root):
         for name in names:
-            ob, oa = hb[name], ha[name]
-            if isinstance(ob, h5py.Dataset):
-                n += 1
-                if not np.array_equal(ob[()], oa[()], equal_nan=ob.dtype.kind == "f"): bad.append(s + ":" + name)
-        ab = {k: v for k, v in hb.attrs.items() if k != "fingerprint"}; aa = {k: v for k, v in ha.attrs.items() if k != "fingerprint"}
-        if {k: str(v) for k, v in ab.items()} != {k: str(v) for k, v in aa.items()}: bad.append(s + ": attributes")
-print(f"chip stores: {len(sb)} files, {n} datasets compared; differing: {bad}")
-sys.exit(1 if differ or bad else 0)
+            path = os.path.join(folder, name)
+            out[os.path.relpath(path, root)] = path
+    return out
+
+
+def without_path_or_time(j):
+    if isinstance(j, dict):
+        return {k: without_path_or_time(v) for k, v in j.items() if k not in PATH_OR_TIME}
+    if isinstance(j, list):
+        return [without_path_or_time(v) for v in j]
+    return j
+
+
+def compare_cubes(before, after):
+    [name] = os.listdir(os.path.join(before, "cubes"))
+    assert os.listdir(os.path.join(after, "cubes")) == [name], "the model's cube is not the same one"
+    fb, fa = files(os.path.join(before, "cubes", name)), files(os.path.join(after, "cubes", name))
+    assert set(fb) == set(fa), f"files in one cube only: {sorted(set(fb) ^ set(fa))}"
+    chunks, differ = 0, []
+    for key in sorted(fb):
+        if os.path.basename(key).startswith("."):  # Zarr metadata
+            same = without_path_or_time(json.load(open(fb[key]))) == without_path_or_time(json.load(open(fa[key])))
+        else:
+            chunks += 1
+            same = open(fb[key], "rb").read() == open(fa[key], "rb").read()
+        if not same:
+            differ.append(key)
+    print(f"cube {name}: {chunks} chunks and {len(fb) - chunks} metadata files compared; differing: {differ}")
+    return differ
+
+
+def compare_chip_stores(before, after):
+    stores = sorted(os.listdir(os.path.join(before, "chips")))
+    assert sorted(os.listdir(os.path.join(after, "chips"))) == stores, "not the same chip stores"
+    datasets, differ = 0, []
+    for store in stores:
+        with h5py.File(os.path.join(before, "chips", store)) as hb, h5py.File(os.path.join(after, "chips", store)) as ha:
+            names = []
+            hb.visit(names.append)
+            for name in names:
+                if isinstance(hb[name], h5py.Dataset):
+                    datasets += 1
+                    if not np.array_equal(hb[name][()], ha[name][()], equal_nan=hb[name].dtype.kind == "f"):
+                        differ.append(f"{store}:{name}")
+            attrs = [{k: str(v) for k, v in h.attrs.items() if k != "fingerprint"} for h in (hb, ha)]
+            if attrs[0] != attrs[1]:
+                differ.append(f"{store}: attributes")
+    print(f"chip stores: {len(stores)} files, {datasets} datasets compared; differing: {differ}")
+    return differ
+
+
+before, after = sys.argv[1], sys.argv[2]
+sys.exit(1 if compare_cubes(before, after) + compare_chip_stores(before, after) else 0)

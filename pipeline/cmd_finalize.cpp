@@ -13,6 +13,7 @@
 
 #include "pipeline/commands.hpp"
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/journal.hpp"
 #include "pipeline/core/lock.hpp"
 #include "pipeline/driver/run_inputs.hpp"
 #include "schedulers/partition.hpp"

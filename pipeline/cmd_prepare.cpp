@@ -83,7 +83,8 @@ int run_prepare(const PrepareOptions& opts) {
   set_gdal_cache(config->warp.cache_mb);
   const std::filesystem::path out = config->output, chips = out / "chips";
   if (rank == 0) {
-    remove_stale_temporaries(chips);
+    if (const int n = remove_stale_temporaries(chips))
+      spdlog::info("removed {} unfinished chip stores of an interrupted run", n);
     write_resolved_config(*config, out / "prepare" / "config.yaml");
   }
   const Normalisation norm = ensure_normalisation(*config, catalog, comm);

@@ -4,12 +4,9 @@
 // with each tile now (from the journal and the tile's fingerprint).
 
 #include <filesystem>
-#include <map>
 #include <string>
-#include <vector>
 
 #include "pipeline/core/config.hpp"
-#include "pipeline/core/journal.hpp"
 #include "pipeline/core/plan.hpp"
 #include "schedulers/comm.hpp"
 #include "stages/chip/normalise.hpp"

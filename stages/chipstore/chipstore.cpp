@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fmt/format.h>
-#include <stdexcept>
 #include <memory>
+#include <stdexcept>
 
 #include "pipeline/core/files.hpp"
 
@@ -98,8 +98,7 @@ void write_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, con
 struct ChipStoreWriter::Impl {
   // First, so destroyed last: the HDF5 handles below are closed before an unpublished
   // temporary is removed.
-  std::unique_ptr<PendingFile> pending;
-  std::filesystem::path file;
+  std::unique_ptr<PendingFile> pending;  // its file() is the chip store's name
   ChipStoreInfo info;
   H5 h5;
   std::map<Modality, std::pair<H5, H5>> datasets;  // data, valid
@@ -109,8 +108,7 @@ struct ChipStoreWriter::Impl {
 
 ChipStoreWriter::ChipStoreWriter(std::filesystem::path file, ChipStoreInfo store) : impl_(std::make_unique<Impl>()) {
   Impl& d = *impl_;
-  d.file = std::move(file);
-  d.pending = std::make_unique<PendingFile>(d.file);
+  d.pending = std::make_unique<PendingFile>(std::move(file));
   d.info = std::move(store);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors come back as codes, reported with the file name
   const std::filesystem::path& tmp = d.pending->temporary();
@@ -149,7 +147,7 @@ void ChipStoreWriter::append(const ChipBatch& batch, const std::vector<bool>& ha
   const auto k = static_cast<hsize_t>(batch.chips.size());
   if (k == 0) return;
   if (d.written + k > static_cast<hsize_t>(d.info.chips))
-    throw std::runtime_error(fmt::format("chip store {}: more chips than the {} planned", d.file.string(), d.info.chips));
+    throw std::runtime_error(fmt::format("chip store {}: more chips than the {} planned", d.pending->file().string(), d.info.chips));
   std::vector<char> ids(k * 13);
   std::vector<std::int32_t> rows(k), cols(k);
   std::vector<std::uint8_t> status(k);
@@ -185,7 +183,7 @@ void ChipStoreWriter::append(const ChipBatch& batch, const std::vector<bool>& ha
 void ChipStoreWriter::commit() {
   Impl& d = *impl_;
   if (d.written != static_cast<hsize_t>(d.info.chips))
-    throw std::runtime_error(fmt::format("chip store {}: {} chips written of {}", d.file.string(), d.written, d.info.chips));
+    throw std::runtime_error(fmt::format("chip store {}: {} chips written of {}", d.pending->file().string(), d.written, d.info.chips));
   d.datasets.clear();
   d.ids.reset(); d.rows.reset(); d.cols.reset(); d.status.reset();
   d.h5.reset();

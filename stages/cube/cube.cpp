@@ -3,8 +3,6 @@
 #include "stages/cube/cube.hpp"
 
 #include <blosc.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>

@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include "pipeline/core/files.hpp"
+#include "support/temp_dir.hpp"
 
 namespace eo {
 namespace {
@@ -37,8 +37,7 @@ class Publish : public ::testing::Test {
     // Death tests re-run this binary: a fresh process reads EO_FAILPOINT anew.
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     // One folder for the test and the children its death tests start (they inherit it).
-    if (!std::getenv("EO_TEST_FILES_DIR"))
-      ::setenv("EO_TEST_FILES_DIR", (fs::temp_directory_path() / ("eo_test_files_" + std::to_string(::getpid()))).c_str(), 1);
+    if (!std::getenv("EO_TEST_FILES_DIR")) ::setenv("EO_TEST_FILES_DIR", test::fresh_temp_dir("files").c_str(), 1);
     dir_ = std::getenv("EO_TEST_FILES_DIR");
     fs::remove_all(dir_);
     fs::create_directories(dir_);

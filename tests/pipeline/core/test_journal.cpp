@@ -5,9 +5,9 @@
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "pipeline/core/journal.hpp"
+#include "support/temp_dir.hpp"
 
 namespace eo {
 namespace {
@@ -41,8 +41,7 @@ TEST(JournalDecision, FromATilesHistory) {
 }
 
 TEST(Journal, RecordsReadBackInTimeOrderAcrossFilesTornLinesSkipped) {
-  const fs::path dir = fs::temp_directory_path() / ("eo_test_journal_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  const fs::path dir = test::fresh_temp_dir("journal");
   {
     JournalWriter a(dir, "run", 0, "run-a"), b(dir, "run", 1, "run-b"), other(dir, "prepare", 0, "run-a");
     a.append(record("failed", "f"));

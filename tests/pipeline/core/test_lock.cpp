@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "pipeline/core/lock.hpp"
+#include "support/temp_dir.hpp"
 
 namespace eo {
 namespace {
@@ -16,10 +17,7 @@ namespace fs = std::filesystem;
 
 class Lock : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("eo_test_lock_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { dir_ = test::fresh_temp_dir("lock"); }
   void TearDown() override { fs::remove_all(dir_); }
   fs::path dir_;
 };

@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <map>
 #include <set>
-#include <unistd.h>
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/journal.hpp"
 #include "pipeline/driver/tile_loop.hpp"
 #include "support/plans.hpp"
+#include "support/temp_dir.hpp"
 
 namespace eo {
 namespace {
@@ -70,8 +70,7 @@ class FakeSink : public TileSink {
 class TileLoop : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("eo_test_tile_loop_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
+    dir_ = test::fresh_temp_dir("tile_loop");
     plan_ = test::demo_plan();
     ASSERT_GE(plan_.tiles.size(), 6u);
   }

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bitset>
 #include <cmath>
 #include <fmt/format.h>
 #include <fstream>
@@ -58,7 +60,7 @@ json write_tiles(const fs::path& cube, const CubeSpec& spec) {
       json values = json::object();
       for (const std::string& name : spec.embedding_arrays()) {
         // Every seventh embedded chip lacks s1amp (the writer stores what it is given; fused
-        // is computed by `run`, not here).
+        // is TileEmbeddings::add's, tested below).
         const bool present = status == kEmbedded && !(name == "s1amp" && pos % 7 == 0);
         if (!present) {
           values[name] = nullptr;
@@ -176,6 +178,44 @@ TEST(Cube, ATileRedoneAsFailedKeepsNoStaleEmbeddings) {
   EXPECT_EQ(remove_stale_temporaries(cube, true), 1);
   EXPECT_TRUE(fs::exists(writer.chunk_path(tile, "status")));
   fs::remove_all(dir);
+}
+
+// A row's embeddings placed in the tile: each modality where the chip has it, `fused` the
+// mean of those it has (worked here by hand), no data where it has none; a failed tile
+// keeps nothing and marks its planned chips.
+TEST(TileEmbeddings, PlacesChipsAndFusesTheModalitiesTheyHave) {
+  CubeSpec spec = spec_of(CubeDtype::float32);
+  spec.dim = 2;
+  const TileId tile{Zone{10, false}, 73, 10};
+  TileEmbeddings t(tile, spec);
+  const float nan = std::nanf("");
+  const std::vector<ChipId> chips = {tile.chip(17), tile.chip(0), tile.chip(255)};
+  const std::map<Modality, std::vector<float>> emb = {{Modality::s2rgb, {1, 2, 5, 6, nan, nan}},
+                                                      {Modality::s1amp, {3, 8, nan, nan, nan, nan}}};
+  t.add(chips, emb);
+  const auto& s2 = t.arrays.at("s2rgb");
+  const auto& s1 = t.arrays.at("s1amp");
+  const auto& fused = t.arrays.at("fused");
+  EXPECT_EQ(t.status[17], kEmbedded);
+  EXPECT_EQ(s2(1, 1, 0), 1.0f);
+  EXPECT_EQ(s1(1, 1, 1), 8.0f);
+  EXPECT_EQ(fused(1, 1, 0), 2.0f);  // (1 + 3) / 2
+  EXPECT_EQ(fused(1, 1, 1), 5.0f);  // (2 + 8) / 2
+  EXPECT_EQ(t.status[0], kEmbedded);
+  EXPECT_EQ(fused(0, 0, 0), 5.0f) << "one modality: fused is that modality";
+  EXPECT_TRUE(std::isnan(s1(0, 0, 0)));
+  EXPECT_EQ(t.status[255], kNoData);
+  EXPECT_TRUE(std::isnan(fused(15, 15, 0)));
+  EXPECT_EQ(t.status[1], kNotProcessed) << "a chip not in the row is left alone";
+
+  std::bitset<kChipsPerTile> planned;
+  planned.set(17).set(0).set(255);
+  t.fail(planned);
+  EXPECT_EQ(t.status[17], kFailed);
+  EXPECT_EQ(t.status[255], kFailed);
+  EXPECT_EQ(t.status[1], kNotProcessed);
+  for (const auto& [name, a] : t.arrays)
+    EXPECT_TRUE(std::all_of(a.begin(), a.end(), [](float v) { return std::isnan(v); })) << name << " kept values";
 }
 
 TEST(Cube, HalfPrecisionRoundsToNearestEven) {
