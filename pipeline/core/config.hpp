@@ -33,8 +33,11 @@ struct DataConfig {
   std::filesystem::path catalog;  // empty: the synthetic world's, <output>/world/catalog.jsonl
   std::vector<Modality> modalities = {Modality::s2rgb, Modality::s1amp, Modality::s1coh};
   double min_valid_fraction = 0.5;  // per chip and channel; below it the channel is no data
-  std::map<Modality, std::string> resampling;  // per modality; defaults from info(m)
+  std::map<Modality, std::string> resampling;  // per modality as given; see resampling_of
   int normalisation_files = 16;     // source files sampled per modality for the statistics
+
+  // The warp's resampling for `m`: as given, else the modality's default.
+  std::string resampling_of(Modality m) const;
 };
 
 // GDAL's warper.
@@ -141,7 +144,7 @@ struct Config {
   std::filesystem::path catalog_path() const {
     return data.catalog.empty() ? world_dir() / "catalog.jsonl" : data.catalog;
   }
-  std::string resampling(Modality m) const;
+  std::string resampling(Modality m) const { return data.resampling_of(m); }
 };
 
 // Hash of everything in the config that changes chip values (grid, data, warp
