@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   std::vector<std::vector<bool>> use;
   std::size_t chips = 0;
   for (const TilePlan& tile : plan.tiles)
-    read_tile(catalog, tile, TileReadOptions::from(config, 1), [&](ChipBatch&& row) {
+    read_tile(catalog, tile, TileReadOptions::from(config.pixel_size, config.data, config.warp, 1), [&](ChipBatch&& row) {
       std::vector<bool> u(row.chips.size());
       for (std::size_t k = 0; k < u.size(); ++k) chips += u[k] = chip_has_data(row, k, config.data.min_valid_fraction);
       rows.push_back(std::move(row));

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   const Plan plan = make_plan(load_aois(config));
   const Catalog catalog = Catalog::load(config.catalog_path());
   set_gdal_cache(config.warp.cache_mb);
-  TileReadOptions options = TileReadOptions::from(config, 1);
+  TileReadOptions options = TileReadOptions::from(config.pixel_size, config.data, config.warp, 1);
   const std::string scratch = "/dev/shm/eo_bench_" + std::to_string(::getpid());
   std::filesystem::create_directories(scratch);
 

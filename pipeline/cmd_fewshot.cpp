@@ -33,8 +33,10 @@ int run_fewshot(const FewshotOptions& opts) {
   const std::vector<TargetSpec> targets = default_targets();
   const fs::path dir = config->output / "fewshot";
   const auto t0 = std::chrono::steady_clock::now();
-  const FewshotInput in{config->name, cube_path, &cube.spec(), collect_samples(*config, plan, catalog, cube, targets, true),
-                        targets, t0};
+  const TileReadOptions read = tile_read_options(*config, threads_per_rank(0, Comm::serial()));
+  const FewshotInput in{config->name, cube_path, &cube.spec(),
+                        collect_samples(read, config->fewshot.min_label_valid, plan, catalog, cube, targets, true), targets,
+                        t0};
   if (in.samples.size() < 20)
     throw ConfigError(fmt::format("{}: only {} embedded chips in {}: too few for the few-shot experiments",
                                   config->source, in.samples.size(), cube_path.string()));

@@ -88,7 +88,7 @@ int run_prepare(const PrepareOptions& opts) {
     write_resolved_config(*config, out / "prepare" / "config.yaml");
   }
   const Normalisation norm = ensure_normalisation(*config, catalog, comm);
-  const TileReadOptions read_options = TileReadOptions::from(*config, threads_per_rank(config->warp.threads, comm));
+  const TileReadOptions read_options = tile_read_options(*config, threads_per_rank(config->warp.threads, comm));
   if (rank == 0)
     spdlog::info("preparing {} tiles ({} chips) on {} ranks, {} warper threads each; chip stores in {}", plan.tiles.size(),
                  plan.total.chips, comm.size(), read_options.threads, chips.string());

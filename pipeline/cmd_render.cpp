@@ -58,7 +58,9 @@ int run_render(const RenderOptions& opts) {
   const Plan plan = make_plan(load_aois(*config));
   const Catalog catalog = load_catalog(*config);
   const std::vector<TargetSpec> targets = default_targets();
-  const std::vector<ChipSample> all = collect_samples(*config, plan, catalog, cube, targets, false);
+  const TileReadOptions read = tile_read_options(*config, threads_per_rank(0, Comm::serial()));
+  const std::vector<ChipSample> all =
+      collect_samples(read, config->fewshot.min_label_valid, plan, catalog, cube, targets, false);
   std::vector<const ChipSample*> samples;
   Rows rows;
   for (const ChipSample& s : all) {

@@ -160,7 +160,7 @@ int run_run(const RunOptions& opts) {
   const int threads = threads_per_rank(config->run.threads, comm);
   const Embedder embedder(card, config->model, config->data.modalities, threads);
   const CubeWriter cube(cube_path, in.spec);
-  const TileReadOptions read_options = TileReadOptions::from(*config, threads_per_rank(config->warp.threads, comm));
+  const TileReadOptions read_options = tile_read_options(*config, threads_per_rank(config->warp.threads, comm));
   ScheduleSpec schedule = schedule_spec(*config);
   schedule.task = task;
   TileSource tiles(schedule, plan, comm);

@@ -58,4 +58,17 @@ ScheduleSpec schedule_spec(const Config& config) {
   return spec;
 }
 
+TileReadOptions tile_read_options(const Config& config, int threads) {
+  return TileReadOptions::from(config.pixel_size, config.data, config.warp, threads);
+}
+
+std::filesystem::path cube_to_read(const Config& config, const std::string& option) {
+  const std::filesystem::path cube = !option.empty()           ? std::filesystem::path(option)
+                                     : !config.run.cube.empty() ? config.run.cube
+                                                                : config.output / "cube.zarr";
+  if (!std::filesystem::exists(cube / ".zattrs"))
+    throw ConfigError(fmt::format("{}: no cube at {}: run `eo-pipeline run` first", config.source, cube.string()));
+  return cube;
+}
+
 }  // namespace eo

@@ -3,12 +3,14 @@
 // fingerprint that says whether a tile's inputs changed, thread counts per rank, the
 // normalisation statistics computed once per output, and the schedule.
 
+#include <filesystem>
 #include <string>
 
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/plan.hpp"
 #include "schedulers/comm.hpp"
 #include "schedulers/tile_source.hpp"
+#include "stages/chip/chipper.hpp"
 #include "stages/chip/normalise.hpp"
 #include "stages/ingest/catalog.hpp"
 
@@ -31,5 +33,12 @@ Normalisation ensure_normalisation(const Config& config, const Catalog& catalog,
 
 // The config's schedule section.
 ScheduleSpec schedule_spec(const Config& config);
+
+// How the chip stage reads tiles under this config, with `threads` warper threads.
+TileReadOptions tile_read_options(const Config& config, int threads);
+
+// The cube `fewshot` and `render` read: --cube, else run.cube, else OUTPUT/cube.zarr;
+// ConfigError when there is none.
+std::filesystem::path cube_to_read(const Config& config, const std::string& option);
 
 }  // namespace eo

@@ -9,13 +9,14 @@
 
 namespace eo {
 
-TileReadOptions TileReadOptions::from(const Config& config, int threads) {
+TileReadOptions TileReadOptions::from(double pixel_size, const DataConfig& data, const WarpConfig& warp, int threads) {
   TileReadOptions o;
-  o.pixel = config.pixel_size;
-  o.modalities = config.data.modalities;
-  for (Modality m : o.modalities) o.resampling[m] = config.resampling(m);
+  o.pixel = pixel_size;
+  o.modalities = data.modalities;
+  for (Modality m : kImageModalities) o.resampling[m] = data.resampling_of(m);
+  for (Modality m : kLabelModalities) o.resampling[m] = data.resampling_of(m);
   o.threads = threads;
-  o.memory_mb = config.warp.memory_mb;
+  o.memory_mb = warp.memory_mb;
   return o;
 }
 

@@ -23,7 +23,9 @@ struct TileReadOptions {
   int threads = 1;
   int memory_mb = 256;
 
-  static TileReadOptions from(const Config& config, int threads);
+  // From the config's sections the chip stage reads: grid.pixel_size, data, warp. Every
+  // modality's resampling is filled in, the labels' too.
+  static TileReadOptions from(double pixel_size, const DataConfig& data, const WarpConfig& warp, int threads);
 };
 
 // Calls `row` for each row of planned chips of the tile, in row order, with those chips.

@@ -4,19 +4,16 @@
 
 #include <array>
 #include <cmath>
-#include <thread>
 
 #include "stages/chip/chipper.hpp"
 
 namespace eo {
 
-std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, const Catalog& catalog,
-                                        const CubeReader& cube, const std::vector<TargetSpec>& targets,
-                                        bool with_band_statistics) {
-  TileReadOptions read = TileReadOptions::from(config, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_valid, const Plan& plan,
+                                        const Catalog& catalog, const CubeReader& cube,
+                                        const std::vector<TargetSpec>& targets, bool with_band_statistics) {
   read.modalities = with_band_statistics ? cube.spec().modalities : std::vector<Modality>{};
   for (Modality m : kLabelModalities) read.modalities.push_back(m);
-  for (Modality m : read.modalities) read.resampling[m] = config.resampling(m);
   const std::vector<Modality> images = cube.spec().modalities;
   const std::vector<std::string> arrays = cube.spec().embedding_arrays();
   const std::size_t dim = static_cast<std::size_t>(cube.spec().dim);
@@ -29,7 +26,7 @@ std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, 
     const TileEmbeddings emb = cube.read_tile(tile.id);
     if (std::none_of(emb.status.begin(), emb.status.end(), [](std::uint8_t s) { return s == kEmbedded; })) continue;
     read_tile(catalog, tile, read, [&](ChipBatch&& row) {
-      const auto y = chip_targets(row, targets, config.fewshot.min_label_valid);
+      const auto y = chip_targets(row, targets, min_label_valid);
       const auto stats = with_band_statistics ? band_statistics(row, images) : std::vector<std::vector<float>>();
       for (std::size_t k = 0; k < row.chips.size(); ++k) {
         const int pos = index_in_tile(row.chips[k]);
@@ -69,15 +66,6 @@ std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipId>& chips, int ba
   std::map<Zone, ChipRaster> out;
   for (const auto& [zone, e] : extent) out.emplace(zone, ChipRaster(zone, e[0], e[1], e[2] - e[0] + 1, e[3] - e[1] + 1, bands));
   return out;
-}
-
-std::filesystem::path cube_to_read(const Config& config, const std::string& option) {
-  const std::filesystem::path cube = !option.empty()           ? std::filesystem::path(option)
-                                     : !config.run.cube.empty() ? config.run.cube
-                                                                : config.output / "cube.zarr";
-  if (!std::filesystem::exists(cube / ".zattrs"))
-    throw ConfigError(fmt::format("{}: no cube at {}: run `eo-pipeline run` first", config.source, cube.string()));
-  return cube;
 }
 
 }  // namespace eo

@@ -3,13 +3,12 @@
 // its embeddings (from the cube), its targets (from the label maps on the chip grid) and,
 // when asked, the band statistics of the baseline.
 
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
-#include "pipeline/core/config.hpp"
 #include "pipeline/core/plan.hpp"
+#include "stages/chip/chipper.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/downstream/picture.hpp"
 #include "stages/downstream/split.hpp"
@@ -30,14 +29,13 @@ struct ChipSample {
   std::map<std::string, std::vector<float>> features;  // the cube's arrays, "concat" (and "bands")
 };
 
-std::vector<ChipSample> collect_samples(const Config& config, const Plan& plan, const Catalog& catalog,
-                                        const CubeReader& cube, const std::vector<TargetSpec>& targets,
-                                        bool band_statistics);
+// `read`: how the chip stage reads (its modalities are set here: the cube's images for
+// the band statistics, and the label maps). `min_label_valid`: fewshot.min_label_valid.
+std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_valid, const Plan& plan,
+                                        const Catalog& catalog, const CubeReader& cube,
+                                        const std::vector<TargetSpec>& targets, bool band_statistics);
 
 // A raster per zone over the chips, one pixel per chip, all NaN.
 std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipId>& chips, int bands);
-
-// The cube `fewshot` and `render` read: --cube, else run.cube, else OUTPUT/cube.zarr.
-std::filesystem::path cube_to_read(const Config& config, const std::string& option);
 
 }  // namespace eo

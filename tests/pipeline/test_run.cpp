@@ -76,7 +76,7 @@ TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
   json chips = json::array();
   int embedded = 0, partial = 0;
   for (const TilePlan& tile : world_->world->plan.tiles) {
-    read_tile(world_->world->catalog, tile, TileReadOptions::from(config, 1), [&](ChipBatch&& row) {
+    read_tile(world_->world->catalog, tile, TileReadOptions::from(config.pixel_size, config.data, config.warp, 1), [&](ChipBatch&& row) {
       std::vector<bool> use(row.chips.size());
       for (std::size_t k = 0; k < use.size(); ++k) use[k] = chip_has_data(row, k, config.data.min_valid_fraction);
       const auto emb = embedder.embed(row, use, norm, config.data.min_valid_fraction, config.run.batch);

@@ -59,7 +59,7 @@ TEST(Targets, CountedByHandOnASmallRaster) {
 // average (tree cover) onto each chip's own pixel grid, counted here.
 TEST(Targets, AgreeWithGdalsModeAndAverageWarps) {
   const auto world = test::make_world("fewshot_targets", test::kBorderAoi, "", 80, 8);
-  TileReadOptions options = TileReadOptions::from(world->config, 2);
+  TileReadOptions options = TileReadOptions::from(world->config.pixel_size, world->config.data, world->config.warp, 2);
   options.modalities = {Modality::worldcover, Modality::treecover};
   for (Modality m : options.modalities) options.resampling[m] = world->config.resampling(m);
   ASSERT_EQ(options.resampling[Modality::worldcover], "mode");

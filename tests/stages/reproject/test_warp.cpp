@@ -105,7 +105,7 @@ TEST_F(Warp, EachModalityEqualsGdalwarp) {
 TEST_F(Warp, ChipRowsEqualTheWholeTileWarp) {
   // The chip stage warps one row of chips at a time; the result must not depend on that.
   const TilePlan& tile = world_->plan.tiles.back();
-  const TileReadOptions options = TileReadOptions::from(world_->config, 2);
+  const TileReadOptions options = TileReadOptions::from(world_->config.pixel_size, world_->config.data, world_->config.warp, 2);
   const GridWindow whole = chip_window(tile.id, options.pixel, 0, 16, 0, 16);
   std::map<Modality, WarpedModality> full;
   for (Modality m : options.modalities)
@@ -242,7 +242,7 @@ TEST_F(Warp, ChipsCarryTheLatentSignatureAtTheirCoordinates) {
   const synth::World world = synth::world_of(world_->config, world_->plan);
   const TilePlan& tile = world_->plan.tiles.front();
   std::vector<ChipBatch> rows;
-  read_tile(world_->catalog, tile, TileReadOptions::from(world_->config, 2), [&](ChipBatch&& b) {
+  read_tile(world_->catalog, tile, TileReadOptions::from(world_->config.pixel_size, world_->config.data, world_->config.warp, 2), [&](ChipBatch&& b) {
     if (rows.size() < 2) rows.push_back(std::move(b));
   });
   ASSERT_FALSE(rows.empty());
