@@ -23,7 +23,9 @@ int run_pretrain(const PretrainOptions& opts) {
   const auto config = start_command(opts.common, comm.rank());
   if (!config) return kExitOk;
   if (comm.rank() == 0) write_resolved_config(*config, config->output / "pretrain" / "config.yaml");
-  const PretrainReport r = run_pretraining(*config, comm, threads_per_rank(config->pretrain.threads, comm));
+  const PretrainSpec spec{config->pretrain, config->model, config->data.modalities, config->data.min_valid_fraction,
+                          config->output, config_hash(*config), config->source};
+  const PretrainReport r = run_pretraining(spec, comm, threads_per_rank(config->pretrain.threads, comm));
   if (comm.rank() == 0)
     std::cout << fmt::format("pretrain: {} steps{} on {} chips, loss {:.4f} -> {:.4f} in {:.1f} s; checkpoint {}\n",
                              r.steps, r.first_step > 0 ? fmt::format(" (resumed at {})", r.first_step) : "", r.chips,

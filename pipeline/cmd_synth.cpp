@@ -24,7 +24,8 @@ int run_synth(const SynthOptions& opts) {
                plan.total.tiles, plan.total.chips, config->world_dir().string(), config->synth.resolution_scale,
                config->synth.seed);
   const auto t0 = std::chrono::steady_clock::now();
-  const synth::SynthReport report = synth::write_world(*config, plan, [](const std::string& what) { spdlog::info("wrote {}", what); });
+  const synth::SynthReport report = synth::write_world(config->synth, config->world_dir(), plan,
+                                                       [](const std::string& what) { spdlog::info("wrote {}", what); });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_resolved_config(*config, config->world_dir() / "config.yaml");
   std::string files;

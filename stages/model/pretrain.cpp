@@ -20,9 +20,9 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-PretrainReport run_pretraining(const Config& config, const Comm& comm, int threads) {
+PretrainReport run_pretraining(const PretrainSpec& spec, const Comm& comm, int threads) {
   const auto t0 = Clock::now();
-  const fs::path out = config.output, dir = out / "pretrain", checkpoints = dir / "checkpoints";
+  const fs::path out = spec.output, dir = out / "pretrain", checkpoints = dir / "checkpoints";
   std::vector<fs::path> stores;
   if (fs::is_directory(out / "chips"))
     for (const auto& e : fs::directory_iterator(out / "chips"))
@@ -33,17 +33,17 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
   const Normalisation norm = Normalisation::load(out / "normalisation.json");
   // The statistics travel with the model: `run` normalises chips as the model saw them.
   if (comm.rank() == 0 && !fs::exists(checkpoints / "normalisation.json")) norm.save(checkpoints / "normalisation.json");
-  const ChipDataset data(stores, norm, config.data.modalities, config.data.min_valid_fraction);
+  const ChipDataset data(stores, norm, spec.modalities, spec.min_valid_fraction);
   if (data.size() < 2) throw std::runtime_error(fmt::format("{} chips with data: too few to contrast", data.size()));
 
-  ModelConfig model = ModelConfig::from_preset(config.model.preset, config.model.input);
-  if (!config.model.pooling.empty()) model.pooling = config.model.pooling;
-  model.channel_embed = config.model.channel_embed;
+  ModelConfig model = ModelConfig::from_preset(spec.model.preset, spec.model.input);
+  if (!spec.model.pooling.empty()) model.pooling = spec.model.pooling;
+  model.channel_embed = spec.model.channel_embed;
   TrainConfig tc;
-  static_cast<PretrainConfig&>(tc) = config.pretrain;
+  static_cast<PretrainConfig&>(tc) = spec.train;
   tc.threads = threads;
-  tc.device = config.model.device;
-  tc.bf16 = config.model.bf16;
+  tc.device = spec.model.device;
+  tc.bf16 = spec.model.bf16;
   Trainer trainer(model, tc, data, comm);
 
   PretrainReport report;
@@ -57,7 +57,7 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
     if (was != model.to_json())
       throw ConfigError(fmt::format("{}: model: the checkpoint {} to resume from is of another model ({}, not {}); "
                                     "move {} away to start again",
-                                    config.source, latest->string(), was.dump(), model.to_json().dump(),
+                                    spec.source, latest->string(), was.dump(), model.to_json().dump(),
                                     checkpoints.string()));
     trainer.load(*latest);
     report.first_step = trainer.steps_done();
@@ -86,10 +86,10 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
     const nlohmann::json meta = {{"step", step}, {"file", name}, {"hash", file_hash(checkpoints / name)},
                                  {"model", model.to_json()}, {"modalities", [&] {
                                    nlohmann::json m = nlohmann::json::array();
-                                   for (Modality x : config.data.modalities) m.push_back(info(x).name);
+                                   for (Modality x : spec.modalities) m.push_back(info(x).name);
                                    return m;
                                  }()},
-                                 {"config_hash", config_hash(config)}, {"normalisation", norm.hash()}};
+                                 {"config_hash", spec.config_hash}, {"normalisation", norm.hash()}};
     write_atomically(checkpoints / fmt::format("step-{:06d}.json", step), meta.dump(2));
     report.checkpoint = (checkpoints / name).string();
     // Keep the two newest: a paper-size checkpoint is ~3 GB with its optimizer state.
@@ -133,7 +133,7 @@ PretrainReport run_pretraining(const Config& config, const Comm& comm, int threa
                      per_pair, r.lr, done * tc.batch * comm.size() / elapsed, elapsed / done * (tc.steps - step - 1));
       }
     }
-    if ((step + 1) % config.pretrain.checkpoint_every == 0 || step + 1 == tc.steps) save(step + 1);
+    if ((step + 1) % spec.train.checkpoint_every == 0 || step + 1 == tc.steps) save(step + 1);
   }
   report.steps = trainer.steps_done();
   report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

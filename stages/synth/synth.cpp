@@ -97,9 +97,10 @@ OGRSpatialReference epsg(int code) {
 
 class Writer {
  public:
-  Writer(const Config& config, const Plan& plan, const std::function<void(const std::string&)>& progress)
-      : config_(config), plan_(plan), progress_(progress), world_(world_of(config, plan)),
-        areas_(plan_areas(plan)), extent_(bounds_of(areas_)), dir_(config.world_dir()), scale_(config.synth.resolution_scale) {}
+  Writer(const SynthConfig& synth, std::filesystem::path dir, const Plan& plan,
+         const std::function<void(const std::string&)>& progress)
+      : synth_(synth), plan_(plan), progress_(progress), world_(world_of(synth, plan)), areas_(plan_areas(plan)),
+        extent_(bounds_of(areas_)), dir_(std::move(dir)), scale_(synth.resolution_scale) {}
 
   SynthReport run() {
     gdal_init();
@@ -127,13 +128,13 @@ class Writer {
 
   bool left_out(Modality m, const std::string& tile) {
     const auto key = static_cast<std::int64_t>(Hasher().add(tile).value());
-    if (hash_unit(config_.synth.seed, key, 0, 100 + static_cast<int>(m)) >= config_.synth.missing_fraction) return false;
+    if (hash_unit(synth_.seed, key, 0, 100 + static_cast<int>(m)) >= synth_.missing_fraction) return false;
     ++report_.left_out[info(m).name];
     return true;
   }
 
   void record(const std::filesystem::path& path, Modality m, int season) {
-    catalog_.add(describe_raster(path, m, season, info(m).seasons > 1 ? season_interval(config_.synth.year, season) : std::to_string(config_.synth.year)));
+    catalog_.add(describe_raster(path, m, season, info(m).seasons > 1 ? season_interval(synth_.year, season) : std::to_string(synth_.year)));
     ++report_.files[info(m).name];
     report_.bytes += std::filesystem::file_size(path);
   }
@@ -178,9 +179,9 @@ class Writer {
             parallel_rows(n, [&](int r) {
               for (int c = 0; c < n; ++c) {
                 const std::size_t i = static_cast<std::size_t>(r) * n + c;
-                if (!covered[i] || world_.cloud(where[i], season, config_.synth.cloud_fraction)) continue;  // 0: no data
-                auto rgb = s2_sample(ground[i], season, hash_unit(config_.synth.seed, ie * 100000 + c, in * 100000 + r, 200 + season));
-                if (const double k = config_.synth.acquisition_effects; k > 0) {
+                if (!covered[i] || world_.cloud(where[i], season, synth_.cloud_fraction)) continue;  // 0: no data
+                auto rgb = s2_sample(ground[i], season, hash_unit(synth_.seed, ie * 100000 + c, in * 100000 + r, 200 + season));
+                if (const double k = synth_.acquisition_effects; k > 0) {
                   // illumination and atmosphere: a gain of 0.7..1.3 and haze of up to 40
                   const double gain = 1 + 0.6 * k * world_.acquisition(where[i], 12000, static_cast<std::uint32_t>(season));
                   const double haze = 40 * k * (world_.acquisition(where[i], 20000, 4 + static_cast<std::uint32_t>(season)) + 0.5);
@@ -195,7 +196,7 @@ class Writer {
               out.ds().GetRasterBand(b + 1)->SetNoDataValue(0);
               out.ds().GetRasterBand(b + 1)->SetDescription(info(Modality::s2rgb).bands[static_cast<std::size_t>(b)].c_str());
             }
-            const auto path = dir_ / "s2rgb" / fmt::format("S2_T{}_{}{}.tif", tile, config_.synth.year, season_name(season));
+            const auto path = dir_ / "s2rgb" / fmt::format("S2_T{}_{}{}.tif", tile, synth_.year, season_name(season));
             out.save("COG", path, {"COMPRESS=DEFLATE", "LEVEL=1", "BLOCKSIZE=512", "NUM_THREADS=ALL_CPUS"});
             record(path, Modality::s2rgb, season);
           }
@@ -218,7 +219,7 @@ class Writer {
 
   // S1 amplitude: VV and VH in dB, float32, EPSG:4326 at 0.0001 deg, with speckle.
   void s1_amplitude() {
-    const double px = kS1PixelDeg * scale_, size = config_.synth.s1_tile_deg;
+    const double px = kS1PixelDeg * scale_, size = synth_.s1_tile_deg;
     const int n = static_cast<int>(std::lround(size / px));
     const OGRSpatialReference srs = epsg(4326);
     geographic_tiles(size, [&](double lon, double lat) {
@@ -245,9 +246,9 @@ class Writer {
             }
             const auto gc = static_cast<std::int64_t>(std::lround((gt[0] + (c + 0.5) * px) / px));
             std::array<double, 8> u;
-            for (int k = 0; k < 8; ++k) u[static_cast<std::size_t>(k)] = hash_unit(config_.synth.seed, gc, gr, 300 + season * 8 + k);
+            for (int k = 0; k < 8; ++k) u[static_cast<std::size_t>(k)] = hash_unit(synth_.seed, gc, gr, 300 + season * 8 + k);
             auto db = s1_sample_db(ground[static_cast<std::size_t>(r) * n + c], season, u);
-            if (const double k = config_.synth.acquisition_effects; k > 0) {
+            if (const double k = synth_.acquisition_effects; k > 0) {
               // calibration, incidence angle and soil moisture: +-2.5 dB over tens of km
               const double shift = 5 * k * world_.acquisition({gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px}, 25000,
                                                                8 + static_cast<std::uint32_t>(season));
@@ -264,7 +265,7 @@ class Writer {
           out.ds().GetRasterBand(b + 1)->SetDescription(info(Modality::s1amp).bands[static_cast<std::size_t>(b)].c_str());
           out.ds().GetRasterBand(b + 1)->SetUnitType("dB");
         }
-        const auto path = dir_ / "s1amp" / fmt::format("S1_{}_{}{}.tif", tile, config_.synth.year, season_name(season));
+        const auto path = dir_ / "s1amp" / fmt::format("S1_{}_{}{}.tif", tile, synth_.year, season_name(season));
         out.save("GTiff", path, {"TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1", "PREDICTOR=3", "NUM_THREADS=ALL_CPUS"});
         record(path, Modality::s1amp, season);
       }
@@ -303,9 +304,9 @@ class Writer {
       for (int season = 0; season < kSeasons; ++season) {
         std::vector<std::uint8_t> raw(coh.size());
         for (std::size_t i = 0; i < coh.size(); ++i) {
-          const double noise = (hash_unit(config_.synth.seed, static_cast<std::int64_t>(i), static_cast<std::int64_t>(lon * 1000 + lat), 400 + season) - 0.5) * 0.08;
+          const double noise = (hash_unit(synth_.seed, static_cast<std::int64_t>(i), static_cast<std::int64_t>(lon * 1000 + lat), 400 + season) - 0.5) * 0.08;
           double value = coh[i][static_cast<std::size_t>(season)];
-          if (const double k = config_.synth.acquisition_effects; k > 0 && value >= 0) {
+          if (const double k = synth_.acquisition_effects; k > 0 && value >= 0) {
             // rain and wind between the two passes: coherence lost, down to 0.4 of it
             const auto r = static_cast<int>(i / static_cast<std::size_t>(n)), c = static_cast<int>(i % static_cast<std::size_t>(n));
             value *= 1 - 0.6 * k * (world_.acquisition({gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px}, 30000,
@@ -322,7 +323,7 @@ class Writer {
         band->SetMetadataItem("NETCDF_VARNAME", "coherence");
         band->SetMetadataItem("long_name", fmt::format("Sentinel-1 6-day interferometric coherence, {}", season_name(season)).c_str());
         band->SetMetadataItem("units", "1");
-        const auto path = dir_ / "s1coh" / fmt::format("COH_{}_{}{}.nc", tile, config_.synth.year, season_name(season));
+        const auto path = dir_ / "s1coh" / fmt::format("COH_{}_{}{}.nc", tile, synth_.year, season_name(season));
         out.save("netCDF", path, {"FORMAT=NC4", "COMPRESS=DEFLATE", "ZLEVEL=1"});
         record(path, Modality::s1coh, season);
       }
@@ -357,7 +358,7 @@ class Writer {
         Raster out(n, n, 1, GDT_Byte, gt, srs);
         out.write_band(1, values, GDT_Byte);
         out.ds().GetRasterBand(1)->SetNoDataValue(cover ? 0 : 255);
-        const auto path = dir_ / "labels" / fmt::format("{}_{}_{}.tif", info(m).name, tile, config_.synth.year);
+        const auto path = dir_ / "labels" / fmt::format("{}_{}_{}.tif", info(m).name, tile, synth_.year);
         out.save("GTiff", path, {"TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1"});
         record(path, m, 0);
       }
@@ -365,7 +366,7 @@ class Writer {
     });
   }
 
-  const Config& config_;
+  const SynthConfig& synth_;
   const Plan& plan_;
   const std::function<void(const std::string&)>& progress_;
   World world_;
@@ -379,17 +380,18 @@ class Writer {
 
 }  // namespace
 
-World world_of(const Config& config, const Plan& plan) {
+World world_of(const SynthConfig& synth, const Plan& plan) {
   double lon0 = 1e300, lon1 = -1e300, lat0 = 1e300, lat1 = -1e300;
   for (const Aoi& a : plan.aois) {
     lon0 = std::min(lon0, a.min_lon); lon1 = std::max(lon1, a.max_lon);
     lat0 = std::min(lat0, a.min_lat); lat1 = std::max(lat1, a.max_lat);
   }
-  return World(config.synth.seed, {(lon0 + lon1) / 2, (lat0 + lat1) / 2});
+  return World(synth.seed, {(lon0 + lon1) / 2, (lat0 + lat1) / 2});
 }
 
-SynthReport write_world(const Config& config, const Plan& plan, const std::function<void(const std::string&)>& progress) {
-  return Writer(config, plan, progress).run();
+SynthReport write_world(const SynthConfig& synth, const std::filesystem::path& dir, const Plan& plan,
+                        const std::function<void(const std::string&)>& progress) {
+  return Writer(synth, dir, plan, progress).run();
 }
 
 }  // namespace eo::synth

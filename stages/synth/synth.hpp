@@ -20,10 +20,11 @@ struct SynthReport {
   std::filesystem::path catalog;
 };
 
-// The world a config describes: its seed and an origin at the centre of the plan.
-World world_of(const Config& config, const Plan& plan);
+// The world the synth section describes: its seed and an origin at the centre of the plan.
+World world_of(const SynthConfig& synth, const Plan& plan);
 
-SynthReport write_world(const Config& config, const Plan& plan,
+// The world's products and their catalog, written into `dir` (the config's world_dir()).
+SynthReport write_world(const SynthConfig& synth, const std::filesystem::path& dir, const Plan& plan,
                         const std::function<void(const std::string&)>& progress);
 
 }  // namespace eo::synth

@@ -41,7 +41,7 @@ inline std::unique_ptr<TestWorld> make_world(const std::string& name, const std:
   std::ofstream(w->config_file) << yaml;
   w->config = parse_config(yaml, w->config_file.string(), w->dir);
   w->plan = make_plan(load_aois(w->config));
-  synth::write_world(w->config, w->plan, [](const std::string&) {});
+  synth::write_world(w->config.synth, w->config.world_dir(), w->plan, [](const std::string&) {});
   w->catalog = Catalog::load(w->config.catalog_path());
   return w;
 }

@@ -239,7 +239,7 @@ double correlation(const std::vector<double>& a, const std::vector<double>& b) {
 // Chips at known coordinates carry the signature of the latent class there, and the
 // match is best with no shift at all: geolocation is right to within a pixel.
 TEST_F(Warp, ChipsCarryTheLatentSignatureAtTheirCoordinates) {
-  const synth::World world = synth::world_of(world_->config, world_->plan);
+  const synth::World world = synth::world_of(world_->config.synth, world_->plan);
   const TilePlan& tile = world_->plan.tiles.front();
   std::vector<ChipBatch> rows;
   read_tile(world_->catalog, tile, TileReadOptions::from(world_->config.pixel_size, world_->config.data, world_->config.warp, 2), [&](ChipBatch&& b) {
