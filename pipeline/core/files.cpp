@@ -61,8 +61,7 @@ void PendingFile::publish() {
   if (ec) throw std::runtime_error(fmt::format("cannot write {}: renaming into place: {}", file_.string(), ec.message()));
   published_ = true;
   failpoint("publish-renamed");
-  fsync_path(file_.has_parent_path() ? file_.parent_path() : fs::path("."), O_RDONLY | O_DIRECTORY, file_,
-             "flushing its folder to disk");
+  fsync_path(temporary_.parent_path(), O_RDONLY | O_DIRECTORY, file_, "flushing its folder to disk");
 }
 
 void publish_file(const fs::path& file, const std::function<void(const fs::path&)>& write) {
