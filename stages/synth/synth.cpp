@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/hash.hpp"
 #include "stages/ingest/catalog.hpp"
@@ -70,17 +71,17 @@ class Raster {
     if (ds_->GetRasterBand(band)->RasterIO(GF_Write, 0, 0, ds_->GetRasterXSize(), ds_->GetRasterYSize(),
                                            const_cast<T*>(data.data()), ds_->GetRasterXSize(), ds_->GetRasterYSize(),
                                            type, 0, 0) != CE_None)
-      throw std::runtime_error("synth: writing a band in memory failed: " + gdal_error());
+      throw StageError("synth", "writing a band in memory failed: " + gdal_error());
   }
   void save(const char* driver, const std::filesystem::path& path, std::vector<std::string> options) {
     std::vector<char*> opts;
     for (auto& o : options) opts.push_back(o.data());
     opts.push_back(nullptr);
     GDALDriver* drv = GetGDALDriverManager()->GetDriverByName(driver);
-    if (!drv) throw std::runtime_error(fmt::format("synth: GDAL has no {} driver", driver));
+    if (!drv) throw StageError("synth", fmt::format("GDAL has no {} driver", driver));
     publish_file(path, [&](const std::filesystem::path& tmp) {
       GdalDataset out(drv->CreateCopy(tmp.c_str(), ds_.get(), FALSE, opts.data(), nullptr, nullptr));
-      if (!out) throw std::runtime_error(fmt::format("synth: cannot write {}: {}", path.string(), gdal_error()));
+      if (!out) throw StageError("synth", fmt::format("cannot write {}: {}", path.string(), gdal_error()));
     });
   }
 
