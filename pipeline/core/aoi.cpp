@@ -48,14 +48,30 @@ void finish(Aoi& aoi) {
       const double shift = 360.0 * std::round((poly[0][0].lon - poly[h][0].lon) / 360.0);
       for (LonLat& p : poly[h]) p.lon += shift;
     }
+  }
+  // Files crossing the antimeridian write one part as 177..181.5 and another as
+  // -179.5..-178: each polygon is moved by whole turns next to the first one, so the
+  // AOI's bounds are those of one connected area, not of two ends of the map.
+  double reference = 0;
+  for (std::size_t i = 0; i < aoi.polygons.size(); ++i) {
+    Polygon& poly = aoi.polygons[i];
+    double lo = 1e300, hi = -1e300;
+    for (const LonLat& p : poly[0]) lo = std::min(lo, p.lon), hi = std::max(hi, p.lon);
+    if (hi - lo > 360)
+      fail(aoi.source, fmt::format("polygon {} winds around the Earth: its outer ring runs from longitude {:.4f} to "
+                                   "{:.4f} ({:.1f} degrees) once made continuous", i + 1, lo, hi, hi - lo));
+    const double centre = (lo + hi) / 2;
+    if (i == 0) reference = centre - 360.0 * std::round(centre / 360.0);
+    const double shift = 360.0 * std::round((reference - centre) / 360.0);
+    for (Ring& ring : poly)
+      for (LonLat& p : ring) p.lon += shift;
+    aoi.min_lon = std::min(aoi.min_lon, lo + shift);
+    aoi.max_lon = std::max(aoi.max_lon, hi + shift);
     for (const LonLat& p : poly[0]) {
-      aoi.min_lon = std::min(aoi.min_lon, p.lon);
-      aoi.max_lon = std::max(aoi.max_lon, p.lon);
       aoi.min_lat = std::min(aoi.min_lat, p.lat);
       aoi.max_lat = std::max(aoi.max_lat, p.lat);
     }
   }
-  if (aoi.max_lon - aoi.min_lon > 360) fail(aoi.source, "a polygon spans more than 360 degrees of longitude");
 }
 
 Ring ring_from_json(const nlohmann::json& coords, const std::string& source) {

@@ -136,6 +136,28 @@ TEST(Plan, NoGapAtEquator) {
     }
 }
 
+// GeoJSON files crossing the antimeridian write longitudes past 180 in one part and
+// below -180 + x in another; the parts are one area, planned as if written in -180..180.
+TEST(Plan, AntimeridianPartsWrittenBeyond180AreWrapped) {
+  const std::string beyond = R"({"type":"MultiPolygon","coordinates":[
+      [[[177,-17],[181.5,-17],[181.5,-16],[177,-16],[177,-17]]],
+      [[[-179.5,-18],[-178,-18],[-178,-17.5],[-179.5,-17.5],[-179.5,-18]]]]})";
+  const std::string within = R"({"type":"MultiPolygon","coordinates":[
+      [[[177,-17],[180,-17],[180,-16],[177,-16],[177,-17]]],
+      [[[-180,-17],[-178.5,-17],[-178.5,-16],[-180,-16],[-180,-17]]],
+      [[[-179.5,-18],[-178,-18],[-178,-17.5],[-179.5,-17.5],[-179.5,-18]]]]})";
+  const Aoi aoi = aoi_from_geojson(beyond, "fiji", "test");
+  EXPECT_LT(aoi.max_lon - aoi.min_lon, 6);
+  EXPECT_EQ(planned_chips(make_plan({aoi})), planned_chips(make_plan({aoi_from_geojson(within, "fiji", "test")})));
+  // A ring that really winds around the Earth is refused, and the message says so.
+  try {
+    aoi_from_geojson(R"({"type":"Polygon","coordinates":[[[0,1],[120,1],[240,1],[370,1],[370,2],[0,2],[0,1]]]})", "w", "w.geojson");
+    ADD_FAILURE() << "a ring winding around the Earth was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("polygon 1 winds around the Earth"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Plan, AntimeridianAoiIsSplitAcrossZones60And1) {
   const Plan wrapped = make_plan({aoi_from_wkt("POLYGON((178 64, -178 64, -178 66, 178 66, 178 64))", "am", "test")});
   const Plan unwrapped = make_plan({aoi_from_wkt("POLYGON((178 64, 182 64, 182 66, 178 66, 178 64))", "am", "test")});
