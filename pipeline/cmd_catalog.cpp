@@ -1,6 +1,8 @@
-// `eo-pipeline catalog DIR`: describes a folder of real rasters (any format and CRS GDAL
-// reads) as catalog records, so that real data enters the pipeline the way the
-// synthetic world does.
+// `eo-pipeline catalog`: describes real inputs as catalog records, so that real data
+// enters the pipeline the way the synthetic world does:
+//   --stac FILE      STAC ItemCollections (a saved search), Items or static catalogs
+//   DIR --layout global-coherence   the seasonal coherence dataset's tiles by their names
+//   DIR --modality M                any folder of rasters GDAL reads
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -11,14 +13,24 @@
 #include "pipeline/commands.hpp"
 #include "pipeline/core/log.hpp"
 #include "stages/ingest/catalog.hpp"
+#include "stages/ingest/stac.hpp"
 
 namespace eo {
 
 void add_catalog_command(CLI::App& app, CatalogOptions& opts) {
-  auto* cmd = app.add_subcommand("catalog", "describe a folder of rasters (GeoTIFF, COG, NetCDF, HDF5, VRT, ...) as a catalog");
-  cmd->add_option("DIR", opts.dir, "folder to scan (recursively)")->required()->check(CLI::ExistingDirectory);
-  cmd->add_option("--modality", opts.modality, "what the rasters are")
-      ->required()->check(CLI::IsMember({"s2rgb", "s1amp", "s1coh", "worldcover", "treecover"}));
+  auto* cmd = app.add_subcommand("catalog", "describe real inputs as a catalog: STAC items, the global seasonal "
+                                            "coherence dataset's tiles, or a folder of rasters");
+  cmd->add_option("DIR", opts.dir, "folder to scan (recursively)")->check(CLI::ExistingDirectory);
+  cmd->add_option("--stac", opts.stac, "STAC ItemCollection (stac-client search --save), Item, Catalog or Collection "
+                                       "JSON; repeat for several")->check(CLI::ExistingFile);
+  cmd->add_option("--collections", opts.collections, "YAML mapping of other STAC collections to modalities "
+                                                     "(docs/inputs.md)")->check(CLI::ExistingFile);
+  cmd->add_option("--layout", opts.layout, "how DIR is laid out: files (any rasters, --modality says what they are) "
+                                           "or global-coherence (N48W090_winter_vv_COH12.tif, ..._vh_AMP.tif)")
+      ->check(CLI::IsMember({"files", "global-coherence"}));
+  cmd->add_option("--coherence", opts.coherence, "global-coherence: the coherence metric for s1coh (COH06, COH12, ...)");
+  cmd->add_option("--modality", opts.modality, "what the rasters of DIR are")
+      ->check(CLI::IsMember({"s2rgb", "s1amp", "s1coh", "worldcover", "treecover"}));
   cmd->add_option("--out", opts.out, "catalog file to write (JSON lines)")->required();
   cmd->add_option("--season", opts.season, "season of every raster: 0 DJF, 1 MAM, 2 JJA, 3 SON (default: from the "
                                            "file name, DJF/MAM/JJA/SON)")->check(CLI::Range(0, 3));
@@ -33,22 +45,60 @@ void add_catalog_command(CLI::App& app, CatalogOptions& opts) {
   q->excludes(v);
 }
 
-int run_catalog(const CatalogOptions& opts) {
-  setup_logging(0, opts.quiet ? "warn" : opts.verbose ? "debug" : "info");
-  const Modality modality = parse_modality(opts.modality);
-  Catalog catalog;
-  if (opts.append && std::filesystem::exists(opts.out))
-    for (const SourceRecord& r : Catalog::load(opts.out).records()) catalog.add(r);
-  std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(opts.dir))
-    if (e.is_regular_file()) files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  const std::regex pattern(opts.pattern.empty() ? ".*" : opts.pattern);
-  const std::regex season_in_name("(DJF|MAM|JJA|SON)");
+namespace {
+
+struct Counts {
   int added = 0, skipped = 0, errors = 0;
-  for (const auto& file : files) {
+};
+
+std::vector<std::filesystem::path> files_under(const std::string& dir, const std::string& pattern) {
+  std::vector<std::filesystem::path> files;
+  const std::regex re(pattern.empty() ? ".*" : pattern);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && std::regex_search(name, re) && !name.ends_with(".aux.xml") && !name.ends_with(".ovr"))
+      files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+void add_stac(const CatalogOptions& opts, Catalog& catalog, Counts& n) {
+  const auto mappings = opts.collections.empty() ? std::vector<CollectionMapping>{} : load_collection_mappings(opts.collections);
+  for (const std::string& file : opts.stac) {
+    const StacReport r = read_stac(file, mappings);
+    for (const std::string& p : r.problems) spdlog::warn("left out {}", p);
+    for (const SourceRecord& rec : r.records) catalog.add(rec);
+    n.added += static_cast<int>(r.records.size());
+    n.errors += static_cast<int>(r.problems.size());
+    spdlog::info("{}: {} items, {} used, {} assets catalogued", file, r.items, r.used, r.records.size());
+  }
+}
+
+void add_global_coherence(const CatalogOptions& opts, Catalog& catalog, Counts& n) {
+  const std::vector<Modality> modalities = opts.modality.empty() ? std::vector<Modality>{Modality::s1amp, Modality::s1coh}
+                                                                 : std::vector<Modality>{parse_modality(opts.modality)};
+  for (const auto& file : files_under(opts.dir, opts.pattern)) {
+    bool used = false;
+    for (Modality m : modalities)
+      if (auto r = global_coherence_record(file, m, opts.coherence)) {
+        catalog.add(std::move(*r));
+        ++n.added;
+        used = true;
+      }
+    if (!used) {
+      ++n.skipped;
+      spdlog::debug("{}: not a tile the dataset names as {} or AMP", file.string(), opts.coherence);
+    }
+  }
+}
+
+void add_files(const CatalogOptions& opts, Catalog& catalog, Counts& n) {
+  if (opts.modality.empty()) throw CLI::ValidationError("--modality", "say what the rasters of DIR are");
+  const Modality modality = parse_modality(opts.modality);
+  const std::regex season_in_name("(DJF|MAM|JJA|SON)");
+  for (const auto& file : files_under(opts.dir, opts.pattern)) {
     const std::string name = file.filename().string();
-    if (!std::regex_search(name, pattern) || name.ends_with(".aux.xml") || name.ends_with(".ovr")) continue;
     int season = opts.season;
     std::smatch m;
     if (season < 0) season = std::regex_search(name, m, season_in_name) ? std::string("DJFMAMJJASON").find(m[1].str()) / 3 : 0;
@@ -56,22 +106,40 @@ int run_catalog(const CatalogOptions& opts) {
                                                    : fmt::format("NETCDF:\"{}\":{}", std::filesystem::absolute(file).string(), opts.variable);
     try {
       catalog.add(describe_raster(path, modality, season, opts.time, opts.bands));
-      ++added;
+      ++n.added;
       spdlog::debug("{}: {} season {}", path, opts.modality, season);
     } catch (const std::exception& e) {
       // Not every file in a folder is a raster; say which were left out and why.
-      ++(std::string(e.what()).find("cannot open as a raster") != std::string::npos ? skipped : errors);
+      ++(std::string(e.what()).find("cannot open as a raster") != std::string::npos ? n.skipped : n.errors);
       spdlog::warn("left out {}", e.what());
     }
   }
-  if (added == 0) {
-    spdlog::error("no raster in {} could be catalogued", opts.dir);
+}
+
+}  // namespace
+
+int run_catalog(const CatalogOptions& opts) {
+  setup_logging(0, opts.quiet ? "warn" : opts.verbose ? "debug" : "info");
+  if (opts.dir.empty() && opts.stac.empty()) throw CLI::ValidationError("catalog", "give a DIR to scan or --stac FILE");
+  Catalog catalog;
+  if (opts.append && std::filesystem::exists(opts.out))
+    for (const SourceRecord& r : Catalog::load(opts.out).records()) catalog.add(r);
+  Counts n;
+  try {
+    add_stac(opts, catalog, n);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  }
+  if (!opts.dir.empty()) (opts.layout == "global-coherence" ? add_global_coherence : add_files)(opts, catalog, n);
+  if (n.added == 0) {
+    spdlog::error("nothing could be catalogued from {}", opts.dir.empty() ? fmt::format("{}", fmt::join(opts.stac, ", ")) : opts.dir);
     return kExitUsage;
   }
   catalog.save(opts.out);
-  std::cout << fmt::format("catalog {}: {} rasters added ({} files not rasters, {} unusable); {} records\n", opts.out, added,
-                           skipped, errors, catalog.records().size());
-  return errors > 0 ? kExitTilesFailed : kExitOk;
+  std::cout << fmt::format("catalog {}: {} records added ({} files not used, {} problems); {} records\n", opts.out, n.added,
+                           n.skipped, n.errors, catalog.records().size());
+  return n.errors > 0 ? kExitTilesFailed : kExitOk;
 }
 
 }  // namespace eo

@@ -53,6 +53,7 @@ class EmbedSink : public TileSink {
       std::vector<bool> has_data(row.chips.size());
       for (std::size_t k = 0; k < row.chips.size(); ++k) has_data[k] = chip_has_data(row, k, min_valid_);
       out_->add(row.chips, embedder_.embed(row, has_data, norm_, min_valid_, run_.batch));
+      out_->add_inputs(row);
     } catch (const std::exception& e) {
       throw StageError("embed", e.what());
     }

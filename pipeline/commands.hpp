@@ -95,7 +95,8 @@ void add_render_command(CLI::App& app, RenderOptions& opts);
 int run_render(const RenderOptions& opts);
 
 struct CatalogOptions {
-  std::string dir, modality, out, variable, time, pattern;
+  std::string dir, modality, out, variable, time, pattern, layout = "files", coherence = "COH12", collections;
+  std::vector<std::string> stac;
   int season = -1;
   std::vector<int> bands;
   bool append = false, quiet = false, verbose = false;

@@ -15,13 +15,22 @@ inline constexpr std::array<Modality, 3> kImageModalities = {Modality::s2rgb, Mo
 inline constexpr std::array<Modality, 2> kLabelModalities = {Modality::worldcover, Modality::treecover};
 inline constexpr int kSeasons = 4;  // DJF, MAM, JJA, SON
 
+// How the observations (scenes) of a season become one value per pixel (DESIGN.md §2).
+enum class Reduce {
+  median,         // of the clear observations (Sentinel-2)
+  mean_power_db,  // mean in linear power, handed on in dB (Sentinel-1 backscatter)
+  mean,           // (coherence)
+  first,          // the first in time order that has a value (label maps)
+};
+
 struct ModalityInfo {
   Modality modality;
   const char* name;
   std::vector<std::string> bands;  // per season
   int seasons;                     // 4 for seasonal products, 1 for label maps
   const char* resampling;          // default GDAL resampling for the warp
-  bool integer;                    // stored as uint8 in the chip store (else float32)
+  bool integer;                    // stored as uint8 in the chip store (else float32): class maps
+  Reduce reduce;                   // how a season's observations are composited
   int channels() const { return static_cast<int>(bands.size()) * seasons; }
   // "R_MAM", "VV_DJF", "coh_SON", "class"
   std::string channel_name(int channel) const;

@@ -75,7 +75,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       } catch (const std::exception& e) {
         throw StageError("reproject", fmt::format("{}: {}", info(m).name, e.what()));
       }
-      ModalityChips mc{m, warped.channels, {}, {}};
+      ModalityChips mc{m, warped.channels, {}, {}, {}, warped.observations};
       const std::size_t per_chip = static_cast<std::size_t>(mc.channels) * size * size;
       mc.values.resize(per_chip * batch.chips.size());
       mc.valid.resize(static_cast<std::size_t>(mc.channels) * batch.chips.size());
@@ -92,6 +92,17 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
           }
           mc.valid[k * mc.channels + ch] = static_cast<float>(valid) / static_cast<float>(size * size);
         }
+      const int seasons = info(m).seasons;
+      mc.clear.resize(static_cast<std::size_t>(seasons) * batch.chips.size());
+      for (std::size_t k = 0; k < batch.chips.size(); ++k)
+        for (int s = 0; s < seasons; ++s) {
+          std::uint64_t sum = 0;
+          for (int y = 0; y < size; ++y) {
+            const std::uint16_t* src = &warped.clear[(static_cast<std::size_t>(s) * warped.height + y) * warped.width + columns[k] * size];
+            for (int x = 0; x < size; ++x) sum += src[x];
+          }
+          mc.clear[k * seasons + s] = static_cast<float>(static_cast<double>(sum) / (size * size));
+        }
       batch.modalities.push_back(std::move(mc));
     }
     row(std::move(batch));
@@ -106,7 +117,10 @@ std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const Ti
   std::set<std::filesystem::path> files;
   for (Modality m : modalities)
     for (int s = 0; s < info(m).seasons; ++s)
-      for (const SourceRecord* r : catalog.query(m, s, box)) files.insert(underlying_file(r->path));
+      for (const SourceRecord* r : catalog.query(m, s, box)) {
+        files.insert(underlying_file(r->path));
+        if (r->mask) files.insert(underlying_file(r->mask->path));
+      }
   return {files.begin(), files.end()};
 }
 

@@ -102,6 +102,7 @@ struct ChipStoreWriter::Impl {
   ChipStoreInfo info;
   H5 h5;
   std::map<Modality, std::pair<H5, H5>> datasets;  // data, valid
+  std::map<Modality, H5> clear;                     // [n, seasons]
   H5 ids, rows, cols, status;
   hsize_t written = 0;
 };
@@ -132,6 +133,7 @@ ChipStoreWriter::ChipStoreWriter(std::filesystem::path file, ChipStoreInfo store
     for (int ch = 0; ch < mi.channels(); ++ch) names += fmt::format("{}\"{}\"", ch ? "," : "", mi.channel_name(ch));
     write_string_attribute(group.get(), "channels", names + "]");
     d.datasets.emplace(m, std::make_pair(std::move(data), std::move(valid)));
+    d.clear.emplace(m, create_dataset(group.get(), "clear", H5T_IEEE_F32LE, {n, static_cast<hsize_t>(mi.seasons)}, false));
   }
   write_string_attribute(d.h5.get(), "tile", d.info.tile.str());
   write_string_attribute(d.h5.get(), "epsg", std::to_string(d.info.tile.zone.epsg()));
@@ -176,6 +178,13 @@ void ChipStoreWriter::append(const ChipBatch& batch, const std::vector<bool>& ha
       write_rows(it->second.first.get(), H5T_NATIVE_FLOAT, d.written, k, mc.values.data());
     }
     write_rows(it->second.second.get(), H5T_NATIVE_FLOAT, d.written, k, mc.valid.data());
+    if (mc.clear.size() == k * static_cast<std::size_t>(info(mc.modality).seasons))
+      write_rows(d.clear.at(mc.modality).get(), H5T_NATIVE_FLOAT, d.written, k, mc.clear.data());
+    if (d.written == 0) {
+      // The tile's inputs: the same for every row, recorded once.
+      H5 group(H5Gopen2(d.h5.get(), info(mc.modality).name, H5P_DEFAULT), H5Gclose, "group");
+      write_string_attribute(group.get(), "observations", observations_json(mc.observations));
+    }
   }
   d.written += k;
 }
@@ -185,6 +194,7 @@ void ChipStoreWriter::commit() {
   if (d.written != static_cast<hsize_t>(d.info.chips))
     throw std::runtime_error(fmt::format("chip store {}: {} chips written of {}", d.pending->file().string(), d.written, d.info.chips));
   d.datasets.clear();
+  d.clear.clear();
   d.ids.reset(); d.rows.reset(); d.cols.reset(); d.status.reset();
   d.h5.reset();
   d.pending->publish();
@@ -215,7 +225,7 @@ StoredTile read_chip_store(const std::filesystem::path& file) {
   for (Modality m : kImageModalities) {
     if (H5Lexists(h5.get(), info(m).name, H5P_DEFAULT) <= 0) continue;
     t.info.modalities.push_back(m);
-    ModalityChips mc{m, info(m).channels(), {}, {}};
+    ModalityChips mc{m, info(m).channels(), {}, {}, {}, {}};
     mc.values.resize(n * static_cast<std::size_t>(mc.channels) * t.info.size * t.info.size);
     mc.valid.resize(n * static_cast<std::size_t>(mc.channels));
     H5 data(H5Dopen2(h5.get(), fmt::format("{}/data", info(m).name).c_str(), H5P_DEFAULT), H5Dclose, "data");
@@ -223,6 +233,15 @@ StoredTile read_chip_store(const std::filesystem::path& file) {
     if (n) {
       check(H5Dread(data.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.values.data()), "data");
       check(H5Dread(valid.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.valid.data()), "valid");
+    }
+    const std::string clear_name = fmt::format("{}/clear", info(m).name);
+    if (n && H5Lexists(h5.get(), clear_name.c_str(), H5P_DEFAULT) > 0) {  // stores before composites have none
+      mc.clear.resize(n * static_cast<std::size_t>(info(m).seasons));
+      H5 clear(H5Dopen2(h5.get(), clear_name.c_str(), H5P_DEFAULT), H5Dclose, "clear");
+      check(H5Dread(clear.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.clear.data()), "clear");
+      H5 group(H5Gopen2(h5.get(), info(m).name, H5P_DEFAULT), H5Gclose, "group");
+      if (H5Aexists(group.get(), "observations") > 0)
+        mc.observations = observations_from_json(read_string_attribute(group.get(), "observations"));
     }
     if (info(m).integer)
       for (float& v : mc.values)

@@ -3,7 +3,7 @@
 //
 //   /chip_id [n] (13-char strings), /chip_row, /chip_col [n] int32, /status [n] uint8
 //   (1 data, 2 no data), and per modality a group /<modality> with
-//   data [n, C, H, W] (uint8 for s2rgb with 0 = no data, else float32 with NaN),
+//   data [n, C, H, W] (uint8 for class maps with 0 = no data, else float32 with NaN),
 //   chunked one chip per chunk and compressed, and valid [n, C] (valid-pixel fractions).
 //   Root attributes: tile, epsg, pixel_size, chip_pixels, fingerprint, config_hash,
 //   normalisation (JSON), software. Written to a temporary name and renamed.

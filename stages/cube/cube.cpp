@@ -90,6 +90,16 @@ std::map<std::string, ArrayMeta> zone_arrays(Zone zone, const CubeSpec& spec) {
     }
     arrays[name] = a;
   }
+  for (Modality m : spec.modalities) {
+    ArrayMeta c;
+    c.zarray = zarray({rows, cols, kSeasons}, {t, t, kSeasons}, "<f4", fill_nan);
+    c.zattrs = grid_attrs({"y", "x", "season"});
+    c.zattrs["long_name"] = fmt::format("clear {} observations per pixel, mean over the chip, per season", info(m).name);
+    c.zattrs["seasons"] = {"DJF", "MAM", "JJA", "SON"};
+    c.zattrs["comment"] = "the number of scenes composited at a pixel, averaged over the chip's pixels; "
+                          "a seasonal product counts as one";
+    arrays[std::string(info(m).name) + "_clear"] = c;
+  }
   ArrayMeta status;
   status.zarray = zarray({rows, cols}, {t, t}, "|u1", 0);
   status.zattrs = grid_attrs({"y", "x"});
@@ -241,6 +251,12 @@ std::vector<std::string> CubeSpec::embedding_arrays() const {
   return names;
 }
 
+std::vector<std::string> CubeSpec::clear_arrays() const {
+  std::vector<std::string> names;
+  for (Modality m : modalities) names.push_back(std::string(info(m).name) + "_clear");
+  return names;
+}
+
 int zone_rows(Zone zone) { return static_cast<int>(zone.origin_northing() / kChipSizeM); }
 int zone_cols() { return kZoneCols; }
 
@@ -334,6 +350,32 @@ TileEmbeddings::TileEmbeddings(TileId t, const CubeSpec& spec) : tile(t) {
   for (const std::string& name : spec.embedding_arrays())
     arrays.emplace(name, xt::xtensor<float, 3>::from_shape({side, side, dim}));
   for (auto& [name, a] : arrays) a.fill(std::nanf(""));
+  for (const std::string& name : spec.clear_arrays()) {
+    clear.emplace(name, xt::xtensor<float, 3>::from_shape({side, side, static_cast<std::size_t>(kSeasons)}));
+    clear.at(name).fill(std::nanf(""));
+  }
+}
+
+void TileEmbeddings::add_inputs(const ChipBatch& row) {
+  for (const ModalityChips& mc : row.modalities) {
+    const auto it = clear.find(std::string(info(mc.modality).name) + "_clear");
+    if (it == clear.end()) continue;
+    const std::size_t seasons = static_cast<std::size_t>(info(mc.modality).seasons);
+    if (mc.clear.size() == row.chips.size() * seasons)
+      for (std::size_t k = 0; k < row.chips.size(); ++k) {
+        const int pos = index_in_tile(row.chips[k]);
+        for (std::size_t s = 0; s < seasons; ++s)
+          it->second(static_cast<std::size_t>(pos / kChipsPerTileSide), static_cast<std::size_t>(pos % kChipsPerTileSide), s) =
+              mc.clear[k * seasons + s];
+      }
+    nlohmann::json seasons_json = nlohmann::json::object();
+    for (std::size_t s = 0; s < mc.observations.size(); ++s) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const ObservationInfo& o : mc.observations[s]) list.push_back({{"id", o.id}, {"time", o.time}});
+      seasons_json[season_name(static_cast<int>(s))] = list;
+    }
+    provenance["modalities"][info(mc.modality).name] = seasons_json;
+  }
 }
 
 void TileEmbeddings::add(const std::vector<ChipId>& chips, const std::map<Modality, std::vector<float>>& embeddings) {
@@ -360,6 +402,8 @@ void TileEmbeddings::add(const std::vector<ChipId>& chips, const std::map<Modali
 
 void TileEmbeddings::fail(const std::bitset<kChipsPerTile>& planned) {
   for (auto& [name, a] : arrays) a.fill(std::nanf(""));
+  for (auto& [name, a] : clear) a.fill(std::nanf(""));
+  provenance = nlohmann::json::object();
   for (std::size_t i = 0; i < status.size(); ++i) status[i] = planned[i] ? kFailed : kNotProcessed;
 }
 
@@ -445,6 +489,10 @@ TileEmbeddings CubeReader::read_tile(const TileId& tile) const {
 
 CubeWriter::CubeWriter(fs::path root, CubeSpec spec) : root_(std::move(root)), spec_(std::move(spec)) {}
 
+fs::path CubeWriter::provenance_path(const TileId& tile) const {
+  return root_ / tile.zone.name() / "provenance" / (tile.str() + ".json");
+}
+
 fs::path CubeWriter::chunk_path(const TileId& tile, const std::string& array) const {
   return chunk_file(root_, tile, array);
 }
@@ -463,6 +511,22 @@ void CubeWriter::write_tile(const TileEmbeddings& t) const {
     std::vector<float> scales;
     write_chunk(file, encode(values, spec_.dtype, &scales), "cube-chunk");
     if (spec_.dtype == CubeDtype::int8) write_chunk(scale_file, compress(scales.data(), scales.size() * 4, 4));
+  }
+  for (const auto& [name, values] : t.clear) {
+    const fs::path file = chunk_path(t.tile, name);
+    if (std::all_of(values.begin(), values.end(), [](float v) { return std::isnan(v); }))
+      fs::remove(file);
+    else
+      write_chunk(file, compress(values.data(), values.size() * 4, 4));
+  }
+  const fs::path provenance = provenance_path(t.tile);
+  if (t.provenance.empty()) {
+    fs::remove(provenance);
+  } else {
+    fs::create_directories(provenance.parent_path());
+    nlohmann::json doc = t.provenance;
+    doc["tile"] = t.tile.str();
+    write_atomically(provenance, doc.dump(1) + "\n");
   }
   write_chunk(chunk_path(t.tile, "status"), compress(t.status.data(), t.status.size(), 1), "cube-chunk");
 }

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <xtensor/xtensor.hpp>
 
+#include "pipeline/core/chip_batch.hpp"
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/modality.hpp"
 
@@ -40,6 +41,7 @@ struct CubeSpec {
   nlohmann::json provenance = nlohmann::json::object();
 
   std::vector<std::string> embedding_arrays() const;  // modality names, then "fused"
+  std::vector<std::string> clear_arrays() const;      // "<modality>_clear"
 };
 
 // Rows and columns of chips of a zone's grid: chunk (tile) indices are tile ids.
@@ -59,6 +61,10 @@ struct TileEmbeddings {
   TileId tile;
   std::vector<std::uint8_t> status = std::vector<std::uint8_t>(kChipsPerTile, kNotProcessed);
   std::map<std::string, xt::xtensor<float, 3>> arrays;  // name -> (16, 16, dim)
+  // "<modality>_clear" -> (16, 16, seasons): clear observations per pixel, chip mean.
+  std::map<std::string, xt::xtensor<float, 3>> clear;
+  // Which inputs made the tile: per modality, per season, the observations (id, time).
+  nlohmann::json provenance = nlohmann::json::object();
 
   TileEmbeddings(TileId t, const CubeSpec& spec);
 
@@ -66,6 +72,8 @@ struct TileEmbeddings {
   // where the chip has none of that modality) and their mean as `fused`. A chip with no
   // modality is no data.
   void add(const std::vector<ChipId>& chips, const std::map<Modality, std::vector<float>>& embeddings);
+  // Keeps a row's observation counts per chip and the tile's inputs (provenance).
+  void add_inputs(const ChipBatch& row);
   // The tile failed: nothing of it is kept, and its planned chips say so.
   void fail(const std::bitset<kChipsPerTile>& planned);
 };
@@ -77,6 +85,9 @@ class CubeWriter {
   // a reader that sees a chip's status sees its embeddings. Chunks of arrays the tile
   // has nothing in are removed (a tile redone after a change leaves no stale chunk).
   void write_tile(const TileEmbeddings& tile) const;
+  // The tile's provenance file: <zone>/provenance/<tile id>.json beside the arrays (zarr
+  // readers skip a folder that is neither array nor group).
+  std::filesystem::path provenance_path(const TileId& tile) const;
   // The chunk of `array` (in the tile's zone group) holding the tile.
   std::filesystem::path chunk_path(const TileId& tile, const std::string& array) const;
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fmt/format.h>
 #include <fstream>
 #include <memory>
@@ -32,6 +33,35 @@ void for_cells(const LonLatBox& b, F&& f) {
 bool is_connection_string(const std::string& path) {
   const auto colon = path.find(':'), slash = path.find('/');
   return colon != std::string::npos && colon > 1 && (slash == std::string::npos || colon < slash);
+}
+
+bool is_verbatim_path(const std::string& path) { return is_connection_string(path) || path.starts_with("/vsi"); }
+
+const char* units_name(Units u) {
+  switch (u) {
+    case Units::native: return "native";
+    case Units::linear_power: return "linear_power";
+    case Units::amplitude_dn: return "amplitude_dn";
+  }
+  return "native";
+}
+
+Units parse_units(const std::string& name) {
+  for (Units u : {Units::native, Units::linear_power, Units::amplitude_dn})
+    if (name == units_name(u)) return u;
+  throw std::invalid_argument(fmt::format("units '{}' unknown (native, linear_power, amplitude_dn)", name));
+}
+
+std::string SourceRecord::describe() const {
+  if (item.empty()) return path.string();
+  return fmt::format("{} (item {}, asset {})", path.string(), item, asset.empty() ? "?" : asset);
+}
+
+int season_of(const std::string& datetime) {
+  int year = 0, month = 0;
+  if (std::sscanf(datetime.c_str(), "%4d-%2d", &year, &month) != 2 || month < 1 || month > 12)
+    throw std::invalid_argument(fmt::format("'{}' is not an ISO 8601 date", datetime));
+  return (month % 12) / 3;
 }
 
 std::filesystem::path underlying_file(const std::filesystem::path& path) {
@@ -82,8 +112,11 @@ Catalog Catalog::load(const std::filesystem::path& file) {
     try {
       const auto j = nlohmann::json::parse(text);
       SourceRecord r;
-      const std::filesystem::path p = j.at("path").get<std::string>();
-      r.path = p.is_absolute() || is_connection_string(p.string()) ? p : (base / p).lexically_normal();
+      const auto resolve = [&](const std::string& text) -> std::filesystem::path {
+        const std::filesystem::path p = text;
+        return p.is_absolute() || is_verbatim_path(text) ? p : (base / p).lexically_normal();
+      };
+      r.path = resolve(j.at("path").get<std::string>());
       r.modality = parse_modality(j.at("modality").get<std::string>());
       r.season = j.value("season", 0);
       if (r.season < 0 || r.season >= info(r.modality).seasons)
@@ -99,6 +132,20 @@ Catalog Catalog::load(const std::filesystem::path& file) {
       if (r.bands.size() != info(r.modality).bands.size())
         throw std::invalid_argument(fmt::format("{} needs {} bands, the record maps {}", info(r.modality).name,
                                                 info(r.modality).bands.size(), r.bands.size()));
+      if (std::none_of(r.bands.begin(), r.bands.end(), [](int b) { return b > 0; }))
+        throw std::invalid_argument("the record maps none of the modality's bands");
+      r.item = j.value("item", "");
+      r.collection = j.value("collection", "");
+      r.asset = j.value("asset", "");
+      if (j.contains("scale")) r.scale = j["scale"].get<double>();
+      if (j.contains("offset")) r.offset = j["offset"].get<double>();
+      if (j.contains("nodata")) r.nodata = j["nodata"].get<double>();
+      if (j.contains("cloud_cover")) r.cloud_cover = j["cloud_cover"].get<double>();
+      r.units = parse_units(j.value("units", "native"));
+      if (j.contains("mask")) {
+        const auto& m = j["mask"];
+        r.mask = MaskSpec{resolve(m.at("path").get<std::string>()), m.value("band", 1), m.at("valid").get<std::vector<int>>()};
+      }
       c.add(std::move(r));
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("catalog {}:{}: bad record: {}", file.string(), line, e.what()));
@@ -109,18 +156,27 @@ Catalog Catalog::load(const std::filesystem::path& file) {
 
 void Catalog::save(const std::filesystem::path& file) const {
   const auto base = std::filesystem::absolute(file).parent_path();
+  const auto relative = [&](const std::filesystem::path& p) {
+    return is_verbatim_path(p.string()) ? p.string() : std::filesystem::absolute(p).lexically_relative(base).string();
+  };
   std::string text;
   for (const SourceRecord& r : records_) {
-    const std::string path = is_connection_string(r.path.string())
-                                 ? r.path.string()
-                                 : std::filesystem::absolute(r.path).lexically_relative(base).string();
-    const nlohmann::json j = {{"path", path},
-                              {"modality", info(r.modality).name},
-                              {"season", r.season},
-                              {"time", r.time},
-                              {"crs", r.crs},
-                              {"footprint", {r.footprint.lon0, r.footprint.lat0, r.footprint.lon1, r.footprint.lat1}},
-                              {"bands", r.bands}};
+    nlohmann::json j = {{"path", relative(r.path)},
+                        {"modality", info(r.modality).name},
+                        {"season", r.season},
+                        {"time", r.time},
+                        {"crs", r.crs},
+                        {"footprint", {r.footprint.lon0, r.footprint.lat0, r.footprint.lon1, r.footprint.lat1}},
+                        {"bands", r.bands}};
+    if (!r.item.empty()) j["item"] = r.item;
+    if (!r.collection.empty()) j["collection"] = r.collection;
+    if (!r.asset.empty()) j["asset"] = r.asset;
+    if (r.scale) j["scale"] = *r.scale;
+    if (r.offset) j["offset"] = *r.offset;
+    if (r.nodata) j["nodata"] = *r.nodata;
+    if (r.cloud_cover) j["cloud_cover"] = *r.cloud_cover;
+    if (r.units != Units::native) j["units"] = units_name(r.units);
+    if (r.mask) j["mask"] = {{"path", relative(r.mask->path)}, {"band", r.mask->band}, {"valid", r.mask->valid}};
     text += j.dump() + '\n';
   }
   write_atomically(file, text);
@@ -135,7 +191,7 @@ SourceRecord describe_raster(const std::filesystem::path& path, Modality modalit
   if (ds->GetGeoTransform(gt) != CE_None)
     throw std::runtime_error(fmt::format("{}: the raster has no geotransform", path.string()));
   SourceRecord r;
-  r.path = is_connection_string(path.string()) ? path : std::filesystem::absolute(path);
+  r.path = is_verbatim_path(path.string()) ? path : std::filesystem::absolute(path);
   r.modality = modality;
   r.season = season;
   r.time = time;

@@ -4,6 +4,7 @@
 // listing directories at run time.
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -13,14 +14,51 @@
 
 namespace eo {
 
+// Which pixels of a scene are clear: a classification layer (Sentinel-2's SCL) and the
+// classes that are kept; every other class is never used.
+struct MaskSpec {
+  std::filesystem::path path;  // absolute once loaded
+  int band = 1;
+  std::vector<int> valid;      // classes kept
+  bool operator==(const MaskSpec&) const = default;
+};
+
+// How a file's values (after scale and offset) relate to what the modality holds.
+// Sentinel-1 backscatter is composited in linear power and handed on in dB.
+enum class Units {
+  native,        // as the modality holds them (reflectance, dB, coherence, classes)
+  linear_power,  // gamma0 in linear power (Planetary Computer's sentinel-1-rtc)
+  amplitude_dn,  // the global seasonal coherence dataset's AMP: dB = 20 log10(DN) - 83
+};
+const char* units_name(Units u);
+Units parse_units(const std::string& name);  // throws std::invalid_argument
+
+// One file, or one band of one scene: real scenes come one file per band (each S2 band
+// its own COG, VV and VH apart), so a record may hold only some of the modality's bands.
 struct SourceRecord {
   std::filesystem::path path;  // absolute once loaded; relative to the catalog in the file
   Modality modality = Modality::s2rgb;
   int season = 0;              // 0..3 (DJF, MAM, JJA, SON); 0 for label maps
-  std::string time;            // ISO 8601 interval, e.g. 2021-03-01/2021-05-31
+  std::string time;            // ISO 8601 instant of a scene, or interval of a product
   std::string crs;             // as the file declares it: "EPSG:32610" or WKT
   LonLatBox footprint;         // EPSG:4326 bounds
-  std::vector<int> bands;      // source band (1-based) for each band of the modality
+  // For each band of the modality, the file's band (1-based) holding it; 0: not here.
+  std::vector<int> bands;
+  // Scene identity: records of one item are one observation. Empty for a product, whose
+  // files of one season form one observation (a mosaic).
+  std::string item;
+  std::string collection;
+  std::string asset;           // the STAC asset key, for messages
+  // Overrides of the file's own scale/offset/no-data (STAC raster:bands, a mapping).
+  std::optional<double> scale, offset, nodata;
+  Units units = Units::native;
+  std::optional<MaskSpec> mask;
+  std::optional<double> cloud_cover;  // eo:cloud_cover, percent
+
+  // Groups records into observations: the item, or the product's time.
+  std::string observation() const { return item.empty() ? "product " + time : item; }
+  // "FILE" or "FILE (item I, asset A)", for messages.
+  std::string describe() const;
 };
 
 class Catalog {
@@ -49,10 +87,15 @@ SourceRecord describe_raster(const std::filesystem::path& path, Modality modalit
 
 // GDAL connection strings such as NETCDF:"/data/x.nc":coherence name a part of a file.
 bool is_connection_string(const std::string& path);
+// Paths kept as written, never made absolute or relative: connection strings and GDAL's
+// virtual file systems (/vsicurl/https://..., /vsis3/bucket/key).
+bool is_verbatim_path(const std::string& path);
 // The file behind a path or connection string (for its size and time).
 std::filesystem::path underlying_file(const std::filesystem::path& path);
 
 // ISO 8601 interval of a season of a year: DJF runs from December of the year before.
 std::string season_interval(int year, int season);
+// The season (0 DJF .. 3 SON) of an ISO 8601 date or instant; throws std::invalid_argument.
+int season_of(const std::string& datetime);
 
 }  // namespace eo

@@ -23,7 +23,7 @@ std::string gdal_error(const std::string& fallback) {
 GdalDataset open_raster(const std::filesystem::path& path) {
   gdal_init();
   CPLErrorReset();
-  if (!std::filesystem::exists(underlying_file(path)))
+  if (!path.string().starts_with("/vsi") && !std::filesystem::exists(underlying_file(path)))
     throw std::runtime_error(fmt::format("{}: no such file", path.string()));
   GdalDataset ds(GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
   if (!ds) throw std::runtime_error(fmt::format("{}: cannot open as a raster: {}", path.string(), gdal_error("unknown format")));

@@ -4,7 +4,10 @@
 #include <gdal_utils.h>
 #include <ogr_spatialref.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 #include <fmt/format.h>
 #include <limits>
 #include <stdexcept>
@@ -73,40 +76,80 @@ std::vector<std::string> warp_arguments(const GridWindow& w, const WarpSettings&
   return args;
 }
 
-SourceSet::SourceSet(const std::vector<const SourceRecord*>& records) {
+SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, std::vector<int> bands) : bands_(std::move(bands)) {
   gdal_init();
+  if (bands_.empty() && !records.empty())
+    for (std::size_t b = 0; b < records.front()->bands.size(); ++b) bands_.push_back(static_cast<int>(b));
   try {
     for (const SourceRecord* r : records) {
-      GdalDataset ds = open_raster(r->path);
+      records_.push_back(r);
+      GdalDataset ds;
+      try {
+        ds = open_raster(r->path);
+      } catch (const std::exception& e) {
+        // "PATH: reason" -> "PATH (item I, asset A): reason"
+        const std::string what = e.what(), path = r->path.string();
+        throw std::runtime_error(fmt::format("{}: {}", r->describe(), what.starts_with(path + ": ") ? what.substr(path.size() + 2) : what));
+      }
       const OGRSpatialReference* srs = ds->GetSpatialRef();
-      if (!srs) throw std::runtime_error(fmt::format("{}: the file has no CRS; the catalog says {}", r->path.string(), r->crs));
+      if (!srs) throw std::runtime_error(fmt::format("{}: the file has no CRS; the catalog says {}", r->describe(), r->crs));
       if (!same_crs(*srs, r->crs))
-        throw std::runtime_error(fmt::format("{}: the file's CRS is {}, the catalog says {}", r->path.string(),
+        throw std::runtime_error(fmt::format("{}: the file's CRS is {}, the catalog says {}", r->describe(),
                                              crs_name(*srs), r->crs));
-      for (int b : r->bands)
-        if (b > ds->GetRasterCount())
-          throw std::runtime_error(fmt::format("{}: has {} bands, the catalog maps band {}", r->path.string(), ds->GetRasterCount(), b));
-      bool scaled = false, identity = ds->GetRasterCount() == static_cast<int>(r->bands.size());
-      for (std::size_t i = 0; i < r->bands.size(); ++i) {
-        GDALRasterBand* band = ds->GetRasterBand(r->bands[i]);
+      std::vector<int> source_bands;
+      for (int b : bands_) {
+        const int sb = b < static_cast<int>(r->bands.size()) ? r->bands[static_cast<std::size_t>(b)] : 0;
+        if (sb < 1) throw std::runtime_error(fmt::format("{}: the record does not hold band {} of {}", r->describe(),
+                                                         info(r->modality).bands.at(static_cast<std::size_t>(b)), info(r->modality).name));
+        if (sb > ds->GetRasterCount())
+          throw std::runtime_error(fmt::format("{}: has {} bands, the catalog maps band {}", r->describe(), ds->GetRasterCount(), sb));
+        source_bands.push_back(sb);
+      }
+      // A catalog's scale/offset (STAC raster:bands) is applied after the warp: every
+      // resampling kernel is a weighted mean or a pick, so it commutes with an affine map,
+      // and no-data stays in the file's own numbers until then.
+      const std::pair<double, double> affine{r->scale.value_or(1.0), r->offset.value_or(0.0)};
+      if (records_.size() == 1) affine_ = affine;
+      else if (affine != affine_)
+        throw std::runtime_error(fmt::format("{}: scale/offset {}/{} differ from {}'s {}/{} in one mosaic", r->describe(),
+                                             affine.first, affine.second, records_.front()->describe(), affine_.first, affine_.second));
+      bool scaled = false, identity = ds->GetRasterCount() == static_cast<int>(source_bands.size());
+      for (std::size_t i = 0; i < source_bands.size(); ++i) {
+        GDALRasterBand* band = ds->GetRasterBand(source_bands[i]);
         scaled |= band->GetScale() != 1.0 || band->GetOffset() != 0.0;
-        identity &= r->bands[i] == static_cast<int>(i) + 1;
+        identity &= source_bands[i] == static_cast<int>(i) + 1;
       }
       void* input = ds.get();
-      if (scaled || !identity) {
+      if (scaled || !identity || r->nodata) {
         // In-memory VRT: the catalog's bands, as Float32 with scale/offset applied.
         std::vector<std::string> args = {"-of", "VRT", "-ot", "Float32"};
-        for (int b : r->bands) { args.push_back("-b"); args.push_back(std::to_string(b)); }
+        for (int b : source_bands) { args.push_back("-b"); args.push_back(std::to_string(b)); }
+        if (r->nodata) { args.push_back("-a_nodata"); args.push_back(fmt::format("{:.17g}", *r->nodata)); }
         if (scaled) args.push_back("-unscale");
         Argv argv(args);
         GDALTranslateOptions* opts = GDALTranslateOptionsNew(argv.get(), nullptr);
         CPLErrorReset();
         input = GDALTranslate("", GDALDataset::ToHandle(ds.get()), opts, nullptr);
         GDALTranslateOptionsFree(opts);
-        if (!input) throw std::runtime_error(fmt::format("{}: cannot select bands/unscale: {}", r->path.string(), gdal_error()));
+        if (!input) throw std::runtime_error(fmt::format("{}: cannot select bands/unscale: {}", r->describe(), gdal_error()));
+      }
+      void* mask = nullptr;
+      if (r->mask) {
+        try {
+          GdalDataset m = open_raster(r->mask->path);
+          if (r->mask->band < 1 || r->mask->band > m->GetRasterCount())
+            throw std::runtime_error(fmt::format("has {} bands, the catalog's mask uses band {}", m->GetRasterCount(), r->mask->band));
+          if (!m->GetSpatialRef() || !m->GetSpatialRef()->IsSame(srs))
+            throw std::runtime_error(fmt::format("its CRS is not that of {}", r->path.string()));
+          mask = m.release();
+        } catch (const std::exception& e) {
+          if (input != ds.get()) GDALClose(input);
+          throw std::runtime_error(fmt::format("mask {} of {}: {}", r->mask->path.string(), r->describe(), e.what()));
+        }
       }
       inputs_.push_back(input);
       datasets_.push_back(ds.release());
+      masks_.push_back(mask);
       files_.push_back(r->path.string());
     }
     native_pixel_m_ = native_pixel_m();
@@ -122,8 +165,157 @@ void SourceSet::close() {
   for (std::size_t i = 0; i < inputs_.size(); ++i)
     if (inputs_[i] != datasets_[i]) GDALClose(inputs_[i]);
   for (void* ds : datasets_) GDALClose(ds);
+  for (void* m : masks_)
+    if (m) GDALClose(m);
   inputs_.clear();
   datasets_.clear();
+  masks_.clear();
+}
+
+bool SourceSet::masked() const {
+  return std::any_of(masks_.begin(), masks_.end(), [](void* m) { return m != nullptr; });
+}
+
+namespace {
+
+// A north-up Float32 MEM dataset in a CRS, no-data NaN.
+GdalDataset mem_dataset(int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs,
+                        GDALDataType type = GDT_Float32) {
+  GDALDriver* mem = GetGDALDriverManager()->GetDriverByName("MEM");
+  GdalDataset ds(mem->Create("", width, height, bands, type, nullptr));
+  if (!ds) throw std::runtime_error("cannot create an in-memory raster: " + gdal_error());
+  ds->SetGeoTransform(const_cast<double*>(gt));
+  if (srs) ds->SetSpatialRef(srs);
+  return ds;
+}
+
+// The pixel window [x0, x1) x [y0, y1) of a source that the destination window reaches,
+// `margin` source pixels wider on each side (the resampling kernel), clipped to the
+// source; empty when the source does not reach the window.
+struct PixelWindow {
+  int x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  bool empty() const { return x1 <= x0 || y1 <= y0; }
+};
+
+PixelWindow source_window(GDALDataset& src, const GridWindow& window, int margin) {
+  double gt[6], inv[6];
+  src.GetGeoTransform(gt);
+  GDALInvGeoTransform(gt, inv);
+  OGRSpatialReference dst_srs;
+  dst_srs.importFromEPSG(window.zone.epsg());
+  dst_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  OGRSpatialReference src_srs(*src.GetSpatialRef());
+  src_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&dst_srs, &src_srs));
+  if (!ct) throw std::runtime_error("no transformation from the tile's CRS to the file's");
+  const Box b = window.box();
+  constexpr int kSteps = 32;
+  double px0 = 1e300, py0 = 1e300, px1 = -1e300, py1 = -1e300;
+  for (int i = 0; i <= kSteps; ++i)
+    for (int edge = 0; edge < 4; ++edge) {
+      const double t = static_cast<double>(i) / kSteps;
+      double x = edge == 0 ? b.e0 + t * (b.e1 - b.e0) : edge == 1 ? b.e1 : edge == 2 ? b.e1 - t * (b.e1 - b.e0) : b.e0;
+      double y = edge == 0 ? b.n1 : edge == 1 ? b.n1 - t * (b.n1 - b.n0) : edge == 2 ? b.n0 : b.n0 + t * (b.n1 - b.n0);
+      if (!ct->Transform(1, &x, &y)) continue;
+      const double px = inv[0] + x * inv[1] + y * inv[2], py = inv[3] + x * inv[4] + y * inv[5];
+      px0 = std::min(px0, px), px1 = std::max(px1, px), py0 = std::min(py0, py), py1 = std::max(py1, py);
+    }
+  if (px0 > px1) return {};
+  const auto clampi = [](double v, int hi) { return static_cast<int>(std::clamp(v, 0.0, static_cast<double>(hi))); };
+  return {clampi(std::floor(px0) - margin, src.GetRasterXSize()), clampi(std::floor(py0) - margin, src.GetRasterYSize()),
+          clampi(std::ceil(px1) + margin, src.GetRasterXSize()), clampi(std::ceil(py1) + margin, src.GetRasterYSize())};
+}
+
+// The classes of a mask on the grid of a window of a source: warped with nearest
+// neighbour, so each source pixel takes the class of the mask pixel under its centre
+// (on Sentinel-2's aligned 10 m and 20 m grids: the 20 m pixel it lies in). -1 where
+// the mask does not reach.
+std::vector<std::int32_t> mask_classes(GDALDataset& mask, int band, const double gt[6], const OGRSpatialReference* srs,
+                                       int width, int height) {
+  GdalDataset dst = mem_dataset(width, height, 1, gt, srs, GDT_Int32);
+  dst->GetRasterBand(1)->Fill(-1);
+  const std::vector<std::string> args = {"-r", "near", "-et", "0", "-b", std::to_string(band), "-wo", "INIT_DEST=-1"};
+  Argv argv(args);
+  GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
+  GDALDatasetH in = GDALDataset::ToHandle(&mask);
+  int usage_error = 0;
+  CPLErrorReset();
+  GDALDatasetH ok = GDALWarp(nullptr, GDALDataset::ToHandle(dst.get()), 1, &in, opts, &usage_error);
+  GDALWarpAppOptionsFree(opts);
+  if (!ok || CPLGetLastErrorType() >= CE_Failure) throw std::runtime_error("cannot be read: " + gdal_error());
+  std::vector<std::int32_t> classes(static_cast<std::size_t>(width) * height);
+  if (dst->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, width, height, classes.data(), width, height, GDT_Int32, 0, 0) != CE_None)
+    throw std::runtime_error("cannot be read: " + gdal_error());
+  return classes;
+}
+
+// Reads bands [band0, band0 + n) of a source window as Float32 (scale/offset applied,
+// no-data as NaN) and sets the pixels a mask does not keep to NaN.
+std::vector<float> read_masked(GDALDataset& src, const PixelWindow& w, int out_w, int out_h, GDALDataset* mask,
+                               const MaskSpec* spec, const std::string& what) {
+  const int bands = src.GetRasterCount();
+  std::vector<float> values(static_cast<std::size_t>(bands) * out_w * out_h);
+  CPLErrorReset();
+  for (int b = 1; b <= bands; ++b) {
+    GDALRasterBand* band = src.GetRasterBand(b);
+    float* dst = values.data() + static_cast<std::size_t>(b - 1) * out_w * out_h;
+    if (band->RasterIO(GF_Read, w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0, dst, out_w, out_h, GDT_Float32, 0, 0) != CE_None)
+      throw std::runtime_error(fmt::format("{}: cannot be read: {}", what, gdal_error()));
+    int has_nodata = 0;
+    const double nodata = band->GetNoDataValue(&has_nodata);
+    if (has_nodata && !std::isnan(nodata))
+      for (std::size_t i = 0; i < static_cast<std::size_t>(out_w) * out_h; ++i)
+        if (dst[i] == static_cast<float>(nodata)) dst[i] = std::numeric_limits<float>::quiet_NaN();
+  }
+  if (mask) {
+    double gt[6], sub[6];
+    src.GetGeoTransform(gt);
+    // The window's grid at the read size (decimated reads widen its pixels).
+    sub[0] = gt[0] + w.x0 * gt[1] + w.y0 * gt[2];
+    sub[3] = gt[3] + w.x0 * gt[4] + w.y0 * gt[5];
+    sub[1] = gt[1] * (w.x1 - w.x0) / out_w, sub[2] = gt[2] * (w.y1 - w.y0) / out_h;
+    sub[4] = gt[4] * (w.x1 - w.x0) / out_w, sub[5] = gt[5] * (w.y1 - w.y0) / out_h;
+    std::vector<std::int32_t> classes;
+    try {
+      classes = mask_classes(*mask, spec->band, sub, src.GetSpatialRef(), out_w, out_h);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("mask {} of {}: {}", spec->path.string(), what, e.what()));
+    }
+    const std::set<int> keep(spec->valid.begin(), spec->valid.end());
+    for (std::size_t i = 0; i < classes.size(); ++i)
+      if (!keep.count(classes[i]))
+        for (int b = 0; b < bands; ++b) values[static_cast<std::size_t>(b) * out_w * out_h + i] = std::numeric_limits<float>::quiet_NaN();
+  }
+  return values;
+}
+
+}  // namespace
+
+void* SourceSet::masked_input(std::size_t i, const GridWindow& window, const WarpSettings& settings) const {
+  GDALDataset* src = GDALDataset::FromHandle(inputs_[i]);
+  // Enough source pixels around the window for any kernel GDAL uses (lanczos: 3 source
+  // pixels, widened by the downsampling factor), so a strip reads what the whole would.
+  const double factor = std::max(1.0, 1.0 / std::max(settings.scale, 1e-6));
+  const int margin = 4 + static_cast<int>(std::ceil(3 * factor));
+  const PixelWindow w = source_window(*src, window, margin);
+  if (w.empty()) return nullptr;
+  const int width = w.x1 - w.x0, height = w.y1 - w.y0;
+  std::vector<float> values = read_masked(*src, w, width, height, GDALDataset::FromHandle(masks_[i]),
+                                          &*records_[i]->mask, records_[i]->describe());
+  double gt[6], sub[6];
+  src->GetGeoTransform(gt);
+  std::copy(gt, gt + 6, sub);
+  sub[0] = gt[0] + w.x0 * gt[1] + w.y0 * gt[2];
+  sub[3] = gt[3] + w.x0 * gt[4] + w.y0 * gt[5];
+  GdalDataset mem = mem_dataset(width, height, src->GetRasterCount(), sub, src->GetSpatialRef());
+  for (int b = 1; b <= src->GetRasterCount(); ++b) {
+    GDALRasterBand* band = mem->GetRasterBand(b);
+    band->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
+    if (band->RasterIO(GF_Write, 0, 0, width, height, values.data() + static_cast<std::size_t>(b - 1) * width * height,
+                       width, height, GDT_Float32, 0, 0) != CE_None)
+      throw std::runtime_error("cannot fill an in-memory raster: " + gdal_error());
+  }
+  return mem.release();
 }
 
 void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) const {
@@ -141,16 +333,35 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   for (int i = 1; i <= bands; ++i) dst->GetRasterBand(i)->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
   std::fill(out, out + static_cast<std::size_t>(bands) * window.width * window.height, std::numeric_limits<float>::quiet_NaN());
 
+  const WarpSettings fixed = with_scale(settings, window);
+  // Masked sources are read for this window only, masked, and warped from memory.
+  std::vector<GdalDataset> masked;
+  std::vector<GDALDatasetH> inputs;
+  for (std::size_t i = 0; i < inputs_.size(); ++i) {
+    if (!masks_[i]) {
+      inputs.push_back(inputs_[i]);
+      continue;
+    }
+    GDALDatasetH m = masked_input(i, window, fixed);
+    if (!m) continue;  // does not reach the window
+    masked.emplace_back(GDALDataset::FromHandle(m));
+    inputs.push_back(m);
+  }
+  if (inputs.empty()) return;
   // Into an existing dataset gdalwarp takes neither -t_srs/-te/-ts nor -ot: the grid is the dataset's.
-  Argv argv(resampling_arguments(with_scale(settings, window)));
+  Argv argv(resampling_arguments(fixed));
   GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
-  std::vector<GDALDatasetH> inputs(inputs_.begin(), inputs_.end());
   int usage_error = 0;
   CPLErrorReset();
   GDALDatasetH result = GDALWarp(nullptr, GDALDataset::ToHandle(dst.get()), static_cast<int>(inputs.size()), inputs.data(), opts, &usage_error);
   GDALWarpAppOptionsFree(opts);
   const std::string reason = gdal_error();
   const bool failed = !result || CPLGetLastErrorType() >= CE_Failure;
+  if (!failed && affine_ != std::pair<double, double>{1.0, 0.0}) {
+    const auto [scale, offset] = affine_;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(bands) * window.width * window.height; ++i)
+      out[i] = static_cast<float>(out[i] * scale + offset);
+  }
   if (failed) {
     // Find which file it was: read each source's part of the window on its own.
     for (std::size_t i = 0; i < inputs_.size(); ++i) {
@@ -162,10 +373,10 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
         for (int row = 0; row < src->GetRasterYSize() && !bad; row += std::max(1, src->GetRasterYSize() / 64))
           bad = src->GetRasterBand(band)->RasterIO(GF_Read, 0, row, src->GetRasterXSize(), 1, probe.data(),
                                                   src->GetRasterXSize(), 1, GDT_Float32, 0, 0) != CE_None;
-      if (bad) throw std::runtime_error(fmt::format("{}: cannot be read: {}", files_[i], gdal_error(reason)));
+      if (bad) throw std::runtime_error(fmt::format("{}: cannot be read: {}", records_[i]->describe(), gdal_error(reason)));
     }
     throw std::runtime_error(fmt::format("warp of {} source(s) ({}...) failed: {}", files_.size(),
-                                         files_.empty() ? "" : files_.front(), reason));
+                                         records_.empty() ? "" : records_.front()->describe(), reason));
   }
 }
 
@@ -199,39 +410,204 @@ double SourceSet::native_pixel_m() const {
 
 std::vector<float> SourceSet::sample(std::size_t source, int band, int size) const {
   GDALDataset* ds = GDALDataset::FromHandle(inputs_.at(source));
-  GDALRasterBand* b = ds->GetRasterBand(band);
   const int w = std::min(size, ds->GetRasterXSize()), h = std::min(size, ds->GetRasterYSize());
-  std::vector<float> buf(static_cast<std::size_t>(w) * h);
-  CPLErrorReset();
-  if (b->RasterIO(GF_Read, 0, 0, ds->GetRasterXSize(), ds->GetRasterYSize(), buf.data(), w, h, GDT_Float32, 0, 0) != CE_None)
-    throw std::runtime_error(fmt::format("{}: cannot be read: {}", files_.at(source), gdal_error()));
-  int has_nodata = 0;
-  const double nodata = b->GetNoDataValue(&has_nodata);
+  const PixelWindow all{0, 0, ds->GetRasterXSize(), ds->GetRasterYSize()};
+  const SourceRecord& r = *records_.at(source);
+  const std::vector<float> values = read_masked(*ds, all, w, h, GDALDataset::FromHandle(masks_.at(source)),
+                                                r.mask ? &*r.mask : nullptr, r.describe());
   std::vector<float> out;
-  out.reserve(buf.size());
-  for (float v : buf)
-    if (!std::isnan(v) && !(has_nodata && v == static_cast<float>(nodata))) out.push_back(v);
+  out.reserve(static_cast<std::size_t>(w) * h);
+  for (std::size_t i = 0; i < static_cast<std::size_t>(w) * h; ++i) {
+    const float v = static_cast<float>(values[static_cast<std::size_t>(band - 1) * w * h + i] * affine_.first + affine_.second);
+    if (std::isnan(v)) continue;
+    // Statistics in the units the modality hands on: backscatter in dB.
+    if (r.units == Units::linear_power) {
+      if (v > 0) out.push_back(static_cast<float>(10 * std::log10(v)));
+    } else if (r.units == Units::amplitude_dn) {
+      if (v > 0) out.push_back(static_cast<float>(20 * std::log10(v) - 83));
+    } else {
+      out.push_back(v);
+    }
+  }
   return out;
 }
 
 LonLatBox padded(const LonLatBox& b) { return b.grown(0.01); }
 
+// One scene (or one season's product mosaic): its records grouped by the bands they hold
+// (a multi-band file holds all; each S2 band is its own COG), each group warped together.
+struct ModalitySources::Observation {
+  ObservationInfo info;
+  Units units = Units::native;
+  std::vector<std::unique_ptr<SourceSet>> parts;
+  // One set of all bands, unmasked, in the modality's units: warped as it is.
+  bool plain(int bands) const {
+    return parts.size() == 1 && static_cast<int>(parts[0]->bands().size()) == bands && !parts[0]->masked() &&
+           units == Units::native;
+  }
+};
+
+ModalitySources::~ModalitySources() = default;
+ModalitySources::ModalitySources(ModalitySources&&) noexcept = default;
+
 ModalitySources::ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area) : modality_(modality) {
-  for (int season = 0; season < info(modality).seasons; ++season)
-    seasons_.push_back(std::make_unique<SourceSet>(catalog.query(modality, season, padded(area))));
+  for (int season = 0; season < info(modality).seasons; ++season) {
+    // Records of one observation; observations in time order, then by id, so that the
+    // composite never depends on the order of the catalog.
+    std::map<std::pair<std::string, std::string>, std::vector<const SourceRecord*>> groups;
+    for (const SourceRecord* r : catalog.query(modality, season, padded(area)))
+      groups[{r->item.empty() ? r->time : r->time.substr(0, 19), r->observation()}].push_back(r);
+    std::vector<Observation> observations;
+    for (auto& [key, records] : groups) {
+      Observation o;
+      o.info = {key.second, records.front()->time};
+      o.units = records.front()->units;
+      std::map<std::vector<int>, std::vector<const SourceRecord*>> by_bands;
+      for (const SourceRecord* r : records) {
+        if (r->units != o.units)
+          throw std::runtime_error(fmt::format("{}: units {} differ from {}'s other files ({})", r->describe(),
+                                               units_name(r->units), o.info.id, units_name(o.units)));
+        std::vector<int> held;
+        for (std::size_t b = 0; b < r->bands.size(); ++b)
+          if (r->bands[b] > 0) held.push_back(static_cast<int>(b));
+        by_bands[held].push_back(r);
+      }
+      for (auto& [bands, rs] : by_bands) o.parts.push_back(std::make_unique<SourceSet>(rs, bands));
+      observations.push_back(std::move(o));
+    }
+    seasons_.push_back(std::move(observations));
+  }
+}
+
+std::vector<std::vector<ObservationInfo>> ModalitySources::observations() const {
+  std::vector<std::vector<ObservationInfo>> out;
+  for (const auto& season : seasons_) {
+    out.emplace_back();
+    for (const Observation& o : season) out.back().push_back(o.info);
+  }
+  return out;
+}
+
+namespace {
+
+// An observation's values in the space its modality composites in: linear power for
+// mean_power_db, the modality's own units otherwise.
+inline double to_composite(double v, Units units, Reduce reduce) {
+  if (reduce == Reduce::mean_power_db) {
+    switch (units) {
+      case Units::native: return std::pow(10.0, v / 10);
+      case Units::linear_power: return v;
+      case Units::amplitude_dn: return v * v * std::pow(10.0, -8.3);
+    }
+  }
+  switch (units) {
+    case Units::native: return v;
+    case Units::linear_power: return 10 * std::log10(v);
+    case Units::amplitude_dn: return 20 * std::log10(v) - 83;
+  }
+  return v;
+}
+
+}  // namespace
+
+void ModalitySources::composite(const std::vector<Observation>& season, const GridWindow& window,
+                                const WarpSettings& settings, float* out, std::uint16_t* clear) const {
+  const ModalityInfo& mi = info(modality_);
+  const int nb = static_cast<int>(mi.bands.size());
+  const std::size_t n_obs = season.size();
+  const std::size_t W = static_cast<std::size_t>(window.width);
+  // Strip height: every observation's bands of a strip in settings.memory_mb.
+  const std::size_t per_row = n_obs * static_cast<std::size_t>(nb) * W * sizeof(float);
+  const int strip = static_cast<int>(std::clamp<std::size_t>(static_cast<std::size_t>(settings.memory_mb) * 1024 * 1024 / per_row, 1,
+                                                              static_cast<std::size_t>(window.height)));
+  std::vector<float> layers, part;
+  std::vector<double> values;
+  for (int y0 = 0; y0 < window.height; y0 += strip) {
+    const int rows = std::min(strip, window.height - y0);
+    GridWindow sw = window;
+    sw.north = window.north - y0 * window.pixel;
+    sw.height = rows;
+    const std::size_t plane = static_cast<std::size_t>(rows) * W;
+    layers.assign(n_obs * nb * plane, std::numeric_limits<float>::quiet_NaN());
+    for (std::size_t o = 0; o < n_obs; ++o)
+      for (const auto& set : season[o].parts) {
+        const int k = static_cast<int>(set->bands().size());
+        part.resize(static_cast<std::size_t>(k) * plane);
+        set->warp(sw, settings, part.data(), k);
+        for (int i = 0; i < k; ++i)
+          std::copy_n(part.data() + static_cast<std::size_t>(i) * plane, plane,
+                      layers.data() + (o * nb + static_cast<std::size_t>(set->bands()[static_cast<std::size_t>(i)])) * plane);
+      }
+    for (std::size_t p = 0; p < plane; ++p) {
+      const std::size_t at = static_cast<std::size_t>(y0) * W + p;
+      std::uint16_t seen = 0;
+      for (std::size_t o = 0; o < n_obs; ++o)
+        for (int b = 0; b < nb; ++b)
+          if (!std::isnan(layers[(o * nb + b) * plane + p])) {
+            ++seen;
+            break;
+          }
+      clear[at] = seen;
+      for (int b = 0; b < nb; ++b) {
+        values.clear();
+        for (std::size_t o = 0; o < n_obs; ++o) {
+          const float v = layers[(o * nb + b) * plane + p];
+          if (!std::isnan(v)) values.push_back(to_composite(v, season[o].units, mi.reduce));
+        }
+        float result = std::numeric_limits<float>::quiet_NaN();
+        if (!values.empty()) {
+          switch (mi.reduce) {
+            case Reduce::median: {
+              std::sort(values.begin(), values.end());
+              const std::size_t n = values.size();
+              result = n % 2 ? static_cast<float>(values[n / 2])
+                             : static_cast<float>((values[n / 2 - 1] + values[n / 2]) / 2);
+              break;
+            }
+            case Reduce::mean:
+            case Reduce::mean_power_db: {
+              double sum = 0;
+              for (double v : values) sum += v;  // in time order: the same bits on every rank
+              const double mean = sum / static_cast<double>(values.size());
+              result = static_cast<float>(mi.reduce == Reduce::mean ? mean : 10 * std::log10(mean));
+              break;
+            }
+            case Reduce::first: result = static_cast<float>(values.front()); break;
+          }
+        }
+        out[static_cast<std::size_t>(b) * W * window.height + at] = result;
+      }
+    }
+  }
 }
 
 WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSettings& settings) const {
   const ModalityInfo& mi = info(modality_);
-  WarpedModality out{modality_, mi.channels(), window.width, window.height, {}, {}};
-  out.data.assign(static_cast<std::size_t>(out.channels) * window.width * window.height,
-                  std::numeric_limits<float>::quiet_NaN());
+  WarpedModality out{modality_, mi.channels(), window.width, window.height, {}, {}, {}, {}};
+  const std::size_t plane = static_cast<std::size_t>(window.width) * window.height;
+  out.data.assign(static_cast<std::size_t>(out.channels) * plane, std::numeric_limits<float>::quiet_NaN());
+  out.clear.assign(static_cast<std::size_t>(mi.seasons) * plane, 0);
+  out.observations = observations();
   const int nb = static_cast<int>(mi.bands.size());
   for (std::size_t season = 0; season < seasons_.size(); ++season) {
-    const SourceSet& sources = *seasons_[season];
-    if (sources.empty()) continue;  // the modality is missing here: channels stay NaN
-    sources.warp(window, settings, out.data.data() + season * nb * window.width * window.height, nb);
-    out.sources.insert(out.sources.end(), sources.files().begin(), sources.files().end());
+    const auto& observations = seasons_[season];
+    if (observations.empty()) continue;  // the modality is missing here: channels stay NaN
+    float* dst = out.data.data() + season * nb * plane;
+    std::uint16_t* clear = out.clear.data() + season * plane;
+    if (observations.size() == 1 && observations[0].plain(nb)) {
+      // One product (or one scene, nothing to mask): warped as it is.
+      observations[0].parts[0]->warp(window, settings, dst, nb);
+      for (std::size_t p = 0; p < plane; ++p)
+        for (int b = 0; b < nb; ++b)
+          if (!std::isnan(dst[static_cast<std::size_t>(b) * plane + p])) {
+            clear[p] = 1;
+            break;
+          }
+    } else {
+      composite(observations, window, settings, dst, clear);
+    }
+    for (const auto& o : observations)
+      for (const auto& part : o.parts) out.sources.insert(out.sources.end(), part->files().begin(), part->files().end());
   }
   return out;
 }

@@ -3,10 +3,13 @@
 // tile's UTM zone at the configured pixel size, with per-modality resampling and no-data
 // carried through as NaN.
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "pipeline/core/chip_batch.hpp"
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/modality.hpp"
 #include "stages/ingest/catalog.hpp"
@@ -43,6 +46,10 @@ struct WarpedModality {
   int channels = 0, width = 0, height = 0;
   std::vector<float> data;
   std::vector<std::string> sources;  // files that were used
+  // Per season: clear observations of each pixel [season][row][col], and which
+  // observations the season's composite was made of (in time order).
+  std::vector<std::uint16_t> clear;
+  std::vector<std::vector<ObservationInfo>> observations;
   float at(int channel, int row, int col) const {
     return data[(static_cast<std::size_t>(channel) * height + row) * width + col];
   }
@@ -52,22 +59,27 @@ struct WarpedModality {
 // to the gdalwarp program.
 std::vector<std::string> warp_arguments(const GridWindow& window, const WarpSettings& settings);
 
-// Opens the catalog's sources of one modality and season as warp inputs: the selected
-// bands, as Float32, with scale/offset applied (an in-memory VRT when needed). Checks
-// that each file's CRS is the one the catalog declares. Throws std::runtime_error naming
-// the file.
+// Opens catalog records as warp inputs for some of the modality's bands (all by default):
+// those bands, as Float32 with scale/offset applied (an in-memory VRT when needed) and
+// no-data carried as NaN. A record with a mask (Sentinel-2's SCL) has the pixels of
+// masked classes set to no-data at the file's own resolution before any resampling, so a
+// cloudy pixel never reaches a clear one through the resampling kernel. Checks that each
+// file's CRS is the one the catalog declares. Throws std::runtime_error naming the file
+// (and its item and asset).
 class SourceSet {
  public:
-  SourceSet(const std::vector<const SourceRecord*>& records);
+  explicit SourceSet(const std::vector<const SourceRecord*>& records, std::vector<int> bands = {});
   ~SourceSet();
   SourceSet(const SourceSet&) = delete;
   SourceSet& operator=(const SourceSet&) = delete;
   bool empty() const { return inputs_.empty(); }
   const std::vector<std::string>& files() const { return files_; }
+  const std::vector<int>& bands() const { return bands_; }  // modality bands, 0-based
+  bool masked() const;
   // The settings with `scale` fixed from the sources' native pixel size (the finest).
   WarpSettings with_scale(const WarpSettings& settings, const GridWindow& window) const;
-  // Valid values of one band of one source, read decimated to at most size x size
-  // (GDAL picks overviews), for statistics.
+  // Valid (unmasked) values of one of the set's bands (1-based) of one source, read
+  // decimated to at most size x size (GDAL picks overviews), for statistics.
   std::vector<float> sample(std::size_t source, int band, int size) const;
   // Warps onto the window into out (bands x height x width); throws naming the culprit file.
   void warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) const;
@@ -75,22 +87,37 @@ class SourceSet {
  private:
   void close();
   double native_pixel_m() const;
+  void* masked_input(std::size_t source, const GridWindow& window, const WarpSettings& settings) const;
   double native_pixel_m_ = 0;
+  std::pair<double, double> affine_{1.0, 0.0};  // the catalog's scale and offset, after the warp
+  std::vector<int> bands_;
+  std::vector<const SourceRecord*> records_;
   std::vector<void*> datasets_;  // opened files (GDALDatasetH)
   std::vector<void*> inputs_;    // what the warper reads (the file or its VRT)
+  std::vector<void*> masks_;     // opened mask files, nullptr where a record has none
   std::vector<std::string> files_;
 };
 
 // The sources of every season of a modality over an area, opened once and warped onto
-// any number of windows inside it (the rows of chips of a tile).
+// any number of windows inside it (the rows of chips of a tile). A season's scenes are
+// composited per pixel (ModalityInfo::reduce), in a fixed order (time, then item), in
+// strips small enough that all observations of a strip fit in settings.memory_mb; a
+// season made of one product is warped as it is.
 class ModalitySources {
  public:
   ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area);
+  ~ModalitySources();
+  ModalitySources(ModalitySources&&) noexcept;
   WarpedModality warp(const GridWindow& window, const WarpSettings& settings) const;
+  // Per season, the observations over the area, in composite order.
+  std::vector<std::vector<ObservationInfo>> observations() const;
 
  private:
+  struct Observation;
+  void composite(const std::vector<Observation>& season, const GridWindow& window, const WarpSettings& settings,
+                 float* out, std::uint16_t* clear) const;
   Modality modality_;
-  std::vector<std::unique_ptr<SourceSet>> seasons_;
+  std::vector<std::vector<Observation>> seasons_;
 };
 
 // Source footprints are bounds from sampled edges: a query pads its box so that a

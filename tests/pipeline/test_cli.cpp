@@ -147,7 +147,7 @@ TEST_F(Cli, CatalogOfRealRastersFeedsPrepare) {
   const auto c = run(exe() + " catalog " + src.string() + " --modality s2rgb --bands 3,2,1 --season 1 --out " +
                      (dir_ / "catalog.jsonl").string());
   ASSERT_EQ(c.code, 0) << c.output;
-  EXPECT_NE(c.output.find("1 rasters added (1 files not rasters"), std::string::npos) << c.output;
+  EXPECT_NE(c.output.find("1 records added (1 files not used"), std::string::npos) << c.output;
   std::ifstream in(dir_ / "catalog.jsonl");
   const auto record = nlohmann::json::parse(std::string((std::istreambuf_iterator<char>(in)), {}));
   EXPECT_EQ(record["crs"], "EPSG:31985");

@@ -23,11 +23,13 @@ ChipBatch make_batch(const TileId& tile, int first, int count, int size) {
   b.size = size;
   for (int i = first; i < first + count; ++i) b.chips.push_back(tile.chip(i));
   for (Modality m : kImageModalities) {
-    ModalityChips mc{m, info(m).channels(), {}, {}};
+    ModalityChips mc{m, info(m).channels(), {}, {}, {}, {}};
     mc.values.resize(static_cast<std::size_t>(count) * mc.channels * size * size);
     for (std::size_t i = 0; i < mc.values.size(); ++i)
       mc.values[i] = u(rng) < 0.1f ? std::nanf("") : (info(m).integer ? std::round(1 + 254 * u(rng)) : -25 + 25 * u(rng));
     mc.valid.assign(static_cast<std::size_t>(count) * mc.channels, 0.9f);
+    for (int k = 0; k < count * info(m).seasons; ++k) mc.clear.push_back(static_cast<float>(first + k) / 4);
+    mc.observations.assign(static_cast<std::size_t>(info(m).seasons), {{"S2B_10SGF_20210704_0_L2A", "2021-07-04T18:57:01Z"}});
     b.modalities.push_back(std::move(mc));
   }
   return b;
@@ -60,6 +62,10 @@ TEST(ChipStore, RoundTripThroughOurReaderAndH5py) {
       const float expect = i < per ? a.modalities[m].values[i] : b.modalities[m].values[i - per];
       ASSERT_TRUE((std::isnan(expect) && std::isnan(back[i])) || expect == back[i]) << i << ": " << expect << " vs " << back[i];
     }
+    std::vector<float> clear = a.modalities[m].clear;
+    clear.insert(clear.end(), b.modalities[m].clear.begin(), b.modalities[m].clear.end());
+    EXPECT_EQ(t.modalities[m].clear, clear);
+    EXPECT_EQ(t.modalities[m].observations, a.modalities[m].observations);
   }
   // A real reader: shapes, types, ids, chunking per chip and the sum of the data.
   double sum = 0;
@@ -69,9 +75,14 @@ TEST(ChipStore, RoundTripThroughOurReaderAndH5py) {
                             "f = h5py.File('" + file.string() + "', 'r')\n"
                             "print(f['s2rgb/data'].shape, f['s2rgb/data'].dtype, f['s1amp/data'].chunks)\n"
                             "print(f['chip_id'][3].decode(), f.attrs['tile'].decode() if isinstance(f.attrs['tile'], bytes) else f.attrs['tile'])\n"
-                            "print('%.3f' % np.nansum(f['s1amp/data'][:].astype('float64')))\"");
+                            "print('%.3f' % np.nansum(f['s1amp/data'][:].astype('float64')))\n"
+                            "print('clear', f['s2rgb/clear'].shape, f['s2rgb/clear'][3, 1], f['s2rgb'].attrs['observations'])\"");
   ASSERT_EQ(py.code, 0) << py.output;
-  EXPECT_NE(py.output.find("(5, 12, 16, 16) uint8 (1, 8, 16, 16)"), std::string::npos) << py.output;
+  // S2 is float32: composites of real scenes are reflectances (0..1), not bytes.
+  EXPECT_NE(py.output.find("(5, 12, 16, 16) float32 (1, 8, 16, 16)"), std::string::npos) << py.output;
+  // row 3 is the second batch's first chip (first = 20), season 1: (20 + 0 * 4 + 1) / 4
+  EXPECT_NE(py.output.find("clear (5, 4) 5.25 "), std::string::npos) << py.output;
+  EXPECT_NE(py.output.find("S2B_10SGF_20210704_0_L2A"), std::string::npos) << py.output;
   EXPECT_NE(py.output.find(tile.chip(20).str() + " 33N_T025_T006"), std::string::npos) << py.output;
   EXPECT_NE(py.output.find(fmt::format("{:.3f}", sum)), std::string::npos) << py.output << " expected " << sum;
   fs::remove_all(dir);
