@@ -63,31 +63,21 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
   for (Modality m : modalities) {
     const ModalityInfo& mi = info(m);
     const int nb = static_cast<int>(mi.bands.size());
-    for (int season = 0; season < mi.seasons; ++season) {
-      std::vector<const SourceRecord*> all;
-      for (const SourceRecord& r : catalog.records())
-        if (r.modality == m && r.season == season) all.push_back(&r);
-      std::vector<const SourceRecord*> picked;
-      const std::size_t count = std::min<std::size_t>(all.size(), static_cast<std::size_t>(files));
-      for (std::size_t i = 0; i < count; ++i) picked.push_back(all[i * all.size() / count]);
-      // A broken file fails only the tiles that read it: here it is left out of the sample.
-      std::vector<std::unique_ptr<SourceSet>> sources;
-      for (const SourceRecord* r : picked) {
-        try {
-          auto set = std::make_unique<SourceSet>(std::vector<const SourceRecord*>{r});
-          for (int b = 0; b < nb; ++b) set->sample(0, b + 1, 8);
-          sources.push_back(std::move(set));
-        } catch (const std::exception& e) {
-          if (warn) warn(fmt::format("normalisation: left out {}", e.what()));
-        }
-      }
+    for (int season = 0; season < mi.seasons; ++season)
       for (int b = 0; b < nb; ++b) {
+        // Up to `files` files holding the band, spread over the catalog (scenes hold one band each).
+        std::vector<const SourceRecord*> all;
+        for (const SourceRecord& r : catalog.records())
+          if (r.modality == m && r.season == season && r.bands[static_cast<std::size_t>(b)] > 0) all.push_back(&r);
+        const std::size_t count = std::min<std::size_t>(all.size(), static_cast<std::size_t>(files));
         double sum = 0, sum2 = 0;
         std::size_t k = 0;
-        for (const auto& set : sources) {
+        for (std::size_t i = 0; i < count; ++i) {
+          const SourceRecord* r = all[i * all.size() / count];
           std::vector<float> values;
+          // A broken file fails only the tiles that read it: here it is left out of the sample.
           try {
-            values = set->sample(0, b + 1, 512);
+            values = SourceSet({r}, {b}).sample(0, 1, 512);
           } catch (const std::exception& e) {
             if (warn) warn(fmt::format("normalisation: left out {}", e.what()));
           }
@@ -105,7 +95,6 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
         if (!(st.std > 1e-6)) st.std = 1;  // a constant or absent channel: leave its scale alone
         n.channels[m].push_back(st);
       }
-    }
   }
   return n;
 }

@@ -57,8 +57,12 @@ GridWindow chip_window(const TileId& tile, double pixel, int row0, int rows, int
 // gdalwarp command line. -et 0 (the exact transformation at every pixel) and a fixed
 // scale make a window warped in strips equal the whole tile warped at once: the
 // approximate transformer and GDAL's per-chunk scale both depend on the chunking.
+// -ovr NONE: always the full resolution, with the kernel widened by the fixed scale.
+// gdalwarp's default picks a source overview near the target resolution, which makes
+// the result depend on whether and how a publisher built overviews, and would warp a
+// masked scene (read at full resolution) differently from an unmasked one.
 std::vector<std::string> resampling_arguments(const WarpSettings& s) {
-  return {"-r", s.resampling, "-et", "0", "-dstnodata", "nan",
+  return {"-r", s.resampling, "-et", "0", "-ovr", "NONE", "-dstnodata", "nan",
           "-wm", std::to_string(s.memory_mb),
           "-wo", fmt::format("NUM_THREADS={}", std::max(1, s.threads)),
           "-wo", fmt::format("XSCALE={:.17g}", s.scale),
@@ -77,9 +81,33 @@ std::vector<std::string> warp_arguments(const GridWindow& w, const WarpSettings&
 }
 
 SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, std::vector<int> bands) : bands_(std::move(bands)) {
-  gdal_init();
   if (bands_.empty() && !records.empty())
     for (std::size_t b = 0; b < records.front()->bands.size(); ++b) bands_.push_back(static_cast<int>(b));
+  open(records);
+}
+
+SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, Stack) : stacked_(true) {
+  for (const SourceRecord* r : records)
+    for (std::size_t b = 0; b < r->bands.size(); ++b)
+      if (r->bands[b] > 0) bands_.push_back(static_cast<int>(b));
+  open(records);
+  const auto grid = [](void* h, double* gt) {
+    GDALDataset* ds = GDALDataset::FromHandle(h);
+    ds->GetGeoTransform(gt);
+    return std::make_pair(ds->GetRasterXSize(), ds->GetRasterYSize());
+  };
+  double gt0[6], gt[6];
+  const auto size0 = grid(inputs_.front(), gt0);
+  for (std::size_t i = 1; i < inputs_.size(); ++i)
+    if (grid(inputs_[i], gt) != size0 || !std::equal(gt, gt + 6, gt0) || records_[i]->mask != records_[0]->mask ||
+        records_[i]->crs != records_[0]->crs) {
+      close();
+      throw NotStackable(fmt::format("{} is not on the grid of {}", records_[i]->describe(), records_[0]->describe()));
+    }
+}
+
+void SourceSet::open(const std::vector<const SourceRecord*>& records) {
+  gdal_init();
   try {
     for (const SourceRecord* r : records) {
       records_.push_back(r);
@@ -96,8 +124,16 @@ SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, std::vecto
       if (!same_crs(*srs, r->crs))
         throw std::runtime_error(fmt::format("{}: the file's CRS is {}, the catalog says {}", r->describe(),
                                              crs_name(*srs), r->crs));
+      // A stacked set's record holds one of its bands; any other set's records hold all.
+      std::vector<int> held;
+      if (stacked_) {
+        for (std::size_t b = 0; b < r->bands.size(); ++b)
+          if (r->bands[b] > 0) held.push_back(static_cast<int>(b));
+      } else {
+        held = bands_;
+      }
       std::vector<int> source_bands;
-      for (int b : bands_) {
+      for (int b : held) {
         const int sb = b < static_cast<int>(r->bands.size()) ? r->bands[static_cast<std::size_t>(b)] : 0;
         if (sb < 1) throw std::runtime_error(fmt::format("{}: the record does not hold band {} of {}", r->describe(),
                                                          info(r->modality).bands.at(static_cast<std::size_t>(b)), info(r->modality).name));
@@ -226,47 +262,70 @@ PixelWindow source_window(GDALDataset& src, const GridWindow& window, int margin
           clampi(std::ceil(px1) + margin, src.GetRasterXSize()), clampi(std::ceil(py1) + margin, src.GetRasterYSize())};
 }
 
-// The classes of a mask on the grid of a window of a source: warped with nearest
-// neighbour, so each source pixel takes the class of the mask pixel under its centre
-// (on Sentinel-2's aligned 10 m and 20 m grids: the 20 m pixel it lies in). -1 where
-// the mask does not reach.
-std::vector<std::int32_t> mask_classes(GDALDataset& mask, int band, const double gt[6], const OGRSpatialReference* srs,
-                                       int width, int height) {
-  GdalDataset dst = mem_dataset(width, height, 1, gt, srs, GDT_Int32);
-  dst->GetRasterBand(1)->Fill(-1);
-  const std::vector<std::string> args = {"-r", "near", "-et", "0", "-b", std::to_string(band), "-wo", "INIT_DEST=-1"};
-  Argv argv(args);
-  GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
-  GDALDatasetH in = GDALDataset::ToHandle(&mask);
-  int usage_error = 0;
+// The classes of a mask on the grid of a window of a source: each source pixel takes the
+// class of the mask pixel under its centre (on Sentinel-2's aligned 10 m and 20 m grids:
+// the 20 m pixel it lies in), as a nearest-neighbour warp does. The mask shares the
+// source's CRS (checked when opened) and both grids are north-up: an index, no warp.
+// -1 where the mask does not reach.
+std::vector<std::int32_t> mask_classes(GDALDataset& mask, int band, const double gt[6], int width, int height) {
+  double mgt[6];
+  mask.GetGeoTransform(mgt);
+  if (gt[2] != 0 || gt[4] != 0 || mgt[2] != 0 || mgt[4] != 0)
+    throw std::runtime_error("a rotated grid (geotransform with rotation terms) is not supported for masks");
+  const int mw = mask.GetRasterXSize(), mh = mask.GetRasterYSize();
+  std::vector<int> cols(static_cast<std::size_t>(width)), rows(static_cast<std::size_t>(height));
+  int c0 = mw, c1 = -1, r0 = mh, r1 = -1;
+  for (int x = 0; x < width; ++x) {
+    const int c = static_cast<int>(std::floor((gt[0] + (x + 0.5) * gt[1] - mgt[0]) / mgt[1]));
+    cols[static_cast<std::size_t>(x)] = c;
+    if (c >= 0 && c < mw) c0 = std::min(c0, c), c1 = std::max(c1, c);
+  }
+  for (int y = 0; y < height; ++y) {
+    const int r = static_cast<int>(std::floor((gt[3] + (y + 0.5) * gt[5] - mgt[3]) / mgt[5]));
+    rows[static_cast<std::size_t>(y)] = r;
+    if (r >= 0 && r < mh) r0 = std::min(r0, r), r1 = std::max(r1, r);
+  }
+  std::vector<std::int32_t> classes(static_cast<std::size_t>(width) * height, -1);
+  if (c1 < c0 || r1 < r0) return classes;
+  const int rw = c1 - c0 + 1, rh = r1 - r0 + 1;
+  std::vector<std::int32_t> window(static_cast<std::size_t>(rw) * rh);
   CPLErrorReset();
-  GDALDatasetH ok = GDALWarp(nullptr, GDALDataset::ToHandle(dst.get()), 1, &in, opts, &usage_error);
-  GDALWarpAppOptionsFree(opts);
-  if (!ok || CPLGetLastErrorType() >= CE_Failure) throw std::runtime_error("cannot be read: " + gdal_error());
-  std::vector<std::int32_t> classes(static_cast<std::size_t>(width) * height);
-  if (dst->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, width, height, classes.data(), width, height, GDT_Int32, 0, 0) != CE_None)
+  if (mask.GetRasterBand(band)->RasterIO(GF_Read, c0, r0, rw, rh, window.data(), rw, rh, GDT_Int32, 0, 0) != CE_None)
     throw std::runtime_error("cannot be read: " + gdal_error());
+  for (int y = 0; y < height; ++y) {
+    const int r = rows[static_cast<std::size_t>(y)];
+    if (r < r0 || r > r1) continue;
+    for (int x = 0; x < width; ++x) {
+      const int c = cols[static_cast<std::size_t>(x)];
+      if (c >= c0 && c <= c1)
+        classes[static_cast<std::size_t>(y) * width + x] = window[static_cast<std::size_t>(r - r0) * rw + (c - c0)];
+    }
+  }
   return classes;
 }
 
-// Reads bands [band0, band0 + n) of a source window as Float32 (scale/offset applied,
-// no-data as NaN) and sets the pixels a mask does not keep to NaN.
-std::vector<float> read_masked(GDALDataset& src, const PixelWindow& w, int out_w, int out_h, GDALDataset* mask,
-                               const MaskSpec* spec, const std::string& what) {
-  const int bands = src.GetRasterCount();
+// Reads every band of the sources (one grid) over a window as Float32, no-data as NaN,
+// and sets the pixels a mask does not keep to NaN.
+std::vector<float> read_masked(const std::vector<GDALDataset*>& sources, const PixelWindow& w, int out_w, int out_h,
+                               GDALDataset* mask, const MaskSpec* spec, const std::string& what) {
+  GDALDataset& src = *sources.front();
+  int bands = 0;
+  for (GDALDataset* ds : sources) bands += ds->GetRasterCount();
   std::vector<float> values(static_cast<std::size_t>(bands) * out_w * out_h);
   CPLErrorReset();
-  for (int b = 1; b <= bands; ++b) {
-    GDALRasterBand* band = src.GetRasterBand(b);
-    float* dst = values.data() + static_cast<std::size_t>(b - 1) * out_w * out_h;
-    if (band->RasterIO(GF_Read, w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0, dst, out_w, out_h, GDT_Float32, 0, 0) != CE_None)
-      throw std::runtime_error(fmt::format("{}: cannot be read: {}", what, gdal_error()));
-    int has_nodata = 0;
-    const double nodata = band->GetNoDataValue(&has_nodata);
-    if (has_nodata && !std::isnan(nodata))
-      for (std::size_t i = 0; i < static_cast<std::size_t>(out_w) * out_h; ++i)
-        if (dst[i] == static_cast<float>(nodata)) dst[i] = std::numeric_limits<float>::quiet_NaN();
-  }
+  int plane = 0;
+  for (GDALDataset* ds : sources)
+    for (int b = 1; b <= ds->GetRasterCount(); ++b, ++plane) {
+      GDALRasterBand* band = ds->GetRasterBand(b);
+      float* dst = values.data() + static_cast<std::size_t>(plane) * out_w * out_h;
+      if (band->RasterIO(GF_Read, w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0, dst, out_w, out_h, GDT_Float32, 0, 0) != CE_None)
+        throw std::runtime_error(fmt::format("{}: cannot be read: {}", what, gdal_error()));
+      int has_nodata = 0;
+      const double nodata = band->GetNoDataValue(&has_nodata);
+      if (has_nodata && !std::isnan(nodata))
+        for (std::size_t i = 0; i < static_cast<std::size_t>(out_w) * out_h; ++i)
+          if (dst[i] == static_cast<float>(nodata)) dst[i] = std::numeric_limits<float>::quiet_NaN();
+    }
   if (mask) {
     double gt[6], sub[6];
     src.GetGeoTransform(gt);
@@ -277,7 +336,7 @@ std::vector<float> read_masked(GDALDataset& src, const PixelWindow& w, int out_w
     sub[4] = gt[4] * (w.x1 - w.x0) / out_w, sub[5] = gt[5] * (w.y1 - w.y0) / out_h;
     std::vector<std::int32_t> classes;
     try {
-      classes = mask_classes(*mask, spec->band, sub, src.GetSpatialRef(), out_w, out_h);
+      classes = mask_classes(*mask, spec->band, sub, out_w, out_h);
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("mask {} of {}: {}", spec->path.string(), what, e.what()));
     }
@@ -291,8 +350,10 @@ std::vector<float> read_masked(GDALDataset& src, const PixelWindow& w, int out_w
 
 }  // namespace
 
-void* SourceSet::masked_input(std::size_t i, const GridWindow& window, const WarpSettings& settings) const {
-  GDALDataset* src = GDALDataset::FromHandle(inputs_[i]);
+void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const {
+  std::vector<GDALDataset*> sources;
+  for (std::size_t i = first; i < first + count; ++i) sources.push_back(GDALDataset::FromHandle(inputs_[i]));
+  GDALDataset* src = sources.front();
   // Enough source pixels around the window for any kernel GDAL uses (lanczos: 3 source
   // pixels, widened by the downsampling factor), so a strip reads what the whole would.
   const double factor = std::max(1.0, 1.0 / std::max(settings.scale, 1e-6));
@@ -300,15 +361,17 @@ void* SourceSet::masked_input(std::size_t i, const GridWindow& window, const War
   const PixelWindow w = source_window(*src, window, margin);
   if (w.empty()) return nullptr;
   const int width = w.x1 - w.x0, height = w.y1 - w.y0;
-  std::vector<float> values = read_masked(*src, w, width, height, GDALDataset::FromHandle(masks_[i]),
-                                          &*records_[i]->mask, records_[i]->describe());
+  const SourceRecord& r = *records_[first];
+  std::vector<float> values = read_masked(sources, w, width, height, GDALDataset::FromHandle(masks_[first]),
+                                          r.mask ? &*r.mask : nullptr, r.describe());
+  const int bands = static_cast<int>(values.size() / (static_cast<std::size_t>(width) * height));
   double gt[6], sub[6];
   src->GetGeoTransform(gt);
   std::copy(gt, gt + 6, sub);
   sub[0] = gt[0] + w.x0 * gt[1] + w.y0 * gt[2];
   sub[3] = gt[3] + w.x0 * gt[4] + w.y0 * gt[5];
-  GdalDataset mem = mem_dataset(width, height, src->GetRasterCount(), sub, src->GetSpatialRef());
-  for (int b = 1; b <= src->GetRasterCount(); ++b) {
+  GdalDataset mem = mem_dataset(width, height, bands, sub, src->GetSpatialRef());
+  for (int b = 1; b <= bands; ++b) {
     GDALRasterBand* band = mem->GetRasterBand(b);
     band->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
     if (band->RasterIO(GF_Write, 0, 0, width, height, values.data() + static_cast<std::size_t>(b - 1) * width * height,
@@ -337,15 +400,19 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   // Masked sources are read for this window only, masked, and warped from memory.
   std::vector<GdalDataset> masked;
   std::vector<GDALDatasetH> inputs;
-  for (std::size_t i = 0; i < inputs_.size(); ++i) {
-    if (!masks_[i]) {
-      inputs.push_back(inputs_[i]);
-      continue;
+  const auto from_memory = [&](std::size_t first, std::size_t count) {
+    if (GDALDatasetH m = masked_input(first, count, window, fixed)) {  // null: does not reach the window
+      masked.emplace_back(GDALDataset::FromHandle(m));
+      inputs.push_back(m);
     }
-    GDALDatasetH m = masked_input(i, window, fixed);
-    if (!m) continue;  // does not reach the window
-    masked.emplace_back(GDALDataset::FromHandle(m));
-    inputs.push_back(m);
+  };
+  if (stacked_) {
+    from_memory(0, inputs_.size());
+  } else {
+    for (std::size_t i = 0; i < inputs_.size(); ++i) {
+      if (masks_[i]) from_memory(i, 1);
+      else inputs.push_back(inputs_[i]);
+    }
   }
   if (inputs.empty()) return;
   // Into an existing dataset gdalwarp takes neither -t_srs/-te/-ts nor -ot: the grid is the dataset's.
@@ -413,7 +480,7 @@ std::vector<float> SourceSet::sample(std::size_t source, int band, int size) con
   const int w = std::min(size, ds->GetRasterXSize()), h = std::min(size, ds->GetRasterYSize());
   const PixelWindow all{0, 0, ds->GetRasterXSize(), ds->GetRasterYSize()};
   const SourceRecord& r = *records_.at(source);
-  const std::vector<float> values = read_masked(*ds, all, w, h, GDALDataset::FromHandle(masks_.at(source)),
+  const std::vector<float> values = read_masked({ds}, all, w, h, GDALDataset::FromHandle(masks_.at(source)),
                                                 r.mask ? &*r.mask : nullptr, r.describe());
   std::vector<float> out;
   out.reserve(static_cast<std::size_t>(w) * h);
@@ -472,7 +539,20 @@ ModalitySources::ModalitySources(const Catalog& catalog, Modality modality, cons
           if (r->bands[b] > 0) held.push_back(static_cast<int>(b));
         by_bands[held].push_back(r);
       }
-      for (auto& [bands, rs] : by_bands) o.parts.push_back(std::make_unique<SourceSet>(rs, bands));
+      // A scene of one file per band (and all of them): one stacked input if they share a grid.
+      const bool per_band = by_bands.size() > 1 && std::all_of(by_bands.begin(), by_bands.end(), [](const auto& kv) {
+        return kv.first.size() == 1 && kv.second.size() == 1;
+      });
+      if (per_band && by_bands.size() == info(modality).bands.size()) {
+        std::vector<const SourceRecord*> scene;
+        for (auto& [bands, rs] : by_bands) scene.push_back(rs.front());
+        try {
+          o.parts.push_back(std::make_unique<SourceSet>(scene, SourceSet::Stack{}));
+        } catch (const SourceSet::NotStackable&) {
+        }
+      }
+      if (o.parts.empty())
+        for (auto& [bands, rs] : by_bands) o.parts.push_back(std::make_unique<SourceSet>(rs, bands));
       observations.push_back(std::move(o));
     }
     seasons_.push_back(std::move(observations));

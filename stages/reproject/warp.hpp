@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +70,14 @@ std::vector<std::string> warp_arguments(const GridWindow& window, const WarpSett
 class SourceSet {
  public:
   explicit SourceSet(const std::vector<const SourceRecord*>& records, std::vector<int> bands = {});
+  // One scene's bands, one file each (each S2 band its own COG, VV and VH apart), on one
+  // grid with one mask: read together into one input, masked once and warped in one go.
+  // Throws NotStackable when the files' grids, CRS or masks differ.
+  struct Stack {};
+  struct NotStackable : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
+  SourceSet(const std::vector<const SourceRecord*>& records, Stack);
   ~SourceSet();
   SourceSet(const SourceSet&) = delete;
   SourceSet& operator=(const SourceSet&) = delete;
@@ -85,9 +94,13 @@ class SourceSet {
   void warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) const;
 
  private:
+  void open(const std::vector<const SourceRecord*>& records);
   void close();
   double native_pixel_m() const;
-  void* masked_input(std::size_t source, const GridWindow& window, const WarpSettings& settings) const;
+  // Sources [first, first + count) read over the window (with a kernel's margin), masked,
+  // as one in-memory raster of all their bands; null when they do not reach the window.
+  void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const;
+  bool stacked_ = false;
   double native_pixel_m_ = 0;
   std::pair<double, double> affine_{1.0, 0.0};  // the catalog's scale and offset, after the warp
   std::vector<int> bands_;

@@ -180,6 +180,51 @@ TEST(Cube, ATileRedoneAsFailedKeepsNoStaleEmbeddings) {
   fs::remove_all(dir);
 }
 
+// What made a tile: clear-observation counts per chip, modality and season as arrays
+// (y, x, season) beside the embeddings, and the tile's scenes in a provenance file that
+// zarr readers step over.
+TEST(Cube, ClearCountsAndProvenanceAreForTheRealReaders) {
+  const fs::path dir = temp_dir("provenance"), cube = dir / "cube.zarr";
+  const CubeSpec spec = spec_of(CubeDtype::float32);
+  create_cube(cube, spec);
+  const TileId tile = tile_of(chip_at(Zone{10, false}, {745000, 4100000}));
+  ChipBatch row;
+  row.tile = tile;
+  row.chips = {tile.chip(17), tile.chip(18)};
+  ModalityChips s2{Modality::s2rgb, 12, {}, {}, {0.5f, 1, 2, 3, 4.25f, 5, 6, 7}, {}};
+  s2.observations = {{}, {}, {{"S2B_10SGF_20210704_0_L2A", "2021-07-04T18:59:21Z"}, {"S2A_10SGF_20210719_0_L2A", "2021-07-19T18:59:19Z"}}, {}};
+  row.modalities.push_back(s2);
+  TileEmbeddings t(tile, spec);
+  t.status[17] = t.status[18] = kEmbedded;
+  t.add_inputs(row);
+  const CubeWriter writer(cube, spec);
+  writer.write_tile(t);
+  const ChipId c18 = tile.chip(18);
+  const auto r = test::run(fmt::format(
+      "/usr/bin/python3 -c \"import json, xarray as xr, zarr\n"
+      "ds = xr.open_zarr('{0}', group='10N')\n"
+      "a = ds['s2rgb_clear']\n"
+      "print('dims', a.dims, a.shape[2])\n"
+      "print('chip', a.isel(y={1}, x={2}).values.tolist(), bool(a.isel(y={1}, x={2} + 1).isnull().all()))\n"
+      "print('arrays', sorted(zarr.open_group('{0}', mode='r')['10N'].array_keys()))\n"
+      "p = json.load(open('{0}/10N/provenance/{3}.json'))\n"
+      "print('scenes', [o['id'] for o in p['modalities']['s2rgb']['JJA']], p['tile'])\"",
+      cube.string(), c18.row, c18.col, tile.str()));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("dims ('y', 'x', 'season') 4"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("chip [4.25, 5.0, 6.0, 7.0] True"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'s2rgb_clear'"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("provenance'"), std::string::npos) << "the provenance folder is not an array: " << r.output;
+  EXPECT_NE(r.output.find("scenes ['S2B_10SGF_20210704_0_L2A', 'S2A_10SGF_20210719_0_L2A'] " + tile.str()), std::string::npos) << r.output;
+  // A failed redo keeps neither counts nor provenance.
+  TileEmbeddings failed(tile, spec);
+  failed.fail(std::bitset<kChipsPerTile>().set(17).set(18));
+  writer.write_tile(failed);
+  EXPECT_FALSE(fs::exists(writer.chunk_path(tile, "s2rgb_clear")));
+  EXPECT_FALSE(fs::exists(writer.provenance_path(tile)));
+  fs::remove_all(dir);
+}
+
 // A row's embeddings placed in the tile: each modality where the chip has it, `fused` the
 // mean of those it has (worked here by hand), no data where it has none; a failed tile
 // keeps nothing and marks its planned chips.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
 #include <fstream>
@@ -36,7 +37,7 @@ class Composite : public ::testing::Test {
     ASSERT_EQ(r.code, 0) << r.output;
   }
   static void TearDownTestSuite() {
-    fs::remove_all(*dir_);
+    if (!std::getenv("EO_KEEP_TEST_FILES")) fs::remove_all(*dir_);
     delete dir_;
   }
 
