@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work=bench/work
 rm -rf "$work/prepare" && mkdir -p "$work" bench/results
-sed "s|^output: .*|output: $work/demo|" configs/demo.yaml > "$work/demo.yaml"
+# One product per season (synth.layout: products): warp against gdalwarp, the same warps.
+sed -e "s|^output: .*|output: $work/demo|" -e "s|^  layout: scenes.*|  layout: products|" configs/demo.yaml > "$work/demo.yaml"
 [ -f "$work/demo/world/catalog.jsonl" ] || ./build/pipeline/eo-pipeline synth "$work/demo.yaml" -q
 ./build/bench/bench_prepare "$work/demo.yaml" "$work/throughput.json" > /dev/null
 rm -rf "$work/demo/chips" "$work/demo/journal" "$work/demo/normalisation.json" "$work/demo/prepare"

@@ -59,6 +59,9 @@ void bind(Io& io, Config& c) {
     s.number("acquisition_effects", c.synth.acquisition_effects, 0, 1);
     s.whole("year", c.synth.year, 2014, 2100);
     s.text("output", c.synth.output);
+    s.choice("layout", c.synth.layout, {"products", "scenes"});
+    s.whole("s2_scenes", c.synth.s2_scenes, 1, 30);
+    s.whole("s1_scenes", c.synth.s1_scenes, 1, 30);
   });
   io.section("prepare", [&](auto& p) { p.whole("max_attempts", c.prepare.max_attempts, 1, 100); });
   io.section("model", [&](auto& m) {

@@ -62,6 +62,12 @@ struct SynthConfig {
   double acquisition_effects = 0;
   int year = 2021;
   std::filesystem::path output;   // empty: <output>/world
+  // products: one ready-made raster per modality, season and place. scenes: as real data
+  // is published (per-date S2 L2A and S1 RTC scenes with STAC ItemCollections, the global
+  // coherence dataset's tiles, WorldCover tiles), composited by the pipeline.
+  std::string layout = "products";
+  int s2_scenes = 3;              // scenes layout: S2 acquisitions per season
+  int s1_scenes = 2;              // scenes layout: S1 acquisitions per season
 };
 
 // The model (stages/model): a preset and what may be changed of it.

@@ -15,6 +15,7 @@
 
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/journal.hpp"
+#include "pipeline/core/utm.hpp"
 #include "stages/chip/chipper.hpp"
 #include "support/run.hpp"
 #include "support/world.hpp"
@@ -173,6 +174,61 @@ TEST(Prepare, KilledAndResumedEqualsUninterrupted) {
     ASSERT_EQ(after.size(), clean.size());
     for (const auto& [name, bytes] : clean) EXPECT_TRUE(after.count(name) && after.at(name) == bytes) << name;
   }
+  fs::remove_all(w->dir);
+}
+
+}  // namespace
+}  // namespace eo
+
+namespace eo {
+namespace {
+
+// Nightly reprocessing of real inputs: the world as published (STAC scenes), prepared;
+// then one new Sentinel-2 scene arrives over a part of one tile and is added to the
+// catalog (`catalog --stac NEW --append`). The next prepare redoes exactly the tiles the
+// scene touches, and their chip stores name it among their inputs.
+TEST(Prepare, ANewSceneRedoesExactlyTheTilesItTouches) {
+  const auto w = test::make_world("arrival", "POLYGON((-121.0 36.95, -119.85 36.95, -119.85 37.10, -121.0 37.10, -121.0 36.95))",
+                                  "  layout: scenes\n  s2_scenes: 2\n  s1_scenes: 1\n", 80, 8);
+  ASSERT_EQ(w->plan.tiles.size(), 3u);
+  const auto first = test::run(prepare_command(*w, 1));
+  ASSERT_EQ(first.code, 0) << first.output;
+  EXPECT_NE(first.output.find("3 done"), std::string::npos) << first.output;
+
+  // The scene: 4 km around the middle of tile 10N column 9, the day after a July scene.
+  const LonLat where = utm_inverse(10, false, {680000, 4100000});
+  const fs::path world = w->config.world_dir(), arrived = world / "stac" / "arrived.json";
+  const auto cut = test::run(fmt::format("/usr/bin/python3 {}/tests/stages/reproject/scenes.py arrive {} {} {} {}", EO_SOURCE_DIR,
+                                         (world / "stac" / "sentinel-2-l2a.json").string(), where.lon, where.lat, arrived.string()));
+  ASSERT_EQ(cut.code, 0) << cut.output;
+  const std::string id = cut.output.substr(0, cut.output.find(' '));
+  const auto cat = test::run(fmt::format("{} catalog --stac {} --append --out {}", EO_PIPELINE_EXE, arrived.string(),
+                                         w->config.catalog_path().string()));
+  ASSERT_EQ(cat.code, 0) << cat.output;
+  EXPECT_NE(cat.output.find("3 records added"), std::string::npos) << cat.output;
+
+  // Which tiles read the new scene's files, by the catalog's footprints.
+  const Catalog catalog = Catalog::load(w->config.catalog_path());
+  std::set<std::string> touched;
+  for (const TilePlan& t : w->plan.tiles)
+    for (const auto& f : tile_sources(catalog, t, w->config.data.modalities))
+      if (f.string().find(id) != std::string::npos) touched.insert(t.id.str());
+  const std::string tile = tile_of(chip_at(Zone{10, false}, {680000, 4100000})).str();
+  ASSERT_EQ(touched, std::set<std::string>{tile}) << "the scene should reach one tile";
+
+  const auto again = test::run(prepare_command(*w, 1));
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("1 done, 0 no data, 0 failed, 2 already done"), std::string::npos) << again.output;
+  const auto journal = read_journal(w->config.output / "journal", "prepare");
+  for (const TilePlan& t : w->plan.tiles)
+    EXPECT_EQ(journal.at(t.id.str()).size(), touched.count(t.id.str()) ? 2u : 1u) << t.id.str();
+  // The redone tile's chip store lists the scene among its summer inputs.
+  const auto py = test::run("/usr/bin/python3 -c \"import h5py, json\n"
+                            "h = h5py.File('" + (w->config.output / "chips" / (tile + ".h5")).string() + "', 'r')\n"
+                            "obs = json.loads(h['s2rgb'].attrs['observations'])\n"
+                            "print([o['id'] for o in obs[2]], h['s2rgb/clear'].shape)\"");
+  ASSERT_EQ(py.code, 0) << py.output;
+  EXPECT_NE(py.output.find(id), std::string::npos) << py.output;
   fs::remove_all(w->dir);
 }
 
