@@ -122,8 +122,11 @@ int run_catalog(const CatalogOptions& opts) {
   setup_logging(0, opts.quiet ? "warn" : opts.verbose ? "debug" : "info");
   if (opts.dir.empty() && opts.stac.empty()) throw CLI::ValidationError("catalog", "give a DIR to scan or --stac FILE");
   Catalog catalog;
-  if (opts.append && std::filesystem::exists(opts.out))
-    for (const SourceRecord& r : Catalog::load(opts.out).records()) catalog.add(r);
+  if (opts.append && std::filesystem::exists(opts.out)) {
+    // Named: a range-for over Catalog::load(...).records() would read a destroyed catalog.
+    const Catalog existing = Catalog::load(opts.out);
+    for (const SourceRecord& r : existing.records()) catalog.add(r);
+  }
   Counts n;
   try {
     add_stac(opts, catalog, n);

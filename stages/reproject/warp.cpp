@@ -146,6 +146,8 @@ void SourceSet::open(const std::vector<const SourceRecord*>& records) {
       // and no-data stays in the file's own numbers until then.
       const std::pair<double, double> affine{r->scale.value_or(1.0), r->offset.value_or(0.0)};
       if (records_.size() == 1) affine_ = affine;
+      else if (affine != affine_ && stacked_)
+        throw NotStackable(fmt::format("{} has another scale/offset than {}", r->describe(), records_.front()->describe()));
       else if (affine != affine_)
         throw std::runtime_error(fmt::format("{}: scale/offset {}/{} differ from {}'s {}/{} in one mosaic", r->describe(),
                                              affine.first, affine.second, records_.front()->describe(), affine_.first, affine_.second));

@@ -163,6 +163,26 @@ TEST_F(Cli, CatalogOfRealRastersFeedsPrepare) {
   EXPECT_EQ(run(exe() + " catalog " + src.string() + " --modality lidar --out x.jsonl").code, 2);
 }
 
+// STAC in: a file that is not JSON stops the command naming it; an item lacking an asset
+// its collection needs is left out by name, and the command says it had problems.
+TEST_F(Cli, CatalogOfStacNamesBadFilesItemsAndAssets) {
+  const std::string broken = write("broken.json", "{\"type\": \"FeatureCollection\", \"features\": [");
+  const auto bad = run(exe() + " catalog --stac " + broken + " --out " + (dir_ / "c.jsonl").string());
+  EXPECT_EQ(bad.code, 2) << bad.output;
+  EXPECT_NE(bad.output.find(broken + ": not JSON"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(dir_ / "c.jsonl"));
+  const std::string items = write("items.json", R"({"type": "FeatureCollection", "features": [
+    {"type": "Feature", "stac_version": "1.0.0", "id": "S1A_IW_GRDH_1SDV_20210704T015813_20210704T015838_038623_048EA1_rtc",
+     "collection": "sentinel-1-rtc", "bbox": [-120.5, 36.5, -119.5, 37.5],
+     "properties": {"datetime": "2021-07-04T01:58:13Z", "proj:epsg": 32610},
+     "assets": {"vv": {"href": "vv.tiff"}}}]})");
+  const auto partial = run(exe() + " catalog --stac " + items + " --out " + (dir_ / "c.jsonl").string());
+  EXPECT_EQ(partial.code, 1) << partial.output;
+  EXPECT_NE(partial.output.find("item S1A_IW_GRDH_1SDV_20210704T015813_20210704T015838_038623_048EA1_rtc: asset vh: missing"),
+            std::string::npos) << partial.output;
+  EXPECT_NE(partial.output.find("1 records added"), std::string::npos) << partial.output;
+}
+
 TEST_F(Cli, MissingConfigAndUnknownCommand) {
   const auto r = run(exe() + " plan " + (dir_ / "nope.yaml").string());
   EXPECT_EQ(r.code, 2) << r.output;

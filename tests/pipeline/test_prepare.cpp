@@ -195,7 +195,7 @@ TEST(Prepare, ANewSceneRedoesExactlyTheTilesItTouches) {
   ASSERT_EQ(first.code, 0) << first.output;
   EXPECT_NE(first.output.find("3 done"), std::string::npos) << first.output;
 
-  // The scene: 4 km around the middle of tile 10N column 9, the day after a July scene.
+  // The scene: 4 km around the middle of tile 10N column 9, the day after a scene there.
   const LonLat where = utm_inverse(10, false, {680000, 4100000});
   const fs::path world = w->config.world_dir(), arrived = world / "stac" / "arrived.json";
   const auto cut = test::run(fmt::format("/usr/bin/python3 {}/tests/stages/reproject/scenes.py arrive {} {} {} {}", EO_SOURCE_DIR,
@@ -222,13 +222,26 @@ TEST(Prepare, ANewSceneRedoesExactlyTheTilesItTouches) {
   const auto journal = read_journal(w->config.output / "journal", "prepare");
   for (const TilePlan& t : w->plan.tiles)
     EXPECT_EQ(journal.at(t.id.str()).size(), touched.count(t.id.str()) ? 2u : 1u) << t.id.str();
-  // The redone tile's chip store lists the scene among its summer inputs.
+  // The redone tile's chip store lists the scene among its inputs.
   const auto py = test::run("/usr/bin/python3 -c \"import h5py, json\n"
                             "h = h5py.File('" + (w->config.output / "chips" / (tile + ".h5")).string() + "', 'r')\n"
                             "obs = json.loads(h['s2rgb'].attrs['observations'])\n"
-                            "print([o['id'] for o in obs[2]], h['s2rgb/clear'].shape)\"");
+                            "print([o['id'] for season in obs for o in season], h['s2rgb/clear'].shape)\"");
   ASSERT_EQ(py.code, 0) << py.output;
   EXPECT_NE(py.output.find(id), std::string::npos) << py.output;
+
+  // The scene's green band goes missing: its tile (whose file set changed) is redone and
+  // fails, naming the file, the item, the asset, the tile and the rank; the others stay
+  // done, and the tile's chip store of the last good run is kept.
+  const fs::path green = world / "sentinel-2-l2a" / id / "B03.tif";
+  fs::remove(green);
+  const auto broken = test::run(prepare_command(*w, 1));
+  EXPECT_EQ(broken.code, 1) << broken.output;
+  const std::string why = fmt::format("tile {}: rank 0: ingest: s2rgb: {} (item {}, asset green): no such file", tile,
+                                      green.string(), id);
+  EXPECT_NE(broken.output.find(why), std::string::npos) << broken.output;
+  EXPECT_NE(broken.output.find("2 already done"), std::string::npos) << broken.output;
+  EXPECT_TRUE(fs::exists(w->config.output / "chips" / (tile + ".h5")));
   fs::remove_all(w->dir);
 }
 
