@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/utm.hpp"
+#include "stages/ingest/gdal_util.hpp"
 #include "stages/ingest/stac.hpp"
 #include "stages/reproject/warp.hpp"
 #include "support/run.hpp"
@@ -236,6 +237,84 @@ TEST_F(Composite, NoClearObservationIsNoData) {
       }
       if (x >= 21 && clear) EXPECT_FALSE(std::isnan(v)) << x << "," << y;
     }
+}
+
+// A static catalog on disk: Catalog -> Collection (child) -> Items (item links), each
+// item its own file with hrefs relative to it.
+TEST_F(Composite, StaticCatalogsAreWalked) {
+  json items;
+  std::ifstream(*dir_ / "earth-search-s2.json") >> items;
+  const fs::path root = *dir_ / "static";
+  fs::create_directories(root / "sentinel-2-l2a");
+  json collection = {{"type", "Collection"}, {"id", "sentinel-2-l2a"}, {"stac_version", "1.0.0"}, {"links", json::array()}};
+  for (json item : items["features"]) {
+    item.erase("collection");  // the collection the item is linked from says it
+    for (auto& [key, asset] : item["assets"].items()) asset["href"] = "../../../" + asset["href"].get<std::string>();
+    const std::string name = item["id"].get<std::string>() + ".json";
+    fs::create_directories(root / "sentinel-2-l2a" / item["id"].get<std::string>());
+    std::ofstream(root / "sentinel-2-l2a" / item["id"].get<std::string>() / name) << item.dump();
+    collection["links"].push_back({{"rel", "item"}, {"href", "./" + item["id"].get<std::string>() + "/" + name}});
+  }
+  collection["links"].push_back({{"rel", "root"}, {"href", "../catalog.json"}});
+  std::ofstream(root / "sentinel-2-l2a" / "collection.json") << collection.dump();
+  std::ofstream(root / "catalog.json") << json{{"type", "Catalog"}, {"id", "mine"}, {"stac_version", "1.0.0"},
+                                              {"links", {{{"rel", "child"}, {"href", "./sentinel-2-l2a/collection.json"}},
+                                                         {{"rel", "self"}, {"href", "./catalog.json"}}}}}.dump();
+  const StacReport report = read_stac(root / "catalog.json");
+  EXPECT_TRUE(report.problems.empty()) << report.problems.front();
+  ASSERT_EQ(report.records.size(), 15u);
+  EXPECT_EQ(report.records.front().collection, "sentinel-2-l2a");
+  EXPECT_EQ(report.records.front().path, read_stac(*dir_ / "earth-search-s2.json").records.front().path);
+}
+
+// A collection eo-pipeline does not know, described by a mapping file: real Landsat 7
+// pixels (r-cran-stars' L7_ETMs.tif, bands 3, 2, 1 as three COGs) as a STAC item.
+TEST_F(Composite, AMappedCollectionNeedsNoCode) {
+  const fs::path l7 = fs::path(EO_SOURCE_DIR) / "data/real/stars/tif/L7_ETMs.tif", scene = *dir_ / "landsat";
+  fs::create_directories(scene);
+  for (const auto& [band, name] : std::vector<std::pair<int, std::string>>{{3, "red"}, {2, "green"}, {1, "blue"}}) {
+    const auto r = test::run(fmt::format("gdal_translate -q -of COG -b {} {} {}", band, l7.string(), (scene / (name + ".tif")).string()));
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  json assets = json::object();
+  for (const char* name : {"red", "green", "blue"}) assets[name] = {{"href", std::string("landsat/") + name + ".tif"}};
+  std::ofstream(*dir_ / "landsat.json") << json{{"type", "Feature"}, {"stac_version", "1.0.0"}, {"id", "LE07_L2SP_214065_20020728"},
+                                                {"collection", "landsat-c2-l2"}, {"bbox", {-34.9166, -8.0410, -34.8260, -7.9498}},
+                                                {"properties", {{"datetime", "2002-07-28T12:20:00Z"}, {"proj:epsg", 31985}}},
+                                                {"assets", assets}}.dump();
+  std::ofstream(*dir_ / "landsat.yaml") << "collections:\n  - collection: landsat-c2-l2\n    modality: s2rgb\n"
+                                           "    bands: {R: red, G: green, B: blue}\n    scale: 0.004\n";
+  EXPECT_FALSE(read_stac(*dir_ / "landsat.json").problems.empty()) << "unknown without its mapping";
+  const StacReport report = read_stac(*dir_ / "landsat.json", load_collection_mappings(*dir_ / "landsat.yaml"));
+  ASSERT_TRUE(report.problems.empty()) << report.problems.front();
+  ASSERT_EQ(report.records.size(), 3u);
+  Catalog c;
+  for (const SourceRecord& r : report.records) c.add(r);
+  // Olinda, Brazil, on its UTM 25S grid at 30 m: the item's three files, stacked, scaled.
+  const EastNorth en = utm_forward(25, true, {-34.87, -7.995});
+  const GridWindow w{Zone{25, true}, std::round(en.e / 30) * 30 - 1500, std::round(en.n / 30) * 30 + 1500, 30, 100, 100};
+  WarpSettings s{"bilinear", 1, 256};
+  const WarpedModality out = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, s);
+  // The same ground straight from the multi-band file with gdalwarp, scaled by hand.
+  const fs::path ref = *dir_ / "l7_ref.tif", rgb = *dir_ / "l7_rgb.vrt";
+  const auto t = test::run(fmt::format("gdal_translate -q -of VRT -b 3 -b 2 -b 1 {} {}", l7.string(), rgb.string()));
+  ASSERT_EQ(t.code, 0) << t.output;
+  std::string cmd = "gdalwarp -q -overwrite";
+  for (const auto& a : warp_arguments(w, SourceSet({&report.records[0]}, {0}).with_scale(s, w))) cmd += " '" + a + "'";
+  const auto r = test::run(cmd + " " + rgb.string() + " " + ref.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  GdalDataset ds = open_raster(ref);
+  std::vector<float> theirs(3 * 100 * 100);
+  ASSERT_EQ(ds->RasterIO(GF_Read, 0, 0, 100, 100, theirs.data(), 100, 100, GDT_Float32, 3, nullptr, 0, 0, 0, nullptr), CE_None);
+  const std::size_t season = 2;  // July
+  int compared = 0;
+  for (std::size_t i = 0; i < theirs.size(); ++i) {
+    const float ours = out.data[season * theirs.size() + i];
+    if (std::isnan(theirs[i])) continue;
+    ASSERT_NEAR(ours, theirs[i] * 0.004f, 1e-5) << i;
+    ++compared;
+  }
+  EXPECT_GT(compared, 20000);
 }
 
 TEST(GlobalCoherence, TilesAreKnownByTheirNames) {
