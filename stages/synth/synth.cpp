@@ -156,9 +156,19 @@ class Writer {
     report_.bytes += std::filesystem::file_size(path);
   }
 
+  // One MGRS-like tile at pixel size px: its grid and the world under each pixel.
+  struct GroundTile {
+    Zone zone;
+    std::string name;
+    double gt[6];
+    int n = 0;                    // pixels per side
+    std::vector<Ground> ground;   // per pixel
+    std::vector<LonLat> where;    // pixel centres
+    std::vector<char> covered;    // whether the world exists there
+  };
+
   // The MGRS-like 109.8 km tiles on a 100 km grid of each UTM zone the plan uses that
-  // hold some of the world: f(zone, tile name, geotransform at pixel px, pixels per side,
-  // the ground of each pixel, where each pixel is, whether it is in the world).
+  // hold some of the world, each handed to f as a GroundTile.
   template <typename F>
   void mgrs_tiles(Modality m, double px, F&& f) {
     const int n = static_cast<int>(std::lround(kMgrsSize / px));
@@ -179,19 +189,19 @@ class Writer {
           const std::string tile = fmt::format("{}{:02d}{:03d}", zone.name(), ie, in);
           const Box mgrs{ie * kMgrsSpacing, in * kMgrsSpacing, ie * kMgrsSpacing + kMgrsSize, in * kMgrsSpacing + kMgrsSize};
           if (!touches_world(lonlat_bounds(zone, mgrs)) || left_out(m, "S2_" + tile)) continue;
-          const double gt[6] = {ie * kMgrsSpacing, px, 0, in * kMgrsSpacing + kMgrsSize, 0, -px};
           // ground once per pixel, then every season and scene from it
-          std::vector<Ground> ground(static_cast<std::size_t>(n) * n);
-          std::vector<LonLat> where(ground.size());
-          std::vector<char> covered(ground.size(), 0);
+          GroundTile t{zone, tile, {ie * kMgrsSpacing, px, 0, in * kMgrsSpacing + kMgrsSize, 0, -px}, n, {}, {}, {}};
+          t.ground.resize(static_cast<std::size_t>(n) * n);
+          t.where.resize(t.ground.size());
+          t.covered.assign(t.ground.size(), 0);
           parallel_rows(n, [&](int r) {
             for (int c = 0; c < n; ++c) {
               const std::size_t i = static_cast<std::size_t>(r) * n + c;
-              where[i] = utm_inverse(zone.number, zone.south, {gt[0] + (c + 0.5) * px, gt[3] - (r + 0.5) * px});
-              if ((covered[i] = in_extent(where[i]))) ground[i] = world_.at(where[i]);
+              t.where[i] = utm_inverse(zone.number, zone.south, {t.gt[0] + (c + 0.5) * px, t.gt[3] - (r + 0.5) * px});
+              if ((t.covered[i] = in_extent(t.where[i]))) t.ground[i] = world_.at(t.where[i]);
             }
           });
-          f(zone, tile, gt, n, ground, where, covered);
+          f(static_cast<const GroundTile&>(t));
         }
     }
   }
@@ -199,9 +209,8 @@ class Writer {
   // S2 RGB: one COG per MGRS tile and season with bands R, G, B; clouds are holes (0).
   void s2() {
     const double px = kS2PixelM * scale_;
-    mgrs_tiles(Modality::s2rgb, px, [&](Zone zone, const std::string& tile, const double* gt, int n,
-                                        const std::vector<Ground>& ground, const std::vector<LonLat>& where,
-                                        const std::vector<char>& covered) {
+    mgrs_tiles(Modality::s2rgb, px, [&](const GroundTile& t) {
+      const auto& [zone, tile, gt, n, ground, where, covered] = t;
       const OGRSpatialReference srs = epsg(zone.epsg());
       const int ie = static_cast<int>(gt[0] / kMgrsSpacing), in = static_cast<int>((gt[3] - kMgrsSize) / kMgrsSpacing);
       for (int season = 0; season < kSeasons; ++season) {
@@ -446,9 +455,8 @@ class Writer {
   // in it with their real class codes.
   void s2_scenes() {
     const double px = kS2PixelM * scale_;
-    mgrs_tiles(Modality::s2rgb, px, [&](Zone zone, const std::string& tile, const double* gt, int n,
-                                        const std::vector<Ground>& ground, const std::vector<LonLat>& where,
-                                        const std::vector<char>& covered) {
+    mgrs_tiles(Modality::s2rgb, px, [&](const GroundTile& t) {
+      const auto& [zone, tile, gt, n, ground, where, covered] = t;
       const OGRSpatialReference srs = epsg(zone.epsg());
       const int ns = (n + 1) / 2;  // SCL pixels per side
       const double gt20[6] = {gt[0], 2 * px, 0, gt[3], 0, -2 * px};
@@ -550,9 +558,8 @@ class Writer {
   // power, VV and VH apart, float32 COGs in UTM, -32768 where the swath does not reach.
   void s1_scenes() {
     const double px = kS2PixelM * scale_;
-    mgrs_tiles(Modality::s1amp, px, [&](Zone zone, const std::string& tile, const double* gt, int n,
-                                        const std::vector<Ground>& ground, const std::vector<LonLat>& where,
-                                        const std::vector<char>& covered) {
+    mgrs_tiles(Modality::s1amp, px, [&](const GroundTile& t) {
+      const auto& [zone, tile, gt, n, ground, where, covered] = t;
       const OGRSpatialReference srs = epsg(zone.epsg());
       const LonLatBox box = lonlat_bounds(zone, {gt[0], gt[3] - n * px, gt[0] + n * px, gt[3]});
       for (int season = 0; season < kSeasons; ++season) {
