@@ -3,17 +3,14 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cmath>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <functional>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <ogr_spatialref.h>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 namespace eo {

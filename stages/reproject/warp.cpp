@@ -525,7 +525,7 @@ ModalitySources::ModalitySources(const Catalog& catalog, Modality modality, cons
     // composite never depends on the order of the catalog.
     std::map<std::pair<std::string, std::string>, std::vector<const SourceRecord*>> groups;
     for (const SourceRecord* r : catalog.query(modality, season, padded(area)))
-      groups[{r->item.empty() ? r->time : r->time.substr(0, 19), r->observation()}].push_back(r);
+      groups[{r->time, r->observation()}].push_back(r);
     std::vector<Observation> observations;
     for (auto& [key, records] : groups) {
       Observation o;
