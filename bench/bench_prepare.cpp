@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
       for (int season = 0; season < info(m).seasons; ++season) {
         const auto records = catalog.query(m, season, area);
         if (records.empty()) continue;
-        const SourceSet sources(records);
+        SourceSet sources(records);
         std::string inputs;
         for (const SourceRecord* r : records) {
           // sources with scale/offset go through the same unscaling VRT we build in memory

@@ -186,6 +186,8 @@ void SourceSet::open(const std::vector<const SourceRecord*>& records) {
         }
       }
       inputs_.push_back(input);
+      source_bands_.push_back(source_bands);
+      unscaled_.push_back(scaled);
       datasets_.push_back(ds.release());
       masks_.push_back(mask);
       files_.push_back(r->path.string());
@@ -306,28 +308,22 @@ std::vector<std::int32_t> mask_classes(GDALDataset& mask, int band, const double
   return classes;
 }
 
-// Reads every band of the sources (one grid) over a window as Float32, no-data as NaN,
-// and sets the pixels a mask does not keep to NaN.
-std::vector<float> read_masked(const std::vector<GDALDataset*>& sources, const PixelWindow& w, int out_w, int out_h,
-                               GDALDataset* mask, const MaskSpec* spec, const std::string& what) {
-  GDALDataset& src = *sources.front();
-  int bands = 0;
-  for (GDALDataset* ds : sources) bands += ds->GetRasterCount();
+// Reads bands of one grid over a window as Float32, no-data as NaN, and sets the pixels
+// a mask does not keep to NaN.
+std::vector<float> read_masked(GDALDataset& src, const std::vector<BandSource>& sources, const PixelWindow& w, int out_w,
+                               int out_h, GDALDataset* mask, const MaskSpec* spec, const std::string& what) {
+  const int bands = static_cast<int>(sources.size());
   std::vector<float> values(static_cast<std::size_t>(bands) * out_w * out_h);
   CPLErrorReset();
-  int plane = 0;
-  for (GDALDataset* ds : sources)
-    for (int b = 1; b <= ds->GetRasterCount(); ++b, ++plane) {
-      GDALRasterBand* band = ds->GetRasterBand(b);
-      float* dst = values.data() + static_cast<std::size_t>(plane) * out_w * out_h;
-      if (band->RasterIO(GF_Read, w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0, dst, out_w, out_h, GDT_Float32, 0, 0) != CE_None)
-        throw std::runtime_error(fmt::format("{}: cannot be read: {}", what, gdal_error()));
-      int has_nodata = 0;
-      const double nodata = band->GetNoDataValue(&has_nodata);
-      if (has_nodata && !std::isnan(nodata))
-        for (std::size_t i = 0; i < static_cast<std::size_t>(out_w) * out_h; ++i)
-          if (dst[i] == static_cast<float>(nodata)) dst[i] = std::numeric_limits<float>::quiet_NaN();
-    }
+  for (int plane = 0; plane < bands; ++plane) {
+    const BandSource& b = sources[static_cast<std::size_t>(plane)];
+    float* dst = values.data() + static_cast<std::size_t>(plane) * out_w * out_h;
+    if (b.band->RasterIO(GF_Read, w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0, dst, out_w, out_h, GDT_Float32, 0, 0) != CE_None)
+      throw std::runtime_error(fmt::format("{}: cannot be read: {}", what, gdal_error()));
+    if (b.nodata && !std::isnan(*b.nodata))
+      for (std::size_t i = 0; i < static_cast<std::size_t>(out_w) * out_h; ++i)
+        if (dst[i] == static_cast<float>(*b.nodata)) dst[i] = std::numeric_limits<float>::quiet_NaN();
+  }
   if (mask) {
     double gt[6], sub[6];
     src.GetGeoTransform(gt);
@@ -352,10 +348,30 @@ std::vector<float> read_masked(const std::vector<GDALDataset*>& sources, const P
 
 }  // namespace
 
+std::vector<BandSource> SourceSet::band_sources(std::size_t i) const {
+  std::vector<BandSource> out;
+  // The file's own bands, no-data as the catalog or the file says, unless the file's own
+  // scale needs GDAL's unscaling (its VRT): an in-memory VRT keeps a work buffer of the
+  // largest window read per source, which over hundreds of scenes was hundreds of MB.
+  GDALDataset* ds = GDALDataset::FromHandle(unscaled_[i] ? inputs_[i] : datasets_[i]);
+  for (std::size_t k = 0; k < source_bands_[i].size(); ++k) {
+    GDALRasterBand* band = ds->GetRasterBand(unscaled_[i] ? static_cast<int>(k) + 1 : source_bands_[i][k]);
+    int has = 0;
+    const double own = band->GetNoDataValue(&has);
+    std::optional<double> nodata = has ? std::optional<double>(own) : std::nullopt;
+    if (!unscaled_[i] && records_[i]->nodata) nodata = records_[i]->nodata;
+    out.push_back({band, nodata});
+  }
+  return out;
+}
+
 void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const {
-  std::vector<GDALDataset*> sources;
-  for (std::size_t i = first; i < first + count; ++i) sources.push_back(GDALDataset::FromHandle(inputs_[i]));
-  GDALDataset* src = sources.front();
+  std::vector<BandSource> sources;
+  for (std::size_t i = first; i < first + count; ++i) {
+    const auto bands = band_sources(i);
+    sources.insert(sources.end(), bands.begin(), bands.end());
+  }
+  GDALDataset* src = GDALDataset::FromHandle(datasets_[first]);
   // Enough source pixels around the window for any kernel GDAL uses (lanczos: 3 source
   // pixels, widened by the downsampling factor), so a strip reads what the whole would.
   const double factor = std::max(1.0, 1.0 / std::max(settings.scale, 1e-6));
@@ -364,7 +380,7 @@ void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWi
   if (w.empty()) return nullptr;
   const int width = w.x1 - w.x0, height = w.y1 - w.y0;
   const SourceRecord& r = *records_[first];
-  std::vector<float> values = read_masked(sources, w, width, height, GDALDataset::FromHandle(masks_[first]),
+  std::vector<float> values = read_masked(*src, sources, w, width, height, GDALDataset::FromHandle(masks_[first]),
                                           r.mask ? &*r.mask : nullptr, r.describe());
   const int bands = static_cast<int>(values.size() / (static_cast<std::size_t>(width) * height));
   double gt[6], sub[6];
@@ -383,7 +399,21 @@ void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWi
   return mem.release();
 }
 
-void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) const {
+void SourceSet::suspend() {
+  close();
+  suspended_ = true;
+}
+
+void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) {
+  if (suspended_) {
+    const std::vector<const SourceRecord*> records = records_;
+    records_.clear();
+    source_bands_.clear();
+    unscaled_.clear();
+    files_.clear();
+    open(records);
+    suspended_ = false;
+  }
   // The warper writes straight into our buffer: a MEM dataset over it.
   const std::string open = fmt::format("MEM:::DATAPOINTER={},PIXELS={},LINES={},BANDS={},DATATYPE=Float32",
                                        static_cast<void*>(out), window.width, window.height, bands);
@@ -482,7 +512,7 @@ std::vector<float> SourceSet::sample(std::size_t source, int band, int size) con
   const int w = std::min(size, ds->GetRasterXSize()), h = std::min(size, ds->GetRasterYSize());
   const PixelWindow all{0, 0, ds->GetRasterXSize(), ds->GetRasterYSize()};
   const SourceRecord& r = *records_.at(source);
-  const std::vector<float> values = read_masked({ds}, all, w, h, GDALDataset::FromHandle(masks_.at(source)),
+  const std::vector<float> values = read_masked(*ds, band_sources(source), all, w, h, GDALDataset::FromHandle(masks_.at(source)),
                                                 r.mask ? &*r.mask : nullptr, r.describe());
   std::vector<float> out;
   out.reserve(static_cast<std::size_t>(w) * h);
@@ -592,6 +622,9 @@ inline double to_composite(double v, Units units, Reduce reduce) {
 
 }  // namespace
 
+// Observations of a season kept open between strips; a season of more is reopened per strip.
+constexpr std::size_t kOpenObservations = 4;
+
 void ModalitySources::composite(const std::vector<Observation>& season, const GridWindow& window,
                                 const WarpSettings& settings, float* out, std::uint16_t* clear) const {
   const ModalityInfo& mi = info(modality_);
@@ -619,6 +652,9 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
         for (int i = 0; i < k; ++i)
           std::copy_n(part.data() + static_cast<std::size_t>(i) * plane, plane,
                       layers.data() + (o * nb + static_cast<std::size_t>(set->bands()[static_cast<std::size_t>(i)])) * plane);
+        // Memory bounded in the number of scenes too: beyond a few, each is closed after
+        // use and reopened for the next strip.
+        if (n_obs > kOpenObservations) set->suspend();
       }
     for (std::size_t p = 0; p < plane; ++p) {
       const std::size_t at = static_cast<std::size_t>(y0) * W + p;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -14,6 +15,8 @@
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/modality.hpp"
 #include "stages/ingest/catalog.hpp"
+
+class GDALRasterBand;
 
 namespace eo {
 
@@ -67,6 +70,12 @@ std::vector<std::string> warp_arguments(const GridWindow& window, const WarpSett
 // cloudy pixel never reaches a clear one through the resampling kernel. Checks that each
 // file's CRS is the one the catalog declares. Throws std::runtime_error naming the file
 // (and its item and asset).
+// One band of an opened file as the warp reads it, with its no-data value.
+struct BandSource {
+  GDALRasterBand* band = nullptr;
+  std::optional<double> nodata;
+};
+
 class SourceSet {
  public:
   explicit SourceSet(const std::vector<const SourceRecord*>& records, std::vector<int> bands = {});
@@ -91,7 +100,10 @@ class SourceSet {
   // decimated to at most size x size (GDAL picks overviews), for statistics.
   std::vector<float> sample(std::size_t source, int band, int size) const;
   // Warps onto the window into out (bands x height x width); throws naming the culprit file.
-  void warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) const;
+  void warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands);
+  // Closes the files until the next warp reopens them: a season of many scenes keeps
+  // only a few open (each open file holds a few MB of decoder buffers).
+  void suspend();
 
  private:
   void open(const std::vector<const SourceRecord*>& records);
@@ -100,7 +112,10 @@ class SourceSet {
   // Sources [first, first + count) read over the window (with a kernel's margin), masked,
   // as one in-memory raster of all their bands; null when they do not reach the window.
   void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const;
-  bool stacked_ = false;
+  std::vector<BandSource> band_sources(std::size_t source) const;
+  bool stacked_ = false, suspended_ = false;
+  std::vector<std::vector<int>> source_bands_;  // per source, the file's bands the set reads
+  std::vector<bool> unscaled_;                   // per source, whether its VRT unscales the file's values
   double native_pixel_m_ = 0;
   std::pair<double, double> affine_{1.0, 0.0};  // the catalog's scale and offset, after the warp
   std::vector<int> bands_;

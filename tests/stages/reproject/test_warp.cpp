@@ -93,7 +93,7 @@ TEST_F(Warp, EachModalityEqualsGdalwarp) {
     const WarpSettings settings{world_->config.resampling(m), 2, 256};
     const auto records = world_->catalog.query(m, season, padded(window.lonlat_box()));
     ASSERT_FALSE(records.empty()) << info(m).name;
-    const SourceSet sources(records);
+    SourceSet sources(records);
     const int nb = static_cast<int>(info(m).bands.size());
     std::vector<float> ours(static_cast<std::size_t>(nb) * window.width * window.height);
     sources.warp(window, settings, ours.data(), nb);
@@ -143,7 +143,7 @@ TEST(WarpRealFiles, Landsat7SceneInSirgas2000EqualsGdalwarp) {
   const TileId tile = tile_of(chip);
   const GridWindow window = chip_window(tile, 10, chip.row % 16 - 1, 3, chip.col % 16 - 1, 3);
   const WarpSettings settings{"bilinear", 2, 256};
-  const SourceSet sources({&r});
+  SourceSet sources({&r});
   std::vector<float> ours(3u * window.width * window.height);
   sources.warp(window, settings, ours.data(), 3);
   const auto dir = fs::temp_directory_path() / ("eo_l7_" + std::to_string(::getpid()));
@@ -170,7 +170,7 @@ TEST_F(WarpWrapped, NetcdfWithScaleOffsetThroughVrtEqualsGdalwarp) {
                            "\":sst' " + vrt.string());
   ASSERT_EQ(t.code, 0) << t.output;
   SourceRecord r = describe_raster(vrt, Modality::s1coh, 0, "", {1});
-  const SourceSet sources({&r});
+  SourceSet sources({&r});
   const Zone zone{31, false};
   const TileId tile = tile_of(chip_at(zone, utm_forward(31, false, {3.0, 40.0})));  // the western Mediterranean
   const GridWindow window = chip_window(tile, 1120, 0, 16, 0, 16);
@@ -199,7 +199,7 @@ TEST_F(WarpWrapped, Hdf5WrittenByH5pyEqualsGdalwarp) {
                            "-a_nodata -9999 'HDF5:\"" + h5.string() + "\"://vv' " + vrt.string());
   ASSERT_EQ(t.code, 0) << t.output;
   SourceRecord r = describe_raster(vrt, Modality::s1coh, 0, "", {1});
-  const SourceSet sources({&r});
+  SourceSet sources({&r});
   const TileId tile = tile_of(chip_at({31, false}, {445000, 4435000}));
   const ChipId c = chip_at({31, false}, {445000, 4435000});
   const GridWindow window = chip_window(tile, 20, c.row % 16, 1, c.col % 16, 1);
