@@ -112,9 +112,9 @@ Catalog Catalog::load(const std::filesystem::path& file) {
     try {
       const auto j = nlohmann::json::parse(text);
       SourceRecord r;
-      const auto resolve = [&](const std::string& text) -> std::filesystem::path {
-        const std::filesystem::path p = text;
-        return p.is_absolute() || is_verbatim_path(text) ? p : (base / p).lexically_normal();
+      const auto resolve = [&](const std::string& written) -> std::filesystem::path {
+        const std::filesystem::path p = written;
+        return p.is_absolute() || is_verbatim_path(written) ? p : (base / p).lexically_normal();
       };
       r.path = resolve(j.at("path").get<std::string>());
       r.modality = parse_modality(j.at("modality").get<std::string>());

@@ -240,7 +240,7 @@ struct PixelWindow {
 PixelWindow source_window(GDALDataset& src, const GridWindow& window, int margin) {
   double gt[6], inv[6];
   src.GetGeoTransform(gt);
-  GDALInvGeoTransform(gt, inv);
+  if (!GDALInvGeoTransform(gt, inv)) throw std::runtime_error("its geotransform cannot be inverted");
   OGRSpatialReference dst_srs;
   dst_srs.importFromEPSG(window.zone.epsg());
   dst_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
