@@ -240,14 +240,15 @@ struct PixelWindow {
 PixelWindow source_window(GDALDataset& src, const GridWindow& window, int margin) {
   double gt[6], inv[6];
   src.GetGeoTransform(gt);
-  if (!GDALInvGeoTransform(gt, inv)) throw std::runtime_error("its geotransform cannot be inverted");
+  if (!GDALInvGeoTransform(gt, inv))
+    throw std::runtime_error(fmt::format("{}: its geotransform cannot be inverted", src.GetDescription()));
   OGRSpatialReference dst_srs;
   dst_srs.importFromEPSG(window.zone.epsg());
   dst_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
   OGRSpatialReference src_srs(*src.GetSpatialRef());
   src_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
   std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&dst_srs, &src_srs));
-  if (!ct) throw std::runtime_error("no transformation from the tile's CRS to the file's");
+  if (!ct) throw std::runtime_error(fmt::format("{}: no transformation from the tile's CRS to the file's", src.GetDescription()));
   const Box b = window.box();
   constexpr int kSteps = 32;
   double px0 = 1e300, py0 = 1e300, px1 = -1e300, py1 = -1e300;
