@@ -368,7 +368,8 @@ void TileEmbeddings::add_inputs(const ChipBatch& row) {
           it->second(static_cast<std::size_t>(pos / kChipsPerTileSide), static_cast<std::size_t>(pos % kChipsPerTileSide), s) =
               mc.clear[k * seasons + s];
       }
-    nlohmann::json seasons_json = nlohmann::json::object();
+    if (provenance.contains("modalities") && provenance["modalities"].contains(info(mc.modality).name)) continue;
+    nlohmann::json seasons_json = nlohmann::json::object();  // the same in every row: kept from the first
     for (std::size_t s = 0; s < mc.observations.size(); ++s) {
       nlohmann::json list = nlohmann::json::array();
       for (const ObservationInfo& o : mc.observations[s]) list.push_back({{"id", o.id}, {"time", o.time}});

@@ -80,17 +80,18 @@ std::vector<std::string> warp_arguments(const GridWindow& w, const WarpSettings&
   return args;
 }
 
-SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, std::vector<int> bands) : bands_(std::move(bands)) {
+SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, std::vector<int> bands)
+    : bands_(std::move(bands)), records_(records) {
   if (bands_.empty() && !records.empty())
     for (std::size_t b = 0; b < records.front()->bands.size(); ++b) bands_.push_back(static_cast<int>(b));
-  open(records);
+  open();
 }
 
-SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, Stack) : stacked_(true) {
+SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, Stack) : stacked_(true), records_(records) {
   for (const SourceRecord* r : records)
     for (std::size_t b = 0; b < r->bands.size(); ++b)
       if (r->bands[b] > 0) bands_.push_back(static_cast<int>(b));
-  open(records);
+  open();
   const auto grid = [](void* h, double* gt) {
     GDALDataset* ds = GDALDataset::FromHandle(h);
     ds->GetGeoTransform(gt);
@@ -106,11 +107,13 @@ SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, Stack) : s
     }
 }
 
-void SourceSet::open(const std::vector<const SourceRecord*>& records) {
+// Opens the records' files (again, after suspend()): the handles and what is read of each.
+void SourceSet::open() {
   gdal_init();
+  source_bands_.clear();
+  unscaled_.clear();
   try {
-    for (const SourceRecord* r : records) {
-      records_.push_back(r);
+    for (const SourceRecord* r : records_) {
       GdalDataset ds;
       try {
         ds = open_raster(r->path);
@@ -145,7 +148,7 @@ void SourceSet::open(const std::vector<const SourceRecord*>& records) {
       // resampling kernel is a weighted mean or a pick, so it commutes with an affine map,
       // and no-data stays in the file's own numbers until then.
       const std::pair<double, double> affine{r->scale.value_or(1.0), r->offset.value_or(0.0)};
-      if (records_.size() == 1) affine_ = affine;
+      if (r == records_.front()) affine_ = affine;
       else if (affine != affine_ && stacked_)
         throw NotStackable(fmt::format("{} has another scale/offset than {}", r->describe(), records_.front()->describe()));
       else if (affine != affine_)
@@ -190,7 +193,6 @@ void SourceSet::open(const std::vector<const SourceRecord*>& records) {
       unscaled_.push_back(scaled);
       datasets_.push_back(ds.release());
       masks_.push_back(mask);
-      files_.push_back(r->path.string());
     }
     native_pixel_m_ = native_pixel_m();
   } catch (...) {
@@ -219,10 +221,9 @@ bool SourceSet::masked() const {
 namespace {
 
 // A north-up Float32 MEM dataset in a CRS, no-data NaN.
-GdalDataset mem_dataset(int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs,
-                        GDALDataType type = GDT_Float32) {
+GdalDataset mem_dataset(int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs) {
   GDALDriver* mem = GetGDALDriverManager()->GetDriverByName("MEM");
-  GdalDataset ds(mem->Create("", width, height, bands, type, nullptr));
+  GdalDataset ds(mem->Create("", width, height, bands, GDT_Float32, nullptr));
   if (!ds) throw std::runtime_error("cannot create an in-memory raster: " + gdal_error());
   ds->SetGeoTransform(const_cast<double*>(gt));
   if (srs) ds->SetSpatialRef(srs);
@@ -407,12 +408,7 @@ void SourceSet::suspend() {
 
 void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) {
   if (suspended_) {
-    const std::vector<const SourceRecord*> records = records_;
-    records_.clear();
-    source_bands_.clear();
-    unscaled_.clear();
-    files_.clear();
-    open(records);
+    open();
     suspended_ = false;
   }
   // The warper writes straight into our buffer: a MEM dataset over it.
@@ -475,7 +471,7 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
                                                   src->GetRasterXSize(), 1, GDT_Float32, 0, 0) != CE_None;
       if (bad) throw std::runtime_error(fmt::format("{}: cannot be read: {}", records_[i]->describe(), gdal_error(reason)));
     }
-    throw std::runtime_error(fmt::format("warp of {} source(s) ({}...) failed: {}", files_.size(),
+    throw std::runtime_error(fmt::format("warp of {} source(s) ({}...) failed: {}", records_.size(),
                                          records_.empty() ? "" : records_.front()->describe(), reason));
   }
 }
@@ -702,7 +698,7 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
 
 WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSettings& settings) const {
   const ModalityInfo& mi = info(modality_);
-  WarpedModality out{modality_, mi.channels(), window.width, window.height, {}, {}, {}, {}};
+  WarpedModality out{modality_, mi.channels(), window.width, window.height, {}, {}, {}};
   const std::size_t plane = static_cast<std::size_t>(window.width) * window.height;
   out.data.assign(static_cast<std::size_t>(out.channels) * plane, std::numeric_limits<float>::quiet_NaN());
   out.clear.assign(static_cast<std::size_t>(mi.seasons) * plane, 0);
@@ -725,8 +721,6 @@ WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSetting
     } else {
       composite(observations, window, settings, dst, clear);
     }
-    for (const auto& o : observations)
-      for (const auto& part : o.parts) out.sources.insert(out.sources.end(), part->files().begin(), part->files().end());
   }
   return out;
 }

@@ -49,7 +49,6 @@ struct WarpedModality {
   Modality modality;
   int channels = 0, width = 0, height = 0;
   std::vector<float> data;
-  std::vector<std::string> sources;  // files that were used
   // Per season: clear observations of each pixel [season][row][col], and which
   // observations the season's composite was made of (in time order).
   std::vector<std::uint16_t> clear;
@@ -91,7 +90,6 @@ class SourceSet {
   SourceSet(const SourceSet&) = delete;
   SourceSet& operator=(const SourceSet&) = delete;
   bool empty() const { return inputs_.empty(); }
-  const std::vector<std::string>& files() const { return files_; }
   const std::vector<int>& bands() const { return bands_; }  // modality bands, 0-based
   bool masked() const;
   // The settings with `scale` fixed from the sources' native pixel size (the finest).
@@ -106,7 +104,7 @@ class SourceSet {
   void suspend();
 
  private:
-  void open(const std::vector<const SourceRecord*>& records);
+  void open();
   void close();
   double native_pixel_m() const;
   // Sources [first, first + count) read over the window (with a kernel's margin), masked,
@@ -123,7 +121,6 @@ class SourceSet {
   std::vector<void*> datasets_;  // opened files (GDALDatasetH)
   std::vector<void*> inputs_;    // what the warper reads (the file or its VRT)
   std::vector<void*> masks_;     // opened mask files, nullptr where a record has none
-  std::vector<std::string> files_;
 };
 
 // The sources of every season of a modality over an area, opened once and warped onto
