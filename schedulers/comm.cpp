@@ -106,6 +106,19 @@ std::vector<float> Comm::allgather(const float* data, std::size_t count) const {
   return all;
 }
 
+std::string Comm::broadcast(const std::string& text) const {
+  if (!impl_->mpi()) return text;
+  std::int64_t size = static_cast<std::int64_t>(text.size());
+  check(MPI_Bcast(&size, 1, MPI_INT64_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  std::string out = rank() == 0 ? text : std::string(static_cast<std::size_t>(size), '\0');
+  // MPI counts are int: large texts go in pieces.
+  constexpr std::int64_t kPiece = std::int64_t{1} << 30;
+  for (std::int64_t done = 0; done < size; done += kPiece)
+    check(MPI_Bcast(out.data() + done, static_cast<int>(std::min(kPiece, size - done)), MPI_CHAR, 0, MPI_COMM_WORLD),
+          "MPI_Bcast");
+  return out;
+}
+
 int Comm::ranks_on_node() const {
   for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
     if (const char* s = std::getenv(v)) return std::max(1, std::atoi(s));

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace eo {
@@ -30,6 +31,8 @@ class Comm {
   int ranks_on_node() const;
   // In place, element-wise over all ranks.
   void allreduce_sum(float* data, std::size_t count) const;
+  // Rank 0's text, on every rank (the others' argument is ignored).
+  std::string broadcast(const std::string& text) const;
   // Every rank's `count` floats, in rank order, on every rank (same count everywhere).
   std::vector<float> allgather(const float* data, std::size_t count) const;
 

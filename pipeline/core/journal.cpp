@@ -1,6 +1,7 @@
 #include "pipeline/core/journal.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <cstring>
@@ -8,7 +9,16 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <fcntl.h>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <sys/file.h>
 #include <unistd.h>
+#include <utility>
+
+#include "pipeline/core/failpoint.hpp"
+#include "pipeline/core/files.hpp"
 
 namespace eo {
 
@@ -18,8 +28,123 @@ std::string new_run_id() {
   gmtime_r(&now, &utc);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &utc);
-  return fmt::format("{}-p{}", buf, ::getpid());
+  // A process that runs the loop twice in one second (tests do) still gets two ids: a
+  // compacted file's name must never be written again.
+  static std::atomic<int> runs{0};
+  const int n = runs++;
+  return n == 0 ? fmt::format("{}-p{}", buf, ::getpid()) : fmt::format("{}-p{}-{}", buf, ::getpid(), n);
 }
+
+namespace {
+
+nlohmann::json to_json(const JournalRecord& r) {
+  return {{"stage", r.stage},   {"tile", r.tile},           {"status", r.status},
+          {"fingerprint", r.fingerprint}, {"config_hash", r.config_hash}, {"model_hash", r.model_hash},
+          {"chips", r.chips},   {"nodata_chips", r.nodata_chips}, {"seconds", r.seconds},
+          {"error", r.error},   {"rank", r.rank},          {"run_id", r.run_id},
+          {"time_ns", r.time_ns}};
+}
+
+// Throws on anything but a whole record.
+JournalRecord from_json(const nlohmann::json& j) {
+  JournalRecord r;
+  r.stage = j.at("stage");
+  r.tile = j.at("tile");
+  r.status = j.at("status");
+  r.fingerprint = j.value("fingerprint", "");
+  r.config_hash = j.value("config_hash", "");
+  r.model_hash = j.value("model_hash", "");
+  r.chips = j.value("chips", 0);
+  r.nodata_chips = j.value("nodata_chips", 0);
+  r.seconds = j.value("seconds", 0.0);
+  r.error = j.value("error", "");
+  r.rank = j.value("rank", 0);
+  r.run_id = j.value("run_id", "");
+  r.time_ns = j.value("time_ns", std::int64_t{0});
+  return r;
+}
+
+// The records of JSON lines; a torn line (a crash while writing) is skipped.
+void add_lines(std::istream& in, JournalHistory& out) {
+  for (std::string text; std::getline(in, text);) {
+    try {
+      JournalRecord r = from_json(nlohmann::json::parse(text));
+      out[r.tile].push_back(std::move(r));
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+void order_by_time(JournalHistory& history) {
+  for (auto& [tile, records] : history)
+    std::stable_sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
+}
+
+std::filesystem::path snapshot_path(const std::filesystem::path& dir, const std::string& stage) {
+  return dir / (stage + ".snapshot.jsonl");
+}
+
+// A run's file of the stage: `<stage>-<run>-r<rank>.jsonl`.
+bool is_run_file(const std::filesystem::path& file, const std::string& stage) {
+  return file.filename().string().rfind(stage + "-", 0) == 0 && file.extension() == ".jsonl";
+}
+
+struct Snapshot {
+  std::set<std::string> absorbed;  // names of the files whose records it holds
+  JournalHistory history;
+};
+
+// The snapshot's first line names the files it absorbed; the records follow.
+Snapshot read_snapshot(const std::filesystem::path& file) {
+  Snapshot s;
+  std::ifstream in(file);
+  if (!in) return s;
+  std::string head;
+  std::getline(in, head);
+  try {
+    const auto first = nlohmann::json::parse(head);
+    for (const auto& name : first.at("absorbed")) s.absorbed.insert(name.get<std::string>());
+  } catch (const std::exception& e) {
+    // Published atomically, so never torn: this is damage, and guessing would count
+    // records twice or lose them.
+    throw std::runtime_error(fmt::format("journal snapshot {}: unreadable first line: {}", file.string(), e.what()));
+  }
+  add_lines(in, s.history);
+  return s;
+}
+
+// What decide() and `status` need of a tile's records: every failure (attempts are
+// counted per fingerprint) and the latest record.
+void prune(std::vector<JournalRecord>& records) {
+  std::vector<JournalRecord> kept;
+  for (std::size_t i = 0; i < records.size(); ++i)
+    if (records[i].status == "failed" || i + 1 == records.size()) kept.push_back(std::move(records[i]));
+  records = std::move(kept);
+}
+
+// An flock(2) held for the life of the object.
+class FileLock {
+ public:
+  FileLock(const std::filesystem::path& file, int flags, int operation) : fd_(::open(file.c_str(), flags | O_CLOEXEC, 0644)) {
+    if (fd_ < 0) throw std::runtime_error(fmt::format("journal {}: cannot open: {}", file.string(), std::strerror(errno)));
+    if (::flock(fd_, operation) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileLock(FileLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
 
 JournalWriter::JournalWriter(const std::filesystem::path& dir, const std::string& stage, int rank, const std::string& run_id)
     : stage_(stage), run_id_(run_id), rank_(rank) {
@@ -27,62 +152,110 @@ JournalWriter::JournalWriter(const std::filesystem::path& dir, const std::string
   file_ = dir / fmt::format("{}-{}-r{}.jsonl", stage, run_id, rank);
 }
 
-JournalWriter::~JournalWriter() {
-  if (out_) std::fclose(out_);
+JournalWriter::~JournalWriter() { close(); }
+
+void JournalWriter::close() {
+  if (out_) std::fclose(out_);  // drops the flock: the file is finished
+  out_ = nullptr;
 }
 
 void JournalWriter::append(JournalRecord r) {
-  if (!out_) {  // opened at the first record: a run that finishes no tile leaves no file
-    out_ = std::fopen(file_.c_str(), "a");
-    if (!out_) throw std::runtime_error(fmt::format("journal {}: cannot open for appending", file_.string()));
+  if (!out_) {
+    // Opened at the first record: a run that finishes no tile leaves no file. Created and
+    // locked under a temporary name, so that a compaction never sees it unlocked.
+    const auto temporary = file_.parent_path() / fmt::format("{}{}.{}", kTemporaryPrefix, ::getpid(), file_.filename().string());
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 || ::flock(fd, LOCK_EX) != 0 || std::rename(temporary.c_str(), file_.c_str()) != 0 ||
+        !(out_ = ::fdopen(fd, "a"))) {
+      const std::string why = std::strerror(errno);
+      if (fd >= 0) ::close(fd);
+      throw std::runtime_error(fmt::format("journal {}: cannot open for appending: {}", file_.string(), why));
+    }
   }
   r.stage = stage_;
   r.rank = rank_;
   r.run_id = run_id_;
   r.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const nlohmann::json j = {{"stage", r.stage},   {"tile", r.tile},           {"status", r.status},
-                            {"fingerprint", r.fingerprint}, {"config_hash", r.config_hash}, {"model_hash", r.model_hash},
-                            {"chips", r.chips},   {"nodata_chips", r.nodata_chips}, {"seconds", r.seconds},
-                            {"error", r.error},   {"rank", r.rank},          {"run_id", r.run_id},
-                            {"time_ns", r.time_ns}};
-  const std::string line = j.dump() + "\n";
+  const std::string line = to_json(r).dump() + "\n";
   if (std::fwrite(line.data(), 1, line.size(), out_) != line.size() || std::fflush(out_) != 0 || ::fsync(fileno(out_)) != 0)
     throw std::runtime_error(
         fmt::format("journal {}: cannot write the record of tile {}: {}", file_.string(), r.tile, std::strerror(errno)));
 }
 
-JournalHistory read_journal(const std::filesystem::path& dir, const std::string& stage) {
-  JournalHistory out;
-  if (!std::filesystem::is_directory(dir)) return out;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(stage + "-", 0) != 0 || entry.path().extension() != ".jsonl") continue;
-    std::ifstream in(entry.path());
-    for (std::string text; std::getline(in, text);) {
-      JournalRecord r;
-      try {
-        const auto j = nlohmann::json::parse(text);
-        r.stage = j.at("stage");
-        r.tile = j.at("tile");
-        r.status = j.at("status");
-        r.fingerprint = j.value("fingerprint", "");
-        r.config_hash = j.value("config_hash", "");
-        r.model_hash = j.value("model_hash", "");
-        r.chips = j.value("chips", 0);
-        r.nodata_chips = j.value("nodata_chips", 0);
-        r.seconds = j.value("seconds", 0.0);
-        r.error = j.value("error", "");
-        r.rank = j.value("rank", 0);
-        r.run_id = j.value("run_id", "");
-        r.time_ns = j.value("time_ns", std::int64_t{0});
-      } catch (const std::exception&) {
-        continue;  // a torn line from a crash: the tile is simply not recorded
-      }
-      out[r.tile].push_back(std::move(r));
-    }
+JournalHistory read_journal(const std::filesystem::path& dir, const std::string& stage, int* files_opened) {
+  int opened = 0;
+  // Shared with other readers, never read while a compaction swaps the snapshot for files.
+  const auto turn_file = dir / fmt::format(".{}.compact.lock", stage);
+  std::optional<FileLock> turn;
+  if (std::filesystem::exists(turn_file)) turn.emplace(turn_file, O_RDONLY, LOCK_SH);
+  Snapshot snapshot;
+  if (std::filesystem::exists(snapshot_path(dir, stage))) {
+    snapshot = read_snapshot(snapshot_path(dir, stage));
+    ++opened;
   }
-  for (auto& [tile, records] : out)
-    std::stable_sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
+  JournalHistory& out = snapshot.history;
+  if (std::filesystem::is_directory(dir))
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      if (!is_run_file(entry.path(), stage) || snapshot.absorbed.count(entry.path().filename().string())) continue;
+      std::ifstream in(entry.path());
+      ++opened;
+      add_lines(in, out);
+    }
+  order_by_time(out);
+  if (files_opened) *files_opened = opened;
+  return std::move(out);
+}
+
+int compact_journal(const std::filesystem::path& dir, const std::string& stage) {
+  if (!std::filesystem::is_directory(dir)) return 0;
+  const FileLock turn(dir / fmt::format(".{}.compact.lock", stage), O_RDWR | O_CREAT, LOCK_EX);
+  if (!turn.held()) throw std::runtime_error(fmt::format("journal {}: cannot lock for compaction", dir.string()));
+  const auto snapshot_file = snapshot_path(dir, stage);
+  Snapshot snapshot = read_snapshot(snapshot_file);
+  std::set<std::string> absorbed;      // the new snapshot's list
+  std::vector<std::filesystem::path> remove;
+  std::vector<FileLock> finished;      // held until the files are gone
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (!is_run_file(entry.path(), stage)) continue;
+    const std::string name = entry.path().filename().string();
+    if (snapshot.absorbed.count(name)) {  // absorbed by a compaction that died before removing it
+      absorbed.insert(name);
+      remove.push_back(entry.path());
+      continue;
+    }
+    FileLock lock(entry.path(), O_RDONLY, LOCK_EX | LOCK_NB);
+    if (!lock.held()) continue;  // a writer still appends to it
+    std::ifstream in(entry.path());
+    add_lines(in, snapshot.history);
+    absorbed.insert(name);
+    remove.push_back(entry.path());
+    finished.push_back(std::move(lock));
+  }
+  if (remove.empty()) return 0;
+  order_by_time(snapshot.history);
+  std::string text = nlohmann::json{{"absorbed", absorbed}}.dump() + "\n";
+  for (auto& [tile, records] : snapshot.history) {
+    prune(records);
+    for (const JournalRecord& r : records) text += to_json(r).dump() + "\n";
+  }
+  write_atomically(snapshot_file, text);
+  failpoint("journal-compacted");
+  int removed = 0;
+  for (const auto& file : remove) removed += std::filesystem::remove(file) ? 1 : 0;
+  return removed;
+}
+
+std::string journal_to_text(const JournalHistory& history) {
+  std::string text;
+  for (const auto& [tile, records] : history)
+    for (const JournalRecord& r : records) text += to_json(r).dump() + "\n";
+  return text;
+}
+
+JournalHistory journal_from_text(const std::string& text) {
+  JournalHistory out;
+  std::istringstream in(text);
+  add_lines(in, out);
   return out;
 }
 

@@ -1,6 +1,12 @@
 #pragma once
 // The journal of DESIGN.md §5: append-only JSON lines, one file per rank per run, a
 // record per finished tile, flushed and fsync'd after the tile's outputs are in place.
+//
+// So that a start does not read every file ever written, a finished run folds the
+// stage's finished files into one snapshot (`<stage>.snapshot.jsonl`) and removes them:
+// a start then reads the snapshot and the few files newer than it. A file is finished
+// when no writer holds its flock(2) (a writer holds it from the file's creation to its
+// close, and the kernel drops it when a writer dies).
 
 #include <cstdint>
 #include <cstdio>
@@ -35,6 +41,8 @@ class JournalWriter {
   JournalWriter& operator=(const JournalWriter&) = delete;
   // Writes the record and returns only once it is on disk.
   void append(JournalRecord record);
+  // No more records: the file is finished and may be compacted.
+  void close();
   const std::filesystem::path& file() const { return file_; }
 
  private:
@@ -44,10 +52,22 @@ class JournalWriter {
   int rank_ = 0;
 };
 
-// Every record of a stage, per tile, oldest first.
+// Every record of a stage, per tile, oldest first (after compaction: every failure, and
+// the latest record, which is all that decide() and `status` look at).
 using JournalHistory = std::map<std::string, std::vector<JournalRecord>>;
-// A torn last line (a crash while writing) is skipped.
-JournalHistory read_journal(const std::filesystem::path& dir, const std::string& stage);
+// The snapshot and the files it has not absorbed. A torn last line (a crash while
+// writing) is skipped. `files_opened`, when given, counts the files read.
+JournalHistory read_journal(const std::filesystem::path& dir, const std::string& stage, int* files_opened = nullptr);
+
+// Folds the stage's finished files into the snapshot, then removes them. Safe against
+// writers still appending (their files are left), another compaction (they take turns)
+// and a crash at any moment (the snapshot names the files it absorbed, so a file left
+// behind is not counted twice). Returns the number of files absorbed.
+int compact_journal(const std::filesystem::path& dir, const std::string& stage);
+
+// A history as text and back, for one rank to read the journal and share it.
+std::string journal_to_text(const JournalHistory& history);
+JournalHistory journal_from_text(const std::string& text);
 
 enum class TileAction { process, skip_done, skip_failed };
 // Done (or no data) with this fingerprint: skip. Failed `max_attempts` times with this
@@ -56,7 +76,7 @@ TileAction decide(const std::vector<JournalRecord>& history, const std::string& 
 // The same for `tile` of a whole history (a tile never recorded is processed).
 TileAction decide(const JournalHistory& history, const std::string& tile, const std::string& fingerprint, int max_attempts);
 
-// A run id unique per process: UTC time and process id.
+// A run id unique per run: UTC time, process id, and the run's number in the process.
 std::string new_run_id();
 
 }  // namespace eo

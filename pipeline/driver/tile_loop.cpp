@@ -147,7 +147,10 @@ void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const T
 LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, const TileReader& read, TileSink& sink,
                          const TileLoopSpec& spec) {
   const int rank = comm.rank();
-  const JournalHistory history = read_journal(spec.journal, spec.stage);
+  // One rank reads the journal and shares it: a start opens the journal's files once, not
+  // once per rank.
+  const JournalHistory history =
+      journal_from_text(comm.broadcast(rank == 0 ? journal_to_text(read_journal(spec.journal, spec.stage)) : ""));
   JournalWriter journal(spec.journal, spec.stage, rank, new_run_id());
   LoopResult result;
   RankStats& stats = result.mine;
@@ -221,8 +224,18 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
                   stats.stopped);
   }
 
-  gather(comm, plan, tiles, spec, result);
-  if (rank == 0) progress.report(true);
+  journal.close();
+  gather(comm, plan, tiles, spec, result);  // after every rank's journal is closed
+  if (rank == 0) {
+    progress.report(true);
+    // The next start reads one snapshot instead of every file of every past run. Losing
+    // the race to a crash loses nothing: the files stay and the next run folds them in.
+    try {
+      compact_journal(spec.journal, spec.stage);
+    } catch (const std::exception& e) {
+      spdlog::warn("the journal was not compacted (the next run will): {}", e.what());
+    }
+  }
   return result;
 }
 

@@ -174,6 +174,20 @@ TEST(Prepare, KilledAndResumedEqualsUninterrupted) {
     ASSERT_EQ(after.size(), clean.size());
     for (const auto& [name, bytes] : clean) EXPECT_TRUE(after.count(name) && after.at(name) == bytes) << name;
   }
+  // Killed while compacting the journal, after its snapshot is published and before the
+  // files it absorbed are removed: the next run finds every tile done, once.
+  for (const char* sub : {"chips", "journal"}) fs::remove_all(out / sub);
+  const auto killed = test::run("EO_FAILPOINT=journal-compacted@1=kill " + prepare + "; echo \"exit $?\"");
+  EXPECT_NE(killed.output.find("exit 137"), std::string::npos) << "not killed: " << killed.output;
+  EXPECT_TRUE(fs::exists(out / "journal" / "prepare.snapshot.jsonl"));
+  EXPECT_EQ(read_journal(out / "journal", "prepare").size(), clean.size());
+  const auto resumed = test::run(prepare);
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find(fmt::format("0 done, 0 no data, 0 failed, {} already done", clean.size())), std::string::npos)
+      << resumed.output;
+  for (const auto& e : fs::directory_iterator(out / "journal"))
+    EXPECT_FALSE(e.path().filename().string().starts_with("prepare-")) << "not folded: " << e.path();
+  for (const auto& [tile, records] : read_journal(out / "journal", "prepare")) EXPECT_EQ(records.size(), 1u) << tile;
   fs::remove_all(w->dir);
 }
 
@@ -194,6 +208,7 @@ TEST(Prepare, ANewSceneRedoesExactlyTheTilesItTouches) {
   const auto first = test::run(prepare_command(*w, 1));
   ASSERT_EQ(first.code, 0) << first.output;
   EXPECT_NE(first.output.find("3 done"), std::string::npos) << first.output;
+  const auto first_journal = read_journal(w->config.output / "journal", "prepare");
 
   // The scene: 4 km around the middle of tile 10N column 9, the day after a scene there.
   const LonLat where = utm_inverse(10, false, {680000, 4100000});
@@ -221,7 +236,8 @@ TEST(Prepare, ANewSceneRedoesExactlyTheTilesItTouches) {
   EXPECT_NE(again.output.find("1 done, 0 no data, 0 failed, 2 already done"), std::string::npos) << again.output;
   const auto journal = read_journal(w->config.output / "journal", "prepare");
   for (const TilePlan& t : w->plan.tiles)
-    EXPECT_EQ(journal.at(t.id.str()).size(), touched.count(t.id.str()) ? 2u : 1u) << t.id.str();
+    EXPECT_EQ(journal.at(t.id.str()).back().run_id != first_journal.at(t.id.str()).back().run_id, touched.count(t.id.str()) > 0)
+        << t.id.str();
   // The redone tile's chip store lists the scene among its inputs.
   const auto py = test::run("/usr/bin/python3 -c \"import h5py, json\n"
                             "h = h5py.File('" + (w->config.output / "chips" / (tile + ".h5")).string() + "', 'r')\n"

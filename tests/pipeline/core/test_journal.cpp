@@ -3,7 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fmt/format.h>
+#include <map>
+#include <random>
+#include <set>
 #include <fstream>
 
 #include "pipeline/core/journal.hpp"
@@ -65,6 +70,120 @@ TEST(Journal, RecordsReadBackInTimeOrderAcrossFilesTornLinesSkipped) {
   EXPECT_EQ(read_journal(dir, "prepare").at("10N_T073_T008").back().fingerprint, "x");
   EXPECT_TRUE(read_journal(dir / "missing", "run").empty());
   fs::remove_all(dir);
+}
+
+// What decide() and `status` see of every tile, for every fingerprint that occurs.
+std::map<std::string, std::string> decisions(const JournalHistory& history) {
+  std::map<std::string, std::string> out;
+  for (const auto& [tile, records] : history)
+    for (const char* f : {"a", "b", "c"}) {
+      const auto failures = std::count_if(records.begin(), records.end(),
+                                           [&](const JournalRecord& r) { return r.status == "failed" && r.fingerprint == f; });
+      out[tile + f] = fmt::format("{} {} {} {} {}", static_cast<int>(decide(records, f, 3)), failures,
+                                  records.back().status, records.back().run_id, records.back().chips);
+    }
+  return out;
+}
+
+std::set<std::string> files_in(const fs::path& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+  return out;
+}
+
+// 40 runs of 4 ranks over 30 tiles, with random outcomes and changing inputs: after
+// compaction a start reads one file, and every tile's decision for every fingerprint,
+// its failure count and its latest record are what they were.
+TEST(Journal, CompactionKeepsEveryDecisionAndReadsOneFile) {
+  const fs::path dir = test::fresh_temp_dir("journal-compact");
+  std::mt19937 random(7);
+  for (int run = 0; run < 40; ++run)
+    for (int rank = 0; rank < 4; ++rank) {
+      JournalWriter w(dir, "run", rank, fmt::format("run{:02}", run));
+      for (int t = rank; t < 30; t += 4)
+        if (random() % 3 == 0) {
+          JournalRecord r = record(random() % 4 == 0 ? "failed" : "done", std::string(1, static_cast<char>('a' + random() % 3)));
+          r.tile = fmt::format("tile{:02}", t);
+          r.chips = static_cast<int>(random() % 100);
+          w.append(r);
+        }
+    }
+  JournalWriter other(dir, "prepare", 0, "p");
+  other.append(record("done", "x"));
+  other.close();
+  int opened = 0;
+  const JournalHistory before = read_journal(dir, "run", &opened);
+  EXPECT_GT(opened, 100);
+  EXPECT_GT(compact_journal(dir, "run"), 100);
+  const JournalHistory after = read_journal(dir, "run", &opened);
+  EXPECT_EQ(opened, 1);
+  EXPECT_EQ(decisions(after), decisions(before));
+  EXPECT_EQ(files_in(dir), (std::set<std::string>{".run.compact.lock", "run.snapshot.jsonl", other.file().filename().string()}))
+      << "the run files are removed, another stage's are not";
+
+  // A later run's file adds to the snapshot, and folds into it in turn.
+  {
+    JournalWriter w(dir, "run", 0, "run99");
+    JournalRecord r = record("failed", "a");
+    r.tile = "tile00";
+    w.append(r);
+  }
+  const JournalHistory later = read_journal(dir, "run", &opened);
+  EXPECT_EQ(opened, 2);
+  EXPECT_EQ(later.at("tile00").back().run_id, "run99");
+  EXPECT_EQ(compact_journal(dir, "run"), 1);
+  EXPECT_EQ(decisions(read_journal(dir, "run", &opened)), decisions(later));
+  EXPECT_EQ(opened, 1);
+  fs::remove_all(dir);
+}
+
+// A file whose writer still appends (another task of an array) is left alone, and what
+// it gets later is read; a compaction killed after publishing its snapshot, before
+// removing the files, counts nothing twice, and the next one removes them.
+TEST(Journal, CompactionLeavesOpenFilesAndSurvivesACrash) {
+  const fs::path dir = test::fresh_temp_dir("journal-crash");
+  {
+    JournalWriter a(dir, "run", 0, "old");
+    a.append(record("failed", "f"));
+    a.append(record("failed", "f"));
+  }
+  JournalWriter live(dir, "run", 1, "live");
+  JournalRecord other = record("done", "f");
+  other.tile = "10N_T073_T009";
+  live.append(other);
+  const fs::path saved = test::fresh_temp_dir("journal-crash-saved");
+  for (const auto& e : fs::directory_iterator(dir)) fs::copy(e.path(), saved / e.path().filename());
+
+  EXPECT_EQ(compact_journal(dir, "run"), 1) << "only the finished file";
+  EXPECT_TRUE(fs::exists(live.file()));
+  live.append(record("failed", "f"));  // still appending, after the compaction
+  JournalHistory h = read_journal(dir, "run");
+  ASSERT_EQ(h.at("10N_T073_T008").size(), 3u);
+  EXPECT_EQ(decide(h, "10N_T073_T008", "f", 3), TileAction::skip_failed);
+  EXPECT_EQ(h.at("10N_T073_T009").back().status, "done");
+
+  // The moment after the snapshot was published: the absorbed file is back.
+  fs::copy(saved / "run-old-r0.jsonl", dir / "run-old-r0.jsonl");
+  h = read_journal(dir, "run");
+  EXPECT_EQ(h.at("10N_T073_T008").size(), 3u) << "the absorbed file was read again";
+  live.close();
+  EXPECT_EQ(compact_journal(dir, "run"), 2) << "the left-over file and the finished one";
+  EXPECT_FALSE(fs::exists(dir / "run-old-r0.jsonl"));
+  h = read_journal(dir, "run");
+  EXPECT_EQ(h.at("10N_T073_T008").size(), 3u);
+  EXPECT_EQ(h.at("10N_T073_T009").size(), 1u);
+  EXPECT_EQ(compact_journal(dir, "run"), 0) << "nothing left to fold";
+
+  // A damaged snapshot is an error naming it, not a guess.
+  std::ofstream(dir / "run.snapshot.jsonl") << "{not json\n";
+  try {
+    read_journal(dir, "run");
+    ADD_FAILURE() << "a damaged snapshot was read";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("run.snapshot.jsonl"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+  fs::remove_all(saved);
 }
 
 }  // namespace
