@@ -4,6 +4,7 @@
 // ends with the same cube. This file is the set-up and the sink; pipeline/driver runs the
 // loop.
 
+#include <atomic>
 #include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,8 @@ void add_run_command(CLI::App& app, RunOptions& opts) {
   add_common_options(*cmd, opts.common);
   cmd->add_option("--partition", opts.partition, "static, dynamic or slurm-array (overrides schedule.partition)")
       ->check(CLI::IsMember({"static", "dynamic", "slurm-array"}));
+  cmd->add_option("--inputs", opts.inputs, "sources or chip-stores (overrides run.inputs)")
+      ->check(CLI::IsMember({"sources", "chip-stores"}));
   cmd->add_flag("--json", opts.json, "print the run report as JSON at the end");
 }
 
@@ -106,6 +109,7 @@ int run_run(const RunOptions& opts) {
   auto config = start_command(opts.common, rank);
   if (!config) return kExitOk;
   if (!opts.partition.empty()) config->partition = opts.partition;
+  if (!opts.inputs.empty()) config->run.inputs = opts.inputs;
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path out = config->output;
   const bool array = config->partition == "slurm-array";
@@ -183,16 +187,39 @@ int run_run(const RunOptions& opts) {
   spec.seconds_keys = {"read_warp_chip", "embed", "write", "model_waiting_for_data"};
   spec.started = t0;
   EmbedSink sink(config->run, config->data.min_valid_fraction, in.spec, embedder, in.norm, cube);
+  // Tiles read from chip stores and warped from sources (the prefetch thread counts).
+  std::atomic<std::int64_t> from_stores{0}, from_sources{0};
+  const bool stores = config->run.inputs == "chip-stores";
   const TileReader read = [&](const TilePlan& t, const std::function<void(ChipBatch&&)>& row) {
+    if (stores) {
+      std::string why;
+      std::optional<fs::path> store;
+      try {
+        store = current_chip_store(*config, in.catalog, t, why);
+      } catch (const std::exception& e) {
+        spdlog::warn("tile {}: the chip store cannot be read ({}); warping the tile from its sources", t.id.str(), e.what());
+      }
+      if (store) {
+        ++from_stores;
+        read_chip_store_rows(*store, config->data.modalities, row);
+        return;
+      }
+      if (!why.empty()) spdlog::info("tile {}: warped from its sources: chip store {}", t.id.str(), why);
+    }
+    ++from_sources;
     read_tile(in.catalog, t, read_options, row);
   };
   LoopResult result = run_tile_loop(comm, plan, tiles, read, sink, spec);
+  const std::int64_t tiles_from_stores = comm.allreduce_sum(from_stores.load()),
+                     tiles_from_sources = comm.allreduce_sum(from_sources.load());
   if (rank != 0) return result.exit_code;
 
   nlohmann::json& report = result.report;
   report.update({{"torch_threads_per_rank", threads}, {"warp_threads_per_rank", read_options.threads},
                  {"model", card.name}, {"model_version", in.model_version}, {"checkpoint", card.checkpoint.string()},
-                 {"model_hash", in.model_hash}, {"cube", cube_path.string()}, {"dtype", config->run.dtype}});
+                 {"model_hash", in.model_hash}, {"cube", cube_path.string()}, {"dtype", config->run.dtype},
+                 {"inputs", config->run.inputs}, {"tiles_from_chip_stores", tiles_from_stores},
+                 {"tiles_from_sources", tiles_from_sources}});
   // An array task reports on its own tiles, beside the other tasks'; finalize reports on them all.
   fs::path report_file = out / "run" / "report.json";
   if (task) {

@@ -46,6 +46,7 @@ int run_export(const ExportOptions& opts);
 struct RunOptions {
   CommonOptions common;
   std::string partition;  // empty: the config's
+  std::string inputs;     // empty: the config's
   bool json = false;
 };
 void add_run_command(CLI::App& app, RunOptions& opts);

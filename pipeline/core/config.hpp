@@ -112,6 +112,10 @@ struct RunConfig {
   int threads = 0;                // torch threads per rank; 0: cores / ranks on the node
   int max_attempts = 3;           // a failed tile is retried by later runs up to this many times
   bool prefetch = true;           // read and warp the next tile while the model works
+  // sources: warp every tile from its inputs. chip-stores: embed the chips `prepare`
+  // stored (OUTPUT/chips) where a tile's store was made from its current inputs, and warp
+  // only the others; the cube is the same bit for bit, so a new model need not warp again.
+  std::string inputs = "sources";
   // Empty: one cube per model, OUTPUT/cubes/<model version>.zarr, and OUTPUT/cube.zarr a
   // link to the newest model's. Set: this path, refused when it holds another model's.
   std::filesystem::path cube;

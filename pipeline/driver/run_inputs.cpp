@@ -6,6 +6,7 @@
 #include "pipeline/core/hash.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/driver/inputs.hpp"
+#include "stages/chipstore/chipstore.hpp"
 
 namespace eo {
 
@@ -58,6 +59,47 @@ RunInputs load_run_inputs(const Config& config, const Comm& comm) {
 
 std::string run_fingerprint(const RunInputs& in, const Config& config, const TilePlan& tile) {
   return tile_fingerprint(in.catalog, tile, config, Hasher().add(in.model_hash).add(config.run.dtype).hex());
+}
+
+std::optional<fs::path> current_chip_store(const Config& config, const Catalog& catalog, const TilePlan& tile,
+                                           std::string& why) {
+  const fs::path file = config.output / "chips" / (tile.id.str() + ".h5");
+  if (!fs::exists(file)) {
+    why = file.string() + ": none (prepare found no data there, or has not reached the tile)";
+    return std::nullopt;
+  }
+  const ChipStoreReader store(file);
+  // The fingerprint prepare gave it, with the statistics it recorded (they do not change
+  // the stored values, only what pretraining does with them).
+  const std::string norm = Normalisation::from_json(store.info().attributes.at("normalisation"), file.string()).hash();
+  if (store.info().attributes.at("fingerprint") != tile_fingerprint(catalog, tile, config, norm)) {
+    why = file.string() + ": made from other inputs or chip settings";
+    return std::nullopt;
+  }
+  for (Modality m : config.data.modalities)
+    if (!store.exact(m)) {
+      why = fmt::format("{}: {} is not stored exactly (a store from before composites)", file.string(), info(m).name);
+      return std::nullopt;
+    }
+  return file;
+}
+
+void read_chip_store_rows(const fs::path& file, const std::vector<Modality>& modalities,
+                          const std::function<void(ChipBatch&&)>& row) {
+  const ChipStoreReader store(file);
+  const std::vector<ChipId>& chips = store.chips();
+  const auto row_of = [](const ChipId& c) { return index_in_tile(c) / kChipsPerTileSide; };
+  for (std::size_t first = 0, next = 0; first < chips.size(); first = next) {
+    next = first + 1;
+    while (next < chips.size() && row_of(chips[next]) == row_of(chips[first])) ++next;
+    ChipBatch batch = store.read(first, next - first);
+    std::vector<ModalityChips> ordered;
+    for (Modality m : modalities)
+      for (ModalityChips& mc : batch.modalities)
+        if (mc.modality == m) ordered.push_back(std::move(mc));
+    batch.modalities = std::move(ordered);
+    row(std::move(batch));
+  }
 }
 
 void set_up_cube(const Config& config, const RunInputs& in) {

@@ -93,6 +93,20 @@ void write_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, con
   check(H5Dwrite(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "write");
 }
 
+// Reads rows [first, first + count) of a dataset into `data`.
+void read_rows(hid_t dataset, hid_t mem_type, hsize_t first, hsize_t count, void* data, const std::string& what) {
+  if (count == 0) return;
+  H5 file_space(H5Dget_space(dataset), H5Sclose, "space of " + what);
+  const int rank = H5Sget_simple_extent_ndims(file_space.get());
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank)), start(static_cast<std::size_t>(rank), 0);
+  H5Sget_simple_extent_dims(file_space.get(), dims.data(), nullptr);
+  start[0] = first;
+  dims[0] = count;
+  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, dims.data(), nullptr), "selection of " + what);
+  H5 mem_space(H5Screate_simple(rank, dims.data(), nullptr), H5Sclose, "memory space of " + what);
+  check(H5Dread(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data), "read of " + what);
+}
+
 }  // namespace
 
 struct ChipStoreWriter::Impl {
@@ -200,55 +214,111 @@ void ChipStoreWriter::commit() {
   d.pending->publish();
 }
 
-StoredTile read_chip_store(const std::filesystem::path& file) {
+
+struct ChipStoreReader::Impl {
+  std::filesystem::path file;
+  H5 h5;
+  ChipStoreInfo info;
+  std::vector<ChipId> chips;
+  std::vector<std::uint8_t> status;
+  struct Stored {
+    Modality modality;
+    H5 data, valid, clear;  // clear: absent in stores from before composites
+    bool rounded = false;   // a float modality kept as integers (S2 before composites)
+    std::vector<std::vector<ObservationInfo>> observations;
+  };
+  std::vector<Stored> modalities;
+};
+
+ChipStoreReader::ChipStoreReader(const std::filesystem::path& file) : impl_(std::make_unique<Impl>()) {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  H5 h5(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "cannot open " + file.string());
-  StoredTile t;
-  t.info.tile = parse_tile_id(read_string_attribute(h5.get(), "tile"));
-  t.info.size = std::stoi(read_string_attribute(h5.get(), "chip_pixels"));
-  t.info.pixel = std::stod(read_string_attribute(h5.get(), "pixel_size"));
+  Impl& d = *impl_;
+  d.file = file;
+  const std::string name = file.string();
+  d.h5 = H5(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "cannot open " + name);
+  const hid_t h5 = d.h5.get();
+  ChipStoreInfo& store = d.info;
+  store.tile = parse_tile_id(read_string_attribute(h5, "tile"));
+  store.size = std::stoi(read_string_attribute(h5, "chip_pixels"));
+  store.pixel = std::stod(read_string_attribute(h5, "pixel_size"));
   for (const char* key : {"fingerprint", "config_hash", "normalisation", "software"})
-    t.info.attributes[key] = read_string_attribute(h5.get(), key);
-  H5 ids(H5Dopen2(h5.get(), "chip_id", H5P_DEFAULT), H5Dclose, "chip_id of " + file.string());
+    store.attributes[key] = read_string_attribute(h5, key);
+  H5 ids(H5Dopen2(h5, "chip_id", H5P_DEFAULT), H5Dclose, "chip_id of " + name);
   H5 space(H5Dget_space(ids.get()), H5Sclose, "space");
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space.get(), &n, nullptr);
-  t.info.chips = static_cast<int>(n);
+  store.chips = static_cast<int>(n);
   std::vector<char> raw(n * 13 + 1);
   H5 id_type(H5Tcopy(H5T_C_S1), H5Tclose, "id type");
   check(H5Tset_size(id_type.get(), 13), "id type");
-  if (n) check(H5Dread(ids.get(), id_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), "chip_id");
-  for (hsize_t i = 0; i < n; ++i) t.chips.push_back(parse_chip_id(std::string(raw.data() + i * 13, 13)));
-  t.status.resize(n);
-  H5 status(H5Dopen2(h5.get(), "status", H5P_DEFAULT), H5Dclose, "status");
-  if (n) check(H5Dread(status.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.status.data()), "status");
+  if (n) check(H5Dread(ids.get(), id_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()), "chip_id of " + name);
+  for (hsize_t i = 0; i < n; ++i) d.chips.push_back(parse_chip_id(std::string(raw.data() + i * 13, 13)));
+  d.status.resize(n);
+  H5 status(H5Dopen2(h5, "status", H5P_DEFAULT), H5Dclose, "status of " + name);
+  if (n) check(H5Dread(status.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, d.status.data()), "status of " + name);
   for (Modality m : kImageModalities) {
-    if (H5Lexists(h5.get(), info(m).name, H5P_DEFAULT) <= 0) continue;
-    t.info.modalities.push_back(m);
-    ModalityChips mc{m, info(m).channels(), {}, {}, {}, {}};
-    mc.values.resize(n * static_cast<std::size_t>(mc.channels) * t.info.size * t.info.size);
-    mc.valid.resize(n * static_cast<std::size_t>(mc.channels));
-    H5 data(H5Dopen2(h5.get(), fmt::format("{}/data", info(m).name).c_str(), H5P_DEFAULT), H5Dclose, "data");
-    H5 valid(H5Dopen2(h5.get(), fmt::format("{}/valid", info(m).name).c_str(), H5P_DEFAULT), H5Dclose, "valid");
-    if (n) {
-      check(H5Dread(data.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.values.data()), "data");
-      check(H5Dread(valid.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.valid.data()), "valid");
-    }
-    const std::string clear_name = fmt::format("{}/clear", info(m).name);
-    if (n && H5Lexists(h5.get(), clear_name.c_str(), H5P_DEFAULT) > 0) {  // stores before composites have none
-      mc.clear.resize(n * static_cast<std::size_t>(info(m).seasons));
-      H5 clear(H5Dopen2(h5.get(), clear_name.c_str(), H5P_DEFAULT), H5Dclose, "clear");
-      check(H5Dread(clear.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, mc.clear.data()), "clear");
-      H5 group(H5Gopen2(h5.get(), info(m).name, H5P_DEFAULT), H5Gclose, "group");
+    const std::string group_name = eo::info(m).name;
+    if (H5Lexists(h5, group_name.c_str(), H5P_DEFAULT) <= 0) continue;
+    store.modalities.push_back(m);
+    Impl::Stored stored{m, {}, {}, {}, false, {}};
+    stored.data = H5(H5Dopen2(h5, (group_name + "/data").c_str(), H5P_DEFAULT), H5Dclose, group_name + "/data of " + name);
+    stored.valid = H5(H5Dopen2(h5, (group_name + "/valid").c_str(), H5P_DEFAULT), H5Dclose, group_name + "/valid of " + name);
+    H5 type(H5Dget_type(stored.data.get()), H5Tclose, "type");
+    stored.rounded = !eo::info(m).integer && H5Tget_class(type.get()) == H5T_INTEGER;
+    if (H5Lexists(h5, (group_name + "/clear").c_str(), H5P_DEFAULT) > 0) {
+      stored.clear = H5(H5Dopen2(h5, (group_name + "/clear").c_str(), H5P_DEFAULT), H5Dclose, group_name + "/clear of " + name);
+      H5 group(H5Gopen2(h5, group_name.c_str(), H5P_DEFAULT), H5Gclose, "group");
       if (H5Aexists(group.get(), "observations") > 0)
-        mc.observations = observations_from_json(read_string_attribute(group.get(), "observations"));
+        stored.observations = observations_from_json(read_string_attribute(group.get(), "observations"));
     }
-    if (info(m).integer)
+    d.modalities.push_back(std::move(stored));
+  }
+}
+
+ChipStoreReader::~ChipStoreReader() = default;
+
+const ChipStoreInfo& ChipStoreReader::info() const { return impl_->info; }
+const std::vector<ChipId>& ChipStoreReader::chips() const { return impl_->chips; }
+const std::vector<std::uint8_t>& ChipStoreReader::status() const { return impl_->status; }
+
+bool ChipStoreReader::exact(Modality m) const {
+  for (const auto& s : impl_->modalities)
+    if (s.modality == m) return !s.rounded && s.clear.get() >= 0;
+  return false;
+}
+
+ChipBatch ChipStoreReader::read(std::size_t first, std::size_t count) const {
+  const Impl& d = *impl_;
+  if (first + count > d.chips.size())
+    throw std::out_of_range(fmt::format("{}: chips {}..{} of {}", d.file.string(), first, first + count, d.chips.size()));
+  ChipBatch batch;
+  batch.tile = d.info.tile;
+  batch.size = d.info.size;
+  batch.chips.assign(d.chips.begin() + static_cast<std::ptrdiff_t>(first), d.chips.begin() + static_cast<std::ptrdiff_t>(first + count));
+  const std::string name = d.file.string();
+  for (const Impl::Stored& s : d.modalities) {
+    const ModalityInfo& mi = eo::info(s.modality);
+    ModalityChips mc{s.modality, mi.channels(), {}, {}, {}, s.observations};
+    mc.values.resize(count * batch.chip_values(mc));
+    mc.valid.resize(count * static_cast<std::size_t>(mc.channels));
+    read_rows(s.data.get(), H5T_NATIVE_FLOAT, first, count, mc.values.data(), fmt::format("{}/data of {}", mi.name, name));
+    read_rows(s.valid.get(), H5T_NATIVE_FLOAT, first, count, mc.valid.data(), fmt::format("{}/valid of {}", mi.name, name));
+    if (s.clear.get() >= 0) {
+      mc.clear.resize(count * static_cast<std::size_t>(mi.seasons));
+      read_rows(s.clear.get(), H5T_NATIVE_FLOAT, first, count, mc.clear.data(), fmt::format("{}/clear of {}", mi.name, name));
+    }
+    if (mi.integer)
       for (float& v : mc.values)
         if (v == 0) v = std::nanf("");
-    t.modalities.push_back(std::move(mc));
+    batch.modalities.push_back(std::move(mc));
   }
-  return t;
+  return batch;
+}
+
+StoredTile read_chip_store(const std::filesystem::path& file) {
+  const ChipStoreReader reader(file);
+  ChipBatch all = reader.read(0, reader.chips().size());
+  return {reader.info(), std::move(all.chips), reader.status(), std::move(all.modalities)};
 }
 
 }  // namespace eo

@@ -44,6 +44,30 @@ class ChipStoreWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// A tile's store, read a few chips at a time (a 10 m tile's values are ~5 GB): what
+// `run` embeds when it re-embeds from chip stores.
+class ChipStoreReader {
+ public:
+  explicit ChipStoreReader(const std::filesystem::path& file);  // throws naming the file
+  ~ChipStoreReader();
+  ChipStoreReader(const ChipStoreReader&) = delete;
+  ChipStoreReader& operator=(const ChipStoreReader&) = delete;
+
+  const ChipStoreInfo& info() const;
+  const std::vector<ChipId>& chips() const;
+  const std::vector<std::uint8_t>& status() const;
+  // Whether the modality is stored as the chip stage made it: with its clear counts, and
+  // not rounded (stores from before composites kept S2 as uint8, without clear counts).
+  bool exact(Modality m) const;
+  // Chips [first, first + count) as the chip stage made them: values as float32 (NaN =
+  // no data), valid fractions, clear counts and observations.
+  ChipBatch read(std::size_t first, std::size_t count) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // The whole store of a tile, read back (tests, pretraining).
 struct StoredTile {
   ChipStoreInfo info;

@@ -64,6 +64,60 @@ TEST_F(RunTest, TheSameCubeFromAnyNumberOfRanksAndEitherPartition) {
   EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube("np2_static"))), "");
 }
 
+// A new model need not warp again: `run --inputs chip-stores` embeds the chips `prepare`
+// stored and writes the cube from sources bit for bit. A tile whose inputs changed since
+// (a touched file: new fingerprint, same pixels) or whose store is damaged is warped from
+// its sources instead, and the cube is still the same.
+TEST_F(RunTest, FromChipStoresTheSameCubeAsFromSources) {
+  const std::size_t tiles = world_->world->plan.tiles.size();
+  const fs::path chips = world_->dir / "out" / "chips";
+  std::size_t stores = 0;
+  for (const auto& e : fs::directory_iterator(chips)) stores += e.path().extension() == ".h5";
+  ASSERT_GT(stores, 2u);
+  const auto r = test::run(world_->command("out", 2) + " --inputs chip-stores");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube("out"))), "");
+  json report = world_->report("out");
+  EXPECT_EQ(report["inputs"], "chip-stores");
+  EXPECT_EQ(report["tiles_from_chip_stores"].get<std::size_t>(), stores);
+  EXPECT_EQ(report["tiles_from_sources"].get<std::size_t>(), tiles - stores) << "tiles without data have no store";
+
+  // One source file touched (the tile's fingerprint changes) and one store damaged.
+  const TilePlan* touched = nullptr;
+  fs::path source;
+  for (const TilePlan& t : world_->world->plan.tiles)
+    if (fs::exists(chips / (t.id.str() + ".h5")) && !touched) {
+      touched = &t;
+      source = tile_sources(world_->world->catalog, t, world_->world->config.data.modalities).front();
+    }
+  ASSERT_TRUE(touched);
+  std::set<std::string> reaches;  // the tiles that read the touched file
+  for (const TilePlan& t : world_->world->plan.tiles)
+    for (const auto& f : tile_sources(world_->world->catalog, t, world_->world->config.data.modalities))
+      if (f == source) reaches.insert(t.id.str());
+  const auto mtime = fs::last_write_time(source);
+  fs::last_write_time(source, mtime + std::chrono::seconds(10));
+  std::string damaged;
+  for (const TilePlan& t : world_->world->plan.tiles)
+    if (fs::exists(chips / (t.id.str() + ".h5")) && !reaches.count(t.id.str()) && damaged.empty()) damaged = t.id.str();
+  ASSERT_FALSE(damaged.empty());
+  fs::rename(chips / (damaged + ".h5"), chips / (damaged + ".h5.saved"));
+  std::ofstream(chips / (damaged + ".h5")) << "not HDF5";
+  fs::remove_all(world_->dir / "out" / "journal");  // every tile again
+  const auto again = test::run(world_->command("out", 2) + " --inputs chip-stores");
+  fs::last_write_time(source, mtime);
+  fs::rename(chips / (damaged + ".h5.saved"), chips / (damaged + ".h5"));
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_EQ(test::cube_difference(*reference_, test::cube_files(world_->cube("out"))), "");
+  report = world_->report("out");
+  std::size_t stale = 0;
+  for (const auto& id : reaches) stale += fs::exists(chips / (id + ".h5"));
+  EXPECT_EQ(report["tiles_from_chip_stores"].get<std::size_t>(), stores - stale - 1);
+  EXPECT_EQ(report["tiles_from_sources"].get<std::size_t>(), tiles - stores + stale + 1);
+  EXPECT_NE(again.output.find("made from other inputs"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find(damaged + ": the chip store cannot be read"), std::string::npos) << again.output;
+}
+
 // What the model computes for each chip, found here without the run driver (read_tile
 // and the Embedder, fused as the mean of the modalities present), is what zarr-python,
 // xarray and GDAL read from the cube, at the place the grid gives the chip.
