@@ -5,6 +5,7 @@
 #include <ogr_spatialref.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <set>
@@ -348,7 +349,86 @@ std::vector<float> read_masked(GDALDataset& src, const std::vector<BandSource>& 
   return values;
 }
 
+// Where a warp is a read: the source in the window's CRS, north-up, its pixels `step`
+// (whole) times finer than the window's, and the window's corner on a source pixel corner
+// (Sentinel-2 and Sentinel-1 RTC on the tile's own zone). Window pixel (x, y) is then
+// source pixel (x0 + x step + step/2, y0 + y step + step/2) exactly: at step 1 every
+// kernel GDAL has weighs the pixel under the centre alone, and nearest picks it at any
+// step; the warp's result is that pixel's value, bit for bit (tested against gdalwarp).
+struct Aligned {
+  long x0 = 0, y0 = 0;  // the window's corner on the source's grid (may lie outside it)
+  int step = 1;
+};
+
+// Kernels whose warp of an aligned source at step 1 is the source pixel itself (tested).
+bool copies_at_step_one(const std::string& resampling) {
+  return resampling == "near" || resampling == "bilinear" || resampling == "cubic" || resampling == "average";
+}
+
+std::optional<Aligned> aligned(GDALDataset& src, const GridWindow& window, const std::string& resampling) {
+  double gt[6];
+  const OGRSpatialReference* srs = src.GetSpatialRef();
+  if (src.GetGeoTransform(gt) != CE_None || !srs || gt[2] != 0 || gt[4] != 0 || gt[1] <= 0 || gt[5] != -gt[1]) return {};
+  if (srs->GetEPSGGeogCS() != 4326 || !srs->IsProjected()) return {};
+  const char* code = srs->GetAuthorityCode(nullptr);
+  if (!code || std::atoi(code) != window.zone.epsg()) return {};
+  const double step = window.pixel / gt[1];
+  const double whole = [](double v) { return std::round(v); }(step);
+  const auto is_whole = [](double v) { return std::abs(v - std::round(v)) < 1e-9 * std::max(1.0, std::abs(v)); };
+  if (whole < 1 || !is_whole(step)) return {};
+  if (whole > 1 && resampling != "near") return {};
+  if (whole == 1 && !copies_at_step_one(resampling)) return {};
+  const double x0 = (window.west - gt[0]) / gt[1], y0 = (gt[3] - window.north) / gt[1];
+  if (!is_whole(x0) || !is_whole(y0)) return {};
+  return Aligned{std::lround(x0), std::lround(y0), static_cast<int>(whole)};
+}
+
 }  // namespace
+
+namespace {
+std::atomic<std::int64_t> aligned_count{0};
+}  // namespace
+
+std::int64_t aligned_reads() { return aligned_count.load(); }
+
+void SourceSet::copy_aligned(std::size_t first, std::size_t count, const GridWindow& window, int step, long x0, long y0,
+                             float* out, int bands) const {
+  std::vector<BandSource> sources;
+  for (std::size_t i = first; i < first + count; ++i) {
+    const auto b = band_sources(i);
+    sources.insert(sources.end(), b.begin(), b.end());
+  }
+  GDALDataset* src = GDALDataset::FromHandle(datasets_[first]);
+  const long half = step / 2;
+  // The window's pixels whose source pixel is inside the source.
+  const auto span = [&](long origin, int n, int size) {
+    const long lo = std::max<long>(0, (-origin - half + step - 1) / step);  // first x with origin + x step + half >= 0
+    const long hi = std::min<long>(n, (size - origin - half + step - 1) / step);
+    return std::pair<long, long>{std::clamp<long>(lo, 0, n), std::clamp<long>(hi, 0, n)};
+  };
+  const auto [cx0, cx1] = span(x0, window.width, src->GetRasterXSize());
+  const auto [cy0, cy1] = span(y0, window.height, src->GetRasterYSize());
+  ++aligned_count;
+  if (cx1 <= cx0 || cy1 <= cy0) return;
+  const PixelWindow w{static_cast<int>(x0 + cx0 * step), static_cast<int>(y0 + cy0 * step),
+                      static_cast<int>(x0 + (cx1 - 1) * step + step), static_cast<int>(y0 + (cy1 - 1) * step + step)};
+  const PixelWindow read{w.x0, w.y0, std::min(w.x1, src->GetRasterXSize()), std::min(w.y1, src->GetRasterYSize())};
+  const int rw = read.x1 - read.x0, rh = read.y1 - read.y0;
+  const SourceRecord& r = *records_[first];
+  const std::vector<float> values = read_masked(*src, sources, read, rw, rh, GDALDataset::FromHandle(masks_[first]),
+                                                r.mask ? &*r.mask : nullptr, r.describe());
+  const std::size_t plane = static_cast<std::size_t>(window.width) * window.height;
+  // A later source's valid values cover an earlier one's, band by band, as in a mosaic.
+  for (int b = 0; b < bands; ++b)
+    for (long y = cy0; y < cy1; ++y) {
+      const float* row = values.data() + (static_cast<std::size_t>(b) * rh + static_cast<std::size_t>((y - cy0) * step + half)) * rw;
+      float* dst = out + b * plane + static_cast<std::size_t>(y) * window.width;
+      for (long x = cx0; x < cx1; ++x) {
+        const float v = row[(x - cx0) * step + half];
+        if (!std::isnan(v)) dst[x] = v;
+      }
+    }
+}
 
 std::vector<BandSource> SourceSet::band_sources(std::size_t i) const {
   std::vector<BandSource> out;
@@ -428,31 +508,47 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   const WarpSettings fixed = with_scale(settings, window);
   // Masked sources are read for this window only, masked, and warped from memory.
   std::vector<GdalDataset> masked;
-  std::vector<GDALDatasetH> inputs;
-  const auto from_memory = [&](std::size_t first, std::size_t count) {
-    if (GDALDatasetH m = masked_input(first, count, window, fixed)) {  // null: does not reach the window
-      masked.emplace_back(GDALDataset::FromHandle(m));
-      inputs.push_back(m);
+  std::vector<GDALDatasetH> inputs;  // for GDAL's warper, in order
+  std::string reason;
+  bool failed = false;
+  // The warper's inputs so far, warped (gdalwarp warps its inputs one after the other
+  // too: the same mosaic as one call with all of them).
+  const auto warp_pending = [&] {
+    if (inputs.empty() || failed) return;
+    // Into an existing dataset gdalwarp takes neither -t_srs/-te/-ts nor -ot: the grid is the dataset's.
+    Argv argv(resampling_arguments(fixed));
+    GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
+    int usage_error = 0;
+    CPLErrorReset();
+    GDALDatasetH result =
+        GDALWarp(nullptr, GDALDataset::ToHandle(dst.get()), static_cast<int>(inputs.size()), inputs.data(), opts, &usage_error);
+    GDALWarpAppOptionsFree(opts);
+    reason = gdal_error();
+    failed = !result || CPLGetLastErrorType() >= CE_Failure;
+    inputs.clear();
+    masked.clear();
+  };
+  // Inputs [first, first + count) of one grid: read and copied when the grids agree,
+  // else (masked ones read, masked and) handed to the warper.
+  const auto add = [&](std::size_t first, std::size_t count, bool read_first) {
+    if (const auto a = aligned(*GDALDataset::FromHandle(datasets_[first]), window, fixed.resampling)) {
+      warp_pending();
+      if (!failed) copy_aligned(first, count, window, a->step, a->x0, a->y0, out, bands);
+    } else if (read_first) {
+      if (GDALDatasetH m = masked_input(first, count, window, fixed)) {  // null: does not reach the window
+        masked.emplace_back(GDALDataset::FromHandle(m));
+        inputs.push_back(m);
+      }
+    } else {
+      inputs.push_back(inputs_[first]);
     }
   };
   if (stacked_) {
-    from_memory(0, inputs_.size());
+    add(0, inputs_.size(), true);
   } else {
-    for (std::size_t i = 0; i < inputs_.size(); ++i) {
-      if (masks_[i]) from_memory(i, 1);
-      else inputs.push_back(inputs_[i]);
-    }
+    for (std::size_t i = 0; i < inputs_.size(); ++i) add(i, 1, masks_[i] != nullptr);
   }
-  if (inputs.empty()) return;
-  // Into an existing dataset gdalwarp takes neither -t_srs/-te/-ts nor -ot: the grid is the dataset's.
-  Argv argv(resampling_arguments(fixed));
-  GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
-  int usage_error = 0;
-  CPLErrorReset();
-  GDALDatasetH result = GDALWarp(nullptr, GDALDataset::ToHandle(dst.get()), static_cast<int>(inputs.size()), inputs.data(), opts, &usage_error);
-  GDALWarpAppOptionsFree(opts);
-  const std::string reason = gdal_error();
-  const bool failed = !result || CPLGetLastErrorType() >= CE_Failure;
+  warp_pending();
   if (!failed && affine_ != std::pair<double, double>{1.0, 0.0}) {
     const auto [scale, offset] = affine_;
     for (std::size_t i = 0; i < static_cast<std::size_t>(bands) * window.width * window.height; ++i)

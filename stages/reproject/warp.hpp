@@ -58,6 +58,10 @@ struct WarpedModality {
   }
 };
 
+// Sources read without GDAL's warper so far in this process, their grid agreeing with
+// the window's (for tests and benchmarks).
+std::int64_t aligned_reads();
+
 // The gdalwarp arguments used for a window, so that a test can give the very same ones
 // to the gdalwarp program.
 std::vector<std::string> warp_arguments(const GridWindow& window, const WarpSettings& settings);
@@ -111,6 +115,10 @@ class SourceSet {
   // as one in-memory raster of all their bands; null when they do not reach the window.
   void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const;
   std::vector<BandSource> band_sources(std::size_t source) const;
+  // Sources [first, first + count) on a grid that agrees with the window's (see aligned()
+  // in warp.cpp), read and copied into out where they have values.
+  void copy_aligned(std::size_t first, std::size_t count, const GridWindow& window, int step, long x0, long y0, float* out,
+                    int bands) const;
   bool stacked_ = false, suspended_ = false;
   std::vector<std::vector<int>> source_bands_;  // per source, the file's bands the set reads
   std::vector<bool> unscaled_;                   // per source, whether its VRT unscales the file's values

@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <fmt/format.h>
+#include <cstring>
 #include <iostream>
+#include <random>
 
 #include "stages/chip/chipper.hpp"
 #include "stages/ingest/gdal_util.hpp"
@@ -304,6 +306,77 @@ TEST_F(Warp, ChipsCarryTheLatentSignatureAtTheirCoordinates) {
           << info(m).name << " class " << static_cast<int>(cover);
     }
     EXPECT_GE(classes, 3) << info(m).name;
+  }
+}
+
+// Rasters on the grid of zone 10N's tiles at 10 m (as Sentinel-2 and Sentinel-1 RTC are
+// published), or shifted off it by `shift` metres; random values with holes (no-data).
+fs::path aligned_raster(const fs::path& file, GDALDataType type, double west, double north, int size, unsigned seed,
+                        double shift = 0) {
+  GDALAllRegister();
+  GDALDriver* gtiff = GetGDALDriverManager()->GetDriverByName("GTiff");
+  GdalDataset ds(gtiff->Create(file.c_str(), size, size, 2, type, nullptr));
+  double gt[6] = {west + shift, 10, 0, north - shift, 0, -10};
+  ds->SetGeoTransform(gt);
+  OGRSpatialReference srs;
+  srs.importFromEPSG(32610);
+  ds->SetSpatialRef(&srs);
+  std::mt19937 random(seed);
+  std::vector<float> v(static_cast<std::size_t>(size) * size);
+  for (int b = 1; b <= 2; ++b) {
+    for (float& x : v) x = random() % 50 == 0 ? 0.0f : static_cast<float>(1 + random() % 9000);  // 0: no data
+    ds->GetRasterBand(b)->SetNoDataValue(0);
+    EXPECT_EQ(ds->GetRasterBand(b)->RasterIO(GF_Write, 0, 0, size, size, v.data(), size, size, GDT_Float32, 0, 0), CE_None);
+  }
+  return file;
+}
+
+// Sources on the tile's own grid are read, not warped, and the result is gdalwarp's bit
+// for bit: at 10 m with every kernel that copies there, at 20 and 40 m with nearest; a
+// window reaching past the source's edge; a mosaic whose later source covers an earlier
+// one, with a source off the grid (warped by GDAL) between two on it.
+TEST_F(WarpWrapped, SourcesOnTheTilesGridAreReadBitForBitAsGdalwarpWarps) {
+  const TileId tile = tile_of(chip_at(Zone{10, false}, {650000, 4100000}));
+  const GridWindow at10 = chip_window(tile, 10, 3, 1, 5, 1);
+  const auto record = [&](const fs::path& file) { return describe_raster(file, Modality::s1amp, 0, "", {1, 2}); };
+  const SourceRecord a = record(aligned_raster(dir_ / "a.tif", GDT_UInt16, at10.west - 1000, at10.north + 500, 600, 1));
+  const SourceRecord edge = record(aligned_raster(dir_ / "edge.tif", GDT_Float32, at10.west + 2000, at10.north - 1000, 400, 2));
+  const SourceRecord off = record(aligned_raster(dir_ / "off.tif", GDT_Float32, at10.west + 1000, at10.north - 700, 200, 3, 5));
+  const auto bits_equal = [](const std::vector<float>& ours, const std::vector<float>& theirs) {
+    std::size_t differ = 0, valid = 0;
+    for (std::size_t i = 0; i < ours.size(); ++i) {
+      valid += !std::isnan(theirs[i]);
+      differ += std::isnan(ours[i]) ? !std::isnan(theirs[i]) : std::memcmp(&ours[i], &theirs[i], sizeof(float)) != 0;
+    }
+    EXPECT_GT(valid, ours.size() / 4);
+    return differ;
+  };
+  struct Case {
+    std::vector<const SourceRecord*> sources;
+    double pixel;
+    std::string resampling;
+    std::int64_t read;  // sources read without the warper
+  };
+  std::vector<Case> cases;
+  for (const char* r : {"near", "bilinear", "cubic", "average"}) {
+    cases.push_back({{&a}, 10, r, 1});
+    cases.push_back({{&edge}, 10, r, 1});
+    cases.push_back({{&a, &off, &edge}, 10, r, 2});
+  }
+  for (double pixel : {20.0, 40.0}) {
+    cases.push_back({{&a, &edge}, pixel, "near", 2});
+    cases.push_back({{&a, &edge}, pixel, "bilinear", 0});  // a wider kernel: GDAL's warper
+  }
+  for (const Case& c : cases) {
+    const GridWindow window = chip_window(tile, c.pixel, 3, 1, 5, 1);
+    const WarpSettings settings{c.resampling, 1, 256};
+    SourceSet sources(c.sources);
+    std::vector<float> ours(2u * window.width * window.height);
+    const std::int64_t before = aligned_reads();
+    sources.warp(window, settings, ours.data(), 2);
+    const std::string what = fmt::format("{} sources at {} m, {}", c.sources.size(), c.pixel, c.resampling);
+    EXPECT_EQ(aligned_reads() - before, c.read) << what;
+    EXPECT_EQ(bits_equal(ours, gdalwarp_cli(c.sources, window, settings, dir_, false)), 0u) << what;
   }
 }
 
