@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
           inputs += " " + quote(input);
         }
         std::string cmd = "gdalwarp -q -overwrite -of ENVI";
-        for (const auto& a : warp_arguments(window, sources.with_scale({config.resampling(m), 1, config.warp.memory_mb, 0}, window)))
+        for (const auto& a : warp_arguments(window, sources.scaled({config.resampling(m), 1, config.warp.memory_mb}, window)))
           cmd += " " + quote(a);
         theirs_s += run_timed(cmd + inputs + " " + scratch + "/out.raw");
         startup_s += one_pixel;

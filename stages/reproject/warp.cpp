@@ -44,6 +44,29 @@ std::string crs_name(const OGRSpatialReference& srs) {
   return name ? name : "an unnamed CRS";
 }
 
+// A raster's pixel width and height in metres, along its own axes: a geographic one's at
+// its centre, from the WGS84 ellipsoid's radii of curvature (a degree of latitude is
+// longer than a degree of longitude by more than the cosine: 0.0004 degrees at 37 N is
+// 35.6 m wide and 44.4 m tall).
+std::pair<double, double> pixel_metres(GDALDataset& ds) {
+  double gt[6];
+  ds.GetGeoTransform(gt);
+  double x = std::hypot(gt[1], gt[4]), y = std::hypot(gt[2], gt[5]);
+  const OGRSpatialReference* srs = ds.GetSpatialRef();
+  if (srs && srs->IsGeographic()) {
+    const double lat = (gt[3] + gt[4] * ds.GetRasterXSize() / 2 + gt[5] * ds.GetRasterYSize() / 2) * M_PI / 180.0;
+    constexpr double a = 6378137.0, e2 = 0.00669437999014;
+    const double w = 1 - e2 * std::sin(lat) * std::sin(lat);
+    const double normal = a / std::sqrt(w), meridional = a * (1 - e2) / (w * std::sqrt(w));
+    x *= normal * std::cos(lat) * M_PI / 180.0;
+    y *= meridional * M_PI / 180.0;
+  } else if (srs) {
+    x *= srs->GetLinearUnits();
+    y *= srs->GetLinearUnits();
+  }
+  return {x, y};
+}
+
 }  // namespace
 
 LonLatBox GridWindow::lonlat_box() const { return lonlat_bounds(zone, box()); }
@@ -66,8 +89,8 @@ std::vector<std::string> resampling_arguments(const WarpSettings& s) {
   return {"-r", s.resampling, "-et", "0", "-ovr", "NONE", "-dstnodata", "nan",
           "-wm", std::to_string(s.memory_mb),
           "-wo", fmt::format("NUM_THREADS={}", std::max(1, s.threads)),
-          "-wo", fmt::format("XSCALE={:.17g}", s.scale),
-          "-wo", fmt::format("YSCALE={:.17g}", s.scale)};
+          "-wo", fmt::format("XSCALE={:.17g}", s.xscale),
+          "-wo", fmt::format("YSCALE={:.17g}", s.yscale)};
 }
 
 std::vector<std::string> warp_arguments(const GridWindow& w, const WarpSettings& s) {
@@ -195,7 +218,7 @@ void SourceSet::open() {
       datasets_.push_back(ds.release());
       masks_.push_back(mask);
     }
-    native_pixel_m_ = native_pixel_m();
+    for (void* input : inputs_) pixel_m_.push_back(pixel_metres(*GDALDataset::FromHandle(input)));
   } catch (...) {
     close();
     throw;
@@ -456,7 +479,7 @@ void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWi
   GDALDataset* src = GDALDataset::FromHandle(datasets_[first]);
   // Enough source pixels around the window for any kernel GDAL uses (lanczos: 3 source
   // pixels, widened by the downsampling factor), so a strip reads what the whole would.
-  const double factor = std::max(1.0, 1.0 / std::max(settings.scale, 1e-6));
+  const double factor = std::max(1.0, 1.0 / std::max(std::min(settings.xscale, settings.yscale), 1e-6));
   const int margin = 4 + static_cast<int>(std::ceil(3 * factor));
   const PixelWindow w = source_window(*src, window, margin);
   if (w.empty()) return nullptr;
@@ -505,10 +528,10 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   for (int i = 1; i <= bands; ++i) dst->GetRasterBand(i)->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
   std::fill(out, out + static_cast<std::size_t>(bands) * window.width * window.height, std::numeric_limits<float>::quiet_NaN());
 
-  const WarpSettings fixed = with_scale(settings, window);
   // Masked sources are read for this window only, masked, and warped from memory.
   std::vector<GdalDataset> masked;
-  std::vector<GDALDatasetH> inputs;  // for GDAL's warper, in order
+  std::vector<GDALDatasetH> inputs;  // for GDAL's warper, in order, all with one kernel scale
+  WarpSettings pending;
   std::string reason;
   bool failed = false;
   // The warper's inputs so far, warped (gdalwarp warps its inputs one after the other
@@ -516,7 +539,7 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   const auto warp_pending = [&] {
     if (inputs.empty() || failed) return;
     // Into an existing dataset gdalwarp takes neither -t_srs/-te/-ts nor -ot: the grid is the dataset's.
-    Argv argv(resampling_arguments(fixed));
+    Argv argv(resampling_arguments(pending));
     GDALWarpAppOptions* opts = GDALWarpAppOptionsNew(argv.get(), nullptr);
     int usage_error = 0;
     CPLErrorReset();
@@ -529,13 +552,18 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
     masked.clear();
   };
   // Inputs [first, first + count) of one grid: read and copied when the grids agree,
-  // else (masked ones read, masked and) handed to the warper.
+  // else (masked ones read, masked and) handed to the warper with their own kernel scale.
   const auto add = [&](std::size_t first, std::size_t count, bool read_first) {
-    if (const auto a = aligned(*GDALDataset::FromHandle(datasets_[first]), window, fixed.resampling)) {
+    const WarpSettings own = scaled(settings, window, first);
+    if (const auto a = aligned(*GDALDataset::FromHandle(datasets_[first]), window, own.resampling)) {
       warp_pending();
       if (!failed) copy_aligned(first, count, window, a->step, a->x0, a->y0, out, bands);
-    } else if (read_first) {
-      if (GDALDatasetH m = masked_input(first, count, window, fixed)) {  // null: does not reach the window
+      return;
+    }
+    if (!inputs.empty() && (own.xscale != pending.xscale || own.yscale != pending.yscale)) warp_pending();
+    pending = own;
+    if (read_first) {
+      if (GDALDatasetH m = masked_input(first, count, window, own)) {  // null: does not reach the window
         masked.emplace_back(GDALDataset::FromHandle(m));
         inputs.push_back(m);
       }
@@ -572,32 +600,12 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
   }
 }
 
-WarpSettings SourceSet::with_scale(const WarpSettings& settings, const GridWindow& window) const {
-  if (settings.scale > 0 || inputs_.empty()) return settings;
+WarpSettings SourceSet::scaled(const WarpSettings& settings, const GridWindow& window, std::size_t source) const {
+  if (settings.xscale > 0 && settings.yscale > 0) return settings;
   WarpSettings out = settings;
-  out.scale = native_pixel_m_ / window.pixel;
+  out.xscale = pixel_m_.at(source).first / window.pixel;
+  out.yscale = pixel_m_.at(source).second / window.pixel;
   return out;
-}
-
-// The finest pixel size of the sources in metres; a geographic source's at its centre.
-// It depends on the sources only, never on the window being warped.
-double SourceSet::native_pixel_m() const {
-  double finest = 1e300;
-  for (void* h : inputs_) {
-    GDALDataset* ds = GDALDataset::FromHandle(h);
-    double gt[6];
-    ds->GetGeoTransform(gt);
-    double size = std::min(std::hypot(gt[1], gt[4]), std::hypot(gt[2], gt[5]));
-    const OGRSpatialReference* srs = ds->GetSpatialRef();
-    if (srs && srs->IsGeographic()) {
-      const double lat = gt[3] + gt[5] * ds->GetRasterYSize() / 2;
-      size *= 111320.0 * std::cos(lat * M_PI / 180.0);
-    } else if (srs) {
-      size *= srs->GetLinearUnits();
-    }
-    finest = std::min(finest, size);
-  }
-  return finest;
 }
 
 std::vector<float> SourceSet::sample(std::size_t source, int band, int size) const {

@@ -38,10 +38,12 @@ struct WarpSettings {
   std::string resampling = "bilinear";
   int threads = 1;      // GDAL warper threads
   int memory_mb = 256;  // warper working memory
-  // Destination pixels per source pixel (gdalwarp -wo XSCALE/YSCALE); 0: GDAL estimates
-  // it per chunk, which for a rotated source (another UTM zone) depends on the chunk's
-  // shape and so makes a row of chips differ from the same pixels of a whole tile.
-  double scale = 0;
+  // Destination pixels per source pixel along each axis (gdalwarp -wo XSCALE/YSCALE),
+  // which size the kernel; 0: from each source's own pixel size per axis (SourceSet::
+  // scaled), never from the window or the other sources of a query. GDAL's own estimate
+  // is per chunk, and for a rotated source (another UTM zone) depends on the chunk's
+  // shape: a row of chips would differ from the same pixels of a whole tile.
+  double xscale = 0, yscale = 0;
 };
 
 // One modality on a window: [channel][row][col] float32, NaN where no source has data.
@@ -63,8 +65,10 @@ struct WarpedModality {
 std::int64_t aligned_reads();
 
 // The gdalwarp arguments used for a window, so that a test can give the very same ones
-// to the gdalwarp program.
+// to the gdalwarp program; resampling_arguments without the target grid, for warping
+// into an existing file.
 std::vector<std::string> warp_arguments(const GridWindow& window, const WarpSettings& settings);
+std::vector<std::string> resampling_arguments(const WarpSettings& settings);
 
 // Opens catalog records as warp inputs for some of the modality's bands (all by default):
 // those bands, as Float32 with scale/offset applied (an in-memory VRT when needed) and
@@ -96,8 +100,10 @@ class SourceSet {
   bool empty() const { return inputs_.empty(); }
   const std::vector<int>& bands() const { return bands_; }  // modality bands, 0-based
   bool masked() const;
-  // The settings with `scale` fixed from the sources' native pixel size (the finest).
-  WarpSettings with_scale(const WarpSettings& settings, const GridWindow& window) const;
+  // The settings with the kernel's scale fixed from source `source`'s own pixel size per
+  // axis in metres (a geographic source's at its centre, on the WGS84 ellipsoid).
+  WarpSettings scaled(const WarpSettings& settings, const GridWindow& window, std::size_t source = 0) const;
+  std::size_t size() const { return inputs_.size(); }
   // Valid (unmasked) values of one of the set's bands (1-based) of one source, read
   // decimated to at most size x size (GDAL picks overviews), for statistics.
   std::vector<float> sample(std::size_t source, int band, int size) const;
@@ -110,7 +116,6 @@ class SourceSet {
  private:
   void open();
   void close();
-  double native_pixel_m() const;
   // Sources [first, first + count) read over the window (with a kernel's margin), masked,
   // as one in-memory raster of all their bands; null when they do not reach the window.
   void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const;
@@ -122,7 +127,7 @@ class SourceSet {
   bool stacked_ = false, suspended_ = false;
   std::vector<std::vector<int>> source_bands_;  // per source, the file's bands the set reads
   std::vector<bool> unscaled_;                   // per source, whether its VRT unscales the file's values
-  double native_pixel_m_ = 0;
+  std::vector<std::pair<double, double>> pixel_m_;  // per source, its pixel's width and height in metres
   std::pair<double, double> affine_{1.0, 0.0};  // the catalog's scale and offset, after the warp
   std::vector<int> bands_;
   std::vector<const SourceRecord*> records_;

@@ -61,7 +61,7 @@ class Composite : public ::testing::Test {
 
   static WarpSettings settings(int memory_mb = 256) {
     WarpSettings s{"bilinear", 1, memory_mb};
-    s.scale = 10.0 / 20.0;  // the scenes' 10 m onto 20 m
+    s.xscale = s.yscale = 10.0 / 20.0;  // the scenes' 10 m onto 20 m
     return s;
   }
 
@@ -300,7 +300,7 @@ TEST_F(Composite, AMappedCollectionNeedsNoCode) {
   const auto t = test::run(fmt::format("gdal_translate -q -of VRT -b 3 -b 2 -b 1 {} {}", l7.string(), rgb.string()));
   ASSERT_EQ(t.code, 0) << t.output;
   std::string cmd = "gdalwarp -q -overwrite";
-  for (const auto& a : warp_arguments(w, SourceSet({&report.records[0]}, {0}).with_scale(s, w))) cmd += " '" + a + "'";
+  for (const auto& a : warp_arguments(w, SourceSet({&report.records[0]}, {0}).scaled(s, w))) cmd += " '" + a + "'";
   const auto r = test::run(cmd + " " + rgb.string() + " " + ref.string());
   ASSERT_EQ(r.code, 0) << r.output;
   GdalDataset ds = open_raster(ref);

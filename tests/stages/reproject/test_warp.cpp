@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <gdal/ogr_spatialref.h>
+
 #include <cmath>
 #include <fmt/format.h>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <random>
 
 #include "stages/chip/chipper.hpp"
@@ -25,17 +28,21 @@ namespace fs = std::filesystem;
 std::string quote(const std::string& s) { return "'" + s + "'"; }
 
 // Runs gdalwarp (and gdal_translate first where a source needs band selection or
-// unscaling) and returns the output's bands.
+// unscaling) and returns the output's bands. Each source is warped with its own kernel
+// scale, into the output the first made, in order (a mosaic, as one gdalwarp call of
+// several inputs makes it).
 std::vector<float> gdalwarp_cli(const std::vector<const SourceRecord*>& sources, const GridWindow& window,
                                 const WarpSettings& settings, const fs::path& dir, bool unscale) {
-  std::string inputs;
+  const fs::path out = dir / "gdalwarp.tif";
+  fs::remove(out);
+  const SourceSet set(sources);
   int k = 0;
   for (const SourceRecord* r : sources) {
     std::string input = r->path.string();
     bool identity = true;
     for (std::size_t i = 0; i < r->bands.size(); ++i) identity &= r->bands[i] == static_cast<int>(i) + 1;
     if (unscale || !identity) {
-      const fs::path vrt = dir / fmt::format("src{}.vrt", k++);
+      const fs::path vrt = dir / fmt::format("src{}.vrt", k);
       std::string cmd = "gdal_translate -q -of VRT -ot Float32";
       for (int b : r->bands) cmd += fmt::format(" -b {}", b);
       if (unscale) cmd += " -unscale";
@@ -43,14 +50,12 @@ std::vector<float> gdalwarp_cli(const std::vector<const SourceRecord*>& sources,
       EXPECT_EQ(t.code, 0) << t.output;
       input = vrt.string();
     }
-    inputs += " " + quote(input);
+    std::string cmd = "gdalwarp -q";
+    const WarpSettings own = set.scaled(settings, window, static_cast<std::size_t>(k++));
+    for (const auto& a : fs::exists(out) ? resampling_arguments(own) : warp_arguments(window, own)) cmd += " " + quote(a);
+    const auto w = test::run(cmd + " " + quote(input) + " " + quote(out.string()));
+    EXPECT_EQ(w.code, 0) << w.output;
   }
-  const fs::path out = dir / "gdalwarp.tif";
-  fs::remove(out);
-  std::string cmd = "gdalwarp -q -overwrite";
-  for (const auto& a : warp_arguments(window, SourceSet(sources).with_scale(settings, window))) cmd += " " + quote(a);
-  const auto w = test::run(cmd + inputs + " " + quote(out.string()));
-  EXPECT_EQ(w.code, 0) << w.output;
   GdalDataset ds = open_raster(out);
   std::vector<float> data(static_cast<std::size_t>(ds->GetRasterCount()) * window.width * window.height);
   EXPECT_EQ(ds->RasterIO(GF_Read, 0, 0, window.width, window.height, data.data(), window.width, window.height,
@@ -378,6 +383,66 @@ TEST_F(WarpWrapped, SourcesOnTheTilesGridAreReadBitForBitAsGdalwarpWarps) {
     EXPECT_EQ(aligned_reads() - before, c.read) << what;
     EXPECT_EQ(bits_equal(ours, gdalwarp_cli(c.sources, window, settings, dir_, false)), 0u) << what;
   }
+}
+
+// The kernel's scale comes from each source's own pixel per axis, never from the query:
+// a 0.0004-degree source at 37 N has pixels 35.6 m wide and 44.4 m tall (measured here by
+// PROJ in an azimuthal equidistant projection about the source's centre), and a finer
+// source next to it in the same warp leaves its pixels as they were.
+TEST_F(WarpWrapped, EachSourceKeepsItsOwnKernelPerAxis) {
+  GDALAllRegister();
+  const double lon0 = -121.3, lat0 = 37.2, deg = 0.0004;
+  const int n = 500;
+  GDALDriver* gtiff = GetGDALDriverManager()->GetDriverByName("GTiff");
+  {
+    GdalDataset ds(gtiff->Create((dir_ / "geo.tif").c_str(), n, n, 1, GDT_Float32, nullptr));
+    double gt[6] = {lon0, deg, 0, lat0, 0, -deg};
+    ds->SetGeoTransform(gt);
+    OGRSpatialReference srs;
+    srs.importFromEPSG(4326);
+    ds->SetSpatialRef(&srs);
+    std::mt19937 random(5);
+    std::vector<float> v(static_cast<std::size_t>(n) * n);
+    for (float& x : v) x = static_cast<float>(random() % 1000) / 1000.0f;
+    ASSERT_EQ(ds->GetRasterBand(1)->RasterIO(GF_Write, 0, 0, n, n, v.data(), n, n, GDT_Float32, 0, 0), CE_None);
+  }
+  const SourceRecord geo = describe_raster(dir_ / "geo.tif", Modality::s1coh, 0, "", {1});
+  const double centre_lat = lat0 - deg * n / 2, centre_lon = lon0 + deg * n / 2;
+  OGRSpatialReference wgs, aeqd;
+  wgs.importFromEPSG(4326);
+  wgs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  aeqd.importFromProj4(fmt::format("+proj=aeqd +lat_0={} +lon_0={} +datum=WGS84", centre_lat, centre_lon).c_str());
+  std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&wgs, &aeqd));
+  double xs[2] = {centre_lon - deg / 2, centre_lon + deg / 2}, ys[2] = {centre_lat, centre_lat};
+  double xn[2] = {centre_lon, centre_lon}, yn[2] = {centre_lat - deg / 2, centre_lat + deg / 2};
+  ASSERT_TRUE(ct->Transform(2, xs, ys) && ct->Transform(2, xn, yn));
+  const double width_m = xs[1] - xs[0], height_m = yn[1] - yn[0];
+  EXPECT_NEAR(width_m, 35.6, 0.1);
+  EXPECT_NEAR(height_m, 44.4, 0.1);
+
+  const EastNorth c = utm_forward(10, false, {centre_lon, centre_lat});
+  const GridWindow window{Zone{10, false}, std::round(c.e / 40) * 40 - 2000, std::round(c.n / 40) * 40 + 2000, 40, 100, 100};
+  const WarpSettings settings{"bilinear", 1, 256};
+  const WarpSettings own = SourceSet({&geo}).scaled(settings, window);
+  EXPECT_NEAR(own.xscale, width_m / 40, 1e-4 * width_m / 40);
+  EXPECT_NEAR(own.yscale, height_m / 40, 1e-4 * height_m / 40);
+
+  // A finer source (10 m, the same zone) over the window's eastern half only.
+  const SourceRecord fine = describe_raster(
+      aligned_raster(dir_ / "fine.tif", GDT_Float32, window.west + 2000, window.north, 200, 6), Modality::s1coh, 0, "", {1});
+  std::vector<float> alone(static_cast<std::size_t>(window.width) * window.height), mosaic(alone.size());
+  SourceSet({&geo}).warp(window, settings, alone.data(), 1);
+  SourceSet({&geo, &fine}).warp(window, settings, mosaic.data(), 1);
+  std::size_t compared = 0, differ = 0;
+  for (int y = 0; y < window.height; ++y)
+    for (int x = 0; x < 45; ++x) {  // west of the fine source (and of its kernel)
+      const std::size_t i = static_cast<std::size_t>(y) * window.width + x;
+      if (std::isnan(alone[i])) continue;
+      ++compared;
+      differ += std::memcmp(&alone[i], &mosaic[i], sizeof(float)) != 0;
+    }
+  EXPECT_GT(compared, 4000u);
+  EXPECT_EQ(differ, 0u) << "the finer source changed the kernel of the geographic one";
 }
 
 }  // namespace
