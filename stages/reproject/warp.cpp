@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "stages/ingest/gdal_util.hpp"
+#include "stages/reproject/lattice.hpp"
 
 namespace eo {
 namespace {
@@ -388,13 +389,18 @@ bool copies_at_step_one(const std::string& resampling) {
   return resampling == "near" || resampling == "bilinear" || resampling == "cubic" || resampling == "average";
 }
 
+// Whether a raster is in the window's CRS (WGS 84 / UTM of its zone).
+bool in_window_crs(GDALDataset& src, const GridWindow& window) {
+  const OGRSpatialReference* srs = src.GetSpatialRef();
+  if (!srs || srs->GetEPSGGeogCS() != 4326 || !srs->IsProjected()) return false;
+  const char* code = srs->GetAuthorityCode(nullptr);
+  return code && std::atoi(code) == window.zone.epsg();
+}
+
 std::optional<Aligned> aligned(GDALDataset& src, const GridWindow& window, const std::string& resampling) {
   double gt[6];
-  const OGRSpatialReference* srs = src.GetSpatialRef();
-  if (src.GetGeoTransform(gt) != CE_None || !srs || gt[2] != 0 || gt[4] != 0 || gt[1] <= 0 || gt[5] != -gt[1]) return {};
-  if (srs->GetEPSGGeogCS() != 4326 || !srs->IsProjected()) return {};
-  const char* code = srs->GetAuthorityCode(nullptr);
-  if (!code || std::atoi(code) != window.zone.epsg()) return {};
+  if (src.GetGeoTransform(gt) != CE_None || gt[2] != 0 || gt[4] != 0 || gt[1] <= 0 || gt[5] != -gt[1]) return {};
+  if (!in_window_crs(src, window)) return {};
   const double step = window.pixel / gt[1];
   const double whole = [](double v) { return std::round(v); }(step);
   const auto is_whole = [](double v) { return std::abs(v - std::round(v)) < 1e-9 * std::max(1.0, std::abs(v)); };
@@ -409,10 +415,11 @@ std::optional<Aligned> aligned(GDALDataset& src, const GridWindow& window, const
 }  // namespace
 
 namespace {
-std::atomic<std::int64_t> aligned_count{0};
+std::atomic<std::int64_t> aligned_count{0}, lattice_count{0};
 }  // namespace
 
 std::int64_t aligned_reads() { return aligned_count.load(); }
+std::int64_t lattice_warps() { return lattice_count.load(); }
 
 void SourceSet::copy_aligned(std::size_t first, std::size_t count, const GridWindow& window, int step, long x0, long y0,
                              float* out, int bands) const {
@@ -470,7 +477,8 @@ std::vector<BandSource> SourceSet::band_sources(std::size_t i) const {
   return out;
 }
 
-void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const {
+void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings,
+                              int* frame_x, int* frame_y) const {
   std::vector<BandSource> sources;
   for (std::size_t i = first; i < first + count; ++i) {
     const auto bands = band_sources(i);
@@ -483,6 +491,8 @@ void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWi
   const int margin = 4 + static_cast<int>(std::ceil(3 * factor));
   const PixelWindow w = source_window(*src, window, margin);
   if (w.empty()) return nullptr;
+  if (frame_x) *frame_x = w.x0;
+  if (frame_y) *frame_y = w.y0;
   const int width = w.x1 - w.x0, height = w.y1 - w.y0;
   const SourceRecord& r = *records_[first];
   std::vector<float> values = read_masked(*src, sources, w, width, height, GDALDataset::FromHandle(masks_[first]),
@@ -558,6 +568,23 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
     if (const auto a = aligned(*GDALDataset::FromHandle(datasets_[first]), window, own.resampling)) {
       warp_pending();
       if (!failed) copy_aligned(first, count, window, a->step, a->x0, a->y0, out, bands);
+      return;
+    }
+    GDALDataset* frame = GDALDataset::FromHandle(read_first ? datasets_[first] : inputs_[first]);
+    if (!in_window_crs(*frame, window)) {  // another CRS: the exact transformation on a lattice
+      warp_pending();
+      if (failed) return;
+      int fx = 0, fy = 0;
+      GdalDataset cut;
+      GDALDatasetH input = inputs_[first];
+      if (read_first) {
+        cut.reset(GDALDataset::FromHandle(masked_input(first, count, window, own, &fx, &fy)));
+        if (!cut) return;  // does not reach the window
+        input = GDALDataset::ToHandle(cut.get());
+      }
+      lattice_warp(input, GDALDataset::ToHandle(frame), fx, fy, GDALDataset::ToHandle(dst.get()), window, own, bands,
+                   records_[first]->describe());
+      ++lattice_count;
       return;
     }
     if (!inputs.empty() && (own.xscale != pending.xscale || own.yscale != pending.yscale)) warp_pending();

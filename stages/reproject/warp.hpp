@@ -63,6 +63,8 @@ struct WarpedModality {
 // Sources read without GDAL's warper so far in this process, their grid agreeing with
 // the window's (for tests and benchmarks).
 std::int64_t aligned_reads();
+// Sources in another CRS warped with the transformation on a lattice (lattice.hpp).
+std::int64_t lattice_warps();
 
 // The gdalwarp arguments used for a window, so that a test can give the very same ones
 // to the gdalwarp program; resampling_arguments without the target grid, for warping
@@ -118,7 +120,9 @@ class SourceSet {
   void close();
   // Sources [first, first + count) read over the window (with a kernel's margin), masked,
   // as one in-memory raster of all their bands; null when they do not reach the window.
-  void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings) const;
+  // (frame_x, frame_y): where the cut-out's pixel (0, 0) lies in the first source's file.
+  void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings,
+                     int* frame_x = nullptr, int* frame_y = nullptr) const;
   std::vector<BandSource> band_sources(std::size_t source) const;
   // Sources [first, first + count) on a grid that agrees with the window's (see aligned()
   // in warp.cpp), read and copied into out where they have values.
