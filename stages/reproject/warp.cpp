@@ -5,6 +5,7 @@
 #include <ogr_spatialref.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -365,9 +366,12 @@ std::vector<float> read_masked(GDALDataset& src, const std::vector<BandSource>& 
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("mask {} of {}: {}", spec->path.string(), what, e.what()));
     }
-    const std::set<int> keep(spec->valid.begin(), spec->valid.end());
+    // Classes kept, as a table over the mask's 8-bit range (anything else is dropped).
+    std::array<bool, 256> keep{};
+    for (int c : spec->valid)
+      if (c >= 0 && c < 256) keep[static_cast<std::size_t>(c)] = true;
     for (std::size_t i = 0; i < classes.size(); ++i)
-      if (!keep.count(classes[i]))
+      if (classes[i] < 0 || classes[i] > 255 || !keep[static_cast<std::size_t>(classes[i])])
         for (int b = 0; b < bands; ++b) values[static_cast<std::size_t>(b) * out_w * out_h + i] = std::numeric_limits<float>::quiet_NaN();
   }
   return values;
@@ -774,12 +778,20 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
     layers.assign(n_obs * nb * plane, std::numeric_limits<float>::quiet_NaN());
     for (std::size_t o = 0; o < n_obs; ++o)
       for (const auto& set : season[o].parts) {
-        const int k = static_cast<int>(set->bands().size());
-        part.resize(static_cast<std::size_t>(k) * plane);
-        set->warp(sw, settings, part.data(), k);
-        for (int i = 0; i < k; ++i)
-          std::copy_n(part.data() + static_cast<std::size_t>(i) * plane, plane,
-                      layers.data() + (o * nb + static_cast<std::size_t>(set->bands()[static_cast<std::size_t>(i)])) * plane);
+        const std::vector<int>& bands = set->bands();
+        const int k = static_cast<int>(bands.size());
+        float* first = layers.data() + (o * nb + static_cast<std::size_t>(bands.front())) * plane;
+        bool consecutive = true;
+        for (int i = 0; i < k; ++i) consecutive &= bands[static_cast<std::size_t>(i)] == bands.front() + i;
+        if (consecutive) {  // a whole scene's bands, in order: warped in place
+          set->warp(sw, settings, first, k);
+        } else {
+          part.resize(static_cast<std::size_t>(k) * plane);
+          set->warp(sw, settings, part.data(), k);
+          for (int i = 0; i < k; ++i)
+            std::copy_n(part.data() + static_cast<std::size_t>(i) * plane, plane,
+                        layers.data() + (o * nb + static_cast<std::size_t>(bands[static_cast<std::size_t>(i)])) * plane);
+        }
         // Memory bounded in the number of scenes too: beyond a few, each is closed after
         // use and reopened for the next strip.
         if (n_obs > kOpenObservations) set->suspend();
