@@ -37,6 +37,7 @@ class ChipStoreSink : public TileSink {
     ChipStoreInfo store{tile.id, tile.chip_count(), config_.chip_pixels(), config_.pixel_size, config_.data.modalities,
                         {{"fingerprint", fingerprint}, {"config_hash", config_hash(config_)},
                          {"normalisation", norm_.to_json()}, {"software", "eo-pipeline " EO_VERSION}}};
+    store.compress = config_.prepare.compression == "deflate";
     writer_.emplace(dir_ / (tile.id.str() + ".h5"), std::move(store));
   }
 

@@ -63,7 +63,10 @@ void bind(Io& io, Config& c) {
     s.whole("s2_scenes", c.synth.s2_scenes, 1, 30);
     s.whole("s1_scenes", c.synth.s1_scenes, 1, 30);
   });
-  io.section("prepare", [&](auto& p) { p.whole("max_attempts", c.prepare.max_attempts, 1, 100); });
+  io.section("prepare", [&](auto& p) {
+    p.whole("max_attempts", c.prepare.max_attempts, 1, 100);
+    p.choice("compression", c.prepare.compression, {"deflate", "none"});
+  });
   io.section("model", [&](auto& m) {
     m.choice("preset", c.model.preset, {"nano", "tiny", "small", "base", "paper"});
     m.whole("input", c.model.input, 0, 4096);  // 0: the preset's

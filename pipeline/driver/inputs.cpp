@@ -18,7 +18,7 @@ int threads_per_rank(int configured, const Comm& comm) {
 std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const Config& config,
                              const std::string& extra) {
   Hasher h;
-  h.add(tile.id.str()).add(chip_mask_hex(tile.chips)).add(config_hash(config)).add(extra);
+  h.add(tile.id.str()).add(chip_mask_hex(tile.chips)).add(config_hash(config)).add(kDataPathVersion).add(extra);
   for (const auto& path : tile_sources(catalog, tile, config.data.modalities)) {
     std::error_code ec;
     const auto size = std::filesystem::file_size(path, ec);

@@ -20,8 +20,14 @@ namespace eo {
 // the ranks on it.
 int threads_per_rank(int configured, const Comm& comm);
 
+// The data path's version: a new one when the chips the same inputs make change (a
+// warp or composite change), so that `prepare` and `run` redo what an older build made,
+// and `run --inputs chip-stores` never mixes an older build's chips with this one's.
+// 2: per-axis kernel scale per source, the lattice warp (issue 17).
+inline constexpr const char* kDataPathVersion = "data-path-2";
+
 // Hash of the tile's planned chips, its input files (path, size, mtime), the config's
-// chip-changing settings and `extra` (normalisation, model, ...).
+// chip-changing settings, the data path's version and `extra` (normalisation, model, ...).
 std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const Config& config, const std::string& extra);
 
 // The config's catalog; ConfigError saying how to make one when it is missing.

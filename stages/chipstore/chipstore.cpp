@@ -63,18 +63,23 @@ std::string read_string_attribute(hid_t obj, const std::string& name) {
   return value;
 }
 
-H5 create_dataset(hid_t where, const std::string& name, hid_t type, const std::vector<hsize_t>& dims, bool compress) {
+// `per_chip`: chunked one chip per chunk (a loader reads chips one by one), and
+// compressed (shuffle + deflate) when `compress`.
+H5 create_dataset(hid_t where, const std::string& name, hid_t type, const std::vector<hsize_t>& dims, bool per_chip,
+                  bool compress = false) {
   H5 space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "space of " + name);
   H5 props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "properties of " + name);
   // No creation times in the file: the same chips give the same bytes, so a resumed
   // run can be compared with a clean one file for file.
   check(H5Pset_obj_track_times(props.get(), false), "times of " + name);
-  if (compress && dims[0] > 0) {
+  if (per_chip && dims[0] > 0) {
     std::vector<hsize_t> chunk = dims;
-    chunk[0] = 1;  // one chip per chunk: a loader reads chips one by one
+    chunk[0] = 1;
     check(H5Pset_chunk(props.get(), static_cast<int>(chunk.size()), chunk.data()), "chunking of " + name);
-    check(H5Pset_shuffle(props.get()), "shuffle of " + name);
-    check(H5Pset_deflate(props.get(), 4), "deflate of " + name);
+    if (compress) {
+      check(H5Pset_shuffle(props.get()), "shuffle of " + name);
+      check(H5Pset_deflate(props.get(), 4), "deflate of " + name);
+    }
   }
   return H5(H5Dcreate2(where, name.c_str(), type, space.get(), H5P_DEFAULT, props.get(), H5P_DEFAULT), H5Dclose,
             "dataset " + name);
@@ -141,7 +146,8 @@ ChipStoreWriter::ChipStoreWriter(std::filesystem::path file, ChipStoreInfo store
     check(H5Pset_obj_track_times(group_props.get(), false), "group times");
     H5 group(H5Gcreate2(d.h5.get(), mi.name, H5P_DEFAULT, group_props.get(), H5P_DEFAULT), H5Gclose, std::string("group ") + mi.name);
     const auto c = static_cast<hsize_t>(mi.channels()), s = static_cast<hsize_t>(d.info.size);
-    H5 data = create_dataset(group.get(), "data", mi.integer ? H5T_STD_U8LE : H5T_IEEE_F32LE, {n, c, s, s}, true);
+    H5 data = create_dataset(group.get(), "data", mi.integer ? H5T_STD_U8LE : H5T_IEEE_F32LE, {n, c, s, s}, true,
+                             d.info.compress);
     H5 valid = create_dataset(group.get(), "valid", H5T_IEEE_F32LE, {n, c}, false);
     std::string names = "[";
     for (int ch = 0; ch < mi.channels(); ++ch) names += fmt::format("{}\"{}\"", ch ? "," : "", mi.channel_name(ch));

@@ -4,7 +4,8 @@
 //   /chip_id [n] (13-char strings), /chip_row, /chip_col [n] int32, /status [n] uint8
 //   (1 data, 2 no data), and per modality a group /<modality> with
 //   data [n, C, H, W] (uint8 for class maps with 0 = no data, else float32 with NaN),
-//   chunked one chip per chunk and compressed, and valid [n, C] (valid-pixel fractions).
+//   chunked one chip per chunk and compressed (unless prepare.compression: none), and
+//   valid [n, C] (valid-pixel fractions).
 //   Root attributes: tile, epsg, pixel_size, chip_pixels, fingerprint, config_hash,
 //   normalisation (JSON), software. Written to a temporary name and renamed.
 
@@ -25,6 +26,9 @@ struct ChipStoreInfo {
   double pixel = 10;   // metres
   std::vector<Modality> modalities;
   std::map<std::string, std::string> attributes;  // fingerprint, config_hash, normalisation, ...
+  // Values compressed (shuffle + deflate): 1.6 times smaller on the demo, and 7 times
+  // slower to read (82 against 571 M samples/s by h5py) for re-embedding and pretraining.
+  bool compress = true;
 };
 
 class ChipStoreWriter {

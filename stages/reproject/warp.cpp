@@ -138,6 +138,7 @@ void SourceSet::open() {
   gdal_init();
   source_bands_.clear();
   unscaled_.clear();
+  pixel_m_.clear();
   try {
     for (const SourceRecord* r : records_) {
       GdalDataset ds;

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <fmt/format.h>
+#include <cstring>
+#include <map>
 #include <random>
 
 #include "stages/chipstore/chipstore.hpp"
@@ -97,6 +99,47 @@ TEST(ChipStore, UncommittedStoreLeavesNothing) {
     EXPECT_THROW(w.commit(), std::runtime_error) << "2 of 4 chips written";
   }
   EXPECT_TRUE(fs::is_empty(dir));
+  fs::remove_all(dir);
+}
+
+// prepare.compression: none keeps the same values, read back a few chips at a time by
+// ChipStoreReader as by h5py, and h5py sees the data stored without a filter.
+TEST(ChipStore, UncompressedHoldsTheSameValuesReadByRows) {
+  const fs::path dir = fs::temp_directory_path() / ("eo_store_plain_" + std::to_string(::getpid()));
+  const TileId tile = parse_tile_id("33N_T025_T006");
+  const int size = 16;
+  const std::vector<Modality> mods(kImageModalities.begin(), kImageModalities.end());
+  const ChipBatch a = make_batch(tile, 0, 4, size);
+  std::map<bool, fs::path> files;
+  for (bool compress : {true, false}) {
+    ChipStoreInfo store{tile, 4, size, 280, mods, {{"fingerprint", "abc"}, {"normalisation", "{}"}}};
+    store.compress = compress;
+    files[compress] = dir / (compress ? "deflate" : "none") / "33N_T025_T006.h5";
+    ChipStoreWriter w(files[compress], store);
+    w.append(a, {true, true, false, true});
+    w.commit();
+  }
+  const ChipStoreReader deflated(files[true]), plain(files[false]);
+  for (std::size_t first : {0u, 1u, 3u}) {
+    const ChipBatch x = deflated.read(first, 4 - first), y = plain.read(first, 4 - first);
+    ASSERT_EQ(x.chips, y.chips);
+    ASSERT_EQ(x.modalities.size(), y.modalities.size());
+    for (std::size_t m = 0; m < x.modalities.size(); ++m) {
+      EXPECT_EQ(std::memcmp(x.modalities[m].values.data(), y.modalities[m].values.data(), x.modalities[m].values.size() * 4), 0);
+      // The rows read are the chips written from `first` on.
+      const std::size_t per = x.chip_values(x.modalities[m]);
+      for (std::size_t i = 0; i < per * (4 - first); i += 97) {
+        const float written = a.modalities[m].values[first * per + i], read = y.modalities[m].values[i];
+        EXPECT_TRUE((std::isnan(written) && std::isnan(read)) || written == read) << info(x.modalities[m].modality).name;
+      }
+      EXPECT_EQ(x.modalities[m].clear, y.modalities[m].clear);
+    }
+  }
+  const auto py = test::run("/usr/bin/python3 -c \"import h5py\n"
+                            "print(h5py.File('" + files[true].string() + "', 'r')['s2rgb/data'].compression, "
+                            "h5py.File('" + files[false].string() + "', 'r')['s2rgb/data'].compression)\"");
+  ASSERT_EQ(py.code, 0) << py.output;
+  EXPECT_EQ(py.output, "gzip None\n");
   fs::remove_all(dir);
 }
 
