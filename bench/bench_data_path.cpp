@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "bench/copy_rate.hpp"
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/plan.hpp"
 #include "stages/chip/chipper.hpp"
@@ -25,19 +26,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Float copies per second through memory, best of a few 256 MB copies.
-double copy_samples_per_s() {
-  const std::size_t n = std::size_t{16} << 20;  // 64 MB each: far beyond any cache, small beside the warp
-  std::vector<float> a(n, 1.0f), b(n, 0.0f);
-  double best = 1e9;
-  for (int i = 0; i < 5; ++i) {
-    const auto t0 = Clock::now();
-    std::memcpy(b.data(), a.data(), n * sizeof(float));
-    best = std::min(best, since(t0));
-    a[static_cast<std::size_t>(i)] = b[static_cast<std::size_t>(i) + 1];  // keep the copies
-  }
-  return static_cast<double>(n) / best;
-}
 
 }  // namespace
 

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "bench/copy_rate.hpp"
 #include "pipeline/core/resources.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/ingest/catalog.hpp"
@@ -36,18 +37,6 @@ namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double copy_samples_per_s() {
-  const std::size_t n = std::size_t{16} << 20;  // 64 MB each: far beyond any cache, small beside the warp
-  std::vector<float> a(n, 1.0f), b(n, 0.0f);
-  double best = 1e9;
-  for (int i = 0; i < 5; ++i) {
-    const auto t0 = Clock::now();
-    std::memcpy(b.data(), a.data(), n * sizeof(float));
-    best = std::min(best, since(t0));
-    a[static_cast<std::size_t>(i)] = b[static_cast<std::size_t>(i) + 1];
-  }
-  return static_cast<double>(n) / best;
-}
 
 // A tiled, uncompressed raster of `bands` bands with smooth values and a few holes.
 void write_raster(const fs::path& file, int epsg, const double gt[6], int w, int h, int bands, GDALDataType type,

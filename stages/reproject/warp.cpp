@@ -407,7 +407,7 @@ std::optional<Aligned> aligned(GDALDataset& src, const GridWindow& window, const
   if (src.GetGeoTransform(gt) != CE_None || gt[2] != 0 || gt[4] != 0 || gt[1] <= 0 || gt[5] != -gt[1]) return {};
   if (!in_window_crs(src, window)) return {};
   const double step = window.pixel / gt[1];
-  const double whole = [](double v) { return std::round(v); }(step);
+  const double whole = std::round(step);
   const auto is_whole = [](double v) { return std::abs(v - std::round(v)) < 1e-9 * std::max(1.0, std::abs(v)); };
   if (whole < 1 || !is_whole(step)) return {};
   if (whole > 1 && resampling != "near") return {};
@@ -417,10 +417,8 @@ std::optional<Aligned> aligned(GDALDataset& src, const GridWindow& window, const
   return Aligned{std::lround(x0), std::lround(y0), static_cast<int>(whole)};
 }
 
-}  // namespace
-
-namespace {
 std::atomic<std::int64_t> aligned_count{0}, lattice_count{0};
+
 }  // namespace
 
 std::int64_t aligned_reads() { return aligned_count.load(); }
