@@ -95,9 +95,6 @@ int main(int argc, char** argv) {
   save(probe_channel, dir + "/probe_channel.pkl");
   save(reference, dir + "/reference.pkl");
 
-  // A training step in float32: forward, InfoNCE over the modalities, backward, AdamW.
-  model->to(device);
-  model->train();
   auto inputs = [&](torch::Dtype dtype) {
     std::map<Modality, torch::Tensor> x, masks;
     for (Modality m : modalities) {
@@ -106,6 +103,30 @@ int main(int argc, char** argv) {
     }
     return std::make_pair(x, masks);
   };
+  // The matrix-product rate, the forward pass, in bf16 on CUDA (float32 on a CPU).
+  const torch::Dtype dtype = cuda ? torch::kBFloat16 : torch::kFloat32;
+  model->to(device, dtype);
+  const int n = cuda ? 8192 : 2048;
+  const torch::Tensor a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(dtype)), b = torch::randn_like(a);
+  const double mm = 2.0 * n * n * n / seconds_of(device, [&] { (void)torch::mm(a, b); }, 5);
+  double forward = 0;
+  torch::Tensor here;
+  {
+    torch::NoGradGuard no_grad;
+    auto [x, masks] = inputs(dtype);
+    forward = seconds_of(device, [&] { (void)model->forward(x, masks); }, 5);
+    // The same S2 encoder on this device and precision against the CPU float32 embeddings.
+    here = model->encoders.at(Modality::s2rgb)->forward(probe.to(device, dtype), probe_channel.to(device)).to(torch::kCPU, torch::kFloat32);
+  }
+  const double flops = 24.0 * encoder_flops(c) * batch / forward;
+  const double cosine = torch::nn::functional::cosine_similarity(here, reference,
+                                                                 torch::nn::functional::CosineSimilarityFuncOptions().dim(1)).min().item<double>();
+  out.update({{"dtype", cuda ? "bf16" : "float32"}, {"matmul_tflops", mm / 1e12}, {"forward_s", forward},
+              {"chips_per_s", batch / forward}, {"forward_tflops", flops / 1e12}, {"fraction_of_matmul", flops / mm},
+              {"min_cosine_to_cpu_float32", cosine}});
+  // A training step in float32: forward, InfoNCE over the modalities, backward, AdamW.
+  model->to(device, torch::kFloat32);
+  model->train();
   {
     auto [x, masks] = inputs(torch::kFloat32);
     torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
@@ -118,25 +139,6 @@ int main(int argc, char** argv) {
       opt.step();
     }, 3);
   }
-
-  // The matrix-product rate, the forward pass, in bf16 on CUDA (float32 on a CPU).
-  model->eval();
-  const torch::Dtype dtype = cuda ? torch::kBFloat16 : torch::kFloat32;
-  model->to(device, dtype);
-  const int n = cuda ? 8192 : 2048;
-  const torch::Tensor a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(dtype)), b = torch::randn_like(a);
-  const double mm = 2.0 * n * n * n / seconds_of(device, [&] { (void)torch::mm(a, b); }, 5);
-  torch::NoGradGuard no_grad;
-  auto [x, masks] = inputs(dtype);
-  const double forward = seconds_of(device, [&] { (void)model->forward(x, masks); }, 5);
-  const double flops = 24.0 * encoder_flops(c) * batch / forward;
-  // The same S2 encoder on this device and precision against the CPU float32 embeddings.
-  const torch::Tensor here = model->encoders.at(Modality::s2rgb)->forward(probe.to(device, dtype), probe_channel.to(device)).to(torch::kCPU, torch::kFloat32);
-  const double cosine = torch::nn::functional::cosine_similarity(here, reference,
-                                                                 torch::nn::functional::CosineSimilarityFuncOptions().dim(1)).min().item<double>();
-  out.update({{"dtype", cuda ? "bf16" : "float32"}, {"matmul_tflops", mm / 1e12}, {"forward_s", forward},
-              {"chips_per_s", batch / forward}, {"forward_tflops", flops / 1e12}, {"fraction_of_matmul", flops / mm},
-              {"min_cosine_to_cpu_float32", cosine}});
   std::cout << out.dump(2) << '\n';
   return 0;
 }
