@@ -80,6 +80,10 @@ void order_by_time(JournalHistory& history) {
     std::stable_sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
 }
 
+std::filesystem::path compaction_lock(const std::filesystem::path& dir, const std::string& stage) {
+  return dir / fmt::format(".{}.compact.lock", stage);
+}
+
 std::filesystem::path snapshot_path(const std::filesystem::path& dir, const std::string& stage) {
   return dir / (stage + ".snapshot.jsonl");
 }
@@ -150,6 +154,9 @@ JournalWriter::JournalWriter(const std::filesystem::path& dir, const std::string
     : stage_(stage), run_id_(run_id), rank_(rank) {
   std::filesystem::create_directories(dir);  // fails early if the output cannot be written
   file_ = dir / fmt::format("{}-{}-r{}.jsonl", stage, run_id, rank);
+  // The compaction's lock exists before any file to compact, so that a reader always
+  // finds it and never reads while a compaction swaps files for the snapshot.
+  if (const int fd = ::open(compaction_lock(dir, stage).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); fd >= 0) ::close(fd);
 }
 
 JournalWriter::~JournalWriter() { close(); }
@@ -185,7 +192,7 @@ void JournalWriter::append(JournalRecord r) {
 JournalHistory read_journal(const std::filesystem::path& dir, const std::string& stage, int* files_opened) {
   int opened = 0;
   // Shared with other readers, never read while a compaction swaps the snapshot for files.
-  const auto turn_file = dir / fmt::format(".{}.compact.lock", stage);
+  const auto turn_file = compaction_lock(dir, stage);
   std::optional<FileLock> turn;
   if (std::filesystem::exists(turn_file)) turn.emplace(turn_file, O_RDONLY, LOCK_SH);
   Snapshot snapshot;
@@ -208,7 +215,7 @@ JournalHistory read_journal(const std::filesystem::path& dir, const std::string&
 
 int compact_journal(const std::filesystem::path& dir, const std::string& stage) {
   if (!std::filesystem::is_directory(dir)) return 0;
-  const FileLock turn(dir / fmt::format(".{}.compact.lock", stage), O_RDWR | O_CREAT, LOCK_EX);
+  const FileLock turn(compaction_lock(dir, stage), O_RDWR | O_CREAT, LOCK_EX);
   if (!turn.held()) throw std::runtime_error(fmt::format("journal {}: cannot lock for compaction", dir.string()));
   const auto snapshot_file = snapshot_path(dir, stage);
   Snapshot snapshot = read_snapshot(snapshot_file);

@@ -62,7 +62,7 @@ JournalHistory read_journal(const std::filesystem::path& dir, const std::string&
 // Folds the stage's finished files into the snapshot, then removes them. Safe against
 // writers still appending (their files are left), another compaction (they take turns)
 // and a crash at any moment (the snapshot names the files it absorbed, so a file left
-// behind is not counted twice). Returns the number of files absorbed.
+// behind is not counted twice). Returns the number of files removed.
 int compact_journal(const std::filesystem::path& dir, const std::string& stage);
 
 // A history as text and back, for one rank to read the journal and share it.

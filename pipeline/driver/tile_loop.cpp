@@ -148,9 +148,19 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
                          const TileLoopSpec& spec) {
   const int rank = comm.rank();
   // One rank reads the journal and shares it: a start opens the journal's files once, not
-  // once per rank.
-  const JournalHistory history =
-      journal_from_text(comm.broadcast(rank == 0 ? journal_to_text(read_journal(spec.journal, spec.stage)) : ""));
+  // once per rank. A journal that cannot be read stops every rank, not rank 0 alone.
+  constexpr char kUnreadable = '\x01';
+  std::string text;
+  if (rank == 0) {
+    try {
+      text = journal_to_text(read_journal(spec.journal, spec.stage));
+    } catch (const std::exception& e) {
+      text = kUnreadable + std::string(e.what());
+    }
+  }
+  text = comm.broadcast(text);
+  if (!text.empty() && text.front() == kUnreadable) throw std::runtime_error(text.substr(1));
+  const JournalHistory history = journal_from_text(text);
   JournalWriter journal(spec.journal, spec.stage, rank, new_run_id());
   LoopResult result;
   RankStats& stats = result.mine;

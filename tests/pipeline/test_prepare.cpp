@@ -188,6 +188,15 @@ TEST(Prepare, KilledAndResumedEqualsUninterrupted) {
   for (const auto& e : fs::directory_iterator(out / "journal"))
     EXPECT_FALSE(e.path().filename().string().starts_with("prepare-")) << "not folded: " << e.path();
   for (const auto& [tile, records] : read_journal(out / "journal", "prepare")) EXPECT_EQ(records.size(), 1u) << tile;
+
+  // A damaged snapshot stops every rank with its name (rank 0 reads it for all: the
+  // others must not wait for it forever), and the chip stores are left as they were.
+  std::ofstream(out / "journal" / "prepare.snapshot.jsonl") << "{damaged\n";
+  const auto damaged = test::run("timeout 300 env " + prepare_command(*w, 2));
+  EXPECT_NE(damaged.code, 0);
+  EXPECT_NE(damaged.code, 124) << "the ranks hung";
+  EXPECT_NE(damaged.output.find("prepare.snapshot.jsonl"), std::string::npos) << damaged.code << ": " << damaged.output;
+  EXPECT_EQ(file_contents(out / "chips"), clean);
   fs::remove_all(w->dir);
 }
 

@@ -118,7 +118,8 @@ TEST(Journal, CompactionKeepsEveryDecisionAndReadsOneFile) {
   const JournalHistory after = read_journal(dir, "run", &opened);
   EXPECT_EQ(opened, 1);
   EXPECT_EQ(decisions(after), decisions(before));
-  EXPECT_EQ(files_in(dir), (std::set<std::string>{".run.compact.lock", "run.snapshot.jsonl", other.file().filename().string()}))
+  EXPECT_EQ(files_in(dir), (std::set<std::string>{".run.compact.lock", ".prepare.compact.lock", "run.snapshot.jsonl",
+                                                  other.file().filename().string()}))
       << "the run files are removed, another stage's are not";
 
   // A later run's file adds to the snapshot, and folds into it in turn.
