@@ -64,7 +64,7 @@ namespace {
 // batch-first tokens: LibTorch's own module runs sequence-first through many small
 // unfused steps and reaches a quarter of the matmul rate on narrow presets.
 struct AttentionImpl : torch::nn::Module {
-  AttentionImpl(int dim, int heads) : heads(heads) {
+  AttentionImpl(int dim, int head_count) : heads(head_count) {
     in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * dim, dim}));
     in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * dim}));
     out_proj = register_module("out_proj", torch::nn::Linear(dim, dim));

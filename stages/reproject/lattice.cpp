@@ -50,9 +50,19 @@ void cubic_weights(double u, double w[4]) {
 // (bilinear's error, ~3e-5 source pixels at 8 grid pixels between nodes, moved speckled
 // dB values by up to 1e-3; cubic's is below 1e-9 pixels); the other way, and points
 // beyond the lattice or next to a node PROJ could not place, exactly.
+//
+// Always down the node columns first, then along the row: GDAL transforms a row of
+// pixels at a time, which then shares the column sums, and any other batch of points
+// gets the very same bits.
 int transform(void* arg, int dst_to_src, int count, double* x, double* y, double* z, int* ok) {
   const Lattice& l = *static_cast<const Lattice*>(arg);
   if (!dst_to_src) return GDALGenImgProjTransform(l.exact, FALSE, count, x, y, z, ok);
+  // Column sums of the node row band around the last row seen: [node column] -> (x, y).
+  thread_local std::vector<double> sum_x, sum_y;
+  thread_local std::vector<char> summed;
+  long band = -1;  // the node row j of the cached sums
+  double band_r = std::numeric_limits<double>::quiet_NaN();
+  double wv[4] = {0, 0, 0, 0};
   int all = TRUE;
   for (int k = 0; k < count; ++k) {
     const double c = (l.west_px + x[k]) / kLatticeSpacing, r = (y[k] - l.north_px) / kLatticeSpacing;
@@ -60,19 +70,32 @@ int transform(void* arg, int dst_to_src, int count, double* x, double* y, double
     const long i = static_cast<long>(fi) - l.i0, j = static_cast<long>(fj) - l.j0;
     bool done = false;
     if (i >= 1 && j >= 1 && i + 2 < l.ni && j + 2 < l.nj) {
-      double wu[4], wv[4];
+      if (r != band_r) {  // a new row: new weights down the columns, no sums yet
+        band_r = r;
+        band = j;
+        cubic_weights(r - fj, wv);
+        sum_x.assign(static_cast<std::size_t>(l.ni), 0.0);
+        sum_y.assign(static_cast<std::size_t>(l.ni), 0.0);
+        summed.assign(static_cast<std::size_t>(l.ni), 0);
+      }
+      double wu[4];
       cubic_weights(c - fi, wu);
-      cubic_weights(r - fj, wv);
       double sx = 0, sy = 0;
-      for (int b = 0; b < 4; ++b) {
-        const std::size_t row = static_cast<std::size_t>(j - 1 + b) * static_cast<std::size_t>(l.ni) + static_cast<std::size_t>(i - 1);
-        double rx = 0, ry = 0;
-        for (int a = 0; a < 4; ++a) {
-          rx += wu[a] * l.nx[row + static_cast<std::size_t>(a)];
-          ry += wu[a] * l.ny[row + static_cast<std::size_t>(a)];
+      for (int a = 0; a < 4; ++a) {
+        const std::size_t col = static_cast<std::size_t>(i - 1 + a);
+        if (!summed[col]) {
+          double cx = 0, cy = 0;
+          for (int b = 0; b < 4; ++b) {
+            const std::size_t node = static_cast<std::size_t>(band - 1 + b) * static_cast<std::size_t>(l.ni) + col;
+            cx += wv[b] * l.nx[node];
+            cy += wv[b] * l.ny[node];
+          }
+          sum_x[col] = cx;
+          sum_y[col] = cy;
+          summed[col] = 1;
         }
-        sx += wv[b] * rx;
-        sy += wv[b] * ry;
+        sx += wu[a] * sum_x[col];
+        sy += wu[a] * sum_y[col];
       }
       if (!std::isnan(sx) && !std::isnan(sy)) {
         x[k] = sx - l.frame_x;

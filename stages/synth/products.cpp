@@ -42,7 +42,7 @@ std::array<double, 3> s2_mean(const Ground& g, int season) {
 std::array<double, 2> s1_mean_db(const Ground& g, int season) {
   const double wet = 0.8 * g.wetness + (season == 0 ? 0.8 : season == 2 ? -0.8 : 0.0);
   switch (g.cover) {
-    case Cover::water: return {-22 + (season == 0 ? 2 : 0), -28};
+    case Cover::water: return {-22.0 + (season == 0 ? 2 : 0), -28};
     case Cover::tree: return {-7.5 + 0.5 * g.texture, -12.5 + 0.8 * g.texture};
     case Cover::grass: return {-11 + wet, -18 + wet};
     case Cover::crop: {
