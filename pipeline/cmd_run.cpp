@@ -193,7 +193,7 @@ int run_run(const RunOptions& opts) {
   const TileReader read = [&](const TilePlan& t, const std::function<void(ChipBatch&&)>& row) {
     if (stores) {
       std::string why;
-      std::optional<fs::path> store;
+      std::unique_ptr<ChipStoreReader> store;
       try {
         store = current_chip_store(*config, in.catalog, t, why);
       } catch (const std::exception& e) {

@@ -16,9 +16,11 @@ if $python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
   device=cuda preset=${PRESET:-paper} batch=${BATCH:-64}
 fi
 build=${BUILD:-$here/build}
-cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release ${prefix:+-DCMAKE_PREFIX_PATH="$prefix"} > "$build.log" 2>&1 \
-  || { cat "$build.log"; exit 1; }
-cmake --build "$build" -j "$(nproc)" >> "$build.log" 2>&1 || { tail -50 "$build.log"; exit 1; }
+mkdir -p "$build"
+log=$build/build.log
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release ${prefix:+-DCMAKE_PREFIX_PATH="$prefix"} > "$log" 2>&1 \
+  || { cat "$log"; exit 1; }
+cmake --build "$build" -j "$(nproc)" >> "$log" 2>&1 || { tail -50 "$log"; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$build/bench_gpu" --device "$device" --preset "$preset" --batch "$batch" --dir "$work" > "$work/cpp.json"

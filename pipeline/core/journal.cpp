@@ -213,7 +213,7 @@ JournalHistory read_journal(const std::filesystem::path& dir, const std::string&
   return std::move(out);
 }
 
-int compact_journal(const std::filesystem::path& dir, const std::string& stage) {
+int compact_journal(const std::filesystem::path& dir, const std::string& stage, JournalHistory* history) {
   if (!std::filesystem::is_directory(dir)) return 0;
   const FileLock turn(compaction_lock(dir, stage), O_RDWR | O_CREAT, LOCK_EX);
   if (!turn.held()) throw std::runtime_error(fmt::format("journal {}: cannot lock for compaction", dir.string()));
@@ -238,8 +238,11 @@ int compact_journal(const std::filesystem::path& dir, const std::string& stage) 
     remove.push_back(entry.path());
     finished.push_back(std::move(lock));
   }
-  if (remove.empty()) return 0;
   order_by_time(snapshot.history);
+  if (remove.empty()) {
+    if (history) *history = std::move(snapshot.history);
+    return 0;
+  }
   std::string text = nlohmann::json{{"absorbed", absorbed}}.dump() + "\n";
   for (auto& [tile, records] : snapshot.history) {
     prune(records);
@@ -249,6 +252,7 @@ int compact_journal(const std::filesystem::path& dir, const std::string& stage) 
   failpoint("journal-compacted");
   int removed = 0;
   for (const auto& file : remove) removed += std::filesystem::remove(file) ? 1 : 0;
+  if (history) *history = std::move(snapshot.history);
   return removed;
 }
 

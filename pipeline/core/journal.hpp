@@ -62,8 +62,10 @@ JournalHistory read_journal(const std::filesystem::path& dir, const std::string&
 // Folds the stage's finished files into the snapshot, then removes them. Safe against
 // writers still appending (their files are left), another compaction (they take turns)
 // and a crash at any moment (the snapshot names the files it absorbed, so a file left
-// behind is not counted twice). Returns the number of files removed.
-int compact_journal(const std::filesystem::path& dir, const std::string& stage);
+// behind is not counted twice). Returns the number of files removed; `history`, when
+// given, receives the snapshot's records (what read_journal then reads, less the files
+// writers still hold).
+int compact_journal(const std::filesystem::path& dir, const std::string& stage, JournalHistory* history = nullptr);
 
 // A history as text and back, for one rank to read the journal and share it.
 std::string journal_to_text(const JournalHistory& history);

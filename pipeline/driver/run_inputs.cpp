@@ -6,7 +6,6 @@
 #include "pipeline/core/hash.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/driver/inputs.hpp"
-#include "stages/chipstore/chipstore.hpp"
 
 namespace eo {
 
@@ -61,32 +60,31 @@ std::string run_fingerprint(const RunInputs& in, const Config& config, const Til
   return tile_fingerprint(in.catalog, tile, config, Hasher().add(in.model_hash).add(config.run.dtype).hex());
 }
 
-std::optional<fs::path> current_chip_store(const Config& config, const Catalog& catalog, const TilePlan& tile,
-                                           std::string& why) {
+std::unique_ptr<ChipStoreReader> current_chip_store(const Config& config, const Catalog& catalog, const TilePlan& tile,
+                                                    std::string& why) {
   const fs::path file = config.output / "chips" / (tile.id.str() + ".h5");
   if (!fs::exists(file)) {
     why = file.string() + ": none (prepare found no data there, or has not reached the tile)";
-    return std::nullopt;
+    return nullptr;
   }
-  const ChipStoreReader store(file);
+  auto store = std::make_unique<ChipStoreReader>(file);
   // The fingerprint prepare gave it, with the statistics it recorded (they do not change
   // the stored values, only what pretraining does with them).
-  const std::string norm = Normalisation::from_json(store.info().attributes.at("normalisation"), file.string()).hash();
-  if (store.info().attributes.at("fingerprint") != tile_fingerprint(catalog, tile, config, norm)) {
+  const std::string norm = Normalisation::from_json(store->info().attributes.at("normalisation"), file.string()).hash();
+  if (store->info().attributes.at("fingerprint") != tile_fingerprint(catalog, tile, config, norm)) {
     why = file.string() + ": made from other inputs or chip settings";
-    return std::nullopt;
+    return nullptr;
   }
   for (Modality m : config.data.modalities)
-    if (!store.exact(m)) {
+    if (!store->exact(m)) {
       why = fmt::format("{}: {} is not stored exactly (a store from before composites)", file.string(), info(m).name);
-      return std::nullopt;
+      return nullptr;
     }
-  return file;
+  return store;
 }
 
-void read_chip_store_rows(const fs::path& file, const std::vector<Modality>& modalities,
+void read_chip_store_rows(const ChipStoreReader& store, const std::vector<Modality>& modalities,
                           const std::function<void(ChipBatch&&)>& row) {
-  const ChipStoreReader store(file);
   const std::vector<ChipId>& chips = store.chips();
   const auto row_of = [](const ChipId& c) { return index_in_tile(c) / kChipsPerTileSide; };
   for (std::size_t first = 0, next = 0; first < chips.size(); first = next) {

@@ -5,7 +5,7 @@
 
 #include <filesystem>
 #include <functional>
-#include <optional>
+#include <memory>
 #include <string>
 
 #include "pipeline/core/config.hpp"
@@ -13,6 +13,7 @@
 #include "schedulers/comm.hpp"
 #include "pipeline/core/chip_batch.hpp"
 #include "stages/chip/normalise.hpp"
+#include "stages/chipstore/chipstore.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/model/embed.hpp"
@@ -38,15 +39,16 @@ RunInputs load_run_inputs(const Config& config, const Comm& comm);
 // dtype, which change what its chunks hold.
 std::string run_fingerprint(const RunInputs& in, const Config& config, const TilePlan& tile);
 
-// The tile's chip store (OUTPUT/chips/<tile>.h5) when `prepare` made it from the tile's
-// current inputs with this config's chip settings, holding every modality of the run as
-// the chip stage makes it; otherwise nothing, and `why` says why not.
-std::optional<std::filesystem::path> current_chip_store(const Config& config, const Catalog& catalog, const TilePlan& tile,
-                                                        std::string& why);
+// The tile's chip store (OUTPUT/chips/<tile>.h5), open, when `prepare` made it from the
+// tile's current inputs with this config's chip settings, holding every modality of the
+// run as the chip stage makes it; otherwise null, and `why` says why not. Throws when
+// the store cannot be read.
+std::unique_ptr<ChipStoreReader> current_chip_store(const Config& config, const Catalog& catalog, const TilePlan& tile,
+                                                    std::string& why);
 
 // Calls `row` for each row of the store's chips, with the config's modalities: the rows
 // read_tile makes from the sources, read instead of warped.
-void read_chip_store_rows(const std::filesystem::path& store, const std::vector<Modality>& modalities,
+void read_chip_store_rows(const ChipStoreReader& store, const std::vector<Modality>& modalities,
                           const std::function<void(ChipBatch&&)>& row);
 
 // Creates (or checks) the model's cube and, for the default path, points OUTPUT/cube.zarr

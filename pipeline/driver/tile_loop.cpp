@@ -104,7 +104,7 @@ struct Claimed {
 };
 
 // The whole job's numbers from every rank's (collective): the exit code everywhere, the
-// report on rank 0.
+// report on rank 0, which also compacts the journal once every rank has closed its file.
 void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const TileLoopSpec& spec, LoopResult& result) {
   const RankStats& stats = result.mine;
   const double rss = peak_rss_mib();
@@ -122,11 +122,21 @@ void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const T
   result.exit_code = failed + left + stopped > 0 ? 1 : 0;
   if (comm.rank() != 0) return;
 
+  // The next start reads one snapshot instead of every file of every past run, and this
+  // report reads what the compaction read. Losing the race to a crash loses nothing: the
+  // files stay and the next run folds them in.
+  JournalHistory history;
+  try {
+    compact_journal(spec.journal, spec.stage, &history);
+  } catch (const std::exception& e) {
+    spdlog::warn("the journal was not compacted (the next run will): {}", e.what());
+    history = read_journal(spec.journal, spec.stage);
+  }
   // The latest record of each of the job's tiles that failed (an array task's own tiles).
   std::set<std::string> job;
   for (std::size_t i : tiles.job_tiles()) job.insert(plan.tiles[i].id.str());
   nlohmann::json failures = nlohmann::json::array();
-  for (const auto& [tile, records] : read_journal(spec.journal, spec.stage))
+  for (const auto& [tile, records] : history)
     if (records.back().status == "failed" && job.count(tile))
       failures.push_back({{"tile", tile}, {"rank", records.back().rank}, {"error", records.back().error}});
   const double seconds = seconds_since(spec.started);
@@ -235,17 +245,8 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
   }
 
   journal.close();
-  gather(comm, plan, tiles, spec, result);  // after every rank's journal is closed
-  if (rank == 0) {
-    progress.report(true);
-    // The next start reads one snapshot instead of every file of every past run. Losing
-    // the race to a crash loses nothing: the files stay and the next run folds them in.
-    try {
-      compact_journal(spec.journal, spec.stage);
-    } catch (const std::exception& e) {
-      spdlog::warn("the journal was not compacted (the next run will): {}", e.what());
-    }
-  }
+  gather(comm, plan, tiles, spec, result);  // after every rank's journal is closed: compacts it
+  if (rank == 0) progress.report(true);
   return result;
 }
 

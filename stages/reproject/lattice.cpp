@@ -153,6 +153,7 @@ void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame
     l.nx[k] = good ? inv[0] + ex[k] * inv[1] + ny_[k] * inv[2] : std::numeric_limits<double>::quiet_NaN();
     l.ny[k] = good ? inv[3] + ex[k] * inv[4] + ny_[k] * inv[5] : std::numeric_limits<double>::quiet_NaN();
   }
+  const GDALResampleAlg alg = resample_alg(settings.resampling);  // may throw: before anything needs freeing
   l.exact = GDALCreateGenImgProjTransformer2(input, dst, nullptr);
   if (!l.exact) throw std::runtime_error(fmt::format("{}: no transformation to the tile's grid: {}", what, gdal_error()));
 
@@ -176,7 +177,7 @@ void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame
     wo->padfSrcNoDataReal = static_cast<double*>(CPLMalloc(sizeof(double) * bands));
     std::copy(src_nodata.begin(), src_nodata.end(), wo->padfSrcNoDataReal);
   }
-  wo->eResampleAlg = resample_alg(settings.resampling);
+  wo->eResampleAlg = alg;
   wo->eWorkingDataType = GDT_Float32;
   wo->dfWarpMemoryLimit = static_cast<double>(settings.memory_mb) * 1024 * 1024;
   // One thread: GDAL's threads each need a clone of the transformer, and it clones only

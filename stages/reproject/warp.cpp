@@ -426,11 +426,7 @@ std::int64_t lattice_warps() { return lattice_count.load(); }
 
 void SourceSet::copy_aligned(std::size_t first, std::size_t count, const GridWindow& window, int step, long x0, long y0,
                              float* out, int bands) const {
-  std::vector<BandSource> sources;
-  for (std::size_t i = first; i < first + count; ++i) {
-    const auto b = band_sources(i);
-    sources.insert(sources.end(), b.begin(), b.end());
-  }
+  const std::vector<BandSource> sources = band_sources(first, count);
   GDALDataset* src = GDALDataset::FromHandle(datasets_[first]);
   const long half = step / 2;
   // The window's pixels whose source pixel is inside the source.
@@ -463,30 +459,28 @@ void SourceSet::copy_aligned(std::size_t first, std::size_t count, const GridWin
     }
 }
 
-std::vector<BandSource> SourceSet::band_sources(std::size_t i) const {
+std::vector<BandSource> SourceSet::band_sources(std::size_t first, std::size_t count) const {
   std::vector<BandSource> out;
-  // The file's own bands, no-data as the catalog or the file says, unless the file's own
-  // scale needs GDAL's unscaling (its VRT): an in-memory VRT keeps a work buffer of the
-  // largest window read per source, which over hundreds of scenes was hundreds of MB.
-  GDALDataset* ds = GDALDataset::FromHandle(unscaled_[i] ? inputs_[i] : datasets_[i]);
-  for (std::size_t k = 0; k < source_bands_[i].size(); ++k) {
-    GDALRasterBand* band = ds->GetRasterBand(unscaled_[i] ? static_cast<int>(k) + 1 : source_bands_[i][k]);
-    int has = 0;
-    const double own = band->GetNoDataValue(&has);
-    std::optional<double> nodata = has ? std::optional<double>(own) : std::nullopt;
-    if (!unscaled_[i] && records_[i]->nodata) nodata = records_[i]->nodata;
-    out.push_back({band, nodata});
+  for (std::size_t i = first; i < first + count; ++i) {
+    // The file's own bands, no-data as the catalog or the file says, unless the file's own
+    // scale needs GDAL's unscaling (its VRT): an in-memory VRT keeps a work buffer of the
+    // largest window read per source, which over hundreds of scenes was hundreds of MB.
+    GDALDataset* ds = GDALDataset::FromHandle(unscaled_[i] ? inputs_[i] : datasets_[i]);
+    for (std::size_t k = 0; k < source_bands_[i].size(); ++k) {
+      GDALRasterBand* band = ds->GetRasterBand(unscaled_[i] ? static_cast<int>(k) + 1 : source_bands_[i][k]);
+      int has = 0;
+      const double own = band->GetNoDataValue(&has);
+      std::optional<double> nodata = has ? std::optional<double>(own) : std::nullopt;
+      if (!unscaled_[i] && records_[i]->nodata) nodata = records_[i]->nodata;
+      out.push_back({band, nodata});
+    }
   }
   return out;
 }
 
 void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings,
                               int* frame_x, int* frame_y) const {
-  std::vector<BandSource> sources;
-  for (std::size_t i = first; i < first + count; ++i) {
-    const auto bands = band_sources(i);
-    sources.insert(sources.end(), bands.begin(), bands.end());
-  }
+  const std::vector<BandSource> sources = band_sources(first, count);
   GDALDataset* src = GDALDataset::FromHandle(datasets_[first]);
   // Enough source pixels around the window for any kernel GDAL uses (lanczos: 3 source
   // pixels, widened by the downsampling factor), so a strip reads what the whole would.
@@ -643,7 +637,7 @@ std::vector<float> SourceSet::sample(std::size_t source, int band, int size) con
   const int w = std::min(size, ds->GetRasterXSize()), h = std::min(size, ds->GetRasterYSize());
   const PixelWindow all{0, 0, ds->GetRasterXSize(), ds->GetRasterYSize()};
   const SourceRecord& r = *records_.at(source);
-  const std::vector<float> values = read_masked(*ds, band_sources(source), all, w, h, GDALDataset::FromHandle(masks_.at(source)),
+  const std::vector<float> values = read_masked(*ds, band_sources(source, 1), all, w, h, GDALDataset::FromHandle(masks_.at(source)),
                                                 r.mask ? &*r.mask : nullptr, r.describe());
   std::vector<float> out;
   out.reserve(static_cast<std::size_t>(w) * h);

@@ -123,7 +123,8 @@ class SourceSet {
   // (frame_x, frame_y): where the cut-out's pixel (0, 0) lies in the first source's file.
   void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings,
                      int* frame_x = nullptr, int* frame_y = nullptr) const;
-  std::vector<BandSource> band_sources(std::size_t source) const;
+  // The bands sources [first, first + count) hand to a read, in order.
+  std::vector<BandSource> band_sources(std::size_t first, std::size_t count) const;
   // Sources [first, first + count) on a grid that agrees with the window's (see aligned()
   // in warp.cpp), read and copied into out where they have values.
   void copy_aligned(std::size_t first, std::size_t count, const GridWindow& window, int step, long x0, long y0, float* out,
