@@ -5,7 +5,6 @@
 #include <ogr_spatialref.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -367,12 +366,12 @@ std::vector<float> read_masked(GDALDataset& src, const std::vector<BandSource>& 
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("mask {} of {}: {}", spec->path.string(), what, e.what()));
     }
-    // Classes kept, as a table over the mask's 8-bit range (anything else is dropped).
-    std::array<bool, 256> keep{};
-    for (int c : spec->valid)
-      if (c >= 0 && c < 256) keep[static_cast<std::size_t>(c)] = true;
+    // Classes kept, sorted: a few comparisons per pixel, for any class values (Landsat's
+    // 16-bit QA_PIXEL as well as Sentinel-2's SCL).
+    std::vector<int> keep(spec->valid);
+    std::sort(keep.begin(), keep.end());
     for (std::size_t i = 0; i < classes.size(); ++i)
-      if (classes[i] < 0 || classes[i] > 255 || !keep[static_cast<std::size_t>(classes[i])])
+      if (!std::binary_search(keep.begin(), keep.end(), classes[i]))
         for (int b = 0; b < bands; ++b) values[static_cast<std::size_t>(b) * out_w * out_h + i] = std::numeric_limits<float>::quiet_NaN();
   }
   return values;

@@ -452,5 +452,32 @@ TEST_F(WarpWrapped, EachSourceKeepsItsOwnKernelPerAxis) {
   EXPECT_EQ(differ, 0u) << "the finer source changed the kernel of the geographic one";
 }
 
+// A mask's kept classes may be any value: Landsat's 16-bit QA_PIXEL keeps 21824 (clear).
+// Pixels under a kept class keep their values; the others become no data.
+TEST_F(WarpWrapped, MasksKeepClassesBeyondEightBits) {
+  const TileId tile = tile_of(chip_at(Zone{10, false}, {650000, 4100000}));
+  const GridWindow window = chip_window(tile, 10, 3, 1, 5, 1);
+  SourceRecord r = describe_raster(aligned_raster(dir_ / "scene.tif", GDT_Float32, window.west, window.north, 448, 9),
+                                   Modality::s1amp, 0, "", {1, 2});
+  {
+    GdalDataset qa(GetGDALDriverManager()->GetDriverByName("GTiff")->Create((dir_ / "qa.tif").c_str(), 448, 448, 1, GDT_UInt16, nullptr));
+    double gt[6] = {window.west, 10, 0, window.north, 0, -10};
+    qa->SetGeoTransform(gt);
+    OGRSpatialReference srs;
+    srs.importFromEPSG(32610);
+    qa->SetSpatialRef(&srs);
+    std::vector<std::uint16_t> classes(448 * 448);
+    for (std::size_t i = 0; i < classes.size(); ++i) classes[i] = i % 448 < 224 ? 21824 : 22280;  // clear | cloud
+    ASSERT_EQ(qa->GetRasterBand(1)->RasterIO(GF_Write, 0, 0, 448, 448, classes.data(), 448, 448, GDT_UInt16, 0, 0), CE_None);
+  }
+  r.mask = MaskSpec{dir_ / "qa.tif", 1, {21824, 21888}};
+  std::vector<float> out(2u * 448 * 448);
+  SourceSet({&r}).warp(window, {"bilinear", 1, 256}, out.data(), 2);
+  std::size_t kept = 0, dropped = 0;
+  for (std::size_t i = 0; i < 448u * 448; ++i) (i % 448 < 224 ? kept : dropped) += !std::isnan(out[i]);
+  EXPECT_GT(kept, 448u * 224 * 9 / 10) << "clear pixels were dropped";
+  EXPECT_EQ(dropped, 0u) << "cloudy pixels were kept";
+}
+
 }  // namespace
 }  // namespace eo
