@@ -16,6 +16,8 @@ packages=(
   libopenmpi-dev openmpi-bin xtensor-dev libfmt-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libblosc-dev libspdlog-dev
   libxgboost-dev
+  # stages/ingest/tiff_blocks decodes GeoTIFF blocks itself (libtiff for the layout)
+  libtiff-dev libdeflate-dev
   # LibTorch runs matrix products on the reference BLAS (~20x slower) without it; the
   # OpenMP build is the one eo-pipeline links to (stages/model/CMakeLists.txt)
   libopenblas0-pthread libopenblas0-openmp

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "stages/ingest/gdal_util.hpp"
+#include "stages/ingest/tiff_blocks.hpp"
 #include "stages/reproject/lattice.hpp"
 
 namespace eo {
@@ -322,7 +323,8 @@ std::vector<std::int32_t> mask_classes(GDALDataset& mask, int band, const double
   const int rw = c1 - c0 + 1, rh = r1 - r0 + 1;
   std::vector<std::int32_t> window(static_cast<std::size_t>(rw) * rh);
   CPLErrorReset();
-  if (mask.GetRasterBand(band)->RasterIO(GF_Read, c0, r0, rw, rh, window.data(), rw, rh, GDT_Int32, 0, 0) != CE_None)
+  if (!read_tiff_window(*mask.GetRasterBand(band), c0, r0, rw, rh, window.data()) &&
+      mask.GetRasterBand(band)->RasterIO(GF_Read, c0, r0, rw, rh, window.data(), rw, rh, GDT_Int32, 0, 0) != CE_None)
     throw std::runtime_error("cannot be read: " + gdal_error());
   for (int y = 0; y < height; ++y) {
     const int r = rows[static_cast<std::size_t>(y)];
@@ -346,7 +348,9 @@ std::vector<float> read_masked(GDALDataset& src, const std::vector<BandSource>& 
   for (int plane = 0; plane < bands; ++plane) {
     const BandSource& b = sources[static_cast<std::size_t>(plane)];
     float* dst = values.data() + static_cast<std::size_t>(plane) * out_w * out_h;
-    if (b.band->RasterIO(GF_Read, w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0, dst, out_w, out_h, GDT_Float32, 0, 0) != CE_None)
+    const bool whole = out_w == w.x1 - w.x0 && out_h == w.y1 - w.y0;  // our decoder reads at full resolution
+    if (!(whole && read_tiff_window(*b.band, w.x0, w.y0, out_w, out_h, dst)) &&
+        b.band->RasterIO(GF_Read, w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0, dst, out_w, out_h, GDT_Float32, 0, 0) != CE_None)
       throw std::runtime_error(fmt::format("{}: cannot be read: {}", what, gdal_error()));
     if (b.nodata && !std::isnan(*b.nodata))
       for (std::size_t i = 0; i < static_cast<std::size_t>(out_w) * out_h; ++i)
@@ -865,6 +869,9 @@ WarpedModality warp_modality(const Catalog& catalog, Modality modality, const Gr
   return ModalitySources(catalog, modality, window.lonlat_box()).warp(window, settings);
 }
 
-void set_gdal_cache(int megabytes) { GDALSetCacheMax64(static_cast<GIntBig>(megabytes) * 1024 * 1024); }
+void set_gdal_cache(int megabytes) {
+  GDALSetCacheMax64(static_cast<GIntBig>(megabytes) * 1024 * 1024);
+  set_tiff_block_cache(static_cast<std::size_t>(megabytes) << 20);
+}
 
 }  // namespace eo

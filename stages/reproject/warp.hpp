@@ -171,7 +171,8 @@ LonLatBox padded(const LonLatBox& box);
 WarpedModality warp_modality(const Catalog& catalog, Modality modality, const GridWindow& window,
                              const WarpSettings& settings);
 
-// Sets GDAL's block cache for this process (MB).
+// Sets the block caches of this process (MB): GDAL's, and the decoded GeoTIFF blocks of
+// stages/ingest/tiff_blocks, each.
 void set_gdal_cache(int megabytes);
 
 }  // namespace eo
