@@ -18,6 +18,7 @@
 #include "bench/copy_rate.hpp"
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/plan.hpp"
+#include "pipeline/core/resources.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/ingest/gdal_util.hpp"
 #include "stages/ingest/tiff_blocks.hpp"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   if (argc >= 5 && std::string(argv[3]) == "--tiles") max_tiles = std::stoul(argv[4]);
   const Plan plan = make_plan(load_aois(config));
   const Catalog catalog = Catalog::load(config.catalog_path());
+  keep_freed_memory();  // as `run` warps: its model is built before its first tile
   set_gdal_cache(config.warp.cache_mb);
   const TileReadOptions options = TileReadOptions::from(config.pixel_size, config.data, config.warp, 1);
   const std::size_t tiles = std::min(max_tiles, plan.tiles.size());

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/core/resources.hpp"
 #include "stages/model/vit.hpp"
 
 namespace {
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
   }
   const int threads = argc >= 4 ? std::stoi(argv[3]) : 2;
   torch::set_num_threads(threads);
-  keep_tensor_memory();
+  keep_freed_memory();
   torch::NoGradGuard no_grad;
   // The reference: float32 matrix products of 2048 x 2048, timed just before each preset
   // so that the ratio compares the two under the same load; three rounds, and the round

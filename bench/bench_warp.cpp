@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   GDALAllRegister();
+  keep_freed_memory();  // as `run` warps: its model is built before its first tile
   set_gdal_cache(256);
   const fs::path dir = argv[1];
   const std::string kase = argv[2];

@@ -43,7 +43,7 @@ struct DataConfig {
 // GDAL's warper.
 struct WarpConfig {
   int threads = 0;        // warper threads per rank; 0: cores / ranks on the node
-  int cache_mb = 256;     // GDAL block cache per rank
+  int cache_mb = 256;     // per rank, each: decoded GeoTIFF blocks (stages/ingest/tiff_blocks), GDAL's block cache
   int memory_mb = 256;    // warper working memory (gdalwarp -wm)
 };
 

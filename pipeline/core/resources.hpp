@@ -11,4 +11,12 @@ double peak_rss_mib();
 // Resident memory now (/proc/self/statm), to see whether it grows from tile to tile.
 double current_rss_mib();
 
+// Keeps freed buffers in the process (`run` and `pretrain`, once their model is built).
+// glibc serves allocations of more than 128 KB-32 MB with mmap and gives them back on
+// free, so every activation of every forward pass, and every buffer of GDAL's warper,
+// page-faults anew (GELU on a tiny block's activations ran 4x slower; an aligned read
+// of a 10 m row of chips 3x). `prepare` keeps main()'s 256 KiB threshold instead, which
+// bounds its memory over many scenes (pipeline/main.cpp).
+void keep_freed_memory();
+
 }  // namespace eo

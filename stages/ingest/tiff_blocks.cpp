@@ -299,7 +299,7 @@ Block decode(const Layout& l, int fd, const FileId& id, std::size_t index) {
   }
   undo_predictor(l, out->data(), rows);
   ++blocks_decoded;
-  cache().keep(key, out);
+  if (l.deflate) cache().keep(key, out);  // an uncompressed block costs a read from the page cache: not worth memory
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/resources.hpp"
 #include "pipeline/core/hash.hpp"
 #include "stages/model/torchscript.hpp"
 #include "stages/model/trainer.hpp"
@@ -203,7 +204,7 @@ Embedder::Embedder(const ModelCard& card, const ModelSection& model, std::vector
   impl_->modalities = std::move(modalities);
   // Parallel over forward passes, each pass on one thread (see embed()).
   impl_->threads = std::max(1, threads);
-  keep_tensor_memory();
+  keep_freed_memory();
   torch::set_num_threads(1);
   using SetThreads = void (*)(int);
   if (auto set_blas_threads = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))

@@ -10,6 +10,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/resources.hpp"
 #include "stages/chipstore/chipstore.hpp"
 
 namespace eo {
@@ -65,7 +66,7 @@ ChipDataset::ChipDataset(const std::vector<std::filesystem::path>& stores, const
 Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipDataset& data, const Comm& comm)
     : model_config_(model), config_(train), data_(data), comm_(comm) {
   torch::set_num_threads(std::max(1, train.threads));
-  keep_tensor_memory();
+  keep_freed_memory();
   torch::manual_seed(static_cast<std::uint64_t>(train.seed));  // the same initial weights on every rank
   model_ = MultiModal(model, data.modalities());
   if (train.device == "cuda" && !torch::cuda::is_available())

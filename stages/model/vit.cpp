@@ -1,7 +1,5 @@
 #include "stages/model/vit.hpp"
 
-#include <malloc.h>
-
 #include <cmath>
 #include <fmt/format.h>
 #include <stdexcept>
@@ -211,11 +209,6 @@ LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std:
     }
   parts.total = losses.empty() ? torch::zeros({}, scale.options()) * scale.sum() : torch::stack(losses).mean();
   return parts;
-}
-
-void keep_tensor_memory() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 std::int64_t parameter_count(torch::nn::Module& module) {

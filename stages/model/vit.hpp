@@ -99,9 +99,4 @@ LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std:
 
 std::int64_t parameter_count(torch::nn::Module& module);
 
-// Keeps freed tensor buffers in the process. glibc serves allocations of more than
-// 128 KB-32 MB with mmap and gives them back on free, so every activation of every
-// forward pass page-faults anew (GELU on a tiny block's activations ran 4x slower).
-void keep_tensor_memory();
-
 }  // namespace eo
