@@ -5,6 +5,7 @@
 // loop.
 
 #include <atomic>
+#include <deque>
 #include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -39,7 +40,32 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A tile's rows through the model into its cube chunks.
+// What a tile came to, once its embeddings are all placed: its cube chunks written (a
+// failed tile's status chunk says so).
+TileOutcome conclude(TileEmbeddings& out, const TilePlan& tile, const std::string& error, const CubeWriter& cube) {
+  TileOutcome outcome;
+  if (!error.empty()) {
+    out.fail(tile.chips);
+    outcome.status = "failed";
+    outcome.error = error;
+  } else {
+    for (std::uint8_t s : out.status) {
+      outcome.chips += s == kEmbedded;
+      outcome.nodata_chips += s == kNoData;
+    }
+    outcome.status = outcome.chips > 0 ? "done" : "nodata";
+  }
+  cube.write_tile(out);
+  return outcome;
+}
+
+std::vector<bool> chips_with_data(const ChipBatch& row, double min_valid) {
+  std::vector<bool> has_data(row.chips.size());
+  for (std::size_t k = 0; k < row.chips.size(); ++k) has_data[k] = chip_has_data(row, k, min_valid);
+  return has_data;
+}
+
+// A tile's rows through the model into its cube chunks, row by row.
 class EmbedSink : public TileSink {
  public:
   EmbedSink(const RunConfig& run, double min_valid, const CubeSpec& spec, const Embedder& embedder,
@@ -53,31 +79,14 @@ class EmbedSink : public TileSink {
 
   void add_row(const ChipBatch& row) override {
     try {
-      std::vector<bool> has_data(row.chips.size());
-      for (std::size_t k = 0; k < row.chips.size(); ++k) has_data[k] = chip_has_data(row, k, min_valid_);
-      out_->add(row.chips, embedder_.embed(row, has_data, norm_, min_valid_, run_.batch));
+      out_->add(row.chips, embedder_.embed(row, chips_with_data(row, min_valid_), norm_, min_valid_, run_.batch));
       out_->add_inputs(row);
     } catch (const std::exception& e) {
       throw StageError("embed", e.what());
     }
   }
 
-  TileOutcome finish(const std::string& error) override {
-    TileOutcome outcome;
-    if (!error.empty()) {
-      out_->fail(tile_->chips);
-      outcome.status = "failed";
-      outcome.error = error;
-    } else {
-      for (std::uint8_t s : out_->status) {
-        outcome.chips += s == kEmbedded;
-        outcome.nodata_chips += s == kNoData;
-      }
-      outcome.status = outcome.chips > 0 ? "done" : "nodata";
-    }
-    cube_.write_tile(*out_);  // a failed tile's status chunk says so
-    return outcome;
-  }
+  TileOutcome finish(const std::string& error) override { return conclude(*out_, *tile_, error, cube_); }
 
  private:
   const RunConfig& run_;
@@ -88,6 +97,80 @@ class EmbedSink : public TileSink {
   const CubeWriter& cube_;
   const TilePlan* tile_ = nullptr;
   std::optional<TileEmbeddings> out_;
+};
+
+// Chips of consecutive rows and tiles through the model in full batches (run.batching:
+// across-tiles): a tile's last chips wait for the next tile's first, so the tile is
+// written, and journalled, once its last batch is back.
+class StreamSink : public TileSink {
+ public:
+  StreamSink(const RunConfig& run, double min_valid, const CubeSpec& spec, const Embedder& embedder,
+             const Normalisation& norm, const CubeWriter& cube)
+      : min_valid_(min_valid), spec_(spec), cube_(cube),
+        stream_(embedder, norm, min_valid, run.batch,
+                [this](std::uint64_t tag, const std::vector<ChipId>& chips, const std::map<Modality, std::vector<float>>& e) {
+                  Tile& t = tiles_.at(tag);
+                  if (t.error.empty()) t.out.add(chips, e);
+                  t.outstanding -= chips.size();
+                },
+                [this](std::uint64_t tag, std::size_t chips, const std::string& why) {
+                  Tile& t = tiles_.at(tag);
+                  if (t.error.empty()) t.error = StageError("embed", why).what();
+                  t.outstanding -= chips;
+                }) {}
+
+  void begin(const TilePlan& tile, const std::string&) override {
+    current_ = next_++;
+    tiles_.emplace(current_, Tile{&tile, TileEmbeddings(tile.id, spec_), 0, {}});
+  }
+
+  void add_row(const ChipBatch& row) override {
+    Tile& t = tiles_.at(current_);
+    if (!t.error.empty()) return;  // a batch with its chips failed: the tile has
+    t.out.add_inputs(row);
+    t.outstanding += row.chips.size();  // before add(): chips may come back within it
+    try {
+      stream_.add(current_, row, chips_with_data(row, min_valid_));
+    } catch (const std::exception& e) {
+      throw StageError("embed", e.what());
+    }
+  }
+
+  TileOutcome finish(const std::string& error) override {
+    Tile& t = tiles_.at(current_);
+    if (t.error.empty()) t.error = error;
+    order_.push_back(current_);
+    return {};
+  }
+
+  bool deferred() const override { return true; }
+
+  std::vector<TileOutcome> completed(bool all) override {
+    if (all) stream_.flush();
+    std::vector<TileOutcome> done;
+    while (!order_.empty() && tiles_.at(order_.front()).outstanding == 0) {
+      Tile& t = tiles_.at(order_.front());
+      done.push_back(conclude(t.out, *t.plan, t.error, cube_));
+      tiles_.erase(order_.front());
+      order_.pop_front();
+    }
+    return done;
+  }
+
+ private:
+  struct Tile {
+    const TilePlan* plan;
+    TileEmbeddings out;
+    std::size_t outstanding = 0;  // chips handed to the stream, not back yet
+    std::string error;
+  };
+  double min_valid_;
+  const CubeSpec& spec_;
+  const CubeWriter& cube_;
+  std::map<std::uint64_t, Tile> tiles_;
+  std::deque<std::uint64_t> order_;  // handed over by finish(), oldest first
+  std::uint64_t next_ = 0, current_ = 0;
+  Embedder::Stream stream_;  // last: its callbacks use the members above
 };
 
 // The tasks of one SLURM job array share the output (see OutputLock); a plain run has it
@@ -186,7 +269,13 @@ int run_run(const RunOptions& opts) {
   spec.chips_key = "chips_embedded";
   spec.seconds_keys = {"read_warp_chip", "embed", "write", "model_waiting_for_data"};
   spec.started = t0;
-  EmbedSink sink(config->run, config->data.min_valid_fraction, in.spec, embedder, in.norm, cube);
+  const bool across_tiles = config->run.batching == "across-tiles" ||
+                            (config->run.batching == "auto" && config->model.device == "cuda");
+  std::unique_ptr<TileSink> sink;
+  if (across_tiles)
+    sink = std::make_unique<StreamSink>(config->run, config->data.min_valid_fraction, in.spec, embedder, in.norm, cube);
+  else
+    sink = std::make_unique<EmbedSink>(config->run, config->data.min_valid_fraction, in.spec, embedder, in.norm, cube);
   // Tiles read from chip stores and warped from sources (the prefetch thread counts).
   std::atomic<std::int64_t> from_stores{0}, from_sources{0};
   const bool stores = config->run.inputs == "chip-stores";
@@ -209,7 +298,7 @@ int run_run(const RunOptions& opts) {
     ++from_sources;
     read_tile(in.catalog, t, read_options, row);
   };
-  LoopResult result = run_tile_loop(comm, plan, tiles, read, sink, spec);
+  LoopResult result = run_tile_loop(comm, plan, tiles, read, *sink, spec);
   const std::int64_t tiles_from_stores = comm.allreduce_sum(from_stores.load()),
                      tiles_from_sources = comm.allreduce_sum(from_sources.load());
   if (rank != 0) return result.exit_code;
@@ -218,7 +307,8 @@ int run_run(const RunOptions& opts) {
   report.update({{"torch_threads_per_rank", threads}, {"warp_threads_per_rank", read_options.threads},
                  {"model", card.name}, {"model_version", in.model_version}, {"checkpoint", card.checkpoint.string()},
                  {"model_hash", in.model_hash}, {"cube", cube_path.string()}, {"dtype", config->run.dtype},
-                 {"inputs", config->run.inputs}, {"tiles_from_chip_stores", tiles_from_stores},
+                 {"inputs", config->run.inputs}, {"batching", across_tiles ? "across-tiles" : "per-row"},
+                 {"tiles_from_chip_stores", tiles_from_stores},
                  {"tiles_from_sources", tiles_from_sources}});
   // An array task reports on its own tiles, beside the other tasks'; finalize reports on them all.
   fs::path report_file = out / "run" / "report.json";

@@ -87,6 +87,7 @@ void bind(Io& io, Config& c) {
     r.whole("threads", c.run.threads, 0, 1024);
     r.whole("max_attempts", c.run.max_attempts, 1, 100);
     r.flag("prefetch", c.run.prefetch);
+    r.choice("batching", c.run.batching, {"auto", "per-row", "across-tiles"});
     r.choice("inputs", c.run.inputs, {"sources", "chip-stores"});
     r.text("cube", c.run.cube);
   });

@@ -115,6 +115,12 @@ struct RunConfig {
   int threads = 0;                // torch threads per rank; 0: cores / ranks on the node
   int max_attempts = 3;           // a failed tile is retried by later runs up to this many times
   bool prefetch = true;           // read and warp the next tile while the model works
+  // per-row: each row's chips through the model `batch` at a time, passes in parallel on
+  // the threads (the same bits whatever the ranks and threads). across-tiles: chips of
+  // consecutive rows and tiles fill each batch, copies to the device overlapped (large
+  // batches for a GPU; an embedding's last bits may depend on its batch-mates). auto:
+  // across-tiles where model.device is cuda, per-row elsewhere.
+  std::string batching = "auto";
   // sources: warp every tile from its inputs. chip-stores: embed the chips `prepare`
   // stored (OUTPUT/chips) where a tile's store was made from its current inputs, and warp
   // only the others; the cube is the same bit for bit, so a new model need not warp again.

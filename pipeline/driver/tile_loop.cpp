@@ -18,19 +18,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// One tile, from the sink's begin to its journal record.
+// One tile at a time from the sink's begin to its finish, and each tile's journal record
+// once the sink has written its outputs (at once, or later for a deferring sink).
 class TileRun {
  public:
-  TileRun(TileSink& sink, JournalWriter& journal, const TileLoopSpec& spec, int rank, RankStats& stats)
-      : sink_(sink), journal_(journal), spec_(spec), rank_(rank), stats_(stats) {}
+  TileRun(TileSink& sink, JournalWriter& journal, const TileLoopSpec& spec, int rank, RankStats& stats,
+          std::function<void(int chips)> recorded)
+      : sink_(sink), journal_(journal), spec_(spec), rank_(rank), stats_(stats), recorded_(std::move(recorded)) {}
 
   void begin(const TilePlan& tile, std::string fingerprint) {
-    tile_ = &tile;
-    fingerprint_ = std::move(fingerprint);
+    current_ = {tile.id.str(), std::move(fingerprint), Clock::now()};
     error_.clear();
-    t0_ = Clock::now();
     try {
-      sink_.begin(tile, fingerprint_);
+      sink_.begin(tile, current_.fingerprint);
     } catch (const std::exception& e) {
       error_ = e.what();
     }
@@ -45,27 +45,64 @@ class TileRun {
       error_ = e.what();
     }
     stats_.process_s += seconds_since(t0);
+    collect(false);  // the row may have completed a batch that ends earlier tiles
   }
 
-  // The tile's outputs, then its journal record. Returns the chips kept; throws
-  // OutputError when either cannot be written.
-  int end(const std::string& read_error, double read_seconds) {
+  // The tile to the sink's finish, and its journal record unless the sink defers it.
+  // Throws OutputError when the outputs or the record cannot be written.
+  void end(const std::string& read_error, double read_seconds) {
     stats_.read_s += read_seconds;
     if (!read_error.empty() && error_.empty()) error_ = read_error;
+    const auto w0 = Clock::now();
+    TileOutcome outcome;
+    try {
+      outcome = sink_.finish(error_);
+    } catch (const std::exception& e) {
+      throw OutputError(fmt::format("tile {}: rank {}: cannot write the output: {}", current_.tile, rank_, e.what()));
+    }
+    stats_.write_s += seconds_since(w0);
+    if (!sink_.deferred()) return record(current_, outcome);
+    pending_.push_back(current_);
+    collect(false);
+  }
+
+  // Journals the tiles a deferring sink has written since; `all`: every tile handed over.
+  void collect(bool all) {
+    if (!sink_.deferred()) return;
+    const auto w0 = Clock::now();
+    std::vector<TileOutcome> outcomes;
+    try {
+      outcomes = sink_.completed(all);
+    } catch (const std::exception& e) {
+      throw OutputError(fmt::format("rank {}: cannot write the output: {}", rank_, e.what()));
+    }
+    stats_.write_s += seconds_since(w0);
+    for (const TileOutcome& outcome : outcomes) {
+      record(pending_.front(), outcome);
+      pending_.pop_front();
+    }
+  }
+
+ private:
+  struct Handed {
+    std::string tile, fingerprint;
+    Clock::time_point t0;
+  };
+
+  void record(const Handed& tile, const TileOutcome& outcome) {
+    const auto w0 = Clock::now();
     JournalRecord record;
-    record.tile = tile_->id.str();
-    record.fingerprint = fingerprint_;
+    record.tile = tile.tile;
+    record.fingerprint = tile.fingerprint;
     record.config_hash = spec_.config_hash;
     record.model_hash = spec_.model_hash;
-    const auto w0 = Clock::now();
+    record.status = outcome.status;
+    record.chips = outcome.chips;
+    record.nodata_chips = outcome.nodata_chips;
+    if (outcome.status == "failed") record.error = fmt::format("tile {}: rank {}: {}", record.tile, rank_, outcome.error);
     try {
-      const TileOutcome outcome = sink_.finish(error_);
-      record.status = outcome.status;
-      record.chips = outcome.chips;
-      record.nodata_chips = outcome.nodata_chips;
-      if (outcome.status == "failed") record.error = fmt::format("tile {}: rank {}: {}", record.tile, rank_, outcome.error);
       failpoint("tile-written");
-      record.seconds = seconds_since(t0_);
+      record.seconds = seconds_since(tile.t0);
       journal_.append(record);
     } catch (const std::exception& e) {
       throw OutputError(fmt::format("tile {}: rank {}: cannot write the output: {}", record.tile, rank_, e.what()));
@@ -84,18 +121,18 @@ class TileRun {
     else
       spdlog::info("tile {}: {} ({} chips, {} no data, {:.1f} s, {} MiB resident)", record.tile, record.status,
                    record.chips, record.nodata_chips, record.seconds, stats_.rss_mib_after_tile.back());
-    return record.chips;
+    recorded_(record.chips);
   }
 
- private:
   TileSink& sink_;
   JournalWriter& journal_;
   const TileLoopSpec& spec_;
   int rank_;
   RankStats& stats_;
-  const TilePlan* tile_ = nullptr;
-  std::string fingerprint_, error_;
-  Clock::time_point t0_;
+  std::function<void(int)> recorded_;
+  Handed current_;
+  std::string error_;
+  std::deque<Handed> pending_;  // handed to a deferring sink, not yet journalled
 };
 
 struct Claimed {
@@ -175,7 +212,7 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
   LoopResult result;
   RankStats& stats = result.mine;
   Progress progress(comm, tiles.job_tiles().size());
-  TileRun tile(sink, journal, spec, rank, stats);
+  TileRun tile(sink, journal, spec, rank, stats, [&](int chips) { progress.finished(chips); });
 
   // The next tile of this rank that needs work; tiles done with the same fingerprint,
   // or failed too often, are passed over.
@@ -219,7 +256,7 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
           tile.add_row(*item->row);
           continue;
         }
-        progress.finished(tile.end(item->error, item->read_seconds));
+        tile.end(item->error, item->read_seconds);
         claimed.pop_front();
         started = false;
         if (claimed.size() < 2) hand_over();
@@ -235,9 +272,10 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
         } catch (const std::exception& e) {
           error = e.what();
         }
-        progress.finished(tile.end(error, seconds_since(r0) - (stats.process_s - process_before)));
+        tile.end(error, seconds_since(r0) - (stats.process_s - process_before));
       }
     }
+    tile.collect(true);
   } catch (const OutputError& e) {
     stats.stopped = e.what();
     spdlog::error("{}; this rank stops (its remaining tiles stay pending: run again once the output can be written)",

@@ -43,6 +43,15 @@ class TileSink {
   // when it did not. Throws only when the output cannot be written (a full disk): the
   // tile is then not journalled, and this rank stops (OutputError).
   virtual TileOutcome finish(const std::string& error) = 0;
+
+  // A sink that embeds the chips of several tiles together (Embedder::Stream) defers:
+  // its finish() only hands the tile over (what it returns is ignored), and completed()
+  // later gives the outcomes of the tiles handed over, oldest first, once their outputs
+  // are written. The loop journals a tile only then, so a crash redoes what was pending.
+  virtual bool deferred() const { return false; }
+  // Outcomes of tiles handed over whose outputs are now written, in the order of their
+  // finish(); with `all`, of every one (the loop's end). Throws as finish() does.
+  virtual std::vector<TileOutcome> completed(bool /*all*/) { return {}; }
 };
 
 struct TileLoopSpec {

@@ -3,7 +3,9 @@
 // (DESIGN.md §6). The model is a pretraining checkpoint with its sidecar (model shape,
 // modalities, content hash).
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,9 +70,43 @@ class Embedder {
                                                const Normalisation& norm, double min_valid, int batch_chips) const;
   int dim() const;
 
+  class Stream;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// Chips of any rows of any tiles through the model `batch` at a time, for a device where
+// large batches pay (CUDA): a tile's last chips wait for the next tile's first. Each
+// chip is normalised into a host staging batch (pinned on CUDA); a full batch is copied
+// to the device and run without waiting, and its embeddings are copied back while the
+// host fills the next one, so copies and the host's work overlap the model's. Results
+// come back per batch and per tag (the caller's tile), in the form Embedder::embed gives
+// them; a batch the model fails on fails every tag in it. On the CPU the same code runs
+// synchronously (tests); there an embedding's last bits may depend on its batch-mates,
+// which is why `run` uses it only where asked or on CUDA.
+class Embedder::Stream {
+ public:
+  using Embedded = std::function<void(std::uint64_t tag, const std::vector<ChipId>& chips,
+                                      const std::map<Modality, std::vector<float>>& embeddings)>;
+  using Failed = std::function<void(std::uint64_t tag, std::size_t chips, const std::string& why)>;
+
+  Stream(const Embedder& embedder, const Normalisation& norm, double min_valid, int batch, Embedded embedded,
+         Failed failed);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  // Stages the chips of `row` marked in `use` (a chip not used gets NaN embeddings at
+  // once); runs every batch that fills.
+  void add(std::uint64_t tag, const ChipBatch& row, const std::vector<bool>& use);
+  // Runs what is staged and waits for every batch's embeddings.
+  void flush();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace eo

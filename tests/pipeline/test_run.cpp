@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <random>
 #include <set>
 
@@ -208,6 +209,44 @@ TEST_F(RunTest, AnExportedModelRunsAsTorchScriptToTheSameEmbeddings) {
                                              (world_->dir / "refused").string()));
   EXPECT_EQ(refused.code, 2) << refused.output;
   EXPECT_NE(refused.output.find((world_->dir / "empty").string() + " holds none of"), std::string::npos) << refused.output;
+}
+
+// run.batching: across-tiles (the default on CUDA), here on the CPU with batches of 7
+// chips that cut across rows and tiles: the reference cube's chips, statuses and NaN, the
+// embeddings to a float's rounding (a pass's bits may depend on its batch-mates), each
+// tile journalled once; killed as a tile is journalled and resumed, the same.
+TEST_F(RunTest, BatchesAcrossTilesGiveTheCubeOfBatchesPerRow) {
+  std::ifstream in(world_->world->config_file);
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = yaml.find("run:\n");
+  ASSERT_NE(at, std::string::npos);
+  yaml.insert(at + 5, "  batching: across-tiles\n  batch: 7\n");
+  const fs::path config = world_->dir / "across.yaml";
+  std::ofstream(config) << yaml;
+  const auto command = [&](const std::string& output, const std::string& env) {
+    return fmt::format("{} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 --oversubscribe {} run {} "
+                       "--output {} --partition dynamic",
+                       env, EO_PIPELINE_EXE, config.string(), (world_->dir / output).string());
+  };
+  const auto compare = [&](const std::string& output, bool whole_run) {
+    const auto compared = test::run(fmt::format("/usr/bin/python3 {}/tests/python/compare_cubes.py {} {} 1e-5", EO_SOURCE_DIR,
+                                                world_->cube("reference").string(), world_->cube(output).string()));
+    EXPECT_NE(compared.output.find("CUBES MATCH"), std::string::npos) << compared.output;
+    world_->expect_each_tile_once(output);
+    if (whole_run) EXPECT_EQ(world_->report(output)["chips_embedded"], world_->report("reference")["chips_embedded"]);
+    EXPECT_EQ(world_->report(output)["batching"], "across-tiles");
+  };
+  const auto r = test::run(command("across", ""));
+  ASSERT_EQ(r.code, 0) << r.output;
+  compare("across", true);
+  EXPECT_EQ(world_->report("reference")["batching"], "per-row");
+
+  const auto killed = test::run(command("across_killed", "EO_FAILPOINT=tile-written@3=kill"));
+  EXPECT_NE(killed.code, 0) << killed.output;
+  const auto resumed = test::run(command("across_killed", ""));
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_GT(world_->report("across_killed")["skipped_done"].get<int>(), 0);
+  compare("across_killed", false);
 }
 
 // SIGKILL to one rank (mpiexec then ends the job) after a random number of tiles and a

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <deque>
 #include <map>
 #include <set>
 
@@ -55,16 +56,56 @@ class FakeSink : public TileSink {
     chips_ += static_cast<int>(row.chips.size());
   }
   TileOutcome finish(const std::string& error) override {
+    if (full_disk.count(tile_)) {
+      events.push_back("finish " + tile_ + (error.empty() ? "" : " failed: " + error));
+      throw std::runtime_error("No space left on device");
+    }
+    return finish_outcome(error);
+  }
+
+ protected:
+  TileOutcome finish_outcome(const std::string& error) {
     events.push_back("finish " + tile_ + (error.empty() ? "" : " failed: " + error));
-    if (full_disk.count(tile_)) throw std::runtime_error("No space left on device");
     if (!error.empty()) return {"failed", 0, 0, error};
     if (empty.count(tile_)) return {"nodata", 0, chips_, ""};
     return {"done", chips_, 0, ""};
   }
+  const std::string& current() const { return tile_; }
 
  private:
   std::string tile_;
   int chips_ = 0;
+};
+
+// Like FakeSink, but defers as a sink batching chips across tiles does: a tile handed
+// over by finish() completes only once `lag` later tiles have been handed over (their
+// batch came back), or at the loop's end. Completing a `full_disk` tile cannot write.
+class DeferringSink : public FakeSink {
+ public:
+  std::size_t lag = 2;
+  std::string journal_dir;
+  std::vector<std::string> completed_tiles;
+
+  TileOutcome finish(const std::string& error) override {
+    handed_.push_back({current(), FakeSink::finish_outcome(error)});
+    // Not journalled while it waits for its batch.
+    EXPECT_FALSE(read_journal(journal_dir, "run").count(current())) << current() << " journalled before its outputs";
+    return {};
+  }
+  bool deferred() const override { return true; }
+  std::vector<TileOutcome> completed(bool all) override {
+    std::vector<TileOutcome> out;
+    while (!handed_.empty() && (all || handed_.size() > lag)) {
+      if (full_disk.count(handed_.front().first)) throw std::runtime_error("tile " + handed_.front().first + ": No space left on device");
+      completed_tiles.push_back(handed_.front().first);
+      out.push_back(handed_.front().second);
+      handed_.pop_front();
+    }
+    return out;
+  }
+
+ private:
+  std::deque<std::pair<std::string, TileOutcome>> handed_;
 };
 
 class TileLoop : public ::testing::Test {
@@ -87,7 +128,7 @@ class TileLoop : public ::testing::Test {
     s.chips_key = "chips_embedded";
     return s;
   }
-  LoopResult loop(FakeSink& sink, const FakeReader& reader, const TileLoopSpec& s) {
+  LoopResult loop(TileSink& sink, const FakeReader& reader, const TileLoopSpec& s) {
     TileSource tiles(ScheduleSpec{}, plan_, Comm::serial());
     return run_tile_loop(Comm::serial(), plan_, tiles, reader, sink, s);
   }
@@ -197,6 +238,51 @@ TEST_F(TileLoop, AnOutputThatCannotBeWrittenStopsTheRankWithoutJournallingTheTil
     EXPECT_EQ(journal.size(), 1u);
     EXPECT_TRUE(journal.count(id(first)));
     EXPECT_EQ(sink.events.back(), "finish " + id(second)) << "no tile after the stop";
+  }
+}
+
+// A sink that batches chips across tiles: each tile journalled once its outputs are
+// written, in the order handed over, with the same counts as a sink that does not defer;
+// a write that fails at completion stops the rank with the tiles still waiting unjournalled.
+TEST_F(TileLoop, ADeferringSinkJournalsEachTileOnceItsOutputsAreWritten) {
+  for (const bool prefetch : {true, false}) {
+    SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
+    fs::remove_all(dir_);
+    FakeSink plain;
+    plain.empty = {id(1)};
+    plain.bad = {id(3)};
+    const LoopResult expected = loop(plain, FakeReader{{id(4)}}, spec(prefetch));
+    fs::remove_all(dir_);
+    DeferringSink sink;
+    sink.journal_dir = (dir_ / "journal").string();
+    sink.empty = plain.empty;
+    sink.bad = plain.bad;
+    const LoopResult r = loop(sink, FakeReader{{id(4)}}, spec(prefetch));
+    for (const char* key : {"done", "nodata", "failed", "chips_embedded", "chips_nodata"})
+      EXPECT_EQ(r.report.at(key), expected.report.at(key)) << key;
+    EXPECT_EQ(r.report.at("failures").size(), 2u);
+    const JournalHistory journal = read_journal(dir_ / "journal", "run");
+    EXPECT_EQ(journal.size(), plan_.tiles.size());
+    for (const auto& [tile, records] : journal) EXPECT_EQ(records.size(), 1u) << tile;
+    TileSource order(ScheduleSpec{}, plan_, Comm::serial());
+    std::vector<std::string> walked;
+    while (const auto i = order.next()) walked.push_back(id(*i));
+    EXPECT_EQ(sink.completed_tiles, walked);
+
+    // The disk fills when the third tile handed over is written: the first two are
+    // journalled, the third and the two behind it are not.
+    fs::remove_all(dir_);
+    DeferringSink full;
+    full.journal_dir = (dir_ / "journal").string();
+    full.full_disk = {walked[2]};
+    const LoopResult stopped = loop(full, FakeReader{}, spec(prefetch));
+    EXPECT_EQ(stopped.report.at("ranks_stopped"), 1);
+    EXPECT_NE(stopped.mine.stopped.find("rank 0: cannot write the output: tile " + walked[2] + ": No space left on device"),
+              std::string::npos)
+        << stopped.mine.stopped;
+    const JournalHistory partial = read_journal(dir_ / "journal", "run");
+    EXPECT_EQ(partial.size(), 2u);
+    EXPECT_TRUE(partial.count(walked[0]) && partial.count(walked[1]));
   }
 }
 
