@@ -126,12 +126,13 @@ class StreamSink : public TileSink {
 
   void add_row(const ChipBatch& row) override {
     Tile& t = tiles_.at(current_);
-    if (!t.error.empty()) return;  // a batch with its chips failed: the tile has
+    if (!t.error.empty()) return;  // a batch with its chips failed: the tile has failed
     t.out.add_inputs(row);
     t.outstanding += row.chips.size();  // before add(): chips may come back within it
     try {
       stream_.add(current_, row, chips_with_data(row, min_valid_));
-    } catch (const std::exception& e) {
+    } catch (const std::exception& e) {  // refused whole, before any chip was taken
+      t.outstanding -= row.chips.size();
       throw StageError("embed", e.what());
     }
   }

@@ -265,14 +265,14 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
       while (auto job = claim()) {
         tile.begin(plan.tiles[job->index], std::move(job->fingerprint));
         const auto r0 = Clock::now();
-        const double process_before = stats.process_s;
+        const double process_before = stats.process_s, write_before = stats.write_s;
         std::string error;
         try {
           read(plan.tiles[job->index], [&](ChipBatch&& row) { tile.add_row(row); });
         } catch (const std::exception& e) {
           error = e.what();
         }
-        tile.end(error, seconds_since(r0) - (stats.process_s - process_before));
+        tile.end(error, seconds_since(r0) - (stats.process_s - process_before) - (stats.write_s - write_before));
       }
     }
     tile.collect(true);

@@ -351,6 +351,7 @@ bool read_window(GDALRasterBand& band, int x0, int y0, int width, int height, Ou
   const auto layout = layout_of(path, id);
   const int b = band.GetBand();
   if (!layout || layout->width != ds->GetRasterXSize() || layout->height != ds->GetRasterYSize() ||
+      layout->width != band.GetXSize() || layout->height != band.GetYSize() ||  // an overview's band is not
       layout->spp != ds->GetRasterCount() || b < 1 || b > layout->spp || band.GetRasterDataType() != gdal_type(layout->sample) ||
       (std::is_integral_v<Out> && layout->sample == Sample::f32)) {  // GDAL rounds floats to integers; a cast would not
     ++windows_declined;
@@ -358,7 +359,10 @@ bool read_window(GDALRasterBand& band, int x0, int y0, int width, int height, Ou
   }
   const Layout& l = *layout;
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) {
+    ++windows_declined;
+    return false;
+  }
   const std::size_t plane = static_cast<std::size_t>(l.across) * l.down;
   const int component = l.separate ? 0 : b - 1;
   bool ok = true;

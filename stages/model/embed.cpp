@@ -376,7 +376,8 @@ struct Embedder::Stream::State {
         x[m] = resize_to_input(st.values.at(m).narrow(0, 0, n).to(impl.device, cuda), impl.model_config.input);
         masks[m] = st.masks.at(m).narrow(0, 0, n).to(impl.device, cuda);
       }
-      const auto back = torch::TensorOptions().device(torch::kCPU).pinned_memory(cuda);
+      // Non-blocking copies back land in pinned memory (ATen pins them itself).
+      const auto back = torch::TensorOptions().device(torch::kCPU);
       for (const auto& [m, e] : impl.forward(x, masks)) {
         f.out[m] = e.to(back.dtype(torch::kFloat), cuda);
         f.present[m] = (masks.at(m).sum(1) > 0).to(back.dtype(torch::kBool), cuda);
@@ -440,9 +441,17 @@ Embedder::Stream::~Stream() = default;
 
 void Embedder::Stream::add(std::uint64_t tag, const ChipBatch& row, const std::vector<bool>& use) {
   State& s = *state_;
+  // Everything that can refuse the row is checked before any chip is taken.
   if (s.size == 0) s.size = row.size;
   if (row.size != s.size)
     throw std::runtime_error(fmt::format("chips of {} px after chips of {} px in one stream", row.size, s.size));
+  for (const ModalityChips& mc : row.modalities) {
+    if (std::find(s.impl.modalities.begin(), s.impl.modalities.end(), mc.modality) == s.impl.modalities.end()) continue;
+    const auto stats = s.norm.channels.find(mc.modality);
+    if (stats == s.norm.channels.end() || static_cast<int>(stats->second.size()) != mc.channels)
+      throw std::runtime_error(fmt::format("{}: {} channels, the statistics have {}", info(mc.modality).name, mc.channels,
+                                           stats == s.norm.channels.end() ? 0 : stats->second.size()));
+  }
   std::vector<ChipId> unused;
   for (std::size_t k = 0; k < row.chips.size(); ++k)
     if (!use[k]) unused.push_back(row.chips[k]);
