@@ -24,13 +24,7 @@
 #include "stages/ingest/tiff_blocks.hpp"
 #include "stages/reproject/warp.hpp"
 
-namespace {
-
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace eo;
@@ -64,7 +58,7 @@ int main(int argc, char** argv) {
         const WarpedModality w = sources.warp(row, {options.resampling.at(m), 1, options.memory_mb});
         samples += static_cast<double>(w.data.size());
       }
-      seconds += since(t0);
+      seconds += seconds_since(t0);
       aligned += aligned_reads() - before;
       // Decoding alone: every file the tile reads, whole.
       const auto d0 = Clock::now();
@@ -80,7 +74,7 @@ int main(int argc, char** argv) {
               throw std::runtime_error("cannot read " + rec->path.string());
           input_samples += static_cast<double>(w) * h * ds->GetRasterCount();
         }
-      decode_s += since(d0);
+      decode_s += seconds_since(d0);
       // The same files whole through our block decoder, nothing kept between reads.
       set_tiff_block_cache(0);
       const auto o0 = Clock::now();
@@ -93,7 +87,7 @@ int main(int argc, char** argv) {
           else own_declined += 1;
         }
       }
-      own_s += since(o0);
+      own_s += seconds_since(o0);
       set_gdal_cache(config.warp.cache_mb);
     }
     decode_samples += input_samples;

@@ -35,7 +35,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 
 // A tiled, uncompressed raster of `bands` bands with smooth values and a few holes.
@@ -161,7 +160,7 @@ int main(int argc, char** argv) {
       std::vector<float> out(static_cast<std::size_t>(bands) * window.width * window.height);
       set.warp(window, settings, out.data(), bands);
     }
-    ours = std::min(ours, since(t0));
+    ours = std::min(ours, seconds_since(t0));
     aligned = aligned_reads() - a0;
     lattice = lattice_warps() - l0;
   }
@@ -179,7 +178,7 @@ int main(int argc, char** argv) {
     for (int rep = 0; rep < 3; ++rep) {
       const auto t0 = Clock::now();
       if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
-      theirs = std::min(theirs, since(t0));
+      theirs = std::min(theirs, seconds_since(t0));
     }
   }
   const double copy = copy_samples_per_s();

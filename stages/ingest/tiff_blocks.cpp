@@ -59,7 +59,6 @@ struct Layout {
   bool deflate = false;
   int predictor = 1;
   Sample sample = Sample::u8;
-  int bytes = 1;  // per sample
   std::vector<std::uint64_t> offsets, counts;
 
   int rows_in(std::size_t index) const {
@@ -67,6 +66,7 @@ struct Layout {
     return strips ? std::min(block_h, height - by * block_h) : block_h;
   }
   int per_pixel() const { return separate ? 1 : spp; }
+  int bytes() const { return sample == Sample::u8 ? 1 : sample == Sample::f32 ? 4 : 2; }  // per sample
 };
 
 int quiet(TIFF*, void*, const char*, const char*, va_list) { return 1; }
@@ -120,7 +120,6 @@ std::shared_ptr<const Layout> read_layout(const char* path) {
     l.spp = spp, l.separate = planar == PLANARCONFIG_SEPARATE && spp > 1;
     l.deflate = compression != COMPRESSION_NONE;
     l.predictor = predictor;
-    l.bytes = bits / 8;
     const std::size_t n = static_cast<std::size_t>(l.across) * l.down * (l.separate ? spp : 1);
     ok = (l.strips ? TIFFNumberOfStrips(tif) : TIFFNumberOfTiles(tif)) == n;
     if (ok) l.offsets.assign(offsets, offsets + n), l.counts.assign(counts, counts + n);
@@ -178,13 +177,13 @@ void accumulate(T* v, std::size_t n, int stride) {
 void undo_predictor(const Layout& l, std::uint8_t* block, int rows) {
   if (l.predictor == PREDICTOR_NONE) return;
   const std::size_t samples = static_cast<std::size_t>(l.block_w) * l.per_pixel();
-  const std::size_t row_bytes = samples * static_cast<std::size_t>(l.bytes);
+  const std::size_t row_bytes = samples * static_cast<std::size_t>(l.bytes());
   const int stride = l.per_pixel();
   std::vector<std::uint8_t> planes(l.predictor == PREDICTOR_FLOATINGPOINT ? row_bytes : 0);
   for (int r = 0; r < rows; ++r) {
     std::uint8_t* row = block + static_cast<std::size_t>(r) * row_bytes;
     if (l.predictor == PREDICTOR_HORIZONTAL) {
-      if (l.bytes == 1) accumulate(row, samples, stride);
+      if (l.bytes() == 1) accumulate(row, samples, stride);
       else accumulate(reinterpret_cast<std::uint16_t*>(row), samples, stride);
       continue;
     }
@@ -238,7 +237,7 @@ class BlockCache {
     }
   }
   std::mutex mutex_;
-  std::size_t budget_ = std::size_t{256} << 20, used_ = 0;
+  std::size_t budget_ = std::size_t{256} << 20, used_ = 0;  // warp.cache_mb's default until set
   std::list<BlockKey> order_;
   std::unordered_map<BlockKey, std::pair<Block, std::list<BlockKey>::iterator>, BlockKeyHash> map_;
 };
@@ -279,7 +278,7 @@ Block decode(const Layout& l, int fd, const FileId& id, std::size_t index) {
   }
   const std::uint64_t offset = l.offsets[index], count = l.counts[index];
   const int rows = l.rows_in(index);
-  const std::size_t expected = static_cast<std::size_t>(l.block_w) * rows * l.per_pixel() * l.bytes;
+  const std::size_t expected = static_cast<std::size_t>(l.block_w) * rows * l.per_pixel() * l.bytes();
   if (offset == 0 || count == 0) return nullptr;  // a sparse block: GDAL fills it
   std::vector<std::uint8_t> raw(count);
   if (::pread(fd, raw.data(), count, static_cast<off_t>(offset)) != static_cast<ssize_t>(count)) return nullptr;
