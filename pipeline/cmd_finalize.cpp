@@ -168,14 +168,23 @@ int run_finalize(const FinalizeOptions& opts) {
     return std::tie(a["task"], a["job"]) < std::tie(b["task"], b["job"]);
   });
 
-  const int code = !s.todo.empty() ? kExitWorkLeft : s.left_failed > 0 ? kExitTilesFailed : kExitOk;
+  int code = !s.todo.empty() ? kExitWorkLeft : s.left_failed > 0 ? kExitTilesFailed : kExitOk;
+  json stac;
+  try {
+    const StacWritten written = describe_cube(in);
+    stac = {{"collection", written.collection.string()}, {"items", written.items}};
+  } catch (const std::exception& e) {
+    spdlog::error("the cube's STAC was not written: {}", e.what());
+    stac = {{"error", e.what()}};
+    code = std::max(code, kExitTilesFailed);
+  }
   const json report = {{"chain", chain}, {"array_size", opts.array_size}, {"tiles", s.tiles}, {"done", s.done},
                        {"nodata", s.nodata}, {"left_failed", s.left_failed}, {"todo", s.todo.size()},
                        {"todo_never_run", s.never_run}, {"todo_changed", s.changed}, {"todo_retry", s.retry},
                        {"resubmit_tasks", s.tasks}, {"chips_embedded_in_cube", s.chips}, {"tasks", tasks},
                        {"longest_task_seconds", busiest}, {"model_version", in.model_version},
                        {"model_hash", in.model_hash}, {"cube", in.cube.string()}, {"failures", s.failures},
-                       {"exit_code", code}};
+                       {"stac", stac}, {"exit_code", code}};
   const fs::path file = config->output / "run" / "report.json";
   write_atomically(file, report.dump(2) + "\n");
   if (opts.json) {

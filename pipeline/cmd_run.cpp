@@ -305,6 +305,19 @@ int run_run(const RunOptions& opts) {
   if (rank != 0) return result.exit_code;
 
   nlohmann::json& report = result.report;
+  // The tasks of an array end one by one, each seeing only part of the cube: finalize
+  // describes it once they all have.
+  if (!task) {
+    try {
+      const StacWritten stac = describe_cube(in);
+      report["stac"] = {{"collection", stac.collection.string()}, {"items", stac.items}};
+    } catch (const std::exception& e) {
+      spdlog::error("the cube's STAC was not written: {}", e.what());
+      report["stac"] = {{"error", e.what()}};
+      result.exit_code = std::max(result.exit_code, kExitTilesFailed);
+      report["exit_code"] = result.exit_code;
+    }
+  }
   report.update({{"torch_threads_per_rank", threads}, {"warp_threads_per_rank", read_options.threads},
                  {"model", card.name}, {"model_version", in.model_version}, {"checkpoint", card.checkpoint.string()},
                  {"model_hash", in.model_hash}, {"cube", cube_path.string()}, {"dtype", config->run.dtype},

@@ -22,7 +22,7 @@ packages=(
   # OpenMP build is the one eo-pipeline links to (stages/model/CMakeLists.txt)
   libopenblas0-pthread libopenblas0-openmp
   # real readers and services the tests use
-  python3 python3-zarr python3-xarray python3-netcdf4 python3-gdal python3-numpy python3-h5py hdf5-tools
+  python3 python3-zarr python3-xarray python3-netcdf4 python3-gdal python3-numpy python3-h5py hdf5-tools python3-jsonschema
   python3-torch
   slurm-wlm munge
   # process tools the tests use (pkill, time -v)

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "pipeline/core/hash.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/driver/inputs.hpp"
@@ -53,6 +55,10 @@ RunInputs load_run_inputs(const Config& config, const Comm& comm) {
   spec.provenance = {{"model", in.card.name}, {"model_version", in.model_version}, {"model_hash", in.model_hash},
                      {"checkpoint", fs::absolute(in.card.checkpoint).string()}, {"config_hash", config_hash(config)},
                      {"config_name", config.name}, {"software", "eo-pipeline " EO_VERSION}};
+  // What the cube's descriptions (geoemb:, STAC) link to as its model and its sources.
+  const fs::path card = fs::path(in.card.checkpoint).replace_extension(".json");
+  spec.provenance["model_card"] = fs::absolute(fs::exists(card) ? card : in.card.checkpoint).lexically_normal().string();
+  spec.provenance["source_catalog"] = fs::absolute(config.catalog_path()).lexically_normal().string();
   return in;
 }
 
@@ -117,6 +123,33 @@ void set_up_cube(const Config& config, const RunInputs& in) {
   fs::create_directory_symlink(target, pending.temporary());
   pending.publish();
   spdlog::info("{} now names {}", link.string(), in.cube.string());
+}
+
+StacWritten describe_cube(const RunInputs& in) {
+  const TileSources sources = [&](const TileId& tile, const nlohmann::json& provenance) {
+    std::vector<StacSource> out;
+    std::set<std::filesystem::path> files;
+    const LonLatBox box = lonlat_bounds(tile.zone, tile.bounds());
+    if (!provenance.contains("modalities")) return out;
+    for (const auto& [name, seasons] : provenance["modalities"].items()) {
+      const Modality m = parse_modality(name);
+      for (const auto& [season_text, observations] : seasons.items()) {
+        int season = 0;
+        while (season < kSeasons && season_name(season) != season_text) ++season;
+        std::set<std::string> ids;
+        for (const auto& o : observations) ids.insert(o.value("id", std::string()));
+        for (const SourceRecord* r : in.catalog.query(m, season, box)) {
+          if (!ids.count(r->observation())) continue;
+          const std::string what = fmt::format("{} {}: {}", name, season_text, r->observation());
+          if (files.insert(r->path).second)
+            out.push_back({r->path.string(), r->asset.empty() ? what : what + " (" + r->asset + ")"});
+          if (r->mask && files.insert(r->mask->path).second) out.push_back({r->mask->path.string(), what + " (mask)"});
+        }
+      }
+    }
+    return out;
+  };
+  return write_cube_stac(in.cube, sources);
 }
 
 std::string env_or(const char* name, const std::string& fallback) {

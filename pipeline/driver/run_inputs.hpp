@@ -15,6 +15,7 @@
 #include "stages/chip/normalise.hpp"
 #include "stages/chipstore/chipstore.hpp"
 #include "stages/cube/cube.hpp"
+#include "stages/cube/stac_out.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/model/embed.hpp"
 
@@ -54,6 +55,11 @@ void read_chip_store_rows(const ChipStoreReader& store, const std::vector<Modali
 // Creates (or checks) the model's cube and, for the default path, points OUTPUT/cube.zarr
 // at it. By the one setting the output up, before any tile is written.
 void set_up_cube(const Config& config, const RunInputs& in);
+
+// Writes the cube's STAC (stages/cube/stac_out.hpp) from what it holds now, linking each
+// tile's Item to the catalogued files of the observations its provenance names. By one
+// process, once no rank writes tiles any more (the end of `run`, or `finalize`).
+StacWritten describe_cube(const RunInputs& in);
 
 // An environment variable's value, or `fallback` when it is unset or empty.
 std::string env_or(const char* name, const std::string& fallback);

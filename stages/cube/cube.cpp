@@ -8,6 +8,8 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
 #include <fstream>
@@ -133,9 +135,10 @@ std::map<std::string, ArrayMeta> zone_arrays(Zone zone, const CubeSpec& spec) {
   return arrays;
 }
 
-json zone_attributes(Zone zone) {
+json zone_attributes(Zone zone, const CubeSpec& spec) {
   const double n0 = zone.origin_northing();
-  return {{"zone", zone.name()},
+  json attrs = geoemb_attributes(spec);
+  attrs.update(json{{"zone", zone.name()},
           {"epsg", zone.epsg()},
           {"crs_wkt", utm_wkt(zone)},
           {"proj:code", fmt::format("EPSG:{}", zone.epsg())},
@@ -145,7 +148,8 @@ json zone_attributes(Zone zone) {
           {"spatial:shape", {zone_rows(zone), zone_cols()}},
           {"spatial:registration", "pixel"},
           {"chip_size_m", kChipSizeM},
-          {"tile_chips", kChipsPerTileSide}};
+          {"tile_chips", kChipsPerTileSide}});
+  return attrs;
 }
 
 json layout(const CubeSpec& spec) {
@@ -228,6 +232,62 @@ std::vector<char> encode(const xt::xtensor<float, 3>& values, CubeDtype dtype, s
 }
 
 }  // namespace
+
+std::string file_uri(const fs::path& path) {
+  std::string uri = "file://";
+  for (const unsigned char c : path.lexically_normal().string()) {
+    if (std::isalnum(c) || std::strchr("/-._~", c))
+      uri += static_cast<char>(c);
+    else
+      uri += fmt::format("%{:02X}", c);
+  }
+  return uri;
+}
+
+json geoemb_attributes(const CubeSpec& spec) {
+  const json& p = spec.provenance;
+  const std::string model = p.contains("model_card") ? file_uri(p["model_card"].get<std::string>())
+                                                     : "urn:eo-pipeline:model:" + p.value("model_version", std::string("unknown"));
+  json sources = json::array();
+  if (p.contains("source_catalog")) sources.push_back(file_uri(p["source_catalog"].get<std::string>()));
+  else sources.push_back("urn:eo-pipeline:sources:unrecorded");
+  json attrs = {
+      {"zarr_conventions",
+       {{{"schema_url", "https://raw.githubusercontent.com/geo-embeddings/embeddings-zarr-convention/refs/tags/v1/schema.json"},
+         {"spec_url", "https://github.com/geo-embeddings/embeddings-zarr-convention/blob/v1/README.md"},
+         {"uuid", "61c12cc5-0e28-4056-999a-480cf3fb7e4c"},
+         {"name", "geoemb:"},
+         {"description", "Geoembeddings convention for geospatial embedding arrays with model provenance"}},
+        {{"uuid", "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4"},
+         {"schema_url", "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json"},
+         {"spec_url", "https://github.com/zarr-conventions/spatial/blob/v1/README.md"},
+         {"name", "spatial:"},
+         {"description", "Spatial coordinate information"}},
+        {{"uuid", "f17cb550-5864-4468-aeb7-f3180cfb622f"},
+         {"schema_url", "https://raw.githubusercontent.com/zarr-experimental/geo-proj/refs/tags/v1/schema.json"},
+         {"spec_url", "https://github.com/zarr-experimental/geo-proj/blob/v1/README.md"},
+         {"name", "proj:"},
+         {"description", "Coordinate reference system information for geospatial data"}}}},
+      {"geoemb:type", "chip"},
+      {"geoemb:dimensions", spec.dim},
+      {"geoemb:model", model},
+      {"geoemb:source_data", sources},
+      {"geoemb:data_type", cube_dtype_name(spec.dtype)},
+      {"geoemb:gsd", spec.pixel_size},
+      {"geoemb:chip_layout",
+       {{"layout_type", "regular_grid"},
+        {"chip_size", {spec.chip_pixels, spec.chip_pixels}},
+        {"stride", {spec.chip_pixels, spec.chip_pixels}},
+        {"grid_id", "eo-pipeline UTM chip grid (4480 m chips, rows down from a fixed origin)"}}},
+      {"geoemb:build_version", EO_VERSION}};
+  // A scale per chip, NaN where the chip has no embedding (DESIGN.md §4).
+  if (spec.dtype == CubeDtype::int8)
+    attrs["geoemb:quantization"] = {{"method", "per_chip_scale"},
+                                    {"original_dtype", "float32"},
+                                    {"quantized_dtype", "int8"},
+                                    {"scale", {{"type", "array"}, {"array_name", "fused_scale"}, {"nodata", "NaN"}}}};
+  return attrs;
+}
 
 CubeDtype parse_cube_dtype(const std::string& name) {
   if (name == "float32") return CubeDtype::float32;
@@ -322,7 +382,7 @@ void create_cube(const fs::path& root, const CubeSpec& spec_in) {
       write_atomically(root / key, value.dump(2) + "\n");
     };
     put_in_group(g + "/.zgroup", {{"zarr_format", 2}});
-    put_in_group(g + "/.zattrs", zone_attributes(zone));
+    put_in_group(g + "/.zattrs", zone_attributes(zone, spec));
     for (const auto& [name, meta] : zone_arrays(zone, spec)) {
       put_in_group(g + "/" + name + "/.zarray", meta.zarray);
       put_in_group(g + "/" + name + "/.zattrs", meta.zattrs);
@@ -459,33 +519,70 @@ CubeReader::CubeReader(fs::path root) : root_(std::move(root)) {
 
 TileEmbeddings CubeReader::read_tile(const TileId& tile) const {
   TileEmbeddings t(tile, spec_);
-  if (const auto status = read_chunk(chunk_file(root_, tile, "status"), kChipsPerTile))
-    std::copy(status->begin(), status->end(), t.status.begin());
+  t.status = read_status(tile);
+  for (auto& [name, values] : t.arrays) read_array(tile, name, values.data());
+  return t;
+}
+
+bool CubeReader::read_array(const TileId& tile, const std::string& name, float* values) const {
   const std::size_t dim = static_cast<std::size_t>(spec_.dim), n = kChipsPerTile * dim;
   const std::size_t width = spec_.dtype == CubeDtype::float32 ? 4 : spec_.dtype == CubeDtype::float16 ? 2 : 1;
-  for (auto& [name, values] : t.arrays) {
-    const auto raw = read_chunk(chunk_file(root_, tile, name), n * width);
-    if (!raw) continue;
-    if (spec_.dtype == CubeDtype::float32) {
-      std::memcpy(values.data(), raw->data(), n * 4);
-    } else if (spec_.dtype == CubeDtype::float16) {
-      for (std::size_t i = 0; i < n; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, raw->data() + 2 * i, 2);
-        values.data()[i] = half_to_float(h);
-      }
-    } else {
-      const auto scales = read_chunk(chunk_file(root_, tile, name + "_scale"), kChipsPerTile * 4);
-      if (!scales) throw std::runtime_error(fmt::format("{}: the chunk's scales are missing", chunk_file(root_, tile, name).string()));
-      for (std::size_t i = 0; i < n; ++i) {
-        const auto q = static_cast<std::int8_t>((*raw)[i]);
-        float scale;
-        std::memcpy(&scale, scales->data() + 4 * (i / dim), 4);
-        values.data()[i] = q == -128 ? std::nanf("") : static_cast<float>(q) * scale;
-      }
+  const auto raw = read_chunk(chunk_file(root_, tile, name), n * width);
+  if (!raw) {
+    std::fill_n(values, n, std::nanf(""));
+    return false;
+  }
+  if (spec_.dtype == CubeDtype::float32) {
+    std::memcpy(values, raw->data(), n * 4);
+  } else if (spec_.dtype == CubeDtype::float16) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, raw->data() + 2 * i, 2);
+      values[i] = half_to_float(h);
+    }
+  } else {
+    const auto scales = read_chunk(chunk_file(root_, tile, name + "_scale"), kChipsPerTile * 4);
+    if (!scales) throw std::runtime_error(fmt::format("{}: the chunk's scales are missing", chunk_file(root_, tile, name).string()));
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto q = static_cast<std::int8_t>((*raw)[i]);
+      float scale;
+      std::memcpy(&scale, scales->data() + 4 * (i / dim), 4);
+      values[i] = q == -128 ? std::nanf("") : static_cast<float>(q) * scale;
     }
   }
-  return t;
+  return true;
+}
+
+fs::path CubeReader::chunk_path(const TileId& tile, const std::string& array) const {
+  return chunk_file(root_, tile, array);
+}
+
+std::vector<std::uint8_t> CubeReader::read_status(const TileId& tile) const {
+  std::vector<std::uint8_t> status(kChipsPerTile, kNotProcessed);
+  if (const auto raw = read_chunk(chunk_file(root_, tile, "status"), kChipsPerTile))
+    std::copy(raw->begin(), raw->end(), status.begin());
+  return status;
+}
+
+json CubeReader::read_provenance(const TileId& tile) const {
+  const fs::path file = root_ / tile.zone.name() / "provenance" / (tile.str() + ".json");
+  return fs::exists(file) ? read_json(file) : json::object();
+}
+
+std::vector<TileId> CubeReader::written_tiles(Zone zone) const {
+  std::vector<TileId> tiles;
+  const fs::path dir = root_ / zone.name() / "status";
+  if (!fs::is_directory(dir)) return tiles;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    int row = 0, col = 0;
+    char dot = 0, rest = 0;
+    // Chunk files are "ROW.COL"; temporaries and .zarray are not.
+    if (std::sscanf(name.c_str(), "%d%c%d%c", &row, &dot, &col, &rest) == 3 && dot == '.')
+      tiles.push_back(TileId{zone, row, col});
+  }
+  std::sort(tiles.begin(), tiles.end());
+  return tiles;
 }
 
 CubeWriter::CubeWriter(fs::path root, CubeSpec spec) : root_(std::move(root)), spec_(std::move(spec)) {}

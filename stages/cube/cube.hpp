@@ -44,6 +44,14 @@ struct CubeSpec {
   std::vector<std::string> clear_arrays() const;      // "<modality>_clear"
 };
 
+// The Zarr `geoemb:` convention's attributes of a zone group (with the registrations of
+// the conventions the group follows), so that a reader of that convention opens the cube
+// without knowing us. They describe the group's `fused` array (docs/decisions.md): the
+// model is provenance "model_card", the sources provenance "source_catalog" (file URIs).
+nlohmann::json geoemb_attributes(const CubeSpec& spec);
+// file:// URI of an absolute path, percent-encoded.
+std::string file_uri(const std::filesystem::path& path);
+
 // Rows and columns of chips of a zone's grid: chunk (tile) indices are tile ids.
 int zone_rows(Zone zone);
 int zone_cols();
@@ -105,6 +113,16 @@ class CubeReader {
   const CubeSpec& spec() const { return spec_; }  // layout and provenance; zones are the cube's
   // The tile as written; status 0 and NaN embeddings for a tile never written.
   TileEmbeddings read_tile(const TileId& tile) const;
+  // One embedding array of the tile into `values` ([16][16][dim], NaN where none), in
+  // float32 whatever the cube's dtype; false when the tile has no chunk of it.
+  bool read_array(const TileId& tile, const std::string& name, float* values) const;
+  // Only its statuses (kNotProcessed everywhere for a tile never written).
+  std::vector<std::uint8_t> read_status(const TileId& tile) const;
+  // Its provenance file's contents; an empty object when it has none.
+  nlohmann::json read_provenance(const TileId& tile) const;
+  // The tiles of a zone that a run has finished (their status chunk exists), in order.
+  std::vector<TileId> written_tiles(Zone zone) const;
+  std::filesystem::path chunk_path(const TileId& tile, const std::string& array) const;
 
  private:
   std::filesystem::path root_;

@@ -173,6 +173,16 @@ TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
   const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_cube.py {}", EO_SOURCE_DIR, file.string()));
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("CUBE OK"), std::string::npos) << r.output;
+  // The same through the geoemb: convention alone, and the cube's STAC (with the source
+  // scenes of each tile linked) true to it.
+  const auto geoemb = test::run(fmt::format("/usr/bin/python3 {}/tests/python/read_geoemb.py {}", EO_SOURCE_DIR, file.string()));
+  EXPECT_EQ(geoemb.code, 0) << geoemb.output;
+  EXPECT_NE(geoemb.output.find("arrays: ['fused', 's1amp', 's1coh', 's2rgb']"), std::string::npos) << geoemb.output;
+  const auto stac = test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_stac.py {}", EO_SOURCE_DIR,
+                                          world_->cube("reference").string()));
+  EXPECT_EQ(stac.code, 0) << stac.output;
+  EXPECT_NE(stac.output.find("STAC OK"), std::string::npos) << stac.output;
+  EXPECT_EQ(world_->report("reference")["stac"]["items"], world_->report("reference")["done"]);
 }
 
 // `export` writes the model as TorchScript; `run` with model.torchscript pointing at it

@@ -82,8 +82,8 @@ struct RunWorld {
   }
 };
 
-// Every file of a cube and its bytes, but the creation time (a fact of the run, not of
-// the result).
+// Every file of a cube (its STAC included) and its bytes, but the times that are facts of
+// the run, not of the result: the cube's creation, and when each tile was written.
 inline std::map<std::string, std::string> cube_files(const std::filesystem::path& cube) {
   std::map<std::string, std::string> out;
   for (const auto& e : std::filesystem::recursive_directory_iterator(cube)) {
@@ -95,6 +95,10 @@ inline std::map<std::string, std::string> cube_files(const std::filesystem::path
       auto j = nlohmann::json::parse(bytes);
       j.erase("created");
       if (j.contains("metadata")) j["metadata"][".zattrs"].erase("created");
+      bytes = j.dump();
+    } else if (name.starts_with("stac/items/")) {
+      auto j = nlohmann::json::parse(bytes);
+      j["properties"].erase("processing:datetime");
       bytes = j.dump();
     }
     out[name] = std::move(bytes);

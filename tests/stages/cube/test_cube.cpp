@@ -15,6 +15,7 @@
 
 #include "pipeline/core/files.hpp"
 #include "stages/cube/cube.hpp"
+#include "stages/cube/stac_out.hpp"
 #include "support/run.hpp"
 
 namespace eo {
@@ -110,6 +111,73 @@ TEST(Cube, RealReadersSeeWhatWasWritten) {
     EXPECT_EQ(info.code, 0) << info.output;
     for (const char* name : {"\"s2rgb\"", "\"fused\"", "\"status\"", "EPSG\\\",\\\"32733"})
       EXPECT_NE(info.output.find(name), std::string::npos) << name << " not in gdalmdiminfo's view";
+
+    // A reader of the geoemb: convention, which knows nothing of ours, reads the same.
+    const auto geoemb = test::run(fmt::format("/usr/bin/python3 {}/tests/python/read_geoemb.py {}", EO_SOURCE_DIR,
+                                              (dir / "expected.json").string()));
+    EXPECT_EQ(geoemb.code, 0) << geoemb.output;
+    EXPECT_NE(geoemb.output.find("GEOEMB OK"), std::string::npos) << geoemb.output;
+    // ... and would say so if the cube held something else.
+    json wrong = expected;
+    for (json& chip : wrong["chips"])
+      if (!chip["values"]["fused"].is_null()) {
+        chip["values"]["fused"][0] = chip["values"]["fused"][0].get<double>() + 1.0;
+        break;
+      }
+    std::ofstream(dir / "wrong.json") << wrong.dump();
+    EXPECT_EQ(test::run(fmt::format("/usr/bin/python3 {}/tests/python/read_geoemb.py {}", EO_SOURCE_DIR,
+                                    (dir / "wrong.json").string())).code, 1);
+    fs::remove_all(dir);
+  }
+}
+
+// The cube's STAC, written from what the cube holds: valid against the STAC 1.0 and
+// Embedding extension schemas, every href resolving, its emb: fields those of the cube and
+// of the groups' geoemb: attributes (tests/python/check_stac.py); an Item per tile with
+// an embedding, and none left for a tile redone as failed.
+TEST(Cube, StacDescribesTheCubeAndFollowsIt) {
+  for (CubeDtype dtype : {CubeDtype::float32, CubeDtype::int8}) {
+    SCOPED_TRACE(cube_dtype_name(dtype));
+    const fs::path dir = temp_dir("stac_" + cube_dtype_name(dtype)), cube = dir / "cube.zarr";
+    CubeSpec spec = spec_of(dtype);
+    std::ofstream(dir / "model.json") << "{}";
+    std::ofstream(dir / "catalog.jsonl") << "";
+    std::ofstream(dir / "scene.tif") << "";
+    spec.provenance["model_card"] = (dir / "model.json").string();
+    spec.provenance["source_catalog"] = (dir / "catalog.jsonl").string();
+    create_cube(cube, spec);
+    write_tiles(cube, spec);
+    const TileSources sources = [&](const TileId& tile, const json&) {
+      return std::vector<StacSource>{{(dir / "scene.tif").string(), "the scene of " + tile.str()},
+                                     {"https://example.com/scene.tif", "a remote source"}};
+    };
+    const auto check = [&] {
+      const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_stac.py {}", EO_SOURCE_DIR, cube.string()));
+      EXPECT_EQ(r.code, 0) << r.output;
+      return r.output;
+    };
+    StacWritten written = write_cube_stac(cube, sources);
+    EXPECT_EQ(written.items, 2u);
+    EXPECT_NE(check().find("STAC OK 2"), std::string::npos);
+
+    // The check can fail: an Item that says the wrong embedding size.
+    const TileId south = tile_of(chip_at(Zone{33, true}, {500000, 7000000}));
+    const fs::path item = cube / "stac" / "items" / (south.str() + ".json");
+    ASSERT_TRUE(fs::exists(item));
+    json doc = json::parse(std::ifstream(item));
+    doc["properties"]["proj:code"] = "EPSG:32610";
+    std::ofstream(item) << doc.dump();
+    EXPECT_NE(test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_stac.py {}", EO_SOURCE_DIR, cube.string())).code, 0);
+
+    // The tile redone and failed: its Item goes, the rest stays true.
+    TileEmbeddings failed(south, spec);
+    failed.status.assign(kChipsPerTile, kFailed);
+    CubeWriter(cube, spec).write_tile(failed);
+    written = write_cube_stac(cube, sources);
+    EXPECT_EQ(written.items, 1u);
+    EXPECT_EQ(written.removed, 1u);
+    EXPECT_FALSE(fs::exists(item));
+    EXPECT_NE(check().find("STAC OK 1"), std::string::npos);
     fs::remove_all(dir);
   }
 }

@@ -1,0 +1,250 @@
+#include "stages/cube/stac_out.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "pipeline/core/files.hpp"
+#include "stages/cube/cube.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr const char* kEmbeddingExtension = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json";
+constexpr const char* kProjectionExtension = "https://stac-extensions.github.io/projection/v2.0.0/schema.json";
+constexpr const char* kProcessingExtension = "https://stac-extensions.github.io/processing/v1.2.0/schema.json";
+constexpr const char* kZarr = "application/vnd+zarr";
+constexpr const char* kJson = "application/json";
+
+// A link target as an href from `dir` (inside `cube`): URLs as they are (GDAL's
+// /vsicurl/ and /vsis3/ paths turned back into them); files of the cube relative, so the
+// cube can be moved; other files absolute, because the cube is reached through the
+// OUTPUT/cube.zarr link as well, from which a relative path out of it resolves (as STAC
+// clients resolve it, by text) to another place.
+std::string href_from(const fs::path& cube, const fs::path& dir, const std::string& target) {
+  if (target.find("://") != std::string::npos) return target;
+  if (target.starts_with("/vsicurl/")) return target.substr(9);
+  if (target.starts_with("/vsis3/")) return "s3://" + target.substr(7);
+  const fs::path path = fs::weakly_canonical(target), inside = path.lexically_relative(fs::weakly_canonical(cube));
+  if (inside.empty() || *inside.begin() == "..") return path.generic_string();
+  return path.lexically_relative(fs::weakly_canonical(dir)).generic_string();
+}
+
+std::string utc(std::chrono::system_clock::time_point t) {
+  const auto secs = std::chrono::floor<std::chrono::seconds>(t);
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", secs);
+}
+
+// The time span of the observations a tile's provenance lists: scenes are instants, a
+// seasonal product the interval of dates "A/B" (from the start of A to the end of B).
+struct Span {
+  std::string start, end;
+  void add(const std::string& time) {
+    const auto slash = time.find('/');
+    std::string a = time.substr(0, slash), b = slash == std::string::npos ? a : time.substr(slash + 1);
+    if (a.size() == 10) a += "T00:00:00Z";
+    if (b.size() == 10) b += "T23:59:59Z";
+    if (start.empty() || a < start) start = a;
+    if (end.empty() || b > end) end = b;
+  }
+  void add(const Span& o) {
+    if (!o.start.empty()) add(o.start + "/" + o.end);
+  }
+};
+
+Span provenance_span(const json& provenance) {
+  Span span;
+  if (!provenance.contains("modalities")) return span;
+  for (const auto& [modality, seasons] : provenance["modalities"].items())
+    for (const auto& [season, observations] : seasons.items())
+      for (const json& o : observations) span.add(o.value("time", std::string()));
+  return span;
+}
+
+// The media type of a source file, from its name.
+std::string media_type(const std::string& file) {
+  const std::string ext = fs::path(file).extension().string();
+  if (ext == ".tif" || ext == ".tiff") return "image/tiff; application=geotiff";
+  if (ext == ".nc") return "application/netcdf";
+  if (ext == ".jp2") return "image/jp2";
+  return "";
+}
+
+json link(const std::string& rel, const std::string& href, const std::string& type, const std::string& title = "") {
+  json l = {{"rel", rel}, {"href", href}};
+  if (!type.empty()) l["type"] = type;
+  if (!title.empty()) l["title"] = title;
+  return l;
+}
+
+// The links every document has to what the cube records of its model and sources.
+json model_link(const fs::path& cube, const fs::path& from, const json& provenance) {
+  const std::string version = provenance.value("model_version", std::string("?"));
+  if (provenance.contains("model_card"))
+    return link("emb:model", href_from(cube, from, provenance["model_card"].get<std::string>()), kJson,
+                "model " + version + ": the checkpoint's card (preset, shape, hash)");
+  return link("emb:model", "urn:eo-pipeline:model:" + version, "", "model " + version);
+}
+
+json describe_quantization(const fs::path& cube, const json& geoemb, const fs::path& item_dir, const fs::path& zone_dir) {
+  json q = geoemb["geoemb:quantization"];
+  q.erase("scale");  // an array of the store, which the extension's numbers cannot hold: the link says it
+  q["link"] = link("describedby", href_from(cube, item_dir, (zone_dir / "fused_scale").string()), kZarr,
+                   "embedding = q * fused_scale[y, x], one scale per chip (each array <a> has its own <a>_scale); "
+                   "q = clamp(round(v / scale), -127, 127) with scale = max|v| / 127; q = -128 and a NaN scale: "
+                   "no embedding");
+  return q;
+}
+
+}  // namespace
+
+fs::path stac_collection_path(const fs::path& cube) { return cube / "stac" / "collection.json"; }
+
+StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& sources) {
+  const CubeReader cube(cube_path);
+  const CubeSpec& spec = cube.spec();
+  const json& provenance = spec.provenance;
+  const json geoemb = geoemb_attributes(spec);
+  const fs::path dir = cube_path / "stac", items_dir = dir / "items";
+  fs::create_directories(items_dir);
+  const std::string model_version = provenance.value("model_version", std::string("unknown"));
+  const std::string collection_id = "eo-pipeline-" + model_version;
+
+  json runtime = {{"model_version", model_version}, {"chip_pixels", spec.chip_pixels}, {"pixel_size_m", spec.pixel_size}};
+  for (Modality m : spec.modalities) runtime["modalities"].push_back(info(m).name);
+
+  StacWritten written;
+  written.collection = stac_collection_path(cube_path);
+  json item_links = json::array(), zones = json::array();
+  LonLatBox extent;
+  Span time;
+  std::set<std::string> kept;
+  for (Zone zone : spec.zones) {
+    const fs::path zone_dir = cube_path / zone.name();
+    bool any = false;
+    for (const TileId& tile : cube.written_tiles(zone)) {
+      const std::vector<std::uint8_t> status = cube.read_status(tile);
+      const auto count = [&](std::uint8_t s) { return std::count(status.begin(), status.end(), s); };
+      if (count(kEmbedded) == 0) continue;
+      any = true;
+      const std::string id = tile.str();
+      const json tile_provenance = cube.read_provenance(tile);
+
+      const Box b = tile.bounds();
+      json ring = json::array();
+      for (const LonLat& p : footprint_lonlat(zone, b, 8)) ring.push_back({p.lon, p.lat});
+      const LonLatBox box = lonlat_bounds(zone, b);
+      extent.add(box);
+
+      json properties = {
+          {"processing:datetime",
+           utc(std::chrono::file_clock::to_sys(fs::last_write_time(cube.chunk_path(tile, "status"))))},
+          {"processing:software", {{"eo-pipeline", EO_VERSION}}},
+          {"proj:code", fmt::format("EPSG:{}", zone.epsg())},
+          {"proj:shape", {kChipsPerTileSide, kChipsPerTileSide}},
+          {"proj:transform", {kChipSizeM, 0.0, b.e0, 0.0, -kChipSizeM, b.n1}},
+          {"proj:bbox", {b.e0, b.n0, b.e1, b.n1}},
+          {"emb:runtime_parameters", runtime},
+          {"eo-pipeline:chips", {{"embedded", count(kEmbedded)}, {"no_data", count(kNoData)}, {"failed", count(kFailed)}}},
+          {"eo-pipeline:chunk", {tile.row, tile.col}}};
+      const Span span = provenance_span(tile_provenance);
+      if (span.start.empty()) {  // no observation recorded: the time it was made
+        properties["datetime"] = properties["processing:datetime"];
+        time.add(properties["datetime"].get<std::string>());
+      } else {
+        properties["datetime"] = nullptr;
+        properties["start_datetime"] = span.start;
+        properties["end_datetime"] = span.end;
+        time.add(span);
+      }
+      if (spec.dtype == CubeDtype::int8) properties["emb:quantization"] = describe_quantization(cube_path, geoemb, items_dir, zone_dir);
+
+      json links = {link("root", "../collection.json", kJson), link("parent", "../collection.json", kJson),
+                    link("collection", "../collection.json", kJson), model_link(cube_path, items_dir, provenance)};
+      for (const StacSource& s : sources ? sources(tile, tile_provenance) : std::vector<StacSource>{})
+        links.push_back(link("emb:source-data", href_from(cube_path, items_dir, s.href), media_type(s.href), s.title));
+
+      const std::string chunk = fmt::format("chunk {}.{}.0", tile.row, tile.col);
+      json assets = json::object();
+      const auto array_asset = [&](const std::string& name, const std::string& title) {
+        return json{{"href", href_from(cube_path, items_dir, (zone_dir / name).string())}, {"type", kZarr}, {"roles", {"data"}},
+                    {"title", title}};
+      };
+      assets["embeddings"] = array_asset(
+          "fused", fmt::format("fused embeddings (y, x, dim), {} of zone group {}: the mean of the modalities' ", chunk,
+                               zone.name()) + "embeddings a chip has");
+      for (Modality m : spec.modalities)
+        assets[info(m).name] = array_asset(info(m).name, fmt::format("{} embeddings (y, x, dim), {}", info(m).name, chunk));
+      assets["status"] = array_asset("status", fmt::format("chip status (y, x), chunk {}.{}: 1 embedded, 2 no data, 3 failed",
+                                                           tile.row, tile.col));
+      if (!tile_provenance.empty())
+        assets["provenance"] = {{"href", href_from(cube_path, items_dir, (zone_dir / "provenance" / (id + ".json")).string())},
+                                {"type", kJson}, {"roles", {"metadata"}},
+                                {"title", "the observations composited per modality and season"}};
+
+      const json item = {{"type", "Feature"}, {"stac_version", "1.0.0"},
+                         {"stac_extensions", {kEmbeddingExtension, kProjectionExtension, kProcessingExtension}},
+                         {"id", id}, {"collection", collection_id},
+                         {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
+                         {"bbox", {box.lon0, box.lat0, box.lon1, box.lat1}},
+                         {"properties", properties}, {"links", links}, {"assets", assets}};
+      write_atomically(items_dir / (id + ".json"), item.dump(2) + "\n");
+      kept.insert(id + ".json");
+      item_links.push_back(link("item", "./items/" + id + ".json", kJson, id));
+      ++written.items;
+    }
+    if (any) zones.push_back(fmt::format("EPSG:{}", zone.epsg()));
+  }
+  for (const auto& e : fs::directory_iterator(items_dir))
+    if (!kept.count(e.path().filename().string())) written.removed += fs::remove(e.path());
+
+  json links = {link("root", "./collection.json", kJson), model_link(cube_path, dir, provenance)};
+  if (provenance.contains("source_catalog"))
+    links.push_back(link("emb:source-data", href_from(cube_path, dir, provenance["source_catalog"].get<std::string>()),
+                         "application/x-ndjson", "the catalog of input scenes and products the run read"));
+  else
+    links.push_back(link("emb:source-data", "urn:eo-pipeline:sources:unrecorded", "", "sources not recorded"));
+  for (const json& l : item_links) links.push_back(l);
+
+  const std::string created = provenance.value("created", utc(std::chrono::system_clock::now()));
+  json layout = geoemb["geoemb:chip_layout"];
+  std::vector<std::string> modalities;
+  for (Modality m : spec.modalities) modalities.push_back(info(m).name);
+  const json collection = {
+      {"type", "Collection"}, {"stac_version", "1.0.0"}, {"stac_extensions", {kEmbeddingExtension, kProjectionExtension}},
+      {"id", collection_id},
+      {"title", fmt::format("eo-pipeline chip embeddings, model {}", model_version)},
+      {"description", fmt::format("One {}-dimensional embedding per {} m chip of the UTM chip grid, for each of {} and "
+                                  "their mean (fused), made by eo-pipeline with model {}. The embeddings are the Zarr "
+                                  "cube around this catalog; one Item per tile of 16 x 16 chips.",
+                                  spec.dim, kChipSizeM, fmt::join(modalities, ", "),
+                                  model_version)},
+      {"license", "proprietary"},
+      {"extent",
+       {{"spatial", {{"bbox", json::array({extent.empty() ? json::array({-180.0, -90.0, 180.0, 90.0})
+                                                           : json::array({extent.lon0, extent.lat0, extent.lon1, extent.lat1})})}}},
+        {"temporal", {{"interval", json::array({time.start.empty() ? json::array({created, nullptr})
+                                                                     : json::array({time.start, time.end})})}}}}},
+      {"emb:type", "chip"},
+      {"emb:dimensions", spec.dim},
+      {"data_type", cube_dtype_name(spec.dtype)},
+      {"gsd", spec.pixel_size},
+      {"emb:chip_layout", layout},
+      {"emb:temporal_resolution", "one embedding over four seasonal composites (DJF, MAM, JJA, SON)"},
+      {"emb:fit_for_use", {"classification", "regression", "retrieval"}},
+      {"summaries", {{"proj:code", zones.empty() ? json::array({"unknown"}) : zones}}},
+      {"item_assets",
+       {{"embeddings", {{"type", kZarr}, {"roles", {"data"}}, {"title", "fused embeddings (y, x, dim) of the tile's zone"}}}}},
+      {"links", links}};
+  write_atomically(written.collection, collection.dump(2) + "\n");
+  return written;
+}
+
+}  // namespace eo
