@@ -95,6 +95,34 @@ struct RenderOptions {
 void add_render_command(CLI::App& app, RenderOptions& opts);
 int run_render(const RenderOptions& opts);
 
+struct SimilarOptions {
+  CommonOptions common;
+  std::string cube;  // empty: run.cube, else OUTPUT/cube.zarr
+  std::vector<std::string> chips;
+  std::string lonlat, examples;
+  std::string modality = "fused";
+  int k = 20;
+  bool use_index = false;
+  int nprobe = 0;  // 0: the index's
+  int threads = 0;  // 0: every core
+  std::string out;  // empty: OUTPUT/similar
+  bool json = false;
+};
+void add_similar_command(CLI::App& app, SimilarOptions& opts);
+int run_similar(const SimilarOptions& opts);
+
+struct IndexOptions {
+  CommonOptions common;
+  std::string cube;
+  std::string modality = "fused";
+  std::string factory = "auto";
+  int nprobe = 0;
+  int threads = 0;
+  bool json = false;
+};
+void add_index_command(CLI::App& app, IndexOptions& opts);
+int run_index(const IndexOptions& opts);
+
 struct CatalogOptions {
   std::string dir, modality, out, variable, time, pattern, layout = "files", coherence = "COH12", collections;
   std::vector<std::string> stac;

@@ -43,6 +43,10 @@ int main(int argc, char** argv) {
   eo::add_render_command(app, render);
   eo::CatalogOptions catalog;
   eo::add_catalog_command(app, catalog);
+  eo::SimilarOptions similar;
+  eo::add_similar_command(app, similar);
+  eo::IndexOptions index;
+  eo::add_index_command(app, index);
 
   try {
     app.parse(argc, argv);
@@ -70,6 +74,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("finalize")) return eo::run_finalize(finalize);
     if (app.got_subcommand("fewshot")) return eo::run_fewshot(fewshot);
     if (app.got_subcommand("render")) return eo::run_render(render);
+    if (app.got_subcommand("similar")) return eo::run_similar(similar);
+    if (app.got_subcommand("index")) return eo::run_index(index);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
     eo::MpiSession::abort_all(eo::kExitUsage);

@@ -16,6 +16,8 @@ packages=(
   libopenmpi-dev openmpi-bin xtensor-dev libfmt-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libblosc-dev libspdlog-dev
   libxgboost-dev
+  # similarity search: exact through BLAS (cblas.h), approximate through FAISS
+  libfaiss-dev libblas-dev
   # stages/ingest/tiff_blocks decodes GeoTIFF blocks itself (libtiff for the layout)
   libtiff-dev libdeflate-dev
   # LibTorch runs matrix products on the reference BLAS (~20x slower) without it; the
@@ -23,7 +25,7 @@ packages=(
   libopenblas0-pthread libopenblas0-openmp
   # real readers and services the tests use
   python3 python3-zarr python3-xarray python3-netcdf4 python3-gdal python3-numpy python3-h5py hdf5-tools python3-jsonschema
-  python3-torch
+  python3-torch python3-faiss
   slurm-wlm munge
   # process tools the tests use (pkill, time -v)
   procps time

@@ -1,0 +1,43 @@
+#pragma once
+// An approximate nearest-neighbour index of a cube's embeddings (FAISS, from Debian's
+// libfaiss-dev), built beside the cube for cubes where the exact pass of `similar` is too
+// slow: <cube>/index/<space>.faiss and its card <space>.json. Unit vectors and inner
+// products, so its scores are the exact search's cosines (up to the index's coding).
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "stages/downstream/similar.hpp"
+
+namespace eo {
+
+struct IndexCard {
+  std::string space;        // what it holds: "fused", a modality, "concat"
+  std::string factory;      // FAISS index_factory string, "IDMap," not included
+  int dim = 0;
+  std::int64_t vectors = 0;
+  int nprobe = 0;           // the default for searches (IVF indexes)
+  std::string fingerprint;  // of the cube as it was indexed (cube_fingerprint)
+  double build_seconds = 0;
+  std::uint64_t bytes = 0;  // of the index file
+};
+
+std::filesystem::path index_file(const std::filesystem::path& cube, const std::string& space);
+
+// What the cube's search space is made of now: every written tile's status chunk (its
+// size and time; a tile's chunks are rewritten with it), the dtype and the space.
+std::string cube_fingerprint(const CubeReader& cube, const SearchSpace& space);
+
+// `factory` "auto": exact ("Flat") up to 100,000 chips, else "IVF<lists>,SQ8" with about
+// sqrt(chips) lists, trained on 40 chips a list chosen by their ids (any thread count
+// gives the same index), searched with nprobe lists (0: a 32nd of them, at least 8).
+IndexCard build_index(const CubeReader& cube, const SearchSpace& space, std::string factory, int nprobe, int threads);
+
+// The k best chips for each query from the index. Throws ConfigError when there is no
+// index of the space, or when the cube has changed since it was built.
+std::vector<std::vector<Hit>> index_search(const CubeReader& cube, const SearchSpace& space,
+                                           const std::vector<std::vector<float>>& queries, int k, int nprobe);
+
+}  // namespace eo

@@ -1,0 +1,354 @@
+#include "stages/downstream/similar.hpp"
+
+#include <cblas.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/core/config.hpp"
+#include "stages/downstream/picture.hpp"
+#include "stages/downstream/samples.hpp"
+
+namespace eo {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// Scales each row to unit length; false for a row of zeros or with a NaN.
+bool normalise(float* v, std::size_t dim) {
+  double sum = 0;
+  for (std::size_t i = 0; i < dim; ++i) sum += static_cast<double>(v[i]) * v[i];
+  if (!(sum > 0) || std::isnan(sum)) return false;
+  const float inv = static_cast<float>(1.0 / std::sqrt(sum));
+  for (std::size_t i = 0; i < dim; ++i) v[i] *= inv;
+  return true;
+}
+
+// Best first; ties by chip, so that every thread count gives the same list.
+bool better(const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.chip < b.chip); }
+
+// The k best of what it is offered, as a heap whose top is the worst kept.
+class TopK {
+ public:
+  explicit TopK(int k) : k_(static_cast<std::size_t>(k)) {}
+  void offer(const Hit& h) {
+    if (heap_.size() < k_) {
+      heap_.push_back(h);
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    } else if (better(h, heap_.front())) {
+      std::pop_heap(heap_.begin(), heap_.end(), better);
+      heap_.back() = h;
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    }
+  }
+  std::vector<Hit> sorted() const {
+    std::vector<Hit> out = heap_;
+    std::sort(out.begin(), out.end(), better);
+    return out;
+  }
+
+ private:
+  std::size_t k_;
+  std::vector<Hit> heap_;
+};
+
+bool inside(const Ring& ring, LonLat p) {
+  bool in = false;
+  for (std::size_t i = 0, j = ring.size() - 1; i < ring.size(); j = i++) {
+    const LonLat a = ring[i], b = ring[j];
+    if ((a.lat > p.lat) != (b.lat > p.lat) && p.lon < (b.lon - a.lon) * (p.lat - a.lat) / (b.lat - a.lat) + a.lon) in = !in;
+  }
+  return in;
+}
+
+}  // namespace
+
+SearchSpace SearchSpace::of(const CubeSpec& spec, const fs::path& cube, const std::string& name) {
+  const std::vector<std::string> arrays = spec.embedding_arrays();
+  if (name == "concat") return {name, spec.dim * static_cast<int>(spec.modalities.size())};
+  if (std::find(arrays.begin(), arrays.end(), name) == arrays.end())
+    throw ConfigError(fmt::format("{} has no {} embeddings (it holds {}, or concat)", cube.string(), name,
+                                  fmt::join(arrays, ", ")));
+  return {name, spec.dim};
+}
+
+TileVectors tile_vectors(const CubeReader& cube, const SearchSpace& space, const TileId& tile) {
+  const std::vector<std::uint8_t> status = cube.read_status(tile);
+  TileVectors out;
+  if (std::none_of(status.begin(), status.end(), [](std::uint8_t s) { return s == kEmbedded; })) return out;
+  const std::size_t dim = static_cast<std::size_t>(cube.spec().dim), n = static_cast<std::size_t>(kChipsPerTile);
+  std::vector<std::string> arrays{space.name};
+  if (space.name == "concat") {
+    arrays = cube.spec().embedding_arrays();
+    arrays.pop_back();  // "fused"
+  }
+  std::vector<float> raw(arrays.size() * n * dim);
+  for (std::size_t a = 0; a < arrays.size(); ++a) cube.read_array(tile, arrays[a], raw.data() + a * n * dim);
+  const std::size_t width = arrays.size() * dim;
+  out.values.reserve(n * width);
+  for (std::size_t c = 0; c < n; ++c) {
+    if (status[c] != kEmbedded) continue;
+    std::vector<float> v(width, 0.0f);
+    bool any = false;
+    for (std::size_t a = 0; a < arrays.size(); ++a) {
+      float* part = v.data() + a * dim;
+      std::copy_n(raw.data() + (a * n + c) * dim, dim, part);
+      if (normalise(part, dim)) any = true;
+      else std::fill_n(part, dim, 0.0f);  // this modality is missing: it adds nothing
+    }
+    if (!any || !normalise(v.data(), width)) continue;
+    out.chips.push_back(tile.chip(static_cast<int>(c)));
+    out.values.insert(out.values.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+std::vector<float> query_vector(const CubeReader& cube, const SearchSpace& space, const Examples& examples) {
+  if (examples.positives.empty()) throw ConfigError("no positive example: give at least one chip to look for");
+  const std::size_t dim = static_cast<std::size_t>(space.dim);
+  std::vector<float> q(dim, 0.0f);
+  const auto add = [&](const std::vector<ChipId>& chips, float sign) {
+    for (const ChipId& chip : chips) {
+      const TileVectors t = tile_vectors(cube, space, tile_of(chip));
+      const auto it = std::find(t.chips.begin(), t.chips.end(), chip);
+      if (it == t.chips.end()) {
+        const int status = cube.read_status(tile_of(chip))[static_cast<std::size_t>(index_in_tile(chip))];
+        throw ConfigError(fmt::format("chip {} has no {} embedding in {} (status {}: {})", chip.str(), space.name,
+                                      cube.root().string(), status,
+                                      status == kEmbedded ? "embedded, but not in this modality"
+                                      : status == kNoData ? "no data"
+                                      : status == kFailed ? "failed"
+                                                          : "not processed, or outside the cube's plan"));
+      }
+      const float* v = t.values.data() + static_cast<std::size_t>(it - t.chips.begin()) * dim;
+      for (std::size_t i = 0; i < dim; ++i) q[i] += sign * v[i] / static_cast<float>(chips.size());
+    }
+  };
+  add(examples.positives, 1.0f);
+  add(examples.negatives, -1.0f);
+  return q;
+}
+
+ChipId chip_at_lonlat(const CubeReader& cube, LonLat p) {
+  std::vector<Zone> zones = cube.spec().zones;
+  const int home = zone_of_longitude(p.lon);
+  std::stable_sort(zones.begin(), zones.end(), [&](Zone a, Zone b) {
+    return (a.number == home && a.south == (p.lat < 0)) > (b.number == home && b.south == (p.lat < 0));
+  });
+  std::vector<std::string> names;
+  for (Zone z : zones) {
+    names.push_back(z.name());
+    if (z.south != (p.lat < 0) && std::abs(p.lat) > 1) continue;  // the other hemisphere's grid
+    const ChipId chip = chip_at(z, utm_forward(z.number, z.south, p));
+    if (chip.row < 0 || chip.row >= zone_rows(z) || chip.col < 0 || chip.col >= zone_cols()) continue;
+    if (cube.read_status(tile_of(chip))[static_cast<std::size_t>(index_in_tile(chip))] == kEmbedded) return chip;
+  }
+  throw ConfigError(fmt::format("lon/lat {:.6f},{:.6f}: no embedded chip there in any zone of {} (zones {})", p.lon,
+                                p.lat, cube.root().string(), fmt::join(names, ", ")));
+}
+
+Examples read_examples(const CubeReader& cube, const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw ConfigError(fmt::format("{}: cannot read the examples", file.string()));
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::exception& e) {
+    throw ConfigError(fmt::format("{}: not JSON: {}", file.string(), e.what()));
+  }
+  const json features = doc.value("type", "") == "FeatureCollection" ? doc.value("features", json::array())
+                        : doc.value("type", "") == "Feature"          ? json::array({doc})
+                                                                       : json();
+  if (!features.is_array() || features.empty())
+    throw ConfigError(fmt::format("{}: not a GeoJSON Feature or FeatureCollection with features", file.string()));
+  Examples out;
+  for (std::size_t i = 0; i < features.size(); ++i) {
+    const json& f = features[i];
+    const std::string where = fmt::format("{}: feature {}", file.string(), i);
+    const json props = f.value("properties", json::object()).is_object() ? f.value("properties", json::object()) : json::object();
+    const json label = props.value("label", json("positive"));
+    const bool negative = label == "negative" || label == false || label == 0;
+    if (!negative && !(label == "positive" || label == true || label == 1))
+      throw ConfigError(fmt::format("{}: label {} is neither positive nor negative", where, label.dump()));
+    std::vector<ChipId> chips;
+    try {
+      if (props.contains("chip")) {
+        chips.push_back(parse_chip_id(props["chip"].get<std::string>()));
+      } else {
+        const json& g = f.at("geometry");
+        const std::string type = g.at("type").get<std::string>();
+        const auto lonlat = [](const json& c) { return LonLat{c.at(0).get<double>(), c.at(1).get<double>()}; };
+        if (type == "Point") {
+          chips.push_back(chip_at_lonlat(cube, lonlat(g.at("coordinates"))));
+        } else if (type == "Polygon" || type == "MultiPolygon") {
+          const json polygons = type == "Polygon" ? json::array({g.at("coordinates")}) : g.at("coordinates");
+          for (const json& polygon : polygons) {
+            Ring ring;
+            for (const json& c : polygon.at(0)) ring.push_back(lonlat(c));
+            for (Zone z : cube.spec().zones)
+              for (const TileId& t : cube.written_tiles(z)) {
+                const std::vector<std::uint8_t> status = cube.read_status(t);
+                for (int k = 0; k < kChipsPerTile; ++k) {
+                  const ChipId c = t.chip(k);
+                  const EastNorth e = c.centre();
+                  if (status[static_cast<std::size_t>(k)] == kEmbedded &&
+                      inside(ring, utm_inverse(z.number, z.south, e)))
+                    chips.push_back(c);
+                }
+              }
+          }
+          if (chips.empty()) throw ConfigError("no embedded chip has its centre inside the polygon");
+        } else {
+          throw ConfigError(fmt::format("a {} (Point, Polygon, MultiPolygon, or a \"chip\" property)", type));
+        }
+      }
+    } catch (const ConfigError& e) {
+      throw ConfigError(fmt::format("{}: {}", where, e.what()));
+    } catch (const std::exception& e) {
+      throw ConfigError(fmt::format("{}: {}", where, e.what()));
+    }
+    auto& list = negative ? out.negatives : out.positives;
+    list.insert(list.end(), chips.begin(), chips.end());
+  }
+  return out;
+}
+
+void for_each_tile(const CubeReader& cube, const SearchSpace& space, int threads,
+                   const std::function<void(const TileVectors&)>& fn) {
+  std::vector<TileId> tiles;
+  for (Zone z : cube.spec().zones) {
+    const std::vector<TileId> t = cube.written_tiles(z);
+    tiles.insert(tiles.end(), t.begin(), t.end());
+  }
+  std::atomic<std::size_t> next{0};
+  std::mutex mutex;
+  std::exception_ptr error;
+  const auto work = [&] {
+    try {
+      for (std::size_t i; (i = next++) < tiles.size();) {
+        const TileVectors t = tile_vectors(cube, space, tiles[i]);
+        if (t.chips.empty()) continue;
+        const std::lock_guard lock(mutex);
+        fn(t);
+      }
+    } catch (...) {
+      const std::lock_guard lock(mutex);
+      if (!error) error = std::current_exception();
+      next = tiles.size();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int i = 1; i < std::max(1, threads); ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchSpace& space,
+                                           const std::vector<std::vector<float>>& queries, int k, int threads,
+                                           const TileScores& each) {
+  const std::size_t dim = static_cast<std::size_t>(space.dim), nq = queries.size();
+  std::vector<float> q(nq * dim);  // [query][dim]
+  for (std::size_t i = 0; i < nq; ++i) {
+    if (queries[i].size() != dim)
+      throw std::invalid_argument(fmt::format("query {} has {} values, the {} embeddings {}", i, queries[i].size(),
+                                              space.name, dim));
+    std::copy(queries[i].begin(), queries[i].end(), q.begin() + static_cast<long>(i * dim));
+  }
+  std::vector<TopK> best(nq, TopK(k));
+  std::vector<float> scores;
+  for_each_tile(cube, space, threads, [&](const TileVectors& t) {
+    const int n = static_cast<int>(t.chips.size());
+    scores.assign(t.chips.size() * nq, 0.0f);
+    // scores[chip][query] = X [chips x dim] . Q^T [dim x queries]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, static_cast<int>(nq), static_cast<int>(dim), 1.0f,
+                t.values.data(), static_cast<int>(dim), q.data(), static_cast<int>(dim), 0.0f, scores.data(),
+                static_cast<int>(nq));
+    for (std::size_t c = 0; c < t.chips.size(); ++c)
+      for (std::size_t j = 0; j < nq; ++j) best[j].offer({t.chips[c], scores[c * nq + j]});
+    if (each) each(t.chips, scores);
+  });
+  std::vector<std::vector<Hit>> out;
+  for (const TopK& b : best) out.push_back(b.sorted());
+  return out;
+}
+
+json hits_geojson(const std::vector<Hit>& hits, const std::string& space) {
+  json features = json::array();
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    const ChipId& c = hits[i].chip;
+    json ring = json::array();
+    for (const LonLat& p : footprint_lonlat(c.zone, c.bounds(), 2)) ring.push_back({p.lon, p.lat});
+    features.push_back({{"type", "Feature"},
+                        {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
+                        {"properties",
+                         {{"rank", i + 1}, {"chip", c.str()}, {"zone", c.zone.name()}, {"score", hits[i].score},
+                          {"space", space}}}});
+  }
+  return {{"type", "FeatureCollection"}, {"features", features}};
+}
+
+std::vector<fs::path> write_similarity_maps(const std::vector<Hit>& scored, const std::vector<Hit>& hits,
+                                            const Examples& examples, const fs::path& dir) {
+  std::vector<ChipId> chips;
+  for (const Hit& h : scored) chips.push_back(h.chip);
+  auto rasters = zone_rasters(chips, 1);
+  float lo = 1, hi = -1;
+  for (const Hit& h : scored) {
+    rasters.at(h.chip.zone).at(0, h.chip) = h.score;
+    lo = std::min(lo, h.score);
+    hi = std::max(hi, h.score);
+  }
+  const auto outline = [](Canvas& png, const ChipRaster& r, const ChipId& c, int scale, Rgb colour) {
+    if (c.zone != r.zone || c.row < r.row0 || c.col < r.col0 || c.row >= r.row0 + r.rows || c.col >= r.col0 + r.cols) return;
+    const int x0 = (c.col - r.col0) * scale, y0 = (c.row - r.row0) * scale, x1 = x0 + scale - 1, y1 = y0 + scale - 1;
+    png.line(x0, y0, x1, y0, colour, 2);
+    png.line(x1, y0, x1, y1, colour, 2);
+    png.line(x1, y1, x0, y1, colour, 2);
+    png.line(x0, y1, x0, y0, colour, 2);
+  };
+  std::vector<fs::path> files;
+  fs::create_directories(dir);
+  for (const auto& [zone, raster] : rasters) {
+    const fs::path tif = dir / fmt::format("similarity_{}.tif", zone.name());
+    raster.save_geotiff(tif, {"similarity"});
+    // Chips as squares of `scale` pixels, north up, grey where there is none.
+    const int scale = std::max(2, 600 / std::max(raster.rows, raster.cols));
+    Canvas png(raster.cols * scale, raster.rows * scale, {200, 200, 200});
+    for (int r = 0; r < raster.rows; ++r)
+      for (int c = 0; c < raster.cols; ++c) {
+        const float v = raster.values[static_cast<std::size_t>(r) * raster.cols + c];
+        if (!std::isnan(v)) png.fill(c * scale, r * scale, c * scale + scale - 1, r * scale + scale - 1, ramp(hi > lo ? (v - lo) / (hi - lo) : 1.0));
+      }
+    for (const Hit& h : hits) outline(png, raster, h.chip, scale, {0, 0, 0});
+    for (const auto* list : {&examples.positives, &examples.negatives})
+      for (const ChipId& c : *list) outline(png, raster, c, scale, {255, 255, 255});
+    const fs::path file = dir / fmt::format("similarity_{}.png", zone.name());
+    png.save_png(file);
+    files.push_back(tif);
+    files.push_back(file);
+  }
+  return files;
+}
+
+std::int64_t chip_key(const ChipId& chip) {
+  return (static_cast<std::int64_t>(chip.zone.number * 2 + (chip.zone.south ? 1 : 0)) << 40) |
+         (static_cast<std::int64_t>(chip.row) << 20) | static_cast<std::int64_t>(chip.col);
+}
+
+ChipId chip_of_key(std::int64_t key) {
+  const int z = static_cast<int>(key >> 40);
+  return ChipId{Zone{z / 2, (z % 2) == 1}, static_cast<int>((key >> 20) & 0xfffff), static_cast<int>(key & 0xfffff)};
+}
+
+}  // namespace eo

@@ -1,0 +1,89 @@
+#pragma once
+// Places like these: the chips of a cube whose embeddings are most like some example
+// chips (positives, and negatives to move away from), by cosine similarity. Exact search
+// streams the cube tile by tile through BLAS, so memory stays a few tiles whatever the
+// cube's size; an approximate FAISS index (stages/downstream/index.hpp) answers the
+// same question for cubes where a pass over every chip is too slow.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/core/grid.hpp"
+#include "stages/cube/cube.hpp"
+
+namespace eo {
+
+// What a search compares (as in `fewshot`): an embedding array of the cube ("fused" or a
+// modality), or "concat", the modalities' unit vectors side by side (a missing modality
+// adds nothing).
+struct SearchSpace {
+  std::string name = "fused";
+  int dim = 0;
+  // Throws ConfigError naming the cube when it has no such array.
+  static SearchSpace of(const CubeSpec& spec, const std::filesystem::path& cube, const std::string& name);
+};
+
+// A tile's embedded chips that have the searched embedding, as unit vectors.
+struct TileVectors {
+  std::vector<ChipId> chips;
+  std::vector<float> values;  // [chip][dim]
+};
+TileVectors tile_vectors(const CubeReader& cube, const SearchSpace& space, const TileId& tile);
+
+// Example chips: the query is the mean of the positives' unit vectors minus the mean of
+// the negatives', so a chip's score is its mean cosine to the positives minus its mean
+// cosine to the negatives.
+struct Examples {
+  std::vector<ChipId> positives, negatives;
+};
+// Throws ConfigError naming the chip and the cube when an example has no such embedding.
+std::vector<float> query_vector(const CubeReader& cube, const SearchSpace& space, const Examples& examples);
+
+// The embedded chip at a point, from the zone whose band holds it first, then the cube's
+// other zones (their grids overlap at the borders). Throws ConfigError naming the point
+// and the cube's zones when no zone of the cube has an embedded chip there.
+ChipId chip_at_lonlat(const CubeReader& cube, LonLat p);
+
+// Examples from a GeoJSON FeatureCollection: Point features (the chip there), Polygon and
+// MultiPolygon features (every chip whose centre is inside), or a "chip" property (a
+// chip id); property "label" "negative" (or false, 0) for negatives, else positive.
+// Throws ConfigError naming the file and the feature.
+Examples read_examples(const CubeReader& cube, const std::filesystem::path& file);
+
+// Calls `fn` with every written tile's vectors (tiles that have none are skipped), one
+// call at a time, while `threads` threads read and decode the tiles; in no set order.
+void for_each_tile(const CubeReader& cube, const SearchSpace& space, int threads,
+                   const std::function<void(const TileVectors&)>& fn);
+
+struct Hit {
+  ChipId chip;
+  float score = 0;
+};
+
+// The k best chips for each query (rows of `queries`, [query][dim]), best first, ties by
+// chip id, over every written tile of every zone, `threads` tiles at a time. `each`, when
+// given, sees every tile's chips and scores ([chip][query]), e.g. for a map.
+using TileScores = std::function<void(const std::vector<ChipId>& chips, const std::vector<float>& scores)>;
+std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchSpace& space,
+                                           const std::vector<std::vector<float>>& queries, int k, int threads,
+                                           const TileScores& each = {});
+
+// The hits as GeoJSON: a Feature per hit, its footprint in lon/lat, with rank, chip id,
+// zone and score.
+nlohmann::json hits_geojson(const std::vector<Hit>& hits, const std::string& space);
+
+// The similarity of every scored chip as a map per zone: a GeoTIFF of the scores on the
+// chip grid and a PNG (hits outlined black, examples white); returns the files written.
+std::vector<std::filesystem::path> write_similarity_maps(const std::vector<Hit>& scored, const std::vector<Hit>& hits,
+                                                         const Examples& examples, const std::filesystem::path& dir);
+
+// Chip ids as the 64-bit keys FAISS stores, and back.
+std::int64_t chip_key(const ChipId& chip);
+ChipId chip_of_key(std::int64_t key);
+
+}  // namespace eo
