@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Benchmark: `similar` at scale (issue 18). For each embedding size (DIMS, default 64 and
+# 768), a synthetic float32 cube of CHIPS chips (default 1,000,000; clustered vectors),
+# QUERIES chips of it as queries (default 256):
+#   - our exact search, BATCH queries a pass over the cube (default 64), and its peak memory;
+#   - our FAISS index (auto: IVF~sqrt(n),SQ8): build time, size, queries/s, recall@K
+#     against our exact hits;
+#   - python3-faiss doing the same from numpy, as a Python user would (similar_faiss.py):
+#     load, exact (IndexFlatIP), the same index factory and nprobe.
+# Writes bench/results/similar.json. Run after scripts/build.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bench=./build/bench/bench_similar
+out=bench/results/similar.json
+work=bench/work/similar
+chips=${CHIPS:-1000000}
+queries=${QUERIES:-256}
+batch=${BATCH:-64}
+k=${K:-10}
+threads=$(nproc)
+mkdir -p "$work"
+results=()
+for dim in ${DIMS:-64 768}; do
+  cube="$work/cube_$dim.zarr"
+  make=$("$bench" make "$cube" "$dim" "$chips" "$threads")
+  echo "$make"
+  "$bench" queries "$cube" "$queries" "$work/queries.json" > /dev/null
+  exact=$("$bench" exact "$cube" "$work/queries.json" "$k" "$batch" "$threads" "$work/exact_$dim.json")
+  echo "$exact"
+  index=$("$bench" index "$cube" auto 0 "$threads" "$work/queries.json" "$k" "$work/exact_$dim.json" "$work/index_$dim.json")
+  echo "$index"
+  factory=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["factory"])' "$index")
+  nprobe=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["nprobe"])' "$index")
+  python=$(/usr/bin/python3 bench/similar_faiss.py "$cube" "$work/queries.json" "$k" "$factory" "$nprobe" "$work/exact_$dim.json")
+  echo "$python"
+  cube_mib=$(du -sm "$cube" | cut -f1)
+  results+=("{\"dim\": $dim, \"cube_mib\": $cube_mib, \"make\": $make, \"ours_exact\": $exact, \"ours_index\": $index, \"python_faiss\": $python}")
+  rm -rf "$cube"
+done
+python3 - "$out" "${results[@]}" <<'PY'
+import json, sys
+cases = [json.loads(r) for r in sys.argv[2:]]
+json.dump({"benchmark": "similar at scale (bench/similar_bench.sh)", "cases": cases}, open(sys.argv[1], "w"), indent=2)
+for c in cases:
+    e, i, p = c["ours_exact"], c["ours_index"], c["python_faiss"]
+    print(f"dim {c['dim']}: {c['make']['chips']} chips, cube {c['cube_mib']} MiB | exact: ours {e['queries_per_second']:.1f} q/s "
+          f"(peak {e['peak_rss_mib']:.0f} MiB), numpy+faiss {p['exact_queries_per_second']:.1f} q/s after a "
+          f"{p['load_seconds']:.1f} s load (peak {p['peak_rss_mib']:.0f} MiB), same top-{e.get('k', 10)}: "
+          f"{p['exact_agrees_with_ours']:.3f} | index {i['factory']} nprobe {i['nprobe']}: ours built in "
+          f"{i['build_seconds']:.1f} s, {i['bytes'] / 2**20:.0f} MiB, {i['queries_per_second']:.0f} q/s, recall@{i['k']} "
+          f"{i['recall_at_k']:.3f}; faiss from numpy built in {p['index_build_seconds']:.1f} s, "
+          f"{p['index_queries_per_second']:.0f} q/s, recall {p['index_recall_at_k']:.3f}")
+PY
