@@ -6,11 +6,13 @@
 #include <chrono>
 #include <fmt/format.h>
 #include <iostream>
+#include <spdlog/spdlog.h>
 
 #include "pipeline/commands.hpp"
 #include "pipeline/driver/inputs.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/downstream/fewshot.hpp"
+#include "stages/downstream/labels.hpp"
 #include "stages/downstream/samples.hpp"
 
 namespace eo {
@@ -21,13 +23,50 @@ void add_fewshot_command(CLI::App& app, FewshotOptions& opts) {
   auto* cmd = app.add_subcommand("fewshot", "few-shot models on the cube's embeddings against all labels and a band-statistics baseline");
   add_common_options(*cmd, opts.common);
   cmd->add_option("--cube", opts.cube, "the cube (default: run.cube, else OUTPUT/cube.zarr)");
+  cmd->add_option("--labels", opts.labels,
+                  "your own labels instead of the catalog's label maps: a GeoJSON of points or polygons with a value "
+                  "or a class, or a label raster; writes OUTPUT/fewshot/labels-<name>/ with a map of the whole cube");
+  cmd->add_option("--label-property", opts.label_property, "the GeoJSON property holding the label (default value)");
 }
+
+namespace {
+
+// Few-shot on a user's labels: the labelled chips of the cube are the samples, and the
+// predicted map covers every embedded chip of the cube.
+int fewshot_on_labels(const Config& config, const FewshotOptions& opts, const fs::path& cube_path,
+                      const CubeReader& cube, std::chrono::steady_clock::time_point t0) {
+  const UserLabels labels = read_labels(opts.labels, opts.label_property, cube, config.fewshot.min_label_valid);
+  std::vector<ChipSample> everywhere = cube_samples(cube);
+  std::vector<ChipSample> samples;
+  for (const ChipSample& s : everywhere) {
+    const auto it = labels.chips.find(s.chip);
+    if (it == labels.chips.end()) continue;
+    samples.push_back(s);
+    samples.back().targets = it->second;
+  }
+  if (labels.outside > 0)
+    spdlog::warn("{}: {} of {} labels fall on no embedded chip of {}: left out", opts.labels, labels.outside,
+                 labels.labels, cube_path.string());
+  if (samples.size() < 20)
+    throw ConfigError(fmt::format("{}: {} labelled chips in {}: too few for a few-shot model (20 at least)", opts.labels,
+                                  samples.size(), cube_path.string()));
+  const fs::path dir = config.output / "fewshot" / ("labels-" + fs::path(opts.labels).stem().string());
+  FewshotInput in{config.name, cube_path, &cube.spec(), std::move(samples), labels.targets, t0, &everywhere};
+  const std::string md = run_fewshot_experiment(config.fewshot, in, dir);
+  std::cout << md << fmt::format("\n{} labelled chips of {}; maps of all {}: ", in.samples.size(), opts.labels,
+                                 everywhere.size())
+            << (dir / "predicted_<zone>.tif").string() << "\nresults: " << (dir / "results.md").string() << '\n';
+  return kExitOk;
+}
+
+}  // namespace
 
 int run_fewshot(const FewshotOptions& opts) {
   const auto config = start_command(opts.common, 0);
   if (!config) return kExitOk;
   const fs::path cube_path = cube_to_read(*config, opts.cube);
   const CubeReader cube(cube_path);
+  if (!opts.labels.empty()) return fewshot_on_labels(*config, opts, cube_path, cube, std::chrono::steady_clock::now());
   const Plan plan = make_plan(load_aois(*config));
   const Catalog catalog = load_catalog(*config);
   const std::vector<TargetSpec> targets = default_targets();

@@ -82,7 +82,9 @@ int run_finalize(const FinalizeOptions& opts);
 
 struct FewshotOptions {
   CommonOptions common;
-  std::string cube;  // empty: run.cube, else OUTPUT/cube.zarr
+  std::string cube;    // empty: run.cube, else OUTPUT/cube.zarr
+  std::string labels;  // a user's labels instead of the world's label maps
+  std::string label_property = "value";
 };
 void add_fewshot_command(CLI::App& app, FewshotOptions& opts);
 int run_fewshot(const FewshotOptions& opts);

@@ -1,10 +1,15 @@
 #include "stages/downstream/fewshot.hpp"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <fmt/format.h>
 #include <limits>
 #include <map>
+#include <mutex>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -69,8 +74,10 @@ void draw_curve(const fs::path& file, const std::string& target,
                                                      {kBandStatistics, {0, 0, 0}}};
   int legend = top;
   for (const auto& [f, pts] : lines) {
-    const Rgb colour = colours.count(f) ? colours.at(f) : Rgb{128, 0, 128};
-    const bool baseline = f == kBandStatistics;
+    // A modality's own band statistics: its colour, dashed like the pooled baseline.
+    const bool baseline = f.starts_with(kBandStatistics);
+    const std::string hue = f.starts_with(std::string(kBandStatistics) + "_") ? f.substr(std::strlen(kBandStatistics) + 1) : f;
+    const Rgb colour = colours.count(hue) ? colours.at(hue) : Rgb{128, 0, 128};
     for (std::size_t i = 1; i < pts.size(); ++i)
       c.line(px(pts[i - 1].first), py(pts[i - 1].second), px(pts[i].first), py(pts[i].second), colour,
              f == "fused" ? 3 : 2, baseline ? 6 : 0);
@@ -79,6 +86,45 @@ void draw_curve(const fs::path& file, const std::string& target,
     c.text(w - right + 46, legend, f, black);
     legend += 20;
   }
+  c.save_png(file);
+}
+
+// One band of a chip raster as a picture: chips as squares, north up, a colour bar with
+// the band's range and a scale bar in km.
+void draw_map(const fs::path& file, const ChipRaster& r, int band, const std::string& title) {
+  const std::size_t plane = static_cast<std::size_t>(r.rows) * r.cols;
+  const float* v = r.values.data() + static_cast<std::size_t>(band) * plane;
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (std::size_t i = 0; i < plane; ++i)
+    if (!std::isnan(v[i])) lo = std::min(lo, v[i]), hi = std::max(hi, v[i]);
+  if (!(hi >= lo)) return;
+  const int scale = std::max(2, 600 / std::max(r.rows, r.cols)), top = 30, map_h = r.rows * scale;
+  const int width = std::max(r.cols * scale, 360) + 20, height = top + map_h + 70;
+  Canvas c(width, height);
+  const Rgb black = {0, 0, 0};
+  c.text(10, 8, title, black);
+  c.fill(10, top, 10 + r.cols * scale - 1, top + map_h - 1, {200, 200, 200});
+  for (int y = 0; y < r.rows; ++y)
+    for (int x = 0; x < r.cols; ++x) {
+      const float value = v[static_cast<std::size_t>(y) * r.cols + x];
+      if (!std::isnan(value))
+        c.fill(10 + x * scale, top + y * scale, 10 + x * scale + scale - 1, top + y * scale + scale - 1,
+               ramp(hi > lo ? (value - lo) / (hi - lo) : 0.5));
+    }
+  const int bar = top + map_h + 12;
+  for (int i = 0; i < 200; ++i) c.fill(10 + i, bar, 10 + i, bar + 10, ramp(i / 199.0));
+  c.text(10, bar + 16, fmt::format("{:.3g}", lo), black);
+  c.text(210 - Canvas::text_width(fmt::format("{:.3g}", hi)), bar + 16, fmt::format("{:.3g}", hi), black);
+  // A scale bar of a round number of km near a third of the map's width.
+  const double km_per_px = kChipSizeM / 1000.0 / scale;
+  double km = 1;
+  for (double k : {1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0})
+    if (k / km_per_px <= r.cols * scale / 3.0) km = k;
+  const int len = static_cast<int>(km / km_per_px), x0 = width - 10 - len;
+  c.line(x0, bar + 5, x0 + len, bar + 5, black, 2);
+  c.line(x0, bar, x0, bar + 10, black, 2);
+  c.line(x0 + len, bar, x0 + len, bar + 10, black, 2);
+  c.text(x0, bar + 16, fmt::format("{:g} KM", km), black);
   c.save_png(file);
 }
 
@@ -93,12 +139,28 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
 
   std::vector<std::string> feature_sets = in.cube->embedding_arrays();
   feature_sets.push_back(kConcatenated);
-  feature_sets.push_back(kBandStatistics);
+  // The band-statistics baseline (when the samples have it), pooled and each modality's
+  // own, the baseline its embedding is judged against.
+  if (!samples.empty() && samples.front().features.count(kBandStatistics)) {
+    feature_sets.push_back(kBandStatistics);
+    for (Modality m : in.cube->modalities) feature_sets.push_back(band_statistics_of(m));
+  }
   const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<Result> results;
+
+  // Every fit of the sweep as a job; they run side by side, one thread each (so one fit's
+  // numbers do not depend on how many run beside it), and land in the order written.
+  struct Job {
+    std::size_t target;
+    int n, seed;
+    bool all;
+    std::string features;
+    ModelKind model;
+  };
+  std::vector<Job> jobs;
+  std::vector<std::array<std::vector<std::size_t>, 3>> sets(targets.size());  // train, validation, test per target
   json counts = json::object();
   for (std::size_t t = 0; t < targets.size(); ++t) {
-    std::vector<std::size_t> train, val, test;
+    auto& [train, val, test] = sets[t];
     for (std::size_t i = 0; i < samples.size(); ++i) {
       if (std::isnan(samples[i].targets[t])) continue;
       (split[i] == SplitSet::train ? train : split[i] == SplitSet::validation ? val : test).push_back(i);
@@ -109,42 +171,72 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
                    train.size(), val.size(), test.size());
       continue;
     }
-    auto column = [&](const std::vector<std::size_t>& idx, const std::string& f, Rows& x, std::vector<float>& y) {
-      x.clear(), y.clear();
-      for (std::size_t i : idx) x.push_back(samples[i].features.at(f)), y.push_back(samples[i].targets[t]);
-    };
     std::vector<int> sizes;
     for (int n : fewshot.sizes)
       if (static_cast<std::size_t>(n) < train.size()) sizes.push_back(n);
     sizes.push_back(static_cast<int>(train.size()));  // all
-    const double threshold = targets[t].proportion() ? fewshot.presence_threshold : std::nan("");
-    for (std::size_t k = 0; k < sizes.size(); ++k) {
-      const int n = sizes[k];
-      for (int seed = 0; seed < fewshot.seeds; ++seed) {
-        std::vector<std::size_t> chosen = train;
-        std::mt19937_64 rng(static_cast<std::uint64_t>(seed) * 1000003u + static_cast<std::uint64_t>(n));
-        std::shuffle(chosen.begin(), chosen.end(), rng);
-        chosen.resize(static_cast<std::size_t>(n));
-        for (const std::string& f : feature_sets) {
-          Rows xt, xv, xq;
-          std::vector<float> yt, yv, yq;
-          column(chosen, f, xt, yt);
-          column(val, f, xv, yv);
-          column(test, f, xq, yq);
-          for (ModelKind m : {ModelKind::ridge, ModelKind::gbt, ModelKind::rf}) {
-            const auto p = fit_predict(m, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(seed), threads);
-            results.push_back({targets[t].name, f, model_name(m), n == static_cast<int>(train.size()) ? -1 : n, seed,
-                               score(yq, p, threshold)});
-          }
-        }
-      }
-      // A long sweep shows where it is.
-      spdlog::info("fewshot: {} ({} of {}): {} training chips done ({} of {} sizes)", targets[t].name, t + 1,
-                   targets.size(), n, k + 1, sizes.size());
-    }
-    spdlog::info("fewshot: {} done ({} train, {} validation, {} test chips)", targets[t].name, train.size(), val.size(),
-                 test.size());
+    for (int n : sizes)
+      for (int seed = 0; seed < fewshot.seeds; ++seed)
+        for (const std::string& f : feature_sets)
+          for (ModelKind m : {ModelKind::ridge, ModelKind::gbt, ModelKind::rf})
+            jobs.push_back({t, n, seed, n == static_cast<int>(train.size()), f, m});
   }
+  std::vector<Result> results(jobs.size());
+  // The dearest first (forests, then boosting, on the most chips), so that the last
+  // fits to finish are short ones.
+  std::vector<std::size_t> by_cost(jobs.size());
+  std::iota(by_cost.begin(), by_cost.end(), 0);
+  const auto cost = [&](const Job& j) {
+    return (j.model == ModelKind::rf ? 4.0 : j.model == ModelKind::gbt ? 2.0 : 0.1) * j.n *
+           static_cast<double>(samples.front().features.at(j.features).size() + 16);
+  };
+  std::stable_sort(by_cost.begin(), by_cost.end(), [&](std::size_t a, std::size_t b) { return cost(jobs[a]) > cost(jobs[b]); });
+  std::atomic<std::size_t> next{0}, done{0};
+  std::mutex mutex;
+  std::exception_ptr error;
+  const auto sweep_start = std::chrono::steady_clock::now();
+  auto last_report = sweep_start;
+  const auto work = [&] {
+    for (std::size_t o; (o = next++) < by_cost.size();) {
+      const Job& j = jobs[by_cost[o]];
+      try {
+        const auto& [train, val, test] = sets[j.target];
+        std::vector<std::size_t> chosen = train;
+        std::mt19937_64 rng(static_cast<std::uint64_t>(j.seed) * 1000003u + static_cast<std::uint64_t>(j.n));
+        std::shuffle(chosen.begin(), chosen.end(), rng);
+        chosen.resize(static_cast<std::size_t>(j.n));
+        const auto column = [&](const std::vector<std::size_t>& idx, Rows& x, std::vector<float>& y) {
+          for (std::size_t i : idx) x.push_back(samples[i].features.at(j.features)), y.push_back(samples[i].targets[j.target]);
+        };
+        Rows xt, xv, xq;
+        std::vector<float> yt, yv, yq;
+        column(chosen, xt, yt);
+        column(val, xv, yv);
+        column(test, xq, yq);
+        const double threshold = targets[j.target].proportion() ? fewshot.presence_threshold : std::nan("");
+        const auto p = fit_predict(j.model, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(j.seed), 1);
+        results[by_cost[o]] = {targets[j.target].name, j.features, model_name(j.model), j.all ? -1 : j.n, j.seed,
+                             score(yq, p, threshold)};
+      } catch (...) {
+        const std::lock_guard lock(mutex);
+        if (!error) error = std::current_exception();
+        next = by_cost.size();
+      }
+      const std::size_t finished = ++done;
+      const std::lock_guard lock(mutex);  // a long sweep shows where it is
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_report > std::chrono::seconds(10) || finished == by_cost.size()) {
+        last_report = now;
+        const double s = std::chrono::duration<double>(now - sweep_start).count();
+        spdlog::info("fewshot: {} of {} fits done in {:.0f} s", finished, by_cost.size(), s);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
 
   // The results, per seed (CSV) and as means over seeds (Markdown, JSON).
     std::string csv = "target,features,model,n,seed,r2,rmse,f1,accuracy\n";
@@ -204,7 +296,7 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
                 {"model_250", model_250}};
     }
     summary["targets"][target.name] = per;
-    if (ns.count(250)) {
+    if (ns.count(250) && per.contains(kBandStatistics)) {
       const double bands250 = per[kBandStatistics]["r2_250"].get<double>();
       md += "\nBest model's R²:";
       for (const char* f : {"fused", kConcatenated}) {
@@ -215,6 +307,16 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
                           at_all > 0 ? 100 * at250 / at_all : 0.0);
       }
       md += fmt::format(" band statistics {:.3f} with 250.\n", bands250);
+      // Each modality against its own bands, the comparison the research claims per modality.
+      std::string own;
+      for (Modality m : in.cube->modalities) {
+        const std::string b = band_statistics_of(m);
+        if (!per.contains(b) || per[b]["r2_250"].is_null()) continue;
+        const double emb = per[info(m).name]["r2_250"].get<double>(), raw = per[b]["r2_250"].get<double>();
+        summary["targets"][target.name][fmt::format("{}_beats_own_bands_at_250", info(m).name)] = emb > raw;
+        own += fmt::format(" {} {:.3f} against its bands {:.3f};", info(m).name, emb, raw);
+      }
+      if (!own.empty()) md += "Each modality with 250 chips:" + own + "\n";
     }
   }
   write_atomically(dir / "results.md", md);
@@ -237,16 +339,18 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
     pictures.push_back(file.string());
   }
 
-  // The map: every target predicted for every chip by gradient-boosted trees on the fused
-  // embeddings of all training chips, beside the observed targets.
+  // The map: every target predicted for every chip (of the samples, or of the whole cube)
+  // by gradient-boosted trees on the fused embeddings of all training chips, beside the
+  // observed targets.
+  const std::vector<ChipSample>& mapped = in.map_chips ? *in.map_chips : samples;
   std::vector<ChipId> chips;
-  for (const ChipSample& s : samples) chips.push_back(s.chip);
+  for (const ChipSample& s : mapped) chips.push_back(s.chip);
   auto maps = zone_rasters(chips, 2 * static_cast<int>(targets.size()));
   std::vector<std::string> band_names;
   for (const TargetSpec& target : targets) band_names.push_back("predicted_" + target.name);
   for (const TargetSpec& target : targets) band_names.push_back("observed_" + target.name);
   Rows everything;
-  for (const ChipSample& s : samples) everything.push_back(s.features.at("fused"));
+  for (const ChipSample& s : mapped) everything.push_back(s.features.at("fused"));
   for (std::size_t t = 0; t < targets.size(); ++t) {
     Rows xt, xv;
     std::vector<float> yt, yv;
@@ -257,16 +361,21 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
     }
     if (xt.size() < 2 || xv.empty()) continue;
     const auto predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, everything, 0, threads);
-    for (std::size_t i = 0; i < samples.size(); ++i) {
-      ChipRaster& r = maps.at(samples[i].chip.zone);
-      r.at(static_cast<int>(t), samples[i].chip) = predicted[i];
-      r.at(static_cast<int>(targets.size() + t), samples[i].chip) = samples[i].targets[t];
-    }
+    for (std::size_t i = 0; i < mapped.size(); ++i)
+      maps.at(mapped[i].chip.zone).at(static_cast<int>(t), mapped[i].chip) = predicted[i];
+    for (const ChipSample& s : samples)
+      if (maps.count(s.chip.zone)) maps.at(s.chip.zone).at(static_cast<int>(targets.size() + t), s.chip) = s.targets[t];
   }
   for (const auto& [zone, raster] : maps) {
     const fs::path file = dir / fmt::format("predicted_{}.tif", zone.name());
     raster.save_geotiff(file, band_names);
     pictures.push_back(file.string());
+    if (!in.map_chips) continue;
+    for (std::size_t t = 0; t < targets.size(); ++t) {
+      const fs::path png = dir / fmt::format("predicted_{}_{}.png", targets[t].name, zone.name());
+      draw_map(png, raster, static_cast<int>(t), fmt::format("{} PREDICTED", targets[t].name));
+      pictures.push_back(png.string());
+    }
   }
   summary["files"] = pictures;
   summary["seconds"] = seconds_since(in.started);

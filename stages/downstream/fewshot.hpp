@@ -22,6 +22,9 @@ struct FewshotInput {
   std::vector<ChipSample> samples;
   std::vector<TargetSpec> targets;
   std::chrono::steady_clock::time_point started;  // the experiment's start, for its summary
+  // What the predicted map covers: the samples when null, else these chips (e.g. every
+  // embedded chip of the cube, for a user's labels), each drawn as a PNG too.
+  const std::vector<ChipSample>* map_chips = nullptr;
 };
 
 // Runs the sweep and writes results.csv, results.md, curve_<target>.png,

@@ -15,12 +15,10 @@ std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_v
   read.modalities = with_band_statistics ? cube.spec().modalities : std::vector<Modality>{};
   for (Modality m : kLabelModalities) read.modalities.push_back(m);
   const std::vector<Modality> images = cube.spec().modalities;
-  const std::vector<std::string> arrays = cube.spec().embedding_arrays();
-  const std::size_t dim = static_cast<std::size_t>(cube.spec().dim);
 
+  const std::vector<std::string> arrays = cube.spec().embedding_arrays();
   std::vector<ChipSample> out;
-  double lon0 = 0, lat0 = 0;
-  bool origin = false;
+  ChipPlane plane;
   for (std::size_t t = 0; t < plan.tiles.size(); ++t) {
     const TilePlan& tile = plan.tiles[t];
     const TileEmbeddings emb = cube.read_tile(tile.id);
@@ -31,23 +29,18 @@ std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_v
       for (std::size_t k = 0; k < row.chips.size(); ++k) {
         const int pos = index_in_tile(row.chips[k]);
         if (emb.status[static_cast<std::size_t>(pos)] != kEmbedded) continue;
-        ChipSample s;
-        s.chip = row.chips[k];
-        const LonLatBox box = lonlat_bounds(s.chip.zone, s.chip.bounds());
-        const double lon = (box.lon0 + box.lon1) / 2, lat = (box.lat0 + box.lat1) / 2;
-        if (!origin) lon0 = lon, lat0 = lat, origin = true;
-        // Equirectangular about the first chip: good to a few per cent over an AOI, and
-        // continuous across UTM zones, which the zones' own metres are not.
-        s.at = {(lon - lon0) * 111320.0 * std::cos(lat0 * M_PI / 180), (lat - lat0) * 110540.0};
+        ChipSample s = embedded_sample(emb, pos, arrays, plane);
         s.targets = y[k];
-        const std::size_t yy = static_cast<std::size_t>(pos / kChipsPerTileSide), xx = static_cast<std::size_t>(pos % kChipsPerTileSide);
-        auto& concat = s.features[kConcatenated];
-        for (const std::string& a : arrays) {
-          const float* v = &emb.arrays.at(a)(yy, xx, 0);
-          s.features[a].assign(v, v + dim);
-          if (a != "fused") concat.insert(concat.end(), v, v + dim);
+        if (with_band_statistics) {
+          s.features[kBandStatistics] = stats[k];
+          std::size_t at = 0;  // band_statistics: each modality's channels x (mean, sd) in turn
+          for (Modality m : images) {
+            const std::size_t n = 2 * static_cast<std::size_t>(info(m).channels());
+            s.features[band_statistics_of(m)].assign(stats[k].begin() + static_cast<long>(at),
+                                                     stats[k].begin() + static_cast<long>(at + n));
+            at += n;
+          }
         }
-        if (with_band_statistics) s.features[kBandStatistics] = stats[k];
         out.push_back(std::move(s));
       }
     });
@@ -55,6 +48,30 @@ std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_v
   }
   return out;
 }
+
+Point ChipPlane::at(const ChipId& chip) {
+  const LonLatBox box = lonlat_bounds(chip.zone, chip.bounds());
+  const double lon = (box.lon0 + box.lon1) / 2, lat = (box.lat0 + box.lat1) / 2;
+  if (!origin) lon0 = lon, lat0 = lat, origin = true;
+  return {(lon - lon0) * 111320.0 * std::cos(lat0 * M_PI / 180), (lat - lat0) * 110540.0};
+}
+
+ChipSample embedded_sample(const TileEmbeddings& tile, int pos, const std::vector<std::string>& arrays, ChipPlane& plane) {
+  ChipSample s;
+  s.chip = tile.tile.chip(pos);
+  s.at = plane.at(s.chip);
+  const std::size_t y = static_cast<std::size_t>(pos / kChipsPerTileSide), x = static_cast<std::size_t>(pos % kChipsPerTileSide);
+  auto& concat = s.features[kConcatenated];
+  for (const std::string& a : arrays) {  // the cube's order: the modalities, then fused
+    const auto& values = tile.arrays.at(a);
+    const float* v = &values(y, x, 0);
+    s.features[a].assign(v, v + values.shape(2));
+    if (a != "fused") concat.insert(concat.end(), v, v + values.shape(2));
+  }
+  return s;
+}
+
+std::string band_statistics_of(Modality m) { return std::string(kBandStatistics) + "_" + info(m).name; }
 
 std::map<Zone, ChipRaster> zone_rasters(const std::vector<ChipId>& chips, int bands) {
   std::map<Zone, std::array<int, 4>> extent;  // row0, col0, row1, col1

@@ -17,7 +17,9 @@
 
 namespace eo {
 
-inline constexpr const char* kBandStatistics = "bands";  // the baseline's feature set
+inline constexpr const char* kBandStatistics = "bands";  // the baseline's feature set: every modality's
+// One modality's part of it ("bands_s2rgb"): the baseline its own embedding is judged against.
+std::string band_statistics_of(Modality m);
 // The modalities' embeddings side by side (NaN where one is missing): what the mean in
 // `fused` averages away stays for the model to use.
 inline constexpr const char* kConcatenated = "concat";
@@ -26,8 +28,20 @@ struct ChipSample {
   ChipId chip;
   Point at;                    // metres, equirectangular about the first chip
   std::vector<float> targets;  // per target, NaN = none
-  std::map<std::string, std::vector<float>> features;  // the cube's arrays, "concat" (and "bands")
+  std::map<std::string, std::vector<float>> features;  // the cube's arrays, "concat" (and "bands", "bands_<m>")
 };
+
+// Chip centres on a plane: equirectangular about the first chip asked for, good to a few
+// per cent over an AOI and continuous across UTM zones, which the zones' own metres are not.
+struct ChipPlane {
+  bool origin = false;
+  double lon0 = 0, lat0 = 0;
+  Point at(const ChipId& chip);
+};
+
+// The chip at `pos` of a tile read from the cube, with its embeddings as features: every
+// array of `arrays` (the cube's embedding_arrays()) and "concat".
+ChipSample embedded_sample(const TileEmbeddings& tile, int pos, const std::vector<std::string>& arrays, ChipPlane& plane);
 
 // `read`: how the chip stage reads (its modalities are set here: the cube's images for
 // the band statistics, and the label maps). `min_label_valid`: fewshot.min_label_valid.

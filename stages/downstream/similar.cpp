@@ -175,7 +175,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
   for (std::size_t i = 0; i < features.size(); ++i) {
     const json& f = features[i];
     const std::string where = fmt::format("{}: feature {}", file.string(), i);
-    const json props = f.value("properties", json::object()).is_object() ? f.value("properties", json::object()) : json::object();
+    const json props = f.contains("properties") && f["properties"].is_object() ? f["properties"] : json::object();
     const json label = props.value("label", json("positive"));
     const bool negative = label == "negative" || label == false || label == 0;
     if (!negative && !(label == "positive" || label == true || label == 1))

@@ -78,10 +78,11 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
     sizes.insert(f[3]);
     EXPECT_TRUE(std::isfinite(std::stod(f[6]))) << line;  // rmse
   }
-  EXPECT_EQ(features, (std::set<std::string>{"s2rgb", "s1amp", "s1coh", "fused", "concat", "bands"}));
+  EXPECT_EQ(features, (std::set<std::string>{"s2rgb", "s1amp", "s1coh", "fused", "concat", "bands", "bands_s2rgb",
+                                             "bands_s1amp", "bands_s1coh"}));
   EXPECT_EQ(sizes, (std::set<std::string>{"10", "20", "all"}));
   ASSERT_TRUE(rows_per_target.count("tree_cover_pct"));
-  EXPECT_EQ(rows_per_target["tree_cover_pct"], 6 * 3 * 3 * 2);
+  EXPECT_EQ(rows_per_target["tree_cover_pct"], 9 * 3 * 3 * 2);
   const json summary = json::parse(std::ifstream(out / "fewshot" / "summary.json"));
   EXPECT_GT(summary["chips"].get<int>(), 30);
 
@@ -142,6 +143,81 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
   const Raster scatter = read_raster(out / "render" / "scatter_fused_tree_cover.png");
   EXPECT_EQ(scatter.width, 640);
   EXPECT_GT(colours(scatter), 10u);
+
+  // A user's own labels: points at 120 embedded chips' centres, each with the tree cover
+  // GDAL reads there from the world's tree-cover maps (not our chip targets). The map of
+  // the whole cube follows the labels where they are, and covers every embedded chip.
+  const fs::path labels = world.dir / "trees.geojson", vrt = world.dir / "treecover.vrt";
+  ASSERT_EQ(test::run(fmt::format("gdalbuildvrt -q {} {}/out/world/labels/treecover_*.tif", vrt.string(), world.dir.string())).code, 0);
+  const auto made = test::run(fmt::format(
+      "/usr/bin/python3 -c \"\n"
+      "import json, numpy as np, zarr\n"
+      "from osgeo import gdal, osr\n"
+      "root = zarr.open_group('{0}', mode='r'); chips = []\n"
+      "for zone in sorted(root.group_keys()):\n"
+      "    g = root[zone]; t = g.attrs['spatial:transform']\n"
+      "    s = osr.SpatialReference(); s.SetFromUserInput(g.attrs['proj:code'])\n"
+      "    w = osr.SpatialReference(); w.ImportFromEPSG(4326); w.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)\n"
+      "    tr = osr.CoordinateTransformation(s, w)\n"
+      "    for r, c in zip(*np.nonzero(g['status'][:] == 1)):\n"
+      "        chips.append(tr.TransformPoint(t[2] + (c + 0.5) * t[0], t[5] + (r + 0.5) * t[4])[:2])\n"
+      "ds = gdal.Open('{1}'); gt = ds.GetGeoTransform(); band = ds.GetRasterBand(1).ReadAsArray()\n"
+      "features = []\n"
+      "for lon, lat in chips[::max(1, len(chips) // 120)][:120]:\n"
+      "    v = float(band[int((lat - gt[3]) / gt[5]), int((lon - gt[0]) / gt[1])])\n"
+      "    features.append({{'type': 'Feature', 'geometry': {{'type': 'Point', 'coordinates': [lon, lat]}}, 'properties': {{'trees': v}}}})\n"
+      "json.dump({{'type': 'FeatureCollection', 'features': features}}, open('{2}', 'w')); print(len(chips), len(features))\n"
+      "\"",
+      world.cube("out").string(), vrt.string(), labels.string()));
+  ASSERT_EQ(made.code, 0) << made.output;
+  int embedded = 0, labelled = 0;
+  std::istringstream(made.output) >> embedded >> labelled;
+  ASSERT_GE(labelled, 40) << made.output;
+  const auto own = test::run(fmt::format("{} fewshot {} --labels {} --label-property trees", EO_PIPELINE_EXE, args,
+                                         labels.string()));
+  ASSERT_EQ(own.code, 0) << own.output;
+  const fs::path own_dir = out / "fewshot" / "labels-trees";
+  EXPECT_TRUE(fs::exists(own_dir / "results.md"));
+  int covered = 0;
+  double sxy2 = 0, sx2 = 0, sy2 = 0, sxx2 = 0, syy2 = 0, n2 = 0;
+  for (const auto& e : fs::directory_iterator(own_dir)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with("predicted_") || e.path().extension() != ".tif") continue;
+    const Raster m = read_raster(e.path());
+    ASSERT_EQ(m.bands, 2) << name;  // predicted trees, observed trees
+    for (int r = 0; r < m.height; ++r)
+      for (int c = 0; c < m.width; ++c) {
+        covered += !std::isnan(m.at(0, r, c));
+        const double p = m.at(0, r, c), o = m.at(1, r, c);
+        if (std::isnan(o)) continue;
+        sxy2 += p * o, sx2 += p, sy2 += o, sxx2 += p * p, syy2 += o * o, ++n2;
+      }
+    EXPECT_TRUE(fs::exists(own_dir / ("predicted_trees_" + name.substr(10, name.size() - 14) + ".png"))) << name;
+  }
+  EXPECT_EQ(covered, embedded) << "the predicted map does not cover the cube's embedded chips";
+  EXPECT_EQ(n2, labelled);  // each label on a chip of its own, observed there
+  EXPECT_GT((n2 * sxy2 - sx2 * sy2) / std::sqrt((n2 * sxx2 - sx2 * sx2) * (n2 * syy2 - sy2 * sy2)), 0.5);
+
+  // The same from the tree-cover raster itself: a target per chip, its mean there.
+  const auto raster = test::run(fmt::format("{} fewshot {} --labels {}", EO_PIPELINE_EXE, args, vrt.string()));
+  ASSERT_EQ(raster.code, 0) << raster.output;
+  EXPECT_NE(raster.output.find(fmt::format("{} labelled chips of", embedded)), std::string::npos) << raster.output;
+  EXPECT_TRUE(fs::exists(out / "fewshot" / "labels-treecover" / "results.md"));
+
+  // Bad labels: clear errors naming the file and what is wrong.
+  const auto bad = [&](const std::string& text, const std::string& says, const std::string& extra = "") {
+    const fs::path f = world.dir / "bad.geojson";
+    std::ofstream(f) << text;
+    const auto r = test::run(fmt::format("{} fewshot {} --labels {} {}", EO_PIPELINE_EXE, args, f.string(), extra));
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << r.output;
+  };
+  bad(R"({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}, "properties": {"x": 1}}]})",
+      "bad.geojson: feature 0: no property \"value\"");
+  bad(R"({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, "properties": {"value": 1}}]})",
+      "bad.geojson: feature 0: a LineString");
+  bad(R"({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}, "properties": {"value": 1}}]})",
+      "0 labelled chips in");
 }
 
 }  // namespace

@@ -1,0 +1,38 @@
+#pragma once
+// A user's own labels for `fewshot --labels`, instead of the synthetic world's label maps:
+// a GeoJSON of points or polygons with a value or a class, or a label raster, turned into
+// per-chip targets on the cube's chips.
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "stages/cube/cube.hpp"
+#include "stages/downstream/samples.hpp"
+#include "stages/downstream/targets.hpp"
+
+namespace eo {
+
+struct UserLabels {
+  // A number property gives one target (the chips' mean of it); a text property one per
+  // class (the proportion of a chip's labels of that class); a raster one (its mean over
+  // the chip's valid pixels).
+  std::vector<TargetSpec> targets;
+  std::map<ChipId, std::vector<float>> chips;  // per labelled chip, per target
+  std::size_t labels = 0, outside = 0;         // read; on no embedded chip of the cube
+};
+
+// GeoJSON (.geojson, .json): Point, Polygon and MultiPolygon features, the label in
+// `property`; a point labels the chip it falls in, a polygon every chip whose centre it
+// holds. Anything else is read as a raster through GDAL: a chip's target is the mean of
+// the raster's valid pixels in the chip's footprint, kept where at least `min_valid` of
+// them are valid. Throws ConfigError naming the file, and the feature or property.
+UserLabels read_labels(const std::filesystem::path& file, const std::string& property, const CubeReader& cube,
+                       double min_valid);
+
+// Every embedded chip of the cube with its embeddings (the arrays and "concat"), no
+// targets: what a predicted map covers.
+std::vector<ChipSample> cube_samples(const CubeReader& cube);
+
+}  // namespace eo
