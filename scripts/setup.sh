@@ -18,6 +18,8 @@ packages=(
   libxgboost-dev
   # similarity search: exact through BLAS (cblas.h), approximate through FAISS
   libfaiss-dev libblas-dev
+  # pictures: cairo, with pango for text in a real font
+  libcairo2-dev libpango1.0-dev fonts-dejavu-core
   # stages/ingest/tiff_blocks decodes GeoTIFF blocks itself (libtiff for the layout)
   libtiff-dev libdeflate-dev
   # LibTorch runs matrix products on the reference BLAS (~20x slower) without it; the

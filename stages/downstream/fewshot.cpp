@@ -41,91 +41,59 @@ double mean_of(const std::vector<double>& v) {
   return v.empty() ? std::nan("") : s / static_cast<double>(v.size());
 }
 
-// Test R^2 against the number of training chips (log scale), a line per feature set (the
-// best model at each size), the band-statistics baseline dashed.
+// Test R^2 against the number of training chips (log scale, ticked at the sizes of the
+// sweep), a line per feature set (the best model at each size), the baselines dashed, the
+// legend beside the plot.
 void draw_curve(const fs::path& file, const std::string& target,
                 const std::map<std::string, std::vector<std::pair<int, double>>>& lines) {
-  const int w = 720, h = 480, left = 64, right = 150, top = 40, bottom = 48;
-  double lo = 0, n_max = 1;
+  const int w = 720, h = 480, left = 64, right = 150, top = 44, bottom = 56;
+  double lo = 1, n_min = 1e9, n_max = 1;
+  std::set<int> sizes;
   for (const auto& [f, pts] : lines)
-    for (const auto& [n, r2] : pts) lo = std::min(lo, std::floor(r2 * 5) / 5), n_max = std::max(n_max, static_cast<double>(n));
-  lo = std::max(lo, -1.0);
-  const double n_min = 10;
-  auto px = [&](double n) { return left + (std::log(n) - std::log(n_min)) / (std::log(n_max) - std::log(n_min)) * (w - left - right); };
-  auto py = [&](double r2) { return h - bottom - (std::max(r2, lo) - lo) / (1 - lo) * (h - top - bottom); };
-  Canvas c(w, h);
-  const Rgb black = {0, 0, 0}, grid = {225, 225, 225};
-  c.text(left, 12, fmt::format("{}: TEST R2 AGAINST TRAINING CHIPS", target), black);
-  for (double r = lo; r <= 1.0001; r += 0.2) {
-    c.line(left, py(r), w - right, py(r), grid);
-    c.text(8, static_cast<int>(py(r)) - 5, fmt::format("{:.1f}", r), black);
-  }
-  for (int n : {10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000})
-    if (n <= n_max) {
-      c.line(px(n), top, px(n), h - bottom, grid);
-      c.text(static_cast<int>(px(n)) - Canvas::text_width(std::to_string(n)) / 2, h - bottom + 8, std::to_string(n), black);
+    for (const auto& [n, r2] : pts) {
+      lo = std::min(lo, r2);
+      n_min = std::min(n_min, static_cast<double>(n)), n_max = std::max(n_max, static_cast<double>(n));
+      sizes.insert(n);
     }
-  c.line(left, h - bottom, w - right, h - bottom, black);
-  c.line(left, top, left, h - bottom, black);
-  c.text(w - right - Canvas::text_width("CHIPS"), h - 18, "CHIPS", black);
+  lo = std::max(std::floor(std::min(lo, 0.8) * 10) / 10, -1.0);  // R² below -1 is off the plot
+  n_min = std::max(1.0, n_min / 1.25), n_max *= 1.25;
+  auto px = [&](double n) { return left + (std::log(n) - std::log(n_min)) / (std::log(n_max) - std::log(n_min)) * (w - left - right); };
+  auto py = [&](double r2) { return h - bottom - (std::clamp(r2, lo, 1.0) - lo) / (1 - lo) * (h - top - bottom); };
   static const std::map<std::string, Rgb> colours = {{"s2rgb", {214, 39, 40}}, {"s1amp", {31, 119, 180}},
                                                      {"s1coh", {255, 127, 14}}, {"fused", {44, 160, 44}},
                                                      {kConcatenated, {148, 103, 189}},
                                                      {kBandStatistics, {0, 0, 0}}};
-  int legend = top;
-  for (const auto& [f, pts] : lines) {
-    // A modality's own band statistics: its colour, dashed like the pooled baseline.
-    const bool baseline = f.starts_with(kBandStatistics);
-    const std::string hue = f.starts_with(std::string(kBandStatistics) + "_") ? f.substr(std::strlen(kBandStatistics) + 1) : f;
-    const Rgb colour = colours.count(hue) ? colours.at(hue) : Rgb{128, 0, 128};
-    for (std::size_t i = 1; i < pts.size(); ++i)
-      c.line(px(pts[i - 1].first), py(pts[i - 1].second), px(pts[i].first), py(pts[i].second), colour,
-             f == "fused" ? 3 : 2, baseline ? 6 : 0);
-    for (const auto& [n, r2] : pts) c.fill(static_cast<int>(px(n)) - 2, static_cast<int>(py(r2)) - 2, static_cast<int>(px(n)) + 2, static_cast<int>(py(r2)) + 2, colour);
-    c.line(w - right + 12, legend + 5, w - right + 40, legend + 5, colour, 2, baseline ? 6 : 0);
-    c.text(w - right + 46, legend, f, black);
-    legend += 20;
-  }
-  c.save_png(file);
-}
-
-// One band of a chip raster as a picture: chips as squares, north up, a colour bar with
-// the band's range and a scale bar in km.
-void draw_map(const fs::path& file, const ChipRaster& r, int band, const std::string& title) {
-  const std::size_t plane = static_cast<std::size_t>(r.rows) * r.cols;
-  const float* v = r.values.data() + static_cast<std::size_t>(band) * plane;
-  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-  for (std::size_t i = 0; i < plane; ++i)
-    if (!std::isnan(v[i])) lo = std::min(lo, v[i]), hi = std::max(hi, v[i]);
-  if (!(hi >= lo)) return;
-  const int scale = std::max(2, 600 / std::max(r.rows, r.cols)), top = 30, map_h = r.rows * scale;
-  const int width = std::max(r.cols * scale, 360) + 20, height = top + map_h + 70;
-  Canvas c(width, height);
-  const Rgb black = {0, 0, 0};
-  c.text(10, 8, title, black);
-  c.fill(10, top, 10 + r.cols * scale - 1, top + map_h - 1, {200, 200, 200});
-  for (int y = 0; y < r.rows; ++y)
-    for (int x = 0; x < r.cols; ++x) {
-      const float value = v[static_cast<std::size_t>(y) * r.cols + x];
-      if (!std::isnan(value))
-        c.fill(10 + x * scale, top + y * scale, 10 + x * scale + scale - 1, top + y * scale + scale - 1,
-               ramp(hi > lo ? (value - lo) / (hi - lo) : 0.5));
+  save_figure(file, w, h, [&](Painter& p) {
+    p.text(left, 12, fmt::format("{}: test R² against training chips", target), 14, Painter::Anchor::left, true);
+    const Rgb grid = {228, 228, 228}, axis = {60, 60, 60};
+    for (double r : nice_ticks(lo, 1.0, 6)) {
+      p.line(left, py(r), w - right, py(r), grid);
+      p.text(left - 6, py(r) - 7, fmt::format("{:.1f}", r), 10, Painter::Anchor::right);
     }
-  const int bar = top + map_h + 12;
-  for (int i = 0; i < 200; ++i) c.fill(10 + i, bar, 10 + i, bar + 10, ramp(i / 199.0));
-  c.text(10, bar + 16, fmt::format("{:.3g}", lo), black);
-  c.text(210 - Canvas::text_width(fmt::format("{:.3g}", hi)), bar + 16, fmt::format("{:.3g}", hi), black);
-  // A scale bar of a round number of km near a third of the map's width.
-  const double km_per_px = kChipSizeM / 1000.0 / scale;
-  double km = 1;
-  for (double k : {1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0})
-    if (k / km_per_px <= r.cols * scale / 3.0) km = k;
-  const int len = static_cast<int>(km / km_per_px), x0 = width - 10 - len;
-  c.line(x0, bar + 5, x0 + len, bar + 5, black, 2);
-  c.line(x0, bar, x0, bar + 10, black, 2);
-  c.line(x0 + len, bar, x0 + len, bar + 10, black, 2);
-  c.text(x0, bar + 16, fmt::format("{:g} KM", km), black);
-  c.save_png(file);
+    for (int n : sizes) {  // ticks at the sizes the sweep fitted
+      p.line(px(n), top, px(n), h - bottom, grid);
+      p.line(px(n), h - bottom, px(n), h - bottom + 4, axis);
+      p.text(px(n), h - bottom + 6, std::to_string(n), 10, Painter::Anchor::centre);
+    }
+    p.line(left, h - bottom, w - right, h - bottom, axis);
+    p.line(left, top, left, h - bottom, axis);
+    p.text((left + w - right) / 2.0, h - 22, "labelled training chips (log scale)", 11, Painter::Anchor::centre);
+    p.vertical_text(16, (top + h - bottom) / 2.0, "test R²", 11);
+    double legend = top;
+    for (const auto& [f, pts] : lines) {
+      // A modality's own band statistics: its colour, dashed like the pooled baseline.
+      const bool baseline = f.starts_with(kBandStatistics);
+      const std::string hue = f.starts_with(std::string(kBandStatistics) + "_") ? f.substr(std::strlen(kBandStatistics) + 1) : f;
+      const Rgb colour = colours.count(hue) ? colours.at(hue) : Rgb{128, 0, 128};
+      std::vector<std::array<double, 2>> line;
+      for (const auto& [n, r2] : pts) line.push_back({px(n), py(r2)});
+      p.polyline(line, colour, f == "fused" ? 3 : 2, baseline ? 6 : 0);
+      for (const auto& pt : line) p.dot(pt[0], pt[1], 3, colour);
+      p.line(w - right + 12, legend + 7, w - right + 40, legend + 7, colour, 2, baseline ? 6 : 0);
+      p.text(w - right + 46, legend, f, 11);
+      legend += 20;
+    }
+  });
 }
 
 }  // namespace
@@ -373,7 +341,8 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
     if (!in.map_chips) continue;
     for (std::size_t t = 0; t < targets.size(); ++t) {
       const fs::path png = dir / fmt::format("predicted_{}_{}.png", targets[t].name, zone.name());
-      draw_map(png, raster, static_cast<int>(t), fmt::format("{} PREDICTED", targets[t].name));
+      save_chip_map(png, fmt::format("{} predicted from {} labelled chips, zone {}", targets[t].name, samples.size(),
+                                     zone.name()), raster, static_cast<int>(t), targets[t].name);
       pictures.push_back(png.string());
     }
   }

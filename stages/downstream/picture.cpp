@@ -1,99 +1,183 @@
 #include "stages/downstream/picture.hpp"
 
+#include <cairo-svg.h>
+#include <cairo.h>
 #include <gdal_priv.h>
 #include <ogr_spatialref.h>
+#include <pango/pangocairo.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <fmt/format.h>
-#include <map>
+#include <limits>
 #include <stdexcept>
 
 namespace eo {
 
 namespace {
 
-// A 3 x 5 font: five rows of three, '#' lit.
-const std::map<char, const char*>& font() {
-  static const std::map<char, const char*> f = {
-      {'0', "####.##.##.####"}, {'1', ".#.##..#..#.###"}, {'2', "###..#####..###"}, {'3', "###..#.##..####"},
-      {'4', "#.##.####..#..#"}, {'5', "####..###..####"}, {'6', "####..####.####"}, {'7', "###..#..#.#..#."},
-      {'8', "####.#####.####"}, {'9', "####.####..####"}, {'A', ".#.#.#####.##.#"}, {'B', "##.#.###.#.###."},
-      {'C', ".###..#..#...##"}, {'D', "##.#.##.##.###."}, {'E', "####..##.#..###"}, {'F', "####..##.#..#.."},
-      {'G', ".###..#.##.#.##"}, {'H', "#.##.#####.##.#"}, {'I', "###.#..#..#.###"}, {'J', "..#..#..##.#.#."},
-      {'K', "#.##.###.#.##.#"}, {'L', "#..#..#..#..###"}, {'M', "#.########.##.#"}, {'N', "##.#.##.##.##.#"},
-      {'O', ".#.#.##.##.#.#."}, {'P', "##.#.###.#..#.."}, {'Q', ".#.#.##.###..##"}, {'R', "##.#.###.#.##.#"},
-      {'S', ".###...#...###."}, {'T', "###.#..#..#..#."}, {'U', "#.##.##.##.####"}, {'V', "#.##.##.##.#.#."},
-      {'W', "#.##.########.#"}, {'X', "#.##.#.#.#.##.#"}, {'Y', "#.##.#.#..#..#."}, {'Z', "###..#.#.#..###"},
-      {'.', ".............#."}, {'-', "......###......"}, {':', "....#.....#...."}, {'/', "..#..#.#.#..#.."},
-      {'(', ".#.#..#..#...#."}, {')', ".#...#..#..#.#."}, {'%', "#.#..#.#.#..#.#"}, {'=', "...###...###..."},
-      {'_', "............###"}, {' ', "..............."}};
-  return f;
+namespace fs = std::filesystem;
+
+void set_colour(cairo_t* cr, Rgb c) { cairo_set_source_rgb(cr, c[0] / 255.0, c[1] / 255.0, c[2] / 255.0); }
+
+PangoLayout* layout(cairo_t* cr, const std::string& s, double size, bool bold) {
+  PangoLayout* l = pango_cairo_create_layout(cr);
+  PangoFontDescription* font = pango_font_description_from_string(bold ? "DejaVu Sans Bold" : "DejaVu Sans");
+  pango_font_description_set_absolute_size(font, size * PANGO_SCALE);
+  pango_layout_set_font_description(l, font);
+  pango_font_description_free(font);
+  pango_layout_set_text(l, s.c_str(), -1);
+  return l;
+}
+
+// A tick's label with as many decimals as the step between ticks needs.
+std::string tick_label(double v, double step) {
+  const int decimals = std::max(0, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
+  return fmt::format("{:.{}f}", std::abs(v) < step / 1e6 ? 0.0 : v, decimals);
 }
 
 }  // namespace
 
-Canvas::Canvas(int width, int height, Rgb background)
-    : w_(width), h_(height), px_(static_cast<std::size_t>(width) * height * 3) {
-  for (std::size_t i = 0; i < px_.size(); i += 3) std::copy(background.begin(), background.end(), px_.begin() + i);
+std::vector<double> nice_ticks(double lo, double hi, int count) {
+  if (!(hi > lo)) return {lo};
+  const double raw = (hi - lo) / std::max(1, count), mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = 10 * mag;
+  for (double m : {1.0, 2.0, 5.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> out;
+  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) out.push_back(v);
+  return out;
 }
 
-void Canvas::set(int x, int y, Rgb c) {
-  if (x < 0 || y < 0 || x >= w_ || y >= h_) return;
-  std::copy(c.begin(), c.end(), px_.begin() + (static_cast<std::size_t>(y) * w_ + x) * 3);
+void Painter::fill(double x, double y, double w, double h, Rgb c) {
+  cairo_save(cr_);
+  cairo_set_antialias(cr_, CAIRO_ANTIALIAS_NONE);
+  set_colour(cr_, c);
+  cairo_rectangle(cr_, std::round(x), std::round(y), std::round(x + w) - std::round(x), std::round(y + h) - std::round(y));
+  cairo_fill(cr_);
+  cairo_restore(cr_);
 }
 
-Rgb Canvas::at(int x, int y) const {
-  const std::size_t i = (static_cast<std::size_t>(y) * w_ + x) * 3;
-  return {px_[i], px_[i + 1], px_[i + 2]};
+void Painter::frame(double x, double y, double w, double h, Rgb c, double width) {
+  set_colour(cr_, c);
+  cairo_set_line_width(cr_, width);
+  cairo_rectangle(cr_, x + width / 2, y + width / 2, w - width, h - width);
+  cairo_stroke(cr_);
 }
 
-void Canvas::fill(int x0, int y0, int x1, int y1, Rgb c) {
-  for (int y = y0; y <= y1; ++y)
-    for (int x = x0; x <= x1; ++x) set(x, y, c);
+void Painter::line(double x0, double y0, double x1, double y1, Rgb c, double width, double dash) {
+  polyline({{x0, y0}, {x1, y1}}, c, width, dash);
 }
 
-void Canvas::line(double x0, double y0, double x1, double y1, Rgb c, int thickness, int dash) {
-  const double length = std::hypot(x1 - x0, y1 - y0);
-  const int steps = std::max(1, static_cast<int>(std::ceil(length * 2)));
-  for (int i = 0; i <= steps; ++i) {
-    const double t = static_cast<double>(i) / steps;
-    if (dash > 0 && static_cast<int>(t * length / dash) % 2 == 1) continue;
-    const int x = static_cast<int>(std::lround(x0 + t * (x1 - x0))), y = static_cast<int>(std::lround(y0 + t * (y1 - y0)));
-    fill(x - thickness / 2, y - thickness / 2, x + (thickness - 1) / 2, y + (thickness - 1) / 2, c);
+void Painter::polyline(const std::vector<std::array<double, 2>>& points, Rgb c, double width, double dash) {
+  if (points.size() < 2) return;
+  set_colour(cr_, c);
+  cairo_set_line_width(cr_, width);
+  cairo_set_line_join(cr_, CAIRO_LINE_JOIN_ROUND);
+  if (dash > 0) cairo_set_dash(cr_, &dash, 1, 0);
+  // Lines of odd width on half pixels stay crisp.
+  const double half = static_cast<int>(width) % 2 == 1 ? 0.5 : 0;
+  cairo_move_to(cr_, points[0][0] + half, points[0][1] + half);
+  for (std::size_t i = 1; i < points.size(); ++i) cairo_line_to(cr_, points[i][0] + half, points[i][1] + half);
+  cairo_stroke(cr_);
+  cairo_set_dash(cr_, nullptr, 0, 0);
+}
+
+void Painter::dot(double x, double y, double radius, Rgb c) {
+  set_colour(cr_, c);
+  cairo_arc(cr_, x, y, radius, 0, 2 * M_PI);
+  cairo_fill(cr_);
+}
+
+double Painter::text_width(const std::string& s, double size, bool bold) {
+  PangoLayout* l = layout(cr_, s, size, bold);
+  int w = 0, h = 0;
+  pango_layout_get_pixel_size(l, &w, &h);
+  g_object_unref(l);
+  return w;
+}
+
+double Painter::text(double x, double y, const std::string& s, double size, Anchor a, bool bold) {
+  PangoLayout* l = layout(cr_, s, size, bold);
+  int w = 0, h = 0;
+  pango_layout_get_pixel_size(l, &w, &h);
+  const double left = a == Anchor::left ? x : a == Anchor::centre ? x - w / 2.0 : x - w;
+  cairo_set_source_rgb(cr_, 0.1, 0.1, 0.1);
+  cairo_move_to(cr_, left, y);
+  pango_cairo_show_layout(cr_, l);
+  g_object_unref(l);
+  return w;
+}
+
+void Painter::vertical_text(double x, double y, const std::string& s, double size) {
+  PangoLayout* l = layout(cr_, s, size, false);
+  int w = 0, h = 0;
+  pango_layout_get_pixel_size(l, &w, &h);
+  cairo_save(cr_);
+  cairo_translate(cr_, x, y);
+  cairo_rotate(cr_, -M_PI / 2);
+  cairo_set_source_rgb(cr_, 0.1, 0.1, 0.1);
+  cairo_move_to(cr_, -w / 2.0, -h / 2.0);
+  pango_cairo_show_layout(cr_, l);
+  cairo_restore(cr_);
+  g_object_unref(l);
+}
+
+void Painter::colour_bar(double x, double y, double w, double h, double lo, double hi, const std::string& title) {
+  for (int i = 0; i < static_cast<int>(w); ++i) fill(x + i, y, 1, h, ramp(i / std::max(1.0, w - 1)));
+  frame(x, y, w, h, {90, 90, 90});
+  const std::vector<double> ticks = nice_ticks(lo, hi, 5);
+  const double step = ticks.size() > 1 ? ticks[1] - ticks[0] : std::max(std::abs(hi), 1e-9);
+  for (double t : ticks) {
+    const double at = hi > lo ? x + (t - lo) / (hi - lo) * (w - 1) : x + w / 2;
+    line(at, y + h, at, y + h + 4, {60, 60, 60});
+    text(at, y + h + 5, tick_label(t, step), 10, Anchor::centre);
   }
+  text(x, y + h + 20, title, 11);
 }
 
-void Canvas::text(int x, int y, const std::string& s, Rgb c, int scale) {
-  for (std::size_t k = 0; k < s.size(); ++k) {
-    const auto it = font().find(static_cast<char>(std::toupper(static_cast<unsigned char>(s[k]))));
-    if (it == font().end()) continue;
-    const std::string glyph = it->second;
-    for (int row = 0; row < 5; ++row)
-      for (int col = 0; col < 3; ++col)
-        if (glyph[static_cast<std::size_t>(row * 3 + col)] == '#')
-          fill(x + static_cast<int>(k) * 4 * scale + col * scale, y + row * scale,
-               x + static_cast<int>(k) * 4 * scale + col * scale + scale - 1, y + row * scale + scale - 1, c);
-  }
+void Painter::scale_bar(double x, double y, double metres_per_px, double max_px) {
+  double km = 1;
+  for (double k : {1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0})
+    if (k * 1000 / metres_per_px <= max_px) km = k;
+  const double len = km * 1000 / metres_per_px;
+  const Rgb ink = {30, 30, 30};
+  fill(x, y, len / 2, 5, ink);
+  fill(x + len / 2, y, len / 2, 5, {255, 255, 255});
+  frame(x, y, len, 5, ink);
+  text(x, y + 8, "0", 10, Anchor::centre);
+  text(x + len, y + 8, fmt::format("{:g} km", km), 10, Anchor::centre);
 }
 
-void Canvas::save_png(const std::filesystem::path& file) const {
-  GDALAllRegister();
-  std::filesystem::create_directories(file.parent_path());
-  GDALDriver* mem = GetGDALDriverManager()->GetDriverByName("MEM");
-  GDALDriver* png = GetGDALDriverManager()->GetDriverByName("PNG");
-  if (!mem || !png) throw std::runtime_error("GDAL has no MEM or PNG driver");
-  GDALDataset* ds = mem->Create("", w_, h_, 3, GDT_Byte, nullptr);
-  for (int b = 0; b < 3; ++b)
-    if (ds->GetRasterBand(b + 1)->RasterIO(GF_Write, 0, 0, w_, h_, const_cast<std::uint8_t*>(px_.data()) + b, w_, h_,
-                                           GDT_Byte, 3, static_cast<GSpacing>(w_) * 3) != CE_None)
-      throw std::runtime_error("cannot fill the picture");
-  GDALDataset* out = png->CreateCopy(file.c_str(), ds, FALSE, nullptr, nullptr, nullptr);
-  GDALClose(ds);
-  if (!out) throw std::runtime_error(fmt::format("cannot write {}: {}", file.string(), CPLGetLastErrorMsg()));
-  GDALClose(out);
-  std::filesystem::remove(file.string() + ".aux.xml");  // GDAL's side file: not part of a picture
+void save_figure(const fs::path& png, int width, int height, const std::function<void(Painter&)>& draw, bool svg) {
+  fs::create_directories(png.parent_path());
+  const auto paint = [&](cairo_surface_t* surface) {
+    cairo_t* cr = cairo_create(surface);
+    cairo_set_source_rgb(cr, 1, 1, 1);
+    cairo_paint(cr);
+    Painter p(cr);
+    draw(p);
+    cairo_destroy(cr);
+  };
+  cairo_surface_t* image = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
+  paint(image);
+  const cairo_status_t status = cairo_surface_write_to_png(image, png.c_str());
+  cairo_surface_destroy(image);
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw std::runtime_error(fmt::format("cannot write {}: {}", png.string(), cairo_status_to_string(status)));
+  if (!svg) return;
+  fs::path file = png;
+  file.replace_extension(".svg");
+  cairo_surface_t* vector = cairo_svg_surface_create(file.c_str(), width, height);
+  paint(vector);
+  cairo_surface_finish(vector);
+  const cairo_status_t svg_status = cairo_surface_status(vector);
+  cairo_surface_destroy(vector);
+  if (svg_status != CAIRO_STATUS_SUCCESS)
+    throw std::runtime_error(fmt::format("cannot write {}: {}", file.string(), cairo_status_to_string(svg_status)));
 }
 
 Rgb ramp(double t) {
@@ -141,6 +225,43 @@ void ChipRaster::save_geotiff(const std::filesystem::path& file, const std::vect
       throw std::runtime_error(fmt::format("cannot write {}", file.string()));
   }
   GDALClose(ds);
+}
+
+void save_chip_map(const fs::path& png, const std::string& title, const ChipRaster& r, int band,
+                   const std::string& bar_title, const std::vector<Outline>& outlines) {
+  const std::size_t plane = static_cast<std::size_t>(r.rows) * r.cols;
+  const float* v = r.values.data() + static_cast<std::size_t>(band) * plane;
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (std::size_t i = 0; i < plane; ++i)
+    if (!std::isnan(v[i])) lo = std::min(lo, v[i]), hi = std::max(hi, v[i]);
+  if (!(hi >= lo)) lo = 0, hi = 1;
+  const int scale = std::max(2, 560 / std::max(r.rows, r.cols)), margin = 16, top = 40;
+  const int map_w = r.cols * scale, map_h = r.rows * scale;
+  const int width = std::max(map_w, 560) + 2 * margin, height = top + map_h + 96;
+  save_figure(png, width, height, [&](Painter& p) {
+    p.text(margin, 12, title, 14, Painter::Anchor::left, true);
+    p.fill(margin, top, map_w, map_h, {215, 215, 215});
+    for (int y = 0; y < r.rows; ++y)
+      for (int x = 0; x < r.cols; ++x) {
+        const float value = v[static_cast<std::size_t>(y) * r.cols + x];
+        if (!std::isnan(value))
+          p.fill(margin + x * scale, top + y * scale, scale, scale, ramp(hi > lo ? (value - lo) / (hi - lo) : 0.5));
+      }
+    for (const Outline& o : outlines)
+      for (const ChipId& c : o.chips)
+        if (c.zone == r.zone && c.row >= r.row0 && c.col >= r.col0 && c.row < r.row0 + r.rows && c.col < r.col0 + r.cols)
+          p.frame(margin + (c.col - r.col0) * scale, top + (c.row - r.row0) * scale, scale, scale, o.colour, 2);
+    p.frame(margin, top, map_w, map_h, {120, 120, 120});
+    const double below = top + map_h + 14;
+    p.colour_bar(margin, below, 240, 12, lo, hi, bar_title);
+    double legend = margin + 270;
+    for (const Outline& o : outlines) {  // below the map: the legend covers no chip
+      p.fill(legend, below, 14, 14, {170, 170, 170});
+      p.frame(legend, below, 14, 14, o.colour, 2);
+      legend += 32 + p.text(legend + 20, below, o.label, 10);
+    }
+    p.scale_bar(width - margin - 150, below + 40, kChipSizeM / scale, 140);
+  });
 }
 
 }  // namespace eo

@@ -1,42 +1,59 @@
 #pragma once
-// Pictures of the results, drawn here (no plotting library is packaged for C++ on
-// Debian): an RGB canvas with lines, boxes and a small bitmap font, written as PNG, and
-// rasters per chip written as GeoTIFF in the zone's CRS, both through GDAL.
+// Pictures of the results, drawn with cairo (text through pango, in DejaVu Sans) and
+// written as PNG and SVG; rasters per chip written as GeoTIFF in the zone's CRS through
+// GDAL.
 
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "pipeline/core/grid.hpp"
 
+typedef struct _cairo cairo_t;
+
 namespace eo {
 
 using Rgb = std::array<std::uint8_t, 3>;
 
-class Canvas {
+// A colour ramp (viridis-like: dark blue - green - yellow) for values in [0, 1].
+Rgb ramp(double t);
+
+// About `count` round values (1, 2 or 5 times a power of ten) from lo to hi.
+std::vector<double> nice_ticks(double lo, double hi, int count);
+
+// What a figure is drawn with: cairo, in pixels from the top left.
+class Painter {
  public:
-  Canvas(int width, int height, Rgb background = {255, 255, 255});
-  int width() const { return w_; }
-  int height() const { return h_; }
-  void set(int x, int y, Rgb c);
-  Rgb at(int x, int y) const;
-  void fill(int x0, int y0, int x1, int y1, Rgb c);  // inclusive
+  explicit Painter(cairo_t* cr) : cr_(cr) {}
+  enum class Anchor { left, centre, right };
+  void fill(double x, double y, double w, double h, Rgb c);  // pixel-aligned, not antialiased
+  void frame(double x, double y, double w, double h, Rgb c, double width = 1);
   // `dash` > 0: on and off in runs of that many pixels.
-  void line(double x0, double y0, double x1, double y1, Rgb c, int thickness = 1, int dash = 0);
-  // Upper-case letters, digits and . - : / ( ) % = ², `scale` pixels per font pixel.
-  void text(int x, int y, const std::string& s, Rgb c, int scale = 2);
-  static int text_width(const std::string& s, int scale = 2) { return static_cast<int>(s.size()) * 4 * scale; }
-  void save_png(const std::filesystem::path& file) const;
+  void line(double x0, double y0, double x1, double y1, Rgb c, double width = 1, double dash = 0);
+  void polyline(const std::vector<std::array<double, 2>>& points, Rgb c, double width = 1, double dash = 0);
+  void dot(double x, double y, double radius, Rgb c);
+  // Text whose top is at y; x is its left, centre or right. Returns its width.
+  double text(double x, double y, const std::string& s, double size = 11, Anchor a = Anchor::left, bool bold = false);
+  // Text turned a quarter anticlockwise (an axis title), centred on (x, y).
+  void vertical_text(double x, double y, const std::string& s, double size = 11);
+  double text_width(const std::string& s, double size = 11, bool bold = false);
+  // A horizontal colour bar for values lo..hi, ticked at round values, titled below.
+  void colour_bar(double x, double y, double w, double h, double lo, double hi, const std::string& title);
+  // A scale bar of a round number of km, at most `max_px` long, its left end at (x, y).
+  void scale_bar(double x, double y, double metres_per_px, double max_px);
 
  private:
-  int w_, h_;
-  std::vector<std::uint8_t> px_;  // RGB, row-major
+  cairo_t* cr_;
 };
 
-// A colour ramp (dark blue - green - yellow) for values in [0, 1].
-Rgb ramp(double t);
+// Draws `draw` on a white page of width x height pixels and writes it as `png` and, with
+// `svg`, as the same drawing in the SVG beside it (png's name with .svg).
+void save_figure(const std::filesystem::path& png, int width, int height, const std::function<void(Painter&)>& draw,
+                 bool svg = true);
 
 // A raster of the chips of a zone: one pixel per chip over [row0, row1] x [col0, col1].
 struct ChipRaster {
@@ -49,5 +66,18 @@ struct ChipRaster {
   // GeoTIFF in the zone's EPSG, 4480 m pixels on the chip grid, NaN no-data.
   void save_geotiff(const std::filesystem::path& file, const std::vector<std::string>& band_names) const;
 };
+
+// Chips to outline on a map, with the legend's word for them.
+struct Outline {
+  std::vector<ChipId> chips;
+  Rgb colour;
+  std::string label;
+};
+
+// One band of a chip raster as a map (PNG and SVG): chips as squares, north up, grey
+// where there is none, outlines, the title above, a colour bar of the band's range and a
+// scale bar in km below.
+void save_chip_map(const std::filesystem::path& png, const std::string& title, const ChipRaster& raster, int band,
+                   const std::string& bar_title, const std::vector<Outline>& outlines = {});
 
 }  // namespace eo

@@ -67,47 +67,56 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
   for (const auto& [zone, raster] : rasters) {
     const fs::path tif = dir / fmt::format("pca_{}_{}.tif", array, zone.name());
     raster.save_geotiff(tif, {"PC1", "PC2", "PC3"});
-    // The PNG: chips as squares of `scale` pixels, north up, grey where there is none.
+    // The PNG: chips as squares of `scale` pixels, north up, grey where there is none;
+    // nothing else on it, so that it lies over the GeoTIFF's grid pixel for pixel.
     const int scale = std::max(1, 600 / std::max(raster.rows, raster.cols));
-    Canvas png(raster.cols * scale, raster.rows * scale, {200, 200, 200});
-    for (int r = 0; r < raster.rows; ++r)
-      for (int c = 0; c < raster.cols; ++c) {
-        const std::size_t at = static_cast<std::size_t>(r) * raster.cols + c, plane = static_cast<std::size_t>(raster.rows) * raster.cols;
-        if (std::isnan(raster.values[at])) continue;
-        const Rgb rgb = {static_cast<std::uint8_t>(raster.values[at]), static_cast<std::uint8_t>(raster.values[plane + at]),
-                         static_cast<std::uint8_t>(raster.values[2 * plane + at])};
-        png.fill(c * scale, r * scale, c * scale + scale - 1, r * scale + scale - 1, rgb);
-      }
     const fs::path file = dir / fmt::format("pca_{}_{}.png", array, zone.name());
-    png.save_png(file);
+    save_figure(file, raster.cols * scale, raster.rows * scale, [&](Painter& p) {
+      p.fill(0, 0, raster.cols * scale, raster.rows * scale, {200, 200, 200});
+      const std::size_t plane = static_cast<std::size_t>(raster.rows) * raster.cols;
+      for (int r = 0; r < raster.rows; ++r)
+        for (int c = 0; c < raster.cols; ++c) {
+          const std::size_t at = static_cast<std::size_t>(r) * raster.cols + c;
+          if (std::isnan(raster.values[at])) continue;
+          p.fill(c * scale, r * scale, scale, scale,
+                 {static_cast<std::uint8_t>(raster.values[at]), static_cast<std::uint8_t>(raster.values[plane + at]),
+                  static_cast<std::uint8_t>(raster.values[2 * plane + at])});
+        }
+    }, false);
     written.push_back(tif.string());
     written.push_back(file.string());
   }
 
-  // The scatter: PC1 across, PC2 up, each chip coloured by its tree cover.
+  // The scatter: PC1 across, PC2 up (ticked at their values), each chip coloured by its
+  // tree cover, the colour bar beside the plot.
   const std::size_t colour_by = 4;  // tree_cover_pct
-  const int size = 640, margin = 48;
-  Canvas scatter(size, size);
-  scatter.text(margin, 14, fmt::format("{} EMBEDDINGS: PC1 / PC2, COLOUR = TREE COVER %", array), {0, 0, 0}, 2);
-  scatter.line(margin, size - margin, size - margin, size - margin, {0, 0, 0});
-  scatter.line(margin, margin, margin, size - margin, {0, 0, 0});
-  scatter.text(size - margin - Canvas::text_width("PC1"), size - margin + 10, "PC1", {0, 0, 0});
-  scatter.text(8, margin, "PC2", {0, 0, 0});
-  for (std::size_t i = 0; i < samples.size(); ++i) {
-    const double x = margin + scaled(points[i][0], range[0]) * (size - 2 * margin);
-    const double y = size - margin - scaled(points[i][1], range[1]) * (size - 2 * margin);
-    const float v = samples[i]->targets[colour_by];
-    const Rgb c = std::isnan(v) ? Rgb{160, 160, 160} : ramp(v / 100.0);
-    scatter.fill(static_cast<int>(x) - 2, static_cast<int>(y) - 2, static_cast<int>(x) + 2, static_cast<int>(y) + 2, c);
-  }
-  for (int i = 0; i <= 10; ++i)  // the colour key
-    scatter.fill(size - margin - 110 + i * 10, 40, size - margin - 101 + i * 10, 52, ramp(i / 10.0));
-  scatter.text(size - margin - 130, 58, "0", {0, 0, 0});
-  scatter.text(size - margin + 4, 58, "100", {0, 0, 0});
+  const int size = 640, left = 64, right = 40, top = 44, bottom = 110;
+  const double plot = size - left - right;
+  auto sx = [&](double v) { return left + scaled(v, range[0]) * plot; };
+  auto sy = [&](double v) { return top + (1 - scaled(v, range[1])) * (size - top - bottom); };
   const fs::path scatter_file = dir / fmt::format("scatter_{}_tree_cover.png", array);
-  scatter.save_png(scatter_file);
+  save_figure(scatter_file, size, size, [&](Painter& p) {
+    p.text(left, 12, fmt::format("{} embeddings: first two principal components", array), 14, Painter::Anchor::left, true);
+    const Rgb grid = {228, 228, 228}, axis = {60, 60, 60};
+    for (double v : nice_ticks(range[0].first, range[0].second, 6)) {
+      p.line(sx(v), top, sx(v), size - bottom, grid);
+      p.text(sx(v), size - bottom + 6, fmt::format("{:g}", v), 10, Painter::Anchor::centre);
+    }
+    for (double v : nice_ticks(range[1].first, range[1].second, 6)) {
+      p.line(left, sy(v), left + plot, sy(v), grid);
+      p.text(left - 6, sy(v) - 7, fmt::format("{:g}", v), 10, Painter::Anchor::right);
+    }
+    p.line(left, size - bottom, left + plot, size - bottom, axis);
+    p.line(left, top, left, size - bottom, axis);
+    p.text(left + plot / 2, size - bottom + 22, "PC1", 11, Painter::Anchor::centre);
+    p.vertical_text(16, (top + size - bottom) / 2.0, "PC2", 11);
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      const float v = samples[i]->targets[colour_by];
+      p.dot(sx(points[i][0]), sy(points[i][1]), 2.5, std::isnan(v) ? Rgb{160, 160, 160} : ramp(v / 100.0));
+    }
+    p.colour_bar(left, size - 50, 240, 12, 0, 100, "tree cover on the ground, %");
+  });
   written.push_back(scatter_file.string());
-
   const nlohmann::json summary = {{"cube", cube_path.string()}, {"array", array}, {"chips", rows.size()},
                                   {"explained_variance", pca.variance}, {"files", written}};
   write_atomically(dir / "summary.json", summary.dump(2) + "\n");

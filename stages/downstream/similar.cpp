@@ -300,43 +300,22 @@ json hits_geojson(const std::vector<Hit>& hits, const std::string& space) {
 
 std::vector<fs::path> write_similarity_maps(const std::vector<Hit>& scored, const std::vector<Hit>& hits,
                                             const Examples& examples, const fs::path& dir) {
-  std::vector<ChipId> chips;
+  std::vector<ChipId> chips, hit_chips, example_chips(examples.positives);
   for (const Hit& h : scored) chips.push_back(h.chip);
+  for (const Hit& h : hits) hit_chips.push_back(h.chip);
+  example_chips.insert(example_chips.end(), examples.negatives.begin(), examples.negatives.end());
   auto rasters = zone_rasters(chips, 1);
-  float lo = 1, hi = -1;
-  for (const Hit& h : scored) {
-    rasters.at(h.chip.zone).at(0, h.chip) = h.score;
-    lo = std::min(lo, h.score);
-    hi = std::max(hi, h.score);
-  }
-  const auto outline = [](Canvas& png, const ChipRaster& r, const ChipId& c, int scale, Rgb colour) {
-    if (c.zone != r.zone || c.row < r.row0 || c.col < r.col0 || c.row >= r.row0 + r.rows || c.col >= r.col0 + r.cols) return;
-    const int x0 = (c.col - r.col0) * scale, y0 = (c.row - r.row0) * scale, x1 = x0 + scale - 1, y1 = y0 + scale - 1;
-    png.line(x0, y0, x1, y0, colour, 2);
-    png.line(x1, y0, x1, y1, colour, 2);
-    png.line(x1, y1, x0, y1, colour, 2);
-    png.line(x0, y1, x0, y0, colour, 2);
-  };
+  for (const Hit& h : scored) rasters.at(h.chip.zone).at(0, h.chip) = h.score;
   std::vector<fs::path> files;
-  fs::create_directories(dir);
   for (const auto& [zone, raster] : rasters) {
     const fs::path tif = dir / fmt::format("similarity_{}.tif", zone.name());
     raster.save_geotiff(tif, {"similarity"});
-    // Chips as squares of `scale` pixels, north up, grey where there is none.
-    const int scale = std::max(2, 600 / std::max(raster.rows, raster.cols));
-    Canvas png(raster.cols * scale, raster.rows * scale, {200, 200, 200});
-    for (int r = 0; r < raster.rows; ++r)
-      for (int c = 0; c < raster.cols; ++c) {
-        const float v = raster.values[static_cast<std::size_t>(r) * raster.cols + c];
-        if (!std::isnan(v)) png.fill(c * scale, r * scale, c * scale + scale - 1, r * scale + scale - 1, ramp(hi > lo ? (v - lo) / (hi - lo) : 1.0));
-      }
-    for (const Hit& h : hits) outline(png, raster, h.chip, scale, {0, 0, 0});
-    for (const auto* list : {&examples.positives, &examples.negatives})
-      for (const ChipId& c : *list) outline(png, raster, c, scale, {255, 255, 255});
-    const fs::path file = dir / fmt::format("similarity_{}.png", zone.name());
-    png.save_png(file);
+    const fs::path png = dir / fmt::format("similarity_{}.png", zone.name());
+    save_chip_map(png, fmt::format("Similarity to the examples, zone {}", zone.name()), raster, 0,
+                  "score (mean cosine to the positives, less the negatives')",
+                  {{hit_chips, {0, 0, 0}, fmt::format("the {} best", hits.size())}, {example_chips, {255, 255, 255}, "examples"}});
     files.push_back(tif);
-    files.push_back(file);
+    files.push_back(png);
   }
   return files;
 }

@@ -91,6 +91,16 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
   EXPECT_EQ(curve.width, 720);
   EXPECT_EQ(curve.height, 480);
   EXPECT_GT(colours(curve), 6u);
+  // ... and the same drawing as SVG, which an XML parser reads at the same size.
+  const auto svg = test::run(fmt::format(
+      "/usr/bin/python3 -c \"import xml.etree.ElementTree as E; r = E.parse('{}').getroot(); "
+      "print(r.tag.split('}}')[-1], r.get('width'), r.get('height'), len(list(r.iter())))\"",
+      (out / "fewshot" / "curve_tree_cover_pct.svg").string()));
+  std::string tag, svg_w, svg_h;
+  int elements = 0;
+  std::istringstream(svg.output) >> tag >> svg_w >> svg_h >> elements;
+  EXPECT_EQ(tag + " " + svg_w + " " + svg_h, "svg 720pt 480pt") << svg.output;
+  EXPECT_GT(elements, 50) << svg.output;
 
   // The map: per zone, predicted and observed targets in the zone's CRS; the prediction
   // follows the observation.
