@@ -22,27 +22,6 @@ using json = nlohmann::json;
 
 namespace {
 
-bool inside(const std::vector<LonLat>& ring, LonLat p) {
-  bool in = false;
-  for (std::size_t i = 0, j = ring.size() - 1; i < ring.size(); j = i++) {
-    const LonLat a = ring[i], b = ring[j];
-    if ((a.lat > p.lat) != (b.lat > p.lat) && p.lon < (b.lon - a.lon) * (p.lat - a.lat) / (b.lat - a.lat) + a.lon) in = !in;
-  }
-  return in;
-}
-
-// The cube's embedded chips, by zone.
-std::vector<ChipId> embedded_chips(const CubeReader& cube) {
-  std::vector<ChipId> out;
-  for (Zone z : cube.spec().zones)
-    for (const TileId& t : cube.written_tiles(z)) {
-      const std::vector<std::uint8_t> status = cube.read_status(t);
-      for (int k = 0; k < kChipsPerTile; ++k)
-        if (status[static_cast<std::size_t>(k)] == kEmbedded) out.push_back(t.chip(k));
-    }
-  return out;
-}
-
 UserLabels geojson_labels(const fs::path& file, const std::string& property, const CubeReader& cube) {
   json doc;
   try {
@@ -82,35 +61,13 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
     if (numbers && classes)
       throw ConfigError(fmt::format("{}: \"{}\" mixes numbers and class names across features", where, property));
     try {
-      const json& g = f.at("geometry");
-      const std::string type = g.at("type").get<std::string>();
-      const auto lonlat = [](const json& c) { return LonLat{c.at(0).get<double>(), c.at(1).get<double>()}; };
-      if (type == "Point") {
-        try {
-          label.chips.push_back(chip_at_lonlat(cube, lonlat(g.at("coordinates"))));
-        } catch (const ConfigError&) {
-          ++outside;  // labels often reach beyond the cube: counted and reported, not an error
-          continue;
-        }
-      } else if (type == "Polygon" || type == "MultiPolygon") {
-        const json polygons = type == "Polygon" ? json::array({g.at("coordinates")}) : g.at("coordinates");
-        for (const json& polygon : polygons) {
-          std::vector<LonLat> ring;
-          for (const json& c : polygon.at(0)) ring.push_back(lonlat(c));
-          for (const ChipId& c : all)
-            if (inside(ring, utm_inverse(c.zone.number, c.zone.south, c.centre()))) label.chips.push_back(c);
-        }
-        if (label.chips.empty()) {
-          ++outside;
-          continue;
-        }
-      } else {
-        throw ConfigError(fmt::format("a {} (Point, Polygon or MultiPolygon)", type));
-      }
-    } catch (const ConfigError& e) {
-      throw ConfigError(fmt::format("{}: {}", where, e.what()));
+      label.chips = chips_of_geometry(cube, f.at("geometry"), all);
     } catch (const std::exception& e) {
       throw ConfigError(fmt::format("{}: {}", where, e.what()));
+    }
+    if (label.chips.empty()) {  // labels often reach beyond the cube: counted and reported, not an error
+      ++outside;
+      continue;
     }
     labels.push_back(std::move(label));
   }

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -157,6 +158,40 @@ ChipId chip_at_lonlat(const CubeReader& cube, LonLat p) {
                                 p.lat, cube.root().string(), fmt::join(names, ", ")));
 }
 
+std::vector<ChipId> embedded_chips(const CubeReader& cube) {
+  std::vector<ChipId> out;
+  for (Zone z : cube.spec().zones)
+    for (const TileId& t : cube.written_tiles(z)) {
+      const std::vector<std::uint8_t> status = cube.read_status(t);
+      for (int k = 0; k < kChipsPerTile; ++k)
+        if (status[static_cast<std::size_t>(k)] == kEmbedded) out.push_back(t.chip(k));
+    }
+  return out;
+}
+
+std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geometry, const std::vector<ChipId>& embedded) {
+  const std::string type = geometry.at("type").get<std::string>();
+  const auto lonlat = [](const json& c) { return LonLat{c.at(0).get<double>(), c.at(1).get<double>()}; };
+  std::vector<ChipId> chips;
+  if (type == "Point") {
+    try {
+      chips.push_back(chip_at_lonlat(cube, lonlat(geometry.at("coordinates"))));
+    } catch (const ConfigError&) {  // on no embedded chip
+    }
+  } else if (type == "Polygon" || type == "MultiPolygon") {
+    const json polygons = type == "Polygon" ? json::array({geometry.at("coordinates")}) : geometry.at("coordinates");
+    for (const json& polygon : polygons) {
+      Ring ring;
+      for (const json& c : polygon.at(0)) ring.push_back(lonlat(c));  // the outer ring
+      for (const ChipId& c : embedded)
+        if (inside(ring, utm_inverse(c.zone.number, c.zone.south, c.centre()))) chips.push_back(c);
+    }
+  } else {
+    throw ConfigError(fmt::format("a {} (Point, Polygon or MultiPolygon)", type));
+  }
+  return chips;
+}
+
 Examples read_examples(const CubeReader& cube, const fs::path& file) {
   std::ifstream in(file);
   if (!in) throw ConfigError(fmt::format("{}: cannot read the examples", file.string()));
@@ -172,6 +207,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
   if (!features.is_array() || features.empty())
     throw ConfigError(fmt::format("{}: not a GeoJSON Feature or FeatureCollection with features", file.string()));
   Examples out;
+  std::optional<std::vector<ChipId>> embedded;  // read when a polygon needs them
   for (std::size_t i = 0; i < features.size(); ++i) {
     const json& f = features[i];
     const std::string where = fmt::format("{}: feature {}", file.string(), i);
@@ -185,35 +221,10 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
       if (props.contains("chip")) {
         chips.push_back(parse_chip_id(props["chip"].get<std::string>()));
       } else {
-        const json& g = f.at("geometry");
-        const std::string type = g.at("type").get<std::string>();
-        const auto lonlat = [](const json& c) { return LonLat{c.at(0).get<double>(), c.at(1).get<double>()}; };
-        if (type == "Point") {
-          chips.push_back(chip_at_lonlat(cube, lonlat(g.at("coordinates"))));
-        } else if (type == "Polygon" || type == "MultiPolygon") {
-          const json polygons = type == "Polygon" ? json::array({g.at("coordinates")}) : g.at("coordinates");
-          for (const json& polygon : polygons) {
-            Ring ring;
-            for (const json& c : polygon.at(0)) ring.push_back(lonlat(c));
-            for (Zone z : cube.spec().zones)
-              for (const TileId& t : cube.written_tiles(z)) {
-                const std::vector<std::uint8_t> status = cube.read_status(t);
-                for (int k = 0; k < kChipsPerTile; ++k) {
-                  const ChipId c = t.chip(k);
-                  const EastNorth e = c.centre();
-                  if (status[static_cast<std::size_t>(k)] == kEmbedded &&
-                      inside(ring, utm_inverse(z.number, z.south, e)))
-                    chips.push_back(c);
-                }
-              }
-          }
-          if (chips.empty()) throw ConfigError("no embedded chip has its centre inside the polygon");
-        } else {
-          throw ConfigError(fmt::format("a {} (Point, Polygon, MultiPolygon, or a \"chip\" property)", type));
-        }
+        if (!embedded) embedded = embedded_chips(cube);
+        chips = chips_of_geometry(cube, f.at("geometry"), *embedded);
+        if (chips.empty()) throw ConfigError("no embedded chip of the cube there");
       }
-    } catch (const ConfigError& e) {
-      throw ConfigError(fmt::format("{}: {}", where, e.what()));
     } catch (const std::exception& e) {
       throw ConfigError(fmt::format("{}: {}", where, e.what()));
     }

@@ -49,6 +49,15 @@ std::vector<float> query_vector(const CubeReader& cube, const SearchSpace& space
 // and the cube's zones when no zone of the cube has an embedded chip there.
 ChipId chip_at_lonlat(const CubeReader& cube, LonLat p);
 
+// Every embedded chip of the cube.
+std::vector<ChipId> embedded_chips(const CubeReader& cube);
+
+// The embedded chips a GeoJSON geometry names: a Point's chip (chip_at_lonlat), or every
+// chip of `embedded` whose centre a Polygon or MultiPolygon holds; empty when there is
+// none. Throws ConfigError for another geometry type.
+std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const nlohmann::json& geometry,
+                                      const std::vector<ChipId>& embedded);
+
 // Examples from a GeoJSON FeatureCollection: Point features (the chip there), Polygon and
 // MultiPolygon features (every chip whose centre is inside), or a "chip" property (a
 // chip id); property "label" "negative" (or false, 0) for negatives, else positive.
