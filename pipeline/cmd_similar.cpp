@@ -40,6 +40,9 @@ void add_similar_command(CLI::App& app, SimilarOptions& opts) {
                              "property label: positive (default) or negative");
   chip->excludes(at)->excludes(ex);
   at->excludes(ex);
+  cmd->add_option("--unlike", opts.unlike,
+                  "a chip id to move away from (repeatable; with --chip or --lonlat: negatives, as in the GeoJSON)")
+      ->excludes(ex);
   cmd->add_option("--modality", opts.modality, kModalityHelp);
   cmd->add_option("-k,--k", opts.k, "how many chips (default 20)")->check(CLI::PositiveNumber);
   cmd->add_flag("--index", opts.use_index, "search the index `eo-pipeline index` built (approximate; no map)");
@@ -94,6 +97,14 @@ int run_similar(const SimilarOptions& opts) {
   } else {
     throw ConfigError("similar: say what to look for: --chip ID, --lonlat LON,LAT or --examples FILE.geojson");
   }
+  for (const std::string& id : opts.unlike) {
+    try {
+      examples.negatives.push_back(parse_chip_id(id));
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(fmt::format("--unlike {}: {}", id, e.what()));
+    }
+  }
+  if (!opts.unlike.empty()) asked += fmt::format(", unlike {}", fmt::join(opts.unlike, ", "));
   const std::vector<float> query = query_vector(cube, space, examples);
 
   const fs::path dir = opts.out.empty() ? config->output / "similar" : fs::path(opts.out);

@@ -100,7 +100,7 @@ int run_render(const RenderOptions& opts);
 struct SimilarOptions {
   CommonOptions common;
   std::string cube;  // empty: run.cube, else OUTPUT/cube.zarr
-  std::vector<std::string> chips;
+  std::vector<std::string> chips, unlike;
   std::string lonlat, examples;
   std::string modality = "fused";
   int k = 20;

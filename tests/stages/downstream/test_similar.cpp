@@ -284,7 +284,7 @@ TEST_F(Similar, BadQueriesAreClearErrors) {
 // negative), hits as GeoJSON that GDAL reads, a map per zone; bad input named.
 TEST_F(Similar, TheCommandWritesHitsAndMapsAndNamesBadInput) {
   const fs::path out = *dir_ / "out", examples = *dir_ / "examples.geojson";
-  const ChipId first = planted_.cluster[0];
+  const ChipId first = planted_.cluster[0], other_chip{Zone{10, false}, 72 * 16 + 3, 8 * 16 + 4};
   const EastNorth c = first.centre();
   const LonLat p = utm_inverse(first.zone.number, first.zone.south, c);
   std::ofstream(examples) << json{{"type", "FeatureCollection"},
@@ -321,7 +321,17 @@ TEST_F(Similar, TheCommandWritesHitsAndMapsAndNamesBadInput) {
     EXPECT_EQ(b.code, 2) << args << ": " << b.output;
     EXPECT_NE(b.output.find(says), std::string::npos) << args << ": " << b.output;
   };
+  // From the command line too: a chip outside the cluster, unlike one of the cluster,
+  // scores the whole cluster below zero.
+  const auto unlike = test::run(base + fmt::format("--chip {} --unlike {} -k 1000 --out {} --json", other_chip.str(),
+                                                   planted_.cluster[1].str(), (out / "unlike").string()));
+  ASSERT_EQ(unlike.code, 0) << unlike.output;
+  const json hits = json::parse(std::ifstream(out / "unlike" / "hits.geojson"));
+  for (const json& f : hits["features"])
+    if (std::count(planted_.cluster.begin(), planted_.cluster.end(), parse_chip_id(f["properties"]["chip"].get<std::string>())))
+      EXPECT_LT(f["properties"]["score"].get<double>(), 0) << f.dump();
   bad("--chip 10N_0005_0005", "chip 10N_0005_0005 has no fused embedding");
+  bad("--chip " + first.str() + " --unlike nonsense", "--unlike nonsense:");
   bad("--chip nonsense", "--chip nonsense:");
   bad("--lonlat=20,45", "lon/lat 20.000000,45.000000: no embedded chip there in any zone");
   bad("--chip " + first.str() + " --modality s1coh", "has no s1coh embeddings");
