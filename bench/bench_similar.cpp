@@ -11,15 +11,14 @@
 
 #include <fmt/format.h>
 
-#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <random>
 #include <set>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/core/parallel.hpp"
 #include "pipeline/core/resources.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/downstream/index.hpp"
@@ -59,29 +58,22 @@ int make(const fs::path& cube, int dim, std::int64_t chips, int threads) {
   constexpr int kCentres = 2000;
   std::vector<float> centres(static_cast<std::size_t>(kCentres) * dim);
   for (float& v : centres) v = normal(centres_rng);
-  std::atomic<std::size_t> next{0};
-  const auto work = [&] {
-    for (std::size_t i; (i = next++) < tiles.size();) {
-      std::mt19937 rng(static_cast<unsigned>(i) + 7);
-      std::normal_distribution<float> noise(0, 0.6f);
-      std::uniform_int_distribution<int> pick(0, kCentres - 1);
-      TileEmbeddings t(tiles[i], spec);
-      std::vector<ChipId> ids;
-      std::map<Modality, std::vector<float>> emb;
-      auto& v = emb[Modality::s2rgb];
-      for (int pos = 0; pos < kChipsPerTile; ++pos) {
-        ids.push_back(tiles[i].chip(pos));
-        const float* c = centres.data() + static_cast<std::size_t>(pick(rng)) * dim;
-        for (int d = 0; d < dim; ++d) v.push_back(c[d] + noise(rng));
-      }
-      t.add(ids, emb);
-      writer.write_tile(t);
+  parallel_for(tiles.size(), threads, [&](std::size_t i) {
+    std::mt19937 rng(static_cast<unsigned>(i) + 7);
+    std::normal_distribution<float> noise(0, 0.6f);
+    std::uniform_int_distribution<int> pick(0, kCentres - 1);
+    TileEmbeddings t(tiles[i], spec);
+    std::vector<ChipId> ids;
+    std::map<Modality, std::vector<float>> emb;
+    auto& v = emb[Modality::s2rgb];
+    for (int pos = 0; pos < kChipsPerTile; ++pos) {
+      ids.push_back(tiles[i].chip(pos));
+      const float* c = centres.data() + static_cast<std::size_t>(pick(rng)) * dim;
+      for (int d = 0; d < dim; ++d) v.push_back(c[d] + noise(rng));
     }
-  };
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+    t.add(ids, emb);
+    writer.write_tile(t);
+  });
   std::cout << json{{"step", "make"}, {"cube", cube.string()}, {"dim", dim}, {"chips", tiles.size() * kChipsPerTile},
                     {"tiles", tiles.size()}, {"seconds", seconds_since(t0)}, {"peak_rss_mib", peak_rss_mib()}}
                    .dump()

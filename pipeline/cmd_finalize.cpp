@@ -169,15 +169,8 @@ int run_finalize(const FinalizeOptions& opts) {
   });
 
   int code = !s.todo.empty() ? kExitWorkLeft : s.left_failed > 0 ? kExitTilesFailed : kExitOk;
-  json stac;
-  try {
-    const StacWritten written = describe_cube(in);
-    stac = {{"collection", written.collection.string()}, {"items", written.items}};
-  } catch (const std::exception& e) {
-    spdlog::error("the cube's STAC was not written: {}", e.what());
-    stac = {{"error", e.what()}};
-    code = std::max(code, kExitTilesFailed);
-  }
+  const json stac = describe_cube(in);
+  if (stac.contains("error")) code = std::max(code, kExitTilesFailed);
   const json report = {{"chain", chain}, {"array_size", opts.array_size}, {"tiles", s.tiles}, {"done", s.done},
                        {"nodata", s.nodata}, {"left_failed", s.left_failed}, {"todo", s.todo.size()},
                        {"todo_never_run", s.never_run}, {"todo_changed", s.changed}, {"todo_retry", s.retry},

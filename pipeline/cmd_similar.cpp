@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <iostream>
-#include <thread>
 
 #include "pipeline/commands.hpp"
 #include "pipeline/core/files.hpp"
@@ -20,10 +19,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-int threads_or_cores(int threads) {
-  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 const char* kModalityHelp = "the embeddings compared: fused (default), a modality (s2rgb, s1amp, s1coh), or concat";
 
@@ -114,7 +109,7 @@ int run_similar(const SimilarOptions& opts) {
   if (opts.use_index) {
     hits = index_search(cube, space, {query}, opts.k, opts.nprobe).at(0);
   } else {
-    hits = exact_search(cube, space, {query}, opts.k, threads_or_cores(opts.threads),
+    hits = exact_search(cube, space, {query}, opts.k, threads_per_rank(opts.threads, Comm::serial()),
                         [&](const std::vector<ChipId>& chips, const std::vector<float>& scores) {
                           for (std::size_t i = 0; i < chips.size(); ++i) scored.push_back({chips[i], scores[i]});
                         })
@@ -150,7 +145,7 @@ int run_index(const IndexOptions& opts) {
   const fs::path cube_path = cube_to_read(*config, opts.cube);
   const CubeReader cube(cube_path);
   const SearchSpace space = SearchSpace::of(cube.spec(), cube_path, opts.modality);
-  const IndexCard card = build_index(cube, space, opts.factory, opts.nprobe, threads_or_cores(opts.threads));
+  const IndexCard card = build_index(cube, space, opts.factory, opts.nprobe, threads_per_rank(opts.threads, Comm::serial()));
   const json out = {{"index", index_file(cube_path, space.name).string()}, {"space", card.space}, {"factory", card.factory},
                     {"vectors", card.vectors}, {"dim", card.dim}, {"nprobe", card.nprobe}, {"bytes", card.bytes},
                     {"seconds", card.build_seconds}};

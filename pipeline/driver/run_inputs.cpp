@@ -125,7 +125,7 @@ void set_up_cube(const Config& config, const RunInputs& in) {
   spdlog::info("{} now names {}", link.string(), in.cube.string());
 }
 
-StacWritten describe_cube(const RunInputs& in) {
+nlohmann::json describe_cube(const RunInputs& in) {
   const TileSources sources = [&](const TileId& tile, const nlohmann::json& provenance) {
     std::vector<StacSource> out;
     std::set<std::filesystem::path> files;
@@ -149,7 +149,13 @@ StacWritten describe_cube(const RunInputs& in) {
     }
     return out;
   };
-  return write_cube_stac(in.cube, sources);
+  try {
+    const StacWritten written = write_cube_stac(in.cube, sources);
+    return {{"collection", written.collection.string()}, {"items", written.items}};
+  } catch (const std::exception& e) {
+    spdlog::error("the cube's STAC was not written: {}", e.what());
+    return {{"error", e.what()}};
+  }
 }
 
 std::string env_or(const char* name, const std::string& fallback) {

@@ -58,8 +58,9 @@ void set_up_cube(const Config& config, const RunInputs& in);
 
 // Writes the cube's STAC (stages/cube/stac_out.hpp) from what it holds now, linking each
 // tile's Item to the catalogued files of the observations its provenance names. By one
-// process, once no rank writes tiles any more (the end of `run`, or `finalize`).
-StacWritten describe_cube(const RunInputs& in);
+// process, once no rank writes tiles any more (the end of `run`, or `finalize`). Returns
+// the report's entry: the collection and its items, or the error (logged) that stopped it.
+nlohmann::json describe_cube(const RunInputs& in);
 
 // An environment variable's value, or `fallback` when it is unset or empty.
 std::string env_or(const char* name, const std::string& fallback);

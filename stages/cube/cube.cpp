@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstring>
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <fstream>
 #include <iterator>
@@ -168,14 +169,6 @@ json read_json(const fs::path& file) {
   }
 }
 
-std::string utc_now() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::vector<char> compress(const void* data, std::size_t bytes, std::size_t typesize) {
   std::vector<char> out(bytes + BLOSC_MAX_OVERHEAD);
@@ -232,6 +225,10 @@ std::vector<char> encode(const xt::xtensor<float, 3>& values, CubeDtype dtype, s
 }
 
 }  // namespace
+
+std::string utc_iso(std::chrono::system_clock::time_point t) {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", std::chrono::floor<std::chrono::seconds>(t));
+}
 
 std::string file_uri(const fs::path& path) {
   std::string uri = "file://";
@@ -336,7 +333,7 @@ std::vector<Zone> cube_zones(const fs::path& root) {
 
 void create_cube(const fs::path& root, const CubeSpec& spec_in) {
   CubeSpec spec = spec_in;
-  std::string created = utc_now();
+  std::string created = utc_iso(std::chrono::system_clock::now());
   if (fs::exists(root / ".zattrs")) {
     const json old = read_json(root / ".zattrs");
     const json want = layout(spec);

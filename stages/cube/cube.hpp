@@ -6,6 +6,7 @@
 // coordinates and the CRS. Chunks are written under a temporary name and renamed.
 
 #include <bitset>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -51,6 +52,9 @@ struct CubeSpec {
 nlohmann::json geoemb_attributes(const CubeSpec& spec);
 // file:// URI of an absolute path, percent-encoded.
 std::string file_uri(const std::filesystem::path& path);
+// A moment as ISO 8601 UTC to the second ("2026-12-01T01:02:03Z"), as the cube and its
+// STAC write times.
+std::string utc_iso(std::chrono::system_clock::time_point t);
 
 // Rows and columns of chips of a zone's grid: chunk (tile) indices are tile ids.
 int zone_rows(Zone zone);

@@ -1,11 +1,12 @@
 #include "stages/cube/stac_out.hpp"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include "pipeline/core/files.hpp"
@@ -23,23 +24,33 @@ constexpr const char* kProcessingExtension = "https://stac-extensions.github.io/
 constexpr const char* kZarr = "application/vnd+zarr";
 constexpr const char* kJson = "application/json";
 
-// A link target as an href from `dir` (inside `cube`): URLs as they are (GDAL's
+// Link targets as hrefs from a folder inside the cube: URLs as they are (GDAL's
 // /vsicurl/ and /vsis3/ paths turned back into them); files of the cube relative, so the
 // cube can be moved; other files absolute, because the cube is reached through the
 // OUTPUT/cube.zarr link as well, from which a relative path out of it resolves (as STAC
 // clients resolve it, by text) to another place.
-std::string href_from(const fs::path& cube, const fs::path& dir, const std::string& target) {
-  if (target.find("://") != std::string::npos) return target;
-  if (target.starts_with("/vsicurl/")) return target.substr(9);
-  if (target.starts_with("/vsis3/")) return "s3://" + target.substr(7);
-  const fs::path path = fs::weakly_canonical(target), inside = path.lexically_relative(fs::weakly_canonical(cube));
-  if (inside.empty() || *inside.begin() == "..") return path.generic_string();
-  return path.lexically_relative(fs::weakly_canonical(dir)).generic_string();
-}
+class Hrefs {
+ public:
+  Hrefs(const fs::path& cube, const fs::path& dir) : cube_(fs::weakly_canonical(cube)), dir_(fs::weakly_canonical(dir)) {}
+  std::string operator()(const std::string& target) const {
+    if (target.find("://") != std::string::npos) return target;
+    if (target.starts_with("/vsicurl/")) return target.substr(9);
+    if (target.starts_with("/vsis3/")) return "s3://" + target.substr(7);
+    const fs::path path = fs::weakly_canonical(target), inside = path.lexically_relative(cube_);
+    if (inside.empty() || *inside.begin() == "..") return path.generic_string();
+    return path.lexically_relative(dir_).generic_string();
+  }
 
-std::string utc(std::chrono::system_clock::time_point t) {
-  const auto secs = std::chrono::floor<std::chrono::seconds>(t);
-  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", secs);
+ private:
+  fs::path cube_, dir_;
+};
+
+// Published only when the text is new: a rerun rewrites the Items of the tiles it redid,
+// not every Item of the cube.
+void write_if_changed(const fs::path& file, const std::string& text) {
+  std::ifstream in(file, std::ios::binary);
+  if (in && std::string(std::istreambuf_iterator<char>(in), {}) == text) return;
+  write_atomically(file, text);
 }
 
 // The time span of the observations a tile's provenance lists: scenes are instants, a
@@ -84,19 +95,19 @@ json link(const std::string& rel, const std::string& href, const std::string& ty
   return l;
 }
 
-// The links every document has to what the cube records of its model and sources.
-json model_link(const fs::path& cube, const fs::path& from, const json& provenance) {
-  const std::string version = provenance.value("model_version", std::string("?"));
+// The link to the model: its card, or the URN geoemb: names it by when the cube has none.
+json model_link(const Hrefs& href, const json& provenance, const json& geoemb) {
+  const std::string title = "model " + provenance.value("model_version", std::string("?"));
   if (provenance.contains("model_card"))
-    return link("emb:model", href_from(cube, from, provenance["model_card"].get<std::string>()), kJson,
-                "model " + version + ": the checkpoint's card (preset, shape, hash)");
-  return link("emb:model", "urn:eo-pipeline:model:" + version, "", "model " + version);
+    return link("emb:model", href(provenance["model_card"].get<std::string>()), kJson,
+                title + ": the checkpoint's card (preset, shape, hash)");
+  return link("emb:model", geoemb["geoemb:model"].get<std::string>(), "", title);
 }
 
-json describe_quantization(const fs::path& cube, const json& geoemb, const fs::path& item_dir, const fs::path& zone_dir) {
+json describe_quantization(const Hrefs& href, const json& geoemb, const fs::path& zone_dir) {
   json q = geoemb["geoemb:quantization"];
   q.erase("scale");  // an array of the store, which the extension's numbers cannot hold: the link says it
-  q["link"] = link("describedby", href_from(cube, item_dir, (zone_dir / "fused_scale").string()), kZarr,
+  q["link"] = link("describedby", href((zone_dir / "fused_scale").string()), kZarr,
                    "embedding = q * fused_scale[y, x], one scale per chip (each array <a> has its own <a>_scale); "
                    "q = clamp(round(v / scale), -127, 127) with scale = max|v| / 127; q = -128 and a NaN scale: "
                    "no embedding");
@@ -114,6 +125,7 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
   const json geoemb = geoemb_attributes(spec);
   const fs::path dir = cube_path / "stac", items_dir = dir / "items";
   fs::create_directories(items_dir);
+  const Hrefs from_item(cube_path, items_dir), from_collection(cube_path, dir);
   const std::string model_version = provenance.value("model_version", std::string("unknown"));
   const std::string collection_id = "eo-pipeline-" + model_version;
 
@@ -145,7 +157,7 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
 
       json properties = {
           {"processing:datetime",
-           utc(std::chrono::file_clock::to_sys(fs::last_write_time(cube.chunk_path(tile, "status"))))},
+           utc_iso(std::chrono::file_clock::to_sys(fs::last_write_time(cube.chunk_path(tile, "status"))))},
           {"processing:software", {{"eo-pipeline", EO_VERSION}}},
           {"proj:code", fmt::format("EPSG:{}", zone.epsg())},
           {"proj:shape", {kChipsPerTileSide, kChipsPerTileSide}},
@@ -164,17 +176,17 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
         properties["end_datetime"] = span.end;
         time.add(span);
       }
-      if (spec.dtype == CubeDtype::int8) properties["emb:quantization"] = describe_quantization(cube_path, geoemb, items_dir, zone_dir);
+      if (spec.dtype == CubeDtype::int8) properties["emb:quantization"] = describe_quantization(from_item, geoemb, zone_dir);
 
       json links = {link("root", "../collection.json", kJson), link("parent", "../collection.json", kJson),
-                    link("collection", "../collection.json", kJson), model_link(cube_path, items_dir, provenance)};
+                    link("collection", "../collection.json", kJson), model_link(from_item, provenance, geoemb)};
       for (const StacSource& s : sources ? sources(tile, tile_provenance) : std::vector<StacSource>{})
-        links.push_back(link("emb:source-data", href_from(cube_path, items_dir, s.href), media_type(s.href), s.title));
+        links.push_back(link("emb:source-data", from_item(s.href), media_type(s.href), s.title));
 
       const std::string chunk = fmt::format("chunk {}.{}.0", tile.row, tile.col);
       json assets = json::object();
       const auto array_asset = [&](const std::string& name, const std::string& title) {
-        return json{{"href", href_from(cube_path, items_dir, (zone_dir / name).string())}, {"type", kZarr}, {"roles", {"data"}},
+        return json{{"href", from_item((zone_dir / name).string())}, {"type", kZarr}, {"roles", {"data"}},
                     {"title", title}};
       };
       assets["embeddings"] = array_asset(
@@ -185,7 +197,7 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
       assets["status"] = array_asset("status", fmt::format("chip status (y, x), chunk {}.{}: 1 embedded, 2 no data, 3 failed",
                                                            tile.row, tile.col));
       if (!tile_provenance.empty())
-        assets["provenance"] = {{"href", href_from(cube_path, items_dir, (zone_dir / "provenance" / (id + ".json")).string())},
+        assets["provenance"] = {{"href", from_item((zone_dir / "provenance" / (id + ".json")).string())},
                                 {"type", kJson}, {"roles", {"metadata"}},
                                 {"title", "the observations composited per modality and season"}};
 
@@ -195,7 +207,7 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
                          {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
                          {"bbox", {box.lon0, box.lat0, box.lon1, box.lat1}},
                          {"properties", properties}, {"links", links}, {"assets", assets}};
-      write_atomically(items_dir / (id + ".json"), item.dump(2) + "\n");
+      write_if_changed(items_dir / (id + ".json"), item.dump(2) + "\n");
       kept.insert(id + ".json");
       item_links.push_back(link("item", "./items/" + id + ".json", kJson, id));
       ++written.items;
@@ -205,15 +217,15 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
   for (const auto& e : fs::directory_iterator(items_dir))
     if (!kept.count(e.path().filename().string())) written.removed += fs::remove(e.path());
 
-  json links = {link("root", "./collection.json", kJson), model_link(cube_path, dir, provenance)};
+  json links = {link("root", "./collection.json", kJson), model_link(from_collection, provenance, geoemb)};
   if (provenance.contains("source_catalog"))
-    links.push_back(link("emb:source-data", href_from(cube_path, dir, provenance["source_catalog"].get<std::string>()),
+    links.push_back(link("emb:source-data", from_collection(provenance["source_catalog"].get<std::string>()),
                          "application/x-ndjson", "the catalog of input scenes and products the run read"));
   else
-    links.push_back(link("emb:source-data", "urn:eo-pipeline:sources:unrecorded", "", "sources not recorded"));
+    links.push_back(link("emb:source-data", geoemb["geoemb:source_data"][0].get<std::string>(), "", "sources not recorded"));
   for (const json& l : item_links) links.push_back(l);
 
-  const std::string created = provenance.value("created", utc(std::chrono::system_clock::now()));
+  const std::string created = provenance.value("created", utc_iso(std::chrono::system_clock::now()));
   json layout = geoemb["geoemb:chip_layout"];
   std::vector<std::string> modalities;
   for (Modality m : spec.modalities) modalities.push_back(info(m).name);
@@ -243,7 +255,7 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
       {"item_assets",
        {{"embeddings", {{"type", kZarr}, {"roles", {"data"}}, {"title", "fused embeddings (y, x, dim) of the tile's zone"}}}}},
       {"links", links}};
-  write_atomically(written.collection, collection.dump(2) + "\n");
+  write_if_changed(written.collection, collection.dump(2) + "\n");
   return written;
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
@@ -17,6 +16,7 @@
 #include <thread>
 
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/parallel.hpp"
 #include "pipeline/core/resources.hpp"
 #include "stages/downstream/models.hpp"
 #include "stages/downstream/picture.hpp"
@@ -159,55 +159,40 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
            static_cast<double>(samples.front().features.at(j.features).size() + 16);
   };
   std::stable_sort(by_cost.begin(), by_cost.end(), [&](std::size_t a, std::size_t b) { return cost(jobs[a]) > cost(jobs[b]); });
-  std::atomic<std::size_t> next{0}, done{0};
+  std::size_t done = 0;
   std::mutex mutex;
-  std::exception_ptr error;
   const auto sweep_start = std::chrono::steady_clock::now();
   auto last_report = sweep_start;
-  const auto work = [&] {
-    for (std::size_t o; (o = next++) < by_cost.size();) {
-      const Job& j = jobs[by_cost[o]];
-      try {
-        const auto& [train, val, test] = sets[j.target];
-        std::vector<std::size_t> chosen = train;
-        std::mt19937_64 rng(static_cast<std::uint64_t>(j.seed) * 1000003u + static_cast<std::uint64_t>(j.n));
-        std::shuffle(chosen.begin(), chosen.end(), rng);
-        chosen.resize(static_cast<std::size_t>(j.n));
-        const auto column = [&](const std::vector<std::size_t>& idx, Rows& x, std::vector<float>& y) {
-          for (std::size_t i : idx) x.push_back(samples[i].features.at(j.features)), y.push_back(samples[i].targets[j.target]);
-        };
-        Rows xt, xv, xq;
-        std::vector<float> yt, yv, yq;
-        column(chosen, xt, yt);
-        column(val, xv, yv);
-        column(test, xq, yq);
-        const double threshold = targets[j.target].proportion() ? fewshot.presence_threshold : std::nan("");
-        const auto p = fit_predict(j.model, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(j.seed), 1);
-        results[by_cost[o]] = {targets[j.target].name, j.features, model_name(j.model), j.all ? -1 : j.n, j.seed,
-                             score(yq, p, threshold)};
-      } catch (...) {
-        const std::lock_guard lock(mutex);
-        if (!error) error = std::current_exception();
-        next = by_cost.size();
-      }
-      const std::size_t finished = ++done;
-      const std::lock_guard lock(mutex);  // a long sweep shows where it is
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_report > std::chrono::seconds(10) || finished == by_cost.size()) {
-        last_report = now;
-        const double s = std::chrono::duration<double>(now - sweep_start).count();
-        spdlog::info("fewshot: {} of {} fits done in {:.0f} s", finished, by_cost.size(), s);
-      }
+  parallel_for(by_cost.size(), threads, [&](std::size_t o) {
+    const Job& j = jobs[by_cost[o]];
+    const auto& [train, val, test] = sets[j.target];
+    std::vector<std::size_t> chosen = train;
+    std::mt19937_64 rng(static_cast<std::uint64_t>(j.seed) * 1000003u + static_cast<std::uint64_t>(j.n));
+    std::shuffle(chosen.begin(), chosen.end(), rng);
+    chosen.resize(static_cast<std::size_t>(j.n));
+    const auto column = [&](const std::vector<std::size_t>& idx, Rows& x, std::vector<float>& y) {
+      for (std::size_t i : idx) x.push_back(samples[i].features.at(j.features)), y.push_back(samples[i].targets[j.target]);
+    };
+    Rows xt, xv, xq;
+    std::vector<float> yt, yv, yq;
+    column(chosen, xt, yt);
+    column(val, xv, yv);
+    column(test, xq, yq);
+    const double threshold = targets[j.target].proportion() ? fewshot.presence_threshold : std::nan("");
+    const auto p = fit_predict(j.model, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(j.seed), 1);
+    results[by_cost[o]] = {targets[j.target].name, j.features, model_name(j.model), j.all ? -1 : j.n, j.seed,
+                           score(yq, p, threshold)};
+    const std::lock_guard lock(mutex);  // a long sweep shows where it is
+    const auto now = std::chrono::steady_clock::now();
+    if (++done == by_cost.size() || now - last_report > std::chrono::seconds(10)) {
+      last_report = now;
+      spdlog::info("fewshot: {} of {} fits done in {:.0f} s", done, by_cost.size(),
+                   std::chrono::duration<double>(now - sweep_start).count());
     }
-  };
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  });
 
   // The results, per seed (CSV) and as means over seeds (Markdown, JSON).
-    std::string csv = "target,features,model,n,seed,r2,rmse,f1,accuracy\n";
+  std::string csv = "target,features,model,n,seed,r2,rmse,f1,accuracy\n";
   for (const Result& r : results)
     csv += fmt::format("{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.target, r.features, r.model,
                        r.n < 0 ? "all" : std::to_string(r.n), r.seed, r.scores.r2, r.scores.rmse, r.scores.f1,

@@ -5,16 +5,16 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/config.hpp"
+#include "pipeline/core/parallel.hpp"
 #include "stages/downstream/picture.hpp"
 #include "stages/downstream/samples.hpp"
 
@@ -96,21 +96,23 @@ TileVectors tile_vectors(const CubeReader& cube, const SearchSpace& space, const
   std::vector<float> raw(arrays.size() * n * dim);
   for (std::size_t a = 0; a < arrays.size(); ++a) cube.read_array(tile, arrays[a], raw.data() + a * n * dim);
   const std::size_t width = arrays.size() * dim;
-  out.values.reserve(n * width);
+  out.values.resize(n * width);
+  std::size_t kept = 0;
   for (std::size_t c = 0; c < n; ++c) {
     if (status[c] != kEmbedded) continue;
-    std::vector<float> v(width, 0.0f);
+    float* v = out.values.data() + kept * width;  // written in place; a chip without it is overwritten by the next
     bool any = false;
     for (std::size_t a = 0; a < arrays.size(); ++a) {
-      float* part = v.data() + a * dim;
+      float* part = v + a * dim;
       std::copy_n(raw.data() + (a * n + c) * dim, dim, part);
       if (normalise(part, dim)) any = true;
       else std::fill_n(part, dim, 0.0f);  // this modality is missing: it adds nothing
     }
-    if (!any || !normalise(v.data(), width)) continue;
+    if (!any || !normalise(v, width)) continue;
     out.chips.push_back(tile.chip(static_cast<int>(c)));
-    out.values.insert(out.values.end(), v.begin(), v.end());
+    ++kept;
   }
+  out.values.resize(kept * width);
   return out;
 }
 
@@ -118,9 +120,12 @@ std::vector<float> query_vector(const CubeReader& cube, const SearchSpace& space
   if (examples.positives.empty()) throw ConfigError("no positive example: give at least one chip to look for");
   const std::size_t dim = static_cast<std::size_t>(space.dim);
   std::vector<float> q(dim, 0.0f);
+  std::map<TileId, TileVectors> tiles;  // each tile of the examples read once
   const auto add = [&](const std::vector<ChipId>& chips, float sign) {
     for (const ChipId& chip : chips) {
-      const TileVectors t = tile_vectors(cube, space, tile_of(chip));
+      auto at = tiles.find(tile_of(chip));
+      if (at == tiles.end()) at = tiles.emplace(tile_of(chip), tile_vectors(cube, space, tile_of(chip))).first;
+      const TileVectors& t = at->second;
       const auto it = std::find(t.chips.begin(), t.chips.end(), chip);
       if (it == t.chips.end()) {
         const int status = cube.read_status(tile_of(chip))[static_cast<std::size_t>(index_in_tile(chip))];
@@ -241,28 +246,13 @@ void for_each_tile(const CubeReader& cube, const SearchSpace& space, int threads
     const std::vector<TileId> t = cube.written_tiles(z);
     tiles.insert(tiles.end(), t.begin(), t.end());
   }
-  std::atomic<std::size_t> next{0};
   std::mutex mutex;
-  std::exception_ptr error;
-  const auto work = [&] {
-    try {
-      for (std::size_t i; (i = next++) < tiles.size();) {
-        const TileVectors t = tile_vectors(cube, space, tiles[i]);
-        if (t.chips.empty()) continue;
-        const std::lock_guard lock(mutex);
-        fn(t);
-      }
-    } catch (...) {
-      const std::lock_guard lock(mutex);
-      if (!error) error = std::current_exception();
-      next = tiles.size();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int i = 1; i < std::max(1, threads); ++i) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  parallel_for(tiles.size(), threads, [&](std::size_t i) {
+    const TileVectors t = tile_vectors(cube, space, tiles[i]);
+    if (t.chips.empty()) return;
+    const std::lock_guard lock(mutex);
+    fn(t);
+  });
 }
 
 std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchSpace& space,

@@ -3,22 +3,20 @@
 #include <dlfcn.h>
 
 #include <array>
-#include <atomic>
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <chrono>
 #include <deque>
 #include <set>
 #include <fmt/format.h>
-#include <mutex>
-#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "pipeline/core/files.hpp"
-#include "pipeline/core/resources.hpp"
 #include "pipeline/core/hash.hpp"
+#include "pipeline/core/parallel.hpp"
+#include "pipeline/core/resources.hpp"
 #include "stages/model/torchscript.hpp"
 #include "stages/model/trainer.hpp"
 #include "stages/model/vit.hpp"
@@ -279,26 +277,10 @@ std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, c
   // number of threads or ranks (a multi-threaded BLAS changes the last bits with its
   // thread count).
   const std::size_t passes = (chips.size() + static_cast<std::size_t>(batch_chips) - 1) / static_cast<std::size_t>(batch_chips);
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto worker = [&] {
-    for (std::size_t p; (p = next++) < passes;) {
-      try {
-        const std::size_t first = p * static_cast<std::size_t>(batch_chips);
-        pass(first, std::min(chips.size() - first, static_cast<std::size_t>(batch_chips)));
-      } catch (...) {
-        std::lock_guard lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  const std::size_t helpers = std::min(passes, static_cast<std::size_t>(impl_->threads)) - (passes > 0 ? 1 : 0);
-  for (std::size_t t = 0; t < helpers; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  parallel_for(passes, impl_->threads, [&](std::size_t p) {
+    const std::size_t first = p * static_cast<std::size_t>(batch_chips);
+    pass(first, std::min(chips.size() - first, static_cast<std::size_t>(batch_chips)));
+  });
   return out;
 }
 
