@@ -110,10 +110,213 @@ int transform(void* arg, int dst_to_src, int count, double* x, double* y, double
   return all;
 }
 
+// GDAL's bilinear weight.
+double bilinear(double d) {
+  return std::max(0.0, 1 - std::abs(d));  // 1 - |d| where |d| <= 1, else 0, without a branch
+}
+
+// A cut-out of the input: band planes of width x height, NaN where a band has no data.
+struct Pixels {
+  const float* values;
+  int width, height, bands;
+  std::size_t plane() const { return static_cast<std::size_t>(width) * height; }
+  float at(int band, long offset) const { return values[band * plane() + static_cast<std::size_t>(offset)]; }
+};
+
+// GDAL's bilinear of four samples (scales of 0.95 and more on both axes), at input pixel
+// (x, y): the weights of the valid ones, renormalised. Its arithmetic in its order, so
+// the value is GDAL's bit for bit. False where no weight is left.
+bool bilinear4(const Pixels& p, int band, double x, double y, double* value) {
+  int ix = static_cast<int>(std::floor(x - 0.5)), iy = static_cast<int>(std::floor(y - 0.5));
+  double rx = 1.5 - (x - ix), ry = 1.5 - (y - iy);
+  if (ix == -1) ix = 0, rx = 1;
+  if (iy == -1) iy = 0, ry = 1;
+  double sum = 0, divisor = 0;
+  for (int row = 0; row < 2; ++row) {
+    if (iy + row >= p.height) break;
+    const double wy = row == 0 ? ry : 1.0 - ry;
+    const long offset = static_cast<long>(iy + row) * p.width + ix;
+    const double m[2] = {rx * wy, (1.0 - rx) * wy};
+    for (int c = 0; c < 2; ++c) {
+      if (ix + c >= p.width) continue;
+      const float v = p.at(band, offset + c);
+      if (std::isnan(v)) continue;
+      divisor += m[c];
+      sum += v * m[c];
+    }
+  }
+  if (divisor == 1.0) return *value = sum, true;
+  if (divisor < 0.00001) return false;
+  return *value = sum / divisor, true;
+}
+
+// GDAL's general bilinear (a scale below 0.95): the kernel widened by 1 / scale on an axis
+// scaled below 1, the valid samples' weights renormalised, rows summed then weighted in
+// GDAL's order. The taps and their weights are set once per position for all bands.
+class WideBilinear {
+ public:
+  WideBilinear(double xscale, double yscale)
+      : xscale_(xscale), yscale_(yscale), rx_(xscale < 1.0 ? static_cast<int>(std::ceil(1.0 / xscale)) : 1),
+        ry_(yscale < 1.0 ? static_cast<int>(std::ceil(1.0 / yscale)) : 1), wx_(2 * rx_ + 1), wy_(2 * ry_ + 1) {}
+
+  // The taps around input pixel (x, y).
+  void place(const Pixels& p, double x, double y) {
+    const double tx = x - 0.5, ty = y - 0.5;  // >= -0.5: floor is the truncation, less one below it
+    int ix = static_cast<int>(tx), iy = static_cast<int>(ty);
+    ix -= tx < ix, iy -= ty < iy;
+    const double dx = tx - ix, dy = ty - iy;
+    i0_ = std::max(-rx_, -ix), i1_ = std::min(rx_, p.width - ix - 1);
+    j0_ = std::max(-ry_, -iy), j1_ = std::min(ry_, p.height - iy - 1);
+    weights(dx, xscale_, rx_, i0_, i1_, wx_.data());
+    weights(dy, yscale_, ry_, j0_, j1_, wy_.data());
+    origin_ = static_cast<long>(iy) * p.width + ix;
+  }
+
+  // A band's value at the placed position; false where no weight is left.
+  bool value(const Pixels& p, int band, double* value) const {
+    const float* base = p.values + band * p.plane() + origin_;
+    double sum = 0, weight = 0;
+    for (int j = j0_; j <= j1_; ++j) {
+      const float* row = base + static_cast<long>(j) * p.width;
+      double row_sum = 0, row_weight = 0;
+      for (int i = i0_; i <= i1_; ++i) {
+        const float v = row[i];
+        if (std::isnan(v)) continue;
+        row_sum += v * wx_[i + rx_];
+        row_weight += wx_[i + rx_];
+      }
+      sum += row_sum * wy_[j + ry_];
+      weight += row_weight * wy_[j + ry_];
+    }
+    if (weight < 0.000001) return false;
+    return *value = weight < 0.99999 || weight > 1.00001 ? sum / weight : sum, true;
+  }
+
+ private:
+  // GDAL's weights of taps [lo, hi] at distance d past tap 0 (taps of zero weight too:
+  // leaving them out saves no time, and 0 x inf is NaN in GDAL's sums).
+  static void weights(double d, double scale, int radius, int lo, int hi, double* w) {
+    for (int i = lo; i <= hi; ++i) w[i + radius] = bilinear(scale < 1.0 ? (i - d) * scale : i - d);
+  }
+
+  double xscale_, yscale_;
+  int rx_, ry_, i0_ = 0, i1_ = -1, j0_ = 0, j1_ = -1;
+  long origin_ = 0;
+  std::vector<double> wx_, wy_;
+};
+
+// transform() for the pixel centres of the window's rows, bit for bit, with what does not
+// change between rows (each pixel's node column and weights along the row) found once.
+class RowTransform {
+ public:
+  RowTransform(const Lattice& l, int width)
+      : l_(l), column_(static_cast<std::size_t>(width)), wu_(4 * static_cast<std::size_t>(width)),
+        sum_x_(static_cast<std::size_t>(l.ni)), sum_y_(sum_x_.size()) {
+    for (int i = 0; i < width; ++i) {
+      const double c = (l.west_px + (i + 0.5)) / kLatticeSpacing, fi = std::floor(c);
+      column_[static_cast<std::size_t>(i)] = static_cast<long>(fi) - l.i0;
+      cubic_weights(c - fi, &wu_[4 * static_cast<std::size_t>(i)]);
+    }
+  }
+
+  // Input pixel (xs[k], ys[k]) of the centre of pixel k of window row `row`, for k in
+  // [k0, k1); ok[k] where placed.
+  void row(int row, int k0, int k1, double* xs, double* ys, int* ok) {
+    const double y = row + 0.5, r = (y - l_.north_px) / kLatticeSpacing, fj = std::floor(r);
+    const long j = static_cast<long>(fj) - l_.j0;
+    const bool inside = j >= 1 && j + 2 < l_.nj;
+    if (inside) {  // the column sums of the node rows around this one, for the pixels' columns
+      double wv[4];
+      cubic_weights(r - fj, wv);
+      const long c0 = std::max(0L, column_[static_cast<std::size_t>(k0)] - 1);
+      const long c1 = std::min(static_cast<long>(l_.ni) - 1, column_[static_cast<std::size_t>(k1 - 1)] + 2);
+      for (long col = c0; col <= c1; ++col) {
+        double cx = 0, cy = 0;
+        for (int b = 0; b < 4; ++b) {
+          const std::size_t node = static_cast<std::size_t>((j - 1 + b) * l_.ni + col);
+          cx += wv[b] * l_.nx[node];
+          cy += wv[b] * l_.ny[node];
+        }
+        sum_x_[static_cast<std::size_t>(col)] = cx, sum_y_[static_cast<std::size_t>(col)] = cy;
+      }
+    }
+    for (int kk = k0; kk < k1; ++kk) {
+      const std::size_t k = static_cast<std::size_t>(kk);
+      const long i = column_[k];
+      xs[k] = kk + 0.5, ys[k] = y;
+      if (inside && i >= 1 && i + 2 < l_.ni) {
+        const double* wu = &wu_[4 * k];
+        double sx = 0, sy = 0;
+        for (int a = 0; a < 4; ++a) {
+          sx += wu[a] * sum_x_[static_cast<std::size_t>(i - 1 + a)];
+          sy += wu[a] * sum_y_[static_cast<std::size_t>(i - 1 + a)];
+        }
+        if (!std::isnan(sx) && !std::isnan(sy)) {
+          xs[k] = sx - l_.frame_x, ys[k] = sy - l_.frame_y, ok[k] = TRUE;
+          continue;
+        }
+      }
+      double z = 0;
+      GDALGenImgProjTransform(l_.exact, TRUE, 1, xs + k, ys + k, &z, ok + k);  // as transform() does
+    }
+  }
+
+ private:
+  const Lattice& l_;
+  std::vector<long> column_;  // per pixel, its node column less l.i0
+  std::vector<double> wu_;    // per pixel, its 4 weights along the row
+  std::vector<double> sum_x_, sum_y_;
+};
+
+// What GDAL's warper does for these kernels (its GWKGeneralCase with a Float32 working
+// type and no-data masks, which is what it runs for our NaN-filled destination), without
+// its per-pixel overheads: each window pixel's centre to input pixel through the lattice,
+// a pixel off the input or whose own input pixel has no band with data left alone, else
+// each band's value where its kernel has weight.
+void resample(const Lattice& l, const Pixels& in, float* out, const GridWindow& window, const WarpSettings& settings) {
+  const bool nearest = settings.resampling == "near" || in.width == 1 || in.height == 1;
+  const bool four = settings.xscale >= 0.95 && settings.yscale >= 0.95;
+  WideBilinear wide(settings.xscale, settings.yscale);
+  const std::size_t plane = static_cast<std::size_t>(window.width) * window.height;
+  std::vector<double> xs(static_cast<std::size_t>(window.width)), ys(xs.size());
+  std::vector<int> ok(xs.size());
+  RowTransform positions(l, window.width);
+  // In strips of columns, so that the input rows under one row of a strip are still in
+  // the cache for the next (a whole row's are not).
+  constexpr int kStrip = 64;
+  for (int i0 = 0; i0 < window.width; i0 += kStrip)
+  for (int row = 0; row < window.height; ++row) {
+    const int i1 = std::min(window.width, i0 + kStrip);
+    positions.row(row, i0, i1, xs.data(), ys.data(), ok.data());
+    for (int i = i0; i < i1; ++i) {
+      const double x = xs[static_cast<std::size_t>(i)], y = ys[static_cast<std::size_t>(i)];
+      if (!ok[static_cast<std::size_t>(i)] || std::isnan(x) || std::isnan(y)) continue;
+      if (x < 0 || y < 0 || x + 1e-10 > in.width || y + 1e-10 > in.height) continue;
+      const int cx = std::min(static_cast<int>(x + 1e-10), in.width - 1), cy = std::min(static_cast<int>(y + 1e-10), in.height - 1);
+      const long centre = static_cast<long>(cy) * in.width + cx;
+      bool any = false;
+      for (int b = 0; b < in.bands && !any; ++b) any = !std::isnan(in.at(b, centre));
+      if (!any) continue;
+      const std::size_t at = static_cast<std::size_t>(row) * window.width + static_cast<std::size_t>(i);
+      if (!nearest && !four) wide.place(in, x, y);
+      for (int b = 0; b < in.bands; ++b) {
+        double v = 0;
+        const bool has = nearest ? !std::isnan(v = in.at(b, centre))
+                         : four  ? bilinear4(in, b, x, y, &v)
+                                 : wide.value(in, b, &v);
+        if (has) out[b * plane + at] = static_cast<float>(v);
+      }
+    }
+  }
+}
+
 }  // namespace
 
+bool lattice_kernel_is_ours(const std::string& resampling) { return resampling == "bilinear" || resampling == "near"; }
+
 void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame_y, GDALDatasetH dst,
-                  const GridWindow& window, const WarpSettings& settings, int bands, const std::string& what) {
+                  const GridWindow& window, const WarpSettings& settings, int bands, const std::string& what,
+                  const float* pixels, float* out) {
   GDALDataset* in = GDALDataset::FromHandle(input);
   GDALDataset* fr = GDALDataset::FromHandle(frame);
   Lattice l;
@@ -156,6 +359,12 @@ void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame
   const GDALResampleAlg alg = resample_alg(settings.resampling);  // may throw: before anything needs freeing
   l.exact = GDALCreateGenImgProjTransformer2(input, dst, nullptr);
   if (!l.exact) throw std::runtime_error(fmt::format("{}: no transformation to the tile's grid: {}", what, gdal_error()));
+  const std::unique_ptr<void, void (*)(void*)> exact(l.exact, GDALDestroyGenImgProjTransformer);
+  if (pixels && lattice_kernel_is_ours(settings.resampling)) {
+    GDALDataset* in_ds = GDALDataset::FromHandle(input);
+    resample(l, {pixels, in_ds->GetRasterXSize(), in_ds->GetRasterYSize(), bands}, out, window, settings);
+    return;
+  }
 
   GDALWarpOptions* wo = GDALCreateWarpOptions();
   wo->hSrcDS = input;
@@ -193,7 +402,6 @@ void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame
   if (err == CE_None) err = op.ChunkAndWarpImage(0, 0, window.width, window.height);
   const std::string reason = gdal_error();
   GDALDestroyWarpOptions(wo);
-  GDALDestroyGenImgProjTransformer(l.exact);
   if (err != CE_None) throw std::runtime_error(fmt::format("{}: warp failed: {}", what, reason));
 }
 

@@ -247,13 +247,15 @@ bool SourceSet::masked() const {
 
 namespace {
 
-// A north-up Float32 MEM dataset in a CRS, no-data NaN.
-GdalDataset mem_dataset(int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs) {
-  GDALDriver* mem = GetGDALDriverManager()->GetDriverByName("MEM");
-  GdalDataset ds(mem->Create("", width, height, bands, GDT_Float32, nullptr));
+// A north-up Float32 MEM dataset in a CRS over band planes of `values`, no-data NaN.
+GdalDataset mem_over(float* values, int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs) {
+  const std::string open = fmt::format("MEM:::DATAPOINTER={},PIXELS={},LINES={},BANDS={},DATATYPE=Float32",
+                                       static_cast<void*>(values), width, height, bands);
+  GdalDataset ds(GDALDataset::FromHandle(GDALOpen(open.c_str(), GA_Update)));
   if (!ds) throw std::runtime_error("cannot create an in-memory raster: " + gdal_error());
   ds->SetGeoTransform(const_cast<double*>(gt));
   if (srs) ds->SetSpatialRef(srs);
+  for (int b = 1; b <= bands; ++b) ds->GetRasterBand(b)->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
   return ds;
 }
 
@@ -481,8 +483,14 @@ std::vector<BandSource> SourceSet::band_sources(std::size_t first, std::size_t c
   return out;
 }
 
-void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings,
-                              int* frame_x, int* frame_y) const {
+struct SourceSet::Cutout {
+  std::vector<float> values;  // band planes, NaN where a band has no data
+  GdalDataset dataset;        // an in-memory raster over the values
+  int x0 = 0, y0 = 0;         // its pixel (0, 0) in the first source's file
+};
+
+std::unique_ptr<SourceSet::Cutout> SourceSet::cutout(std::size_t first, std::size_t count, const GridWindow& window,
+                                                     const WarpSettings& settings) const {
   const std::vector<BandSource> sources = band_sources(first, count);
   GDALDataset* src = GDALDataset::FromHandle(datasets_[first]);
   // Enough source pixels around the window for any kernel GDAL uses (lanczos: 3 source
@@ -491,27 +499,20 @@ void* SourceSet::masked_input(std::size_t first, std::size_t count, const GridWi
   const int margin = 4 + static_cast<int>(std::ceil(3 * factor));
   const PixelWindow w = source_window(*src, window, margin);
   if (w.empty()) return nullptr;
-  if (frame_x) *frame_x = w.x0;
-  if (frame_y) *frame_y = w.y0;
+  auto cut = std::make_unique<Cutout>();
+  cut->x0 = w.x0, cut->y0 = w.y0;
   const int width = w.x1 - w.x0, height = w.y1 - w.y0;
   const SourceRecord& r = *records_[first];
-  std::vector<float> values = read_masked(*src, sources, w, width, height, GDALDataset::FromHandle(masks_[first]),
-                                          r.mask ? &*r.mask : nullptr, r.describe());
-  const int bands = static_cast<int>(values.size() / (static_cast<std::size_t>(width) * height));
+  cut->values = read_masked(*src, sources, w, width, height, GDALDataset::FromHandle(masks_[first]),
+                            r.mask ? &*r.mask : nullptr, r.describe());
+  const int bands = static_cast<int>(cut->values.size() / (static_cast<std::size_t>(width) * height));
   double gt[6], sub[6];
   src->GetGeoTransform(gt);
   std::copy(gt, gt + 6, sub);
   sub[0] = gt[0] + w.x0 * gt[1] + w.y0 * gt[2];
   sub[3] = gt[3] + w.x0 * gt[4] + w.y0 * gt[5];
-  GdalDataset mem = mem_dataset(width, height, bands, sub, src->GetSpatialRef());
-  for (int b = 1; b <= bands; ++b) {
-    GDALRasterBand* band = mem->GetRasterBand(b);
-    band->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
-    if (band->RasterIO(GF_Write, 0, 0, width, height, values.data() + static_cast<std::size_t>(b - 1) * width * height,
-                       width, height, GDT_Float32, 0, 0) != CE_None)
-      throw std::runtime_error("cannot fill an in-memory raster: " + gdal_error());
-  }
-  return mem.release();
+  cut->dataset = mem_over(cut->values.data(), width, height, bands, sub, src->GetSpatialRef());
+  return cut;
 }
 
 void SourceSet::suspend() {
@@ -525,21 +526,15 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
     suspended_ = false;
   }
   // The warper writes straight into our buffer: a MEM dataset over it.
-  const std::string open = fmt::format("MEM:::DATAPOINTER={},PIXELS={},LINES={},BANDS={},DATATYPE=Float32",
-                                       static_cast<void*>(out), window.width, window.height, bands);
-  GdalDataset dst(GDALDataset::FromHandle(GDALOpen(open.c_str(), GA_Update)));
-  if (!dst) throw std::runtime_error("warp: cannot wrap the output buffer: " + gdal_error());
   const Box b = window.box();
-  double gt[6] = {b.e0, window.pixel, 0, b.n1, 0, -window.pixel};
-  dst->SetGeoTransform(gt);
+  const double gt[6] = {b.e0, window.pixel, 0, b.n1, 0, -window.pixel};
   OGRSpatialReference srs;
   srs.importFromEPSG(window.zone.epsg());
-  dst->SetSpatialRef(&srs);
-  for (int i = 1; i <= bands; ++i) dst->GetRasterBand(i)->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
+  GdalDataset dst = mem_over(out, window.width, window.height, bands, gt, &srs);
   std::fill(out, out + static_cast<std::size_t>(bands) * window.width * window.height, std::numeric_limits<float>::quiet_NaN());
 
   // Masked sources are read for this window only, masked, and warped from memory.
-  std::vector<GdalDataset> masked;
+  std::vector<std::unique_ptr<Cutout>> masked;
   std::vector<GDALDatasetH> inputs;  // for GDAL's warper, in order, all with one kernel scale
   WarpSettings pending;
   std::string reason;
@@ -574,25 +569,25 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
     if (!in_window_crs(*frame, window)) {  // another CRS: the exact transformation on a lattice
       warp_pending();
       if (failed) return;
-      int fx = 0, fy = 0;
-      GdalDataset cut;
-      GDALDatasetH input = inputs_[first];
-      if (read_first) {
-        cut.reset(GDALDataset::FromHandle(masked_input(first, count, window, own, &fx, &fy)));
+      if (read_first || lattice_kernel_is_ours(own.resampling)) {  // from a cut-out of the window
+        const std::unique_ptr<Cutout> cut = cutout(first, count, window, own);
         if (!cut) return;  // does not reach the window
-        input = GDALDataset::ToHandle(cut.get());
+        lattice_warp(GDALDataset::ToHandle(cut->dataset.get()), datasets_[first], cut->x0, cut->y0,
+                     GDALDataset::ToHandle(dst.get()), window, own, bands, records_[first]->describe(), cut->values.data(),
+                     out);
+      } else {
+        lattice_warp(inputs_[first], GDALDataset::ToHandle(frame), 0, 0, GDALDataset::ToHandle(dst.get()), window, own,
+                     bands, records_[first]->describe());
       }
-      lattice_warp(input, GDALDataset::ToHandle(frame), fx, fy, GDALDataset::ToHandle(dst.get()), window, own, bands,
-                   records_[first]->describe());
       ++lattice_count;
       return;
     }
     if (!inputs.empty() && (own.xscale != pending.xscale || own.yscale != pending.yscale)) warp_pending();
     pending = own;
     if (read_first) {
-      if (GDALDatasetH m = masked_input(first, count, window, own)) {  // null: does not reach the window
-        masked.emplace_back(GDALDataset::FromHandle(m));
-        inputs.push_back(m);
+      if (auto cut = cutout(first, count, window, own)) {  // null: does not reach the window
+        inputs.push_back(GDALDataset::ToHandle(cut->dataset.get()));
+        masked.push_back(std::move(cut));
       }
     } else {
       inputs.push_back(inputs_[first]);

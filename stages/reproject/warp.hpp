@@ -120,9 +120,9 @@ class SourceSet {
   void close();
   // Sources [first, first + count) read over the window (with a kernel's margin), masked,
   // as one in-memory raster of all their bands; null when they do not reach the window.
-  // (frame_x, frame_y): where the cut-out's pixel (0, 0) lies in the first source's file.
-  void* masked_input(std::size_t first, std::size_t count, const GridWindow& window, const WarpSettings& settings,
-                     int* frame_x = nullptr, int* frame_y = nullptr) const;
+  struct Cutout;
+  std::unique_ptr<Cutout> cutout(std::size_t first, std::size_t count, const GridWindow& window,
+                                 const WarpSettings& settings) const;
   // The bands sources [first, first + count) hand to a read, in order.
   std::vector<BandSource> band_sources(std::size_t first, std::size_t count) const;
   // Sources [first, first + count) on a grid that agrees with the window's (see aligned()

@@ -15,6 +15,7 @@
 
 #include "stages/chip/chipper.hpp"
 #include "stages/ingest/gdal_util.hpp"
+#include "stages/reproject/lattice.hpp"
 #include "stages/reproject/warp.hpp"
 #include "stages/synth/products.hpp"
 #include "support/run.hpp"
@@ -477,6 +478,91 @@ TEST_F(WarpWrapped, MasksKeepClassesBeyondEightBits) {
   for (std::size_t i = 0; i < 448u * 448; ++i) (i % 448 < 224 ? kept : dropped) += !std::isnan(out[i]);
   EXPECT_GT(kept, 448u * 224 * 9 / 10) << "clear pixels were dropped";
   EXPECT_EQ(dropped, 0u) << "cloudy pixels were kept";
+}
+
+// A north-up Float32 MEM raster over `values` (band planes), no-data NaN.
+GdalDataset mem_raster(std::vector<float>& values, int width, int height, int bands, const double gt[6], int epsg) {
+  GdalDataset ds(GDALDataset::FromHandle(GDALOpen(
+      fmt::format("MEM:::DATAPOINTER={},PIXELS={},LINES={},BANDS={},DATATYPE=Float32", static_cast<void*>(values.data()),
+                  width, height, bands).c_str(), GA_Update)));
+  EXPECT_TRUE(ds);
+  ds->SetGeoTransform(const_cast<double*>(gt));
+  OGRSpatialReference srs;
+  srs.importFromEPSG(epsg);
+  ds->SetSpatialRef(&srs);
+  for (int b = 1; b <= bands; ++b) ds->GetRasterBand(b)->SetNoDataValue(std::numeric_limits<double>::quiet_NaN());
+  return ds;
+}
+
+// Our resampling on the lattice is GDAL's warper bit for bit: the same input (EPSG:4326,
+// and a neighbouring UTM zone), the same lattice, the same kernel scales, once through
+// GDAL's warper and once through our loop, every output bit equal. The inputs have holes
+// (random pixels and a block, different per band), have edges inside the window, and are
+// warped onto a destination already half filled (a mosaic's second input); the scales
+// take GDAL's four-sample bilinear (both axes at 0.95 and above) and its general one,
+// narrow and wide, and nearest.
+TEST(LatticeKernel, OursIsGdalsWarperBitForBit) {
+  GDALAllRegister();
+  struct Case {
+    std::string name;
+    int epsg;
+    double west, north, step;  // the input's corner and pixel, in its CRS
+    int bands;
+    std::string resampling;
+    double xscale, yscale;
+  };
+  const EastNorth c = utm_forward(10, false, {-120.3, 37.2});
+  const GridWindow window{Zone{10, false}, std::round(c.e / 40) * 40 - 2400, std::round(c.n / 40) * 40 + 2000, 40, 120, 100};
+  // The window's west edge in zone 11 metres, for an input there that ends inside the window.
+  const EastNorth c11 = utm_forward(11, false, {-120.3, 37.2});
+  const std::vector<Case> cases = {
+      {"EPSG:4326, general", 4326, -120.36, 37.24, 0.0004, 1, "bilinear", 0.89, 1.11},
+      {"EPSG:4326, four samples", 4326, -120.36, 37.24, 0.0004, 2, "bilinear", 1.3, 1.6},
+      {"EPSG:4326, wide", 4326, -120.36, 37.24, 0.0004, 2, "bilinear", 0.45, 0.7},
+      {"EPSG:4326, one axis below 0.95", 4326, -120.36, 37.24, 0.0004, 1, "bilinear", 0.97, 0.93},
+      {"EPSG:4326, four samples, the input's corner inside", 4326, -120.32, 37.21, 0.0004, 1, "bilinear", 1.3, 1.6},
+      {"EPSG:4326, general, the input's corner inside", 4326, -120.32, 37.21, 0.0004, 1, "bilinear", 0.89, 1.11},
+      {"EPSG:4326, nearest", 4326, -120.36, 37.24, 0.0004, 2, "near", 0.89, 1.11},
+      {"zone 11, wide", 32611, std::round(c11.e) - 2500, std::round(c11.n) + 2500, 20, 3, "bilinear", 0.5, 0.5},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    const int w = 160, h = 240;  // ends inside the window on the east (and starts inside where said)
+    std::vector<float> pixels(static_cast<std::size_t>(k.bands) * w * h);
+    std::mt19937 random(11);
+    for (int b = 0; b < k.bands; ++b)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const bool hole = random() % 10 == 0 || (x > 40 + 10 * b && x < 60 + 10 * b && y > 80 && y < 120);
+          pixels[(static_cast<std::size_t>(b) * h + y) * w + x] =
+              hole ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(random() % 100000) / 97.0f;
+        }
+    const double gt[6] = {k.west, k.step, 0, k.north, 0, -k.step};
+    GdalDataset input = mem_raster(pixels, w, h, k.bands, gt, k.epsg);
+    const Box box = window.box();
+    const double dgt[6] = {box.e0, window.pixel, 0, box.n1, 0, -window.pixel};
+    const std::size_t n = static_cast<std::size_t>(k.bands) * window.width * window.height;
+    std::vector<float> gdal(n, std::numeric_limits<float>::quiet_NaN()), ours(n, std::numeric_limits<float>::quiet_NaN());
+    for (std::size_t i = 0; i < n; ++i)
+      if (i % window.width < static_cast<std::size_t>(window.width) / 2) gdal[i] = ours[i] = 7.0f;  // an earlier input
+    GdalDataset to_gdal = mem_raster(gdal, window.width, window.height, k.bands, dgt, 32610);
+    GdalDataset to_ours = mem_raster(ours, window.width, window.height, k.bands, dgt, 32610);
+    WarpSettings settings{k.resampling, 1, 256};
+    settings.xscale = k.xscale, settings.yscale = k.yscale;
+    ASSERT_TRUE(lattice_kernel_is_ours(k.resampling));
+    lattice_warp(GDALDataset::ToHandle(input.get()), GDALDataset::ToHandle(input.get()), 0, 0,
+                 GDALDataset::ToHandle(to_gdal.get()), window, settings, k.bands, k.name);
+    lattice_warp(GDALDataset::ToHandle(input.get()), GDALDataset::ToHandle(input.get()), 0, 0,
+                 GDALDataset::ToHandle(to_ours.get()), window, settings, k.bands, k.name, pixels.data(), ours.data());
+    std::size_t written = 0, differ = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      written += !std::isnan(gdal[i]) && gdal[i] != 7.0f;
+      differ += std::memcmp(&gdal[i], &ours[i], sizeof(float)) != 0;
+    }
+    EXPECT_GT(written, n / 4) << "too little of the input reaches the window";
+    EXPECT_LT(written, n * 9 / 10) << "the input should end inside the window";
+    EXPECT_EQ(differ, 0u) << "of " << n << " samples";
+  }
 }
 
 }  // namespace
