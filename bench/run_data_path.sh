@@ -45,6 +45,10 @@ def files(root):
                 j.pop("created", None)
                 if "metadata" in j: j["metadata"].get(".zattrs", {}).pop("created", None)
                 data = json.dumps(j, sort_keys=True).encode()
+            if rel.startswith("stac/items/"):  # so is the time its Item was written
+                j = json.loads(data)
+                j["properties"].pop("processing:datetime", None)
+                data = json.dumps(j, sort_keys=True).encode()
             out[rel] = data
     return out
 a, b = files(f"{work}/sources.zarr"), files(f"{work}/chip_stores.zarr")
