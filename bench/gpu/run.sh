@@ -10,6 +10,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$here/../..
 python=${PYTHON:-python3}
+$python -c "import torch" 2>/dev/null || {
+  echo "bench/gpu/run.sh: $python cannot import torch; set PYTHON to an interpreter with PyTorch" \
+       "(Debian's: PYTHON=/usr/bin/python3 with python3-torch)" >&2
+  exit 2
+}
 prefix=$($python -c "import torch; print(torch.utils.cmake_prefix_path)" 2>/dev/null || true)
 device=cpu preset=${PRESET:-tiny} batch=${BATCH:-4}
 if $python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then

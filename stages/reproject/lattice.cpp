@@ -356,13 +356,14 @@ void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame
     l.nx[k] = good ? inv[0] + ex[k] * inv[1] + ny_[k] * inv[2] : std::numeric_limits<double>::quiet_NaN();
     l.ny[k] = good ? inv[3] + ex[k] * inv[4] + ny_[k] * inv[5] : std::numeric_limits<double>::quiet_NaN();
   }
-  const GDALResampleAlg alg = resample_alg(settings.resampling);  // may throw: before anything needs freeing
+  const GDALResampleAlg alg = resample_alg(settings.resampling);  // an unknown name throws here
   l.exact = GDALCreateGenImgProjTransformer2(input, dst, nullptr);
   if (!l.exact) throw std::runtime_error(fmt::format("{}: no transformation to the tile's grid: {}", what, gdal_error()));
   const std::unique_ptr<void, void (*)(void*)> exact(l.exact, GDALDestroyGenImgProjTransformer);
+  if (in->GetRasterCount() < bands)
+    throw std::logic_error(fmt::format("{}: {} bands to warp from an input of {}", what, bands, in->GetRasterCount()));
   if (pixels && lattice_kernel_is_ours(settings.resampling)) {
-    GDALDataset* in_ds = GDALDataset::FromHandle(input);
-    resample(l, {pixels, in_ds->GetRasterXSize(), in_ds->GetRasterYSize(), bands}, out, window, settings);
+    resample(l, {pixels, in->GetRasterXSize(), in->GetRasterYSize(), bands}, out, window, settings);
     return;
   }
 
