@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -246,12 +247,35 @@ void for_each_tile(const CubeReader& cube, const SearchSpace& space, int threads
     const std::vector<TileId> t = cube.written_tiles(z);
     tiles.insert(tiles.end(), t.begin(), t.end());
   }
+  // Decoded tiles wait in their slots until every tile before them is handed over, and a
+  // thread starts a tile only within a window of the next one to hand over (memory stays
+  // bounded however a slow tile holds the line).
+  const std::size_t window = 2 * static_cast<std::size_t>(std::max(1, threads));
+  std::vector<std::optional<TileVectors>> ready(tiles.size());
+  std::size_t next = 0;
+  bool failed = false;  // a tile or fn threw: nobody waits for the line to move any more
   std::mutex mutex;
+  std::condition_variable moved;
   parallel_for(tiles.size(), threads, [&](std::size_t i) {
-    const TileVectors t = tile_vectors(cube, space, tiles[i]);
-    if (t.chips.empty()) return;
-    const std::lock_guard lock(mutex);
-    fn(t);
+    std::unique_lock lock(mutex);
+    moved.wait(lock, [&] { return failed || i < next + window; });
+    if (failed) return;
+    lock.unlock();
+    try {
+      TileVectors t = tile_vectors(cube, space, tiles[i]);
+      lock.lock();
+      ready[i] = std::move(t);
+      for (; next < tiles.size() && ready[next]; ++next) {
+        if (!ready[next]->chips.empty()) fn(*ready[next]);
+        ready[next].reset();
+        moved.notify_all();
+      }
+    } catch (...) {
+      if (!lock.owns_lock()) lock.lock();
+      failed = true;
+      moved.notify_all();
+      throw;
+    }
   });
 }
 

@@ -65,7 +65,9 @@ std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const nlohmann::js
 Examples read_examples(const CubeReader& cube, const std::filesystem::path& file);
 
 // Calls `fn` with every written tile's vectors (tiles that have none are skipped), one
-// call at a time, while `threads` threads read and decode the tiles; in no set order.
+// call at a time and in the cube's order of tiles (zone by zone), while `threads`
+// threads read and decode the tiles ahead: an index built from them is the same file
+// for any number of threads.
 void for_each_tile(const CubeReader& cube, const SearchSpace& space, int threads,
                    const std::function<void(const TileVectors&)>& fn);
 

@@ -236,6 +236,16 @@ TEST_F(Similar, TheIndexAnswersAsTheExactSearchAndRefusesAChangedCube) {
     SCOPED_TRACE(factory);
     const IndexCard card = build_index(reader, space, factory, 8, 2);  // IVF: every list visited
     EXPECT_EQ(card.vectors, 4 * (kChipsPerTile - 23));  // 23 of each tile not embedded
+    // The same file from any number of threads (the vectors go in in the cube's order).
+    const auto bytes = [&] {
+      std::ifstream in(index_file(copy, "fused"), std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    const std::string built = bytes();
+    for (int threads : {1, 4, 4, 4}) {
+      build_index(reader, space, factory, 8, threads);
+      EXPECT_TRUE(bytes() == built) << "the index built on " << threads << " threads differs from the one on 2";
+    }
     const auto approx = index_search(reader, space, queries, 10, 0);
     for (std::size_t i = 0; i < queries.size(); ++i) {
       ASSERT_EQ(approx[i].size(), 10u);
