@@ -101,6 +101,7 @@ void bind(Io& io, Config& c) {
     });
     f.number("presence_threshold", c.fewshot.presence_threshold, 0, 1);
     f.number("min_label_valid", c.fewshot.min_label_valid, 0, 1);
+    f.whole("max_bin", c.fewshot.max_bin, 2, 65536);
   });
   io.section("pretrain", [&](auto& p) {
     PretrainConfig& t = c.pretrain;

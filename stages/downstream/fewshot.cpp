@@ -179,7 +179,7 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
     column(val, xv, yv);
     column(test, xq, yq);
     const double threshold = targets[j.target].proportion() ? fewshot.presence_threshold : std::nan("");
-    const auto p = fit_predict(j.model, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(j.seed), 1);
+    const auto p = fit_predict(j.model, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(j.seed), 1, fewshot.max_bin);
     results[by_cost[o]] = {targets[j.target].name, j.features, model_name(j.model), j.all ? -1 : j.n, j.seed,
                            score(yq, p, threshold)};
     const std::lock_guard lock(mutex);  // a long sweep shows where it is
@@ -313,7 +313,7 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
       if (split[i] == SplitSet::validation) xv.push_back(samples[i].features.at("fused")), yv.push_back(samples[i].targets[t]);
     }
     if (xt.size() < 2 || xv.empty()) continue;
-    const auto predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, everything, 0, threads);
+    const auto predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, everything, 0, threads, fewshot.max_bin);
     for (std::size_t i = 0; i < mapped.size(); ++i)
       maps.at(mapped[i].chip.zone).at(static_cast<int>(t), mapped[i].chip) = predicted[i];
     for (const ChipSample& s : samples)

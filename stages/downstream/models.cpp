@@ -156,14 +156,14 @@ std::vector<float> predict_trees(BoosterHandle booster, const Matrix& m, int rou
 // Gradient-boosted trees (the rounds chosen on the validation set) or a random forest
 // (one round of many parallel trees on bootstrap-like subsamples).
 std::vector<float> trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
-                         int threads) {
+                         int threads, int max_bin) {
   const Matrix dtrain(*train.x, train.y), dval(*validation.x, nullptr), dquery(query, nullptr);
   BoosterHandle booster = nullptr;
   check(XGBoosterCreate(&dtrain.h, 1, &booster), "XGBoosterCreate");
   const std::unique_ptr<void, int (*)(BoosterHandle)> owner(booster, XGBoosterFree);
   const std::vector<std::pair<const char*, std::string>> common = {
       {"objective", "reg:squarederror"}, {"tree_method", "hist"}, {"nthread", std::to_string(threads)},
-      {"seed", std::to_string(seed % 2147483647)}, {"verbosity", "0"}};
+      {"seed", std::to_string(seed % 2147483647)}, {"verbosity", "0"}, {"max_bin", std::to_string(max_bin)}};
   const std::vector<std::pair<const char*, std::string>> own =
       kind == ModelKind::gbt
           ? std::vector<std::pair<const char*, std::string>>{{"eta", "0.05"}, {"max_depth", "4"}, {"subsample", "0.8"},
@@ -191,9 +191,9 @@ std::vector<float> trees(ModelKind kind, FitData train, FitData validation, cons
 }  // namespace
 
 std::vector<float> fit_predict(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
-                               int threads) {
+                               int threads, int max_bin) {
   if (train.x->empty() || validation.x->empty()) throw std::invalid_argument("fit_predict: no training or validation rows");
-  return kind == ModelKind::ridge ? ridge(train, validation, query) : trees(kind, train, validation, query, seed, threads);
+  return kind == ModelKind::ridge ? ridge(train, validation, query) : trees(kind, train, validation, query, seed, threads, max_bin);
 }
 
 Scores score(const std::vector<float>& truth, const std::vector<float>& predicted, double threshold) {

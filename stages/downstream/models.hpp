@@ -20,9 +20,10 @@ struct FitData {
 };
 
 // Fits on `train`, choosing the model's capacity (ridge's penalty, the trees' rounds) on
-// `validation`, and predicts `query`.
+// `validation`, and predicts `query`. `max_bin`: the trees' histogram bins per feature
+// (xgboost's max_bin; 256, its default, unless a user trades the last digits for speed).
 std::vector<float> fit_predict(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
-                               int threads);
+                               int threads, int max_bin = 256);
 
 struct Scores {
   double r2 = 0, rmse = 0;

@@ -128,6 +128,10 @@ TEST(Config, DataWarpSynthSections) {
   EXPECT_NE(error_of(kGood + "synth:\n  resolution_scale: 2.5\n").find("cfg.yaml:8: synth.resolution_scale: expected a whole number"),
             std::string::npos);
   EXPECT_NE(error_of(kGood + "warp:\n  threads: -1\n").find("warp.threads: -1 is out of range"), std::string::npos);
+  EXPECT_NE(error_of(kGood + "fewshot:\n  max_bin: 1\n").find("cfg.yaml:8: fewshot.max_bin: 1 is out of range"),
+            std::string::npos);
+  EXPECT_EQ(parse_config(kGood + "fewshot:\n  max_bin: 32\n", "cfg.yaml", ".").fewshot.max_bin, 32);
+  EXPECT_EQ(parse_config(kGood, "cfg.yaml", ".").fewshot.max_bin, 256);
 }
 
 TEST(Config, MalformedYamlNamesLine) {

@@ -171,6 +171,14 @@ TEST(Models, FitWhatTheyShould) {
     EXPECT_GT(s.r2, 0.8) << model_name(m);
     EXPECT_GT(s.f1, 0.9) << model_name(m);
   }
+  // max_bin reaches xgboost: 256 is its default (the same predictions, bit for bit), and
+  // with 2 bins per feature the only cut of r[3] is near its median, not at the step's 0.3.
+  for (ModelKind m : {ModelKind::gbt, ModelKind::rf}) {
+    const auto by_default = fit_predict(m, {&xt, &st}, {&xv, &sv}, xq, 1, 2);
+    EXPECT_EQ(fit_predict(m, {&xt, &st}, {&xv, &sv}, xq, 1, 2, 256), by_default) << model_name(m);
+    const Scores coarse = score(sq, fit_predict(m, {&xt, &st}, {&xv, &sv}, xq, 1, 2, 2), 0.5);
+    EXPECT_LT(coarse.r2, score(sq, by_default, 0.5).r2 - 0.1) << model_name(m);
+  }
   // A linear model cannot fit the step as well as trees do.
   EXPECT_LT(score(sq, fit_predict(ModelKind::ridge, {&xt, &st}, {&xv, &sv}, xq, 1, 2), 0.5).r2, 0.7);
   // More rows than features and fewer: both forms of ridge.
