@@ -21,7 +21,7 @@ struct FitData {
 
 // Fits on `train`, choosing the model's capacity (ridge's penalty, the trees' rounds) on
 // `validation`, and predicts `query`. `max_bin`: the trees' histogram bins per feature
-// (xgboost's max_bin; 256, its default, unless a user trades the last digits for speed).
+// (xgboost's max_bin; 256, its default, unless a user trades exact numbers for speed).
 std::vector<float> fit_predict(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
                                int threads, int max_bin = 256);
 
