@@ -9,6 +9,7 @@
 
 #include "pipeline/commands.hpp"
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/resources.hpp"
 #include "pipeline/driver/inputs.hpp"
 #include "stages/downstream/index.hpp"
 #include "stages/downstream/similar.hpp"
@@ -21,6 +22,17 @@ using json = nlohmann::json;
 namespace {
 
 const char* kModalityHelp = "the embeddings compared: fused (default), a modality (s2rgb, s1amp, s1coh), or concat";
+
+// Chip ids given to `option`, appended to `into`; a bad one is named with its option.
+void add_chip_ids(const char* option, const std::vector<std::string>& ids, std::vector<ChipId>& into) {
+  for (const std::string& id : ids) {
+    try {
+      into.push_back(parse_chip_id(id));
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(fmt::format("{} {}: {}", option, id, e.what()));
+    }
+  }
+}
 
 }  // namespace
 
@@ -71,13 +83,7 @@ int run_similar(const SimilarOptions& opts) {
   Examples examples;
   std::string asked;
   if (!opts.chips.empty()) {
-    for (const std::string& id : opts.chips) {
-      try {
-        examples.positives.push_back(parse_chip_id(id));
-      } catch (const std::invalid_argument& e) {
-        throw ConfigError(fmt::format("--chip {}: {}", id, e.what()));
-      }
-    }
+    add_chip_ids("--chip", opts.chips, examples.positives);
     asked = fmt::format("chip {}", fmt::join(opts.chips, ", "));
   } else if (!opts.lonlat.empty()) {
     double lon = 0, lat = 0;
@@ -92,13 +98,7 @@ int run_similar(const SimilarOptions& opts) {
   } else {
     throw ConfigError("similar: say what to look for: --chip ID, --lonlat LON,LAT or --examples FILE.geojson");
   }
-  for (const std::string& id : opts.unlike) {
-    try {
-      examples.negatives.push_back(parse_chip_id(id));
-    } catch (const std::invalid_argument& e) {
-      throw ConfigError(fmt::format("--unlike {}: {}", id, e.what()));
-    }
-  }
+  add_chip_ids("--unlike", opts.unlike, examples.negatives);
   if (!opts.unlike.empty()) asked += fmt::format(", unlike {}", fmt::join(opts.unlike, ", "));
   const std::vector<float> query = query_vector(cube, space, examples);
 
@@ -118,7 +118,7 @@ int run_similar(const SimilarOptions& opts) {
   }
   const fs::path geojson = dir / "hits.geojson";
   write_atomically(geojson, hits_geojson(hits, space.name).dump(1) + "\n");
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = seconds_since(t0);
 
   json summary = {{"cube", cube_path.string()}, {"space", space.name}, {"query", asked},
                   {"search", opts.use_index ? "index" : "exact"}, {"k", opts.k}, {"hits", geojson.string()},

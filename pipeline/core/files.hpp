@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,10 @@ void write_atomically(const std::filesystem::path& file, std::string_view text);
 // Temporaries that killed writers left in `dir` (and its subfolders when `recursive`),
 // removed; returns how many. Call it only while nobody else writes there.
 int remove_stale_temporaries(const std::filesystem::path& dir, bool recursive = false);
+
+// A JSON file's document. Throws std::runtime_error naming the file when it cannot be
+// opened or is not JSON.
+nlohmann::json read_json_file(const std::filesystem::path& file);
 
 // Content hash of a file, read in pieces (a paper-size checkpoint is ~3 GB).
 std::string file_hash(const std::filesystem::path& file);

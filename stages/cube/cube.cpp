@@ -473,6 +473,10 @@ fs::path chunk_file(const fs::path& root, const TileId& tile, const std::string&
          (grid2d ? fmt::format("{}.{}", tile.row, tile.col) : fmt::format("{}.{}.0", tile.row, tile.col));
 }
 
+fs::path provenance_file(const fs::path& root, const TileId& tile) {
+  return root / tile.zone.name() / "provenance" / (tile.str() + ".json");
+}
+
 // A chunk's bytes, or nothing when the chunk was never written.
 std::optional<std::vector<char>> read_chunk(const fs::path& file, std::size_t bytes) {
   std::ifstream in(file, std::ios::binary);
@@ -562,9 +566,11 @@ std::vector<std::uint8_t> CubeReader::read_status(const TileId& tile) const {
 }
 
 json CubeReader::read_provenance(const TileId& tile) const {
-  const fs::path file = root_ / tile.zone.name() / "provenance" / (tile.str() + ".json");
+  const fs::path file = provenance_path(tile);
   return fs::exists(file) ? read_json(file) : json::object();
 }
+
+fs::path CubeReader::provenance_path(const TileId& tile) const { return provenance_file(root_, tile); }
 
 std::vector<TileId> CubeReader::written_tiles(Zone zone) const {
   std::vector<TileId> tiles;
@@ -584,9 +590,7 @@ std::vector<TileId> CubeReader::written_tiles(Zone zone) const {
 
 CubeWriter::CubeWriter(fs::path root, CubeSpec spec) : root_(std::move(root)), spec_(std::move(spec)) {}
 
-fs::path CubeWriter::provenance_path(const TileId& tile) const {
-  return root_ / tile.zone.name() / "provenance" / (tile.str() + ".json");
-}
+fs::path CubeWriter::provenance_path(const TileId& tile) const { return provenance_file(root_, tile); }
 
 fs::path CubeWriter::chunk_path(const TileId& tile, const std::string& array) const {
   return chunk_file(root_, tile, array);

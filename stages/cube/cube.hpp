@@ -127,6 +127,7 @@ class CubeReader {
   // The tiles of a zone that a run has finished (their status chunk exists), in order.
   std::vector<TileId> written_tiles(Zone zone) const;
   std::filesystem::path chunk_path(const TileId& tile, const std::string& array) const;
+  std::filesystem::path provenance_path(const TileId& tile) const;
   const std::filesystem::path& root() const { return root_; }
 
  private:

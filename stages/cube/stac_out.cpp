@@ -129,8 +129,10 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
   const std::string model_version = provenance.value("model_version", std::string("unknown"));
   const std::string collection_id = "eo-pipeline-" + model_version;
 
-  json runtime = {{"model_version", model_version}, {"chip_pixels", spec.chip_pixels}, {"pixel_size_m", spec.pixel_size}};
-  for (Modality m : spec.modalities) runtime["modalities"].push_back(info(m).name);
+  std::vector<std::string> modalities;
+  for (Modality m : spec.modalities) modalities.push_back(info(m).name);
+  const json runtime = {{"model_version", model_version}, {"chip_pixels", spec.chip_pixels},
+                        {"pixel_size_m", spec.pixel_size}, {"modalities", modalities}};
 
   StacWritten written;
   written.collection = stac_collection_path(cube_path);
@@ -197,7 +199,7 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
       assets["status"] = array_asset("status", fmt::format("chip status (y, x), chunk {}.{}: 1 embedded, 2 no data, 3 failed",
                                                            tile.row, tile.col));
       if (!tile_provenance.empty())
-        assets["provenance"] = {{"href", from_item((zone_dir / "provenance" / (id + ".json")).string())},
+        assets["provenance"] = {{"href", from_item(cube.provenance_path(tile).string())},
                                 {"type", kJson}, {"roles", {"metadata"}},
                                 {"title", "the observations composited per modality and season"}};
 
@@ -227,8 +229,6 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
 
   const std::string created = provenance.value("created", utc_iso(std::chrono::system_clock::now()));
   json layout = geoemb["geoemb:chip_layout"];
-  std::vector<std::string> modalities;
-  for (Modality m : spec.modalities) modalities.push_back(info(m).name);
   const json collection = {
       {"type", "Collection"}, {"stac_version", "1.0.0"}, {"stac_extensions", {kEmbeddingExtension, kProjectionExtension}},
       {"id", collection_id},

@@ -17,6 +17,7 @@
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/hash.hpp"
+#include "pipeline/core/resources.hpp"
 
 namespace eo {
 
@@ -121,7 +122,7 @@ IndexCard build_index(const CubeReader& cube, const SearchSpace& space, std::str
   fs::create_directories(file.parent_path());
   publish_file(file, [&](const fs::path& tmp) { faiss::write_index(&index, tmp.c_str()); });
   card.bytes = fs::file_size(file);
-  card.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  card.build_seconds = seconds_since(t0);
   write_atomically(card_file(cube.root(), space.name), to_json(card).dump(2) + "\n");
   return card;
 }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/config.hpp"
+#include "pipeline/core/files.hpp"
 #include "stages/downstream/similar.hpp"
 
 namespace eo {
@@ -25,9 +26,9 @@ namespace {
 UserLabels geojson_labels(const fs::path& file, const std::string& property, const CubeReader& cube) {
   json doc;
   try {
-    doc = json::parse(std::ifstream(file));
-  } catch (const json::exception& e) {
-    throw ConfigError(fmt::format("{}: not JSON: {}", file.string(), e.what()));
+    doc = read_json_file(file);
+  } catch (const std::runtime_error& e) {  // a user's file: a configuration error
+    throw ConfigError(e.what());
   }
   if (doc.value("type", "") != "FeatureCollection" || !doc.contains("features") || !doc["features"].is_array())
     throw ConfigError(fmt::format("{}: not a GeoJSON FeatureCollection", file.string()));

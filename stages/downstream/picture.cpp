@@ -92,14 +92,6 @@ void Painter::dot(double x, double y, double radius, Rgb c) {
   cairo_fill(cr_);
 }
 
-double Painter::text_width(const std::string& s, double size, bool bold) {
-  PangoLayout* l = layout(cr_, s, size, bold);
-  int w = 0, h = 0;
-  pango_layout_get_pixel_size(l, &w, &h);
-  g_object_unref(l);
-  return w;
-}
-
 double Painter::text(double x, double y, const std::string& s, double size, Anchor a, bool bold) {
   PangoLayout* l = layout(cr_, s, size, bold);
   int w = 0, h = 0;
@@ -196,8 +188,7 @@ ChipRaster::ChipRaster(Zone z, int r0, int c0, int nrows, int ncols, int nbands)
       values(static_cast<std::size_t>(nbands) * nrows * ncols, std::nanf("")) {}
 
 float& ChipRaster::at(int band, const ChipId& c) {
-  if (c.zone != zone || c.row < row0 || c.col < col0 || c.row >= row0 + rows || c.col >= col0 + cols)
-    throw std::out_of_range(fmt::format("chip {} is outside the raster", c.str()));
+  if (!contains(c)) throw std::out_of_range(fmt::format("chip {} is outside the raster", c.str()));
   return values[(static_cast<std::size_t>(band) * rows + (c.row - row0)) * cols + (c.col - col0)];
 }
 
@@ -249,8 +240,7 @@ void save_chip_map(const fs::path& png, const std::string& title, const ChipRast
       }
     for (const Outline& o : outlines)
       for (const ChipId& c : o.chips)
-        if (c.zone == r.zone && c.row >= r.row0 && c.col >= r.col0 && c.row < r.row0 + r.rows && c.col < r.col0 + r.cols)
-          p.frame(margin + (c.col - r.col0) * scale, top + (c.row - r.row0) * scale, scale, scale, o.colour, 2);
+        if (r.contains(c)) p.frame(margin + (c.col - r.col0) * scale, top + (c.row - r.row0) * scale, scale, scale, o.colour, 2);
     p.frame(margin, top, map_w, map_h, {120, 120, 120});
     const double below = top + map_h + 14;
     p.colour_bar(margin, below, 240, 12, lo, hi, bar_title);

@@ -40,7 +40,6 @@ class Painter {
   double text(double x, double y, const std::string& s, double size = 11, Anchor a = Anchor::left, bool bold = false);
   // Text turned a quarter anticlockwise (an axis title), centred on (x, y).
   void vertical_text(double x, double y, const std::string& s, double size = 11);
-  double text_width(const std::string& s, double size = 11, bool bold = false);
   // A horizontal colour bar for values lo..hi, ticked at round values, titled below.
   void colour_bar(double x, double y, double w, double h, double lo, double hi, const std::string& title);
   // A scale bar of a round number of km, at most `max_px` long, its left end at (x, y).
@@ -62,7 +61,10 @@ struct ChipRaster {
   int bands = 1;
   std::vector<float> values;  // [band][row][col], NaN = none
   ChipRaster(Zone z, int r0, int c0, int nrows, int ncols, int nbands);
-  float& at(int band, const ChipId& c);
+  bool contains(const ChipId& c) const {
+    return c.zone == zone && c.row >= row0 && c.col >= col0 && c.row < row0 + rows && c.col < col0 + cols;
+  }
+  float& at(int band, const ChipId& c);  // throws std::out_of_range for a chip it does not contain
   // GeoTIFF in the zone's EPSG, 4480 m pixels on the chip grid, NaN no-data.
   void save_geotiff(const std::filesystem::path& file, const std::vector<std::string>& band_names) const;
 };

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/config.hpp"
+#include "pipeline/core/files.hpp"
 #include "pipeline/core/parallel.hpp"
 #include "stages/downstream/picture.hpp"
 #include "stages/downstream/samples.hpp"
@@ -77,7 +78,7 @@ bool inside(const Ring& ring, LonLat p) {
 
 SearchSpace SearchSpace::of(const CubeSpec& spec, const fs::path& cube, const std::string& name) {
   const std::vector<std::string> arrays = spec.embedding_arrays();
-  if (name == "concat") return {name, spec.dim * static_cast<int>(spec.modalities.size())};
+  if (name == kConcatenated) return {name, spec.dim * static_cast<int>(spec.modalities.size())};
   if (std::find(arrays.begin(), arrays.end(), name) == arrays.end())
     throw ConfigError(fmt::format("{} has no {} embeddings (it holds {}, or concat)", cube.string(), name,
                                   fmt::join(arrays, ", ")));
@@ -90,9 +91,9 @@ TileVectors tile_vectors(const CubeReader& cube, const SearchSpace& space, const
   if (std::none_of(status.begin(), status.end(), [](std::uint8_t s) { return s == kEmbedded; })) return out;
   const std::size_t dim = static_cast<std::size_t>(cube.spec().dim), n = static_cast<std::size_t>(kChipsPerTile);
   std::vector<std::string> arrays{space.name};
-  if (space.name == "concat") {
-    arrays = cube.spec().embedding_arrays();
-    arrays.pop_back();  // "fused"
+  if (space.name == kConcatenated) {  // the modalities' own arrays, side by side
+    arrays.clear();
+    for (Modality m : cube.spec().modalities) arrays.push_back(info(m).name);
   }
   std::vector<float> raw(arrays.size() * n * dim);
   for (std::size_t a = 0; a < arrays.size(); ++a) cube.read_array(tile, arrays[a], raw.data() + a * n * dim);
@@ -199,13 +200,12 @@ std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geomet
 }
 
 Examples read_examples(const CubeReader& cube, const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw ConfigError(fmt::format("{}: cannot read the examples", file.string()));
+  if (!std::ifstream(file)) throw ConfigError(fmt::format("{}: cannot read the examples", file.string()));
   json doc;
   try {
-    doc = json::parse(in);
-  } catch (const json::exception& e) {
-    throw ConfigError(fmt::format("{}: not JSON: {}", file.string(), e.what()));
+    doc = read_json_file(file);
+  } catch (const std::runtime_error& e) {  // a user's file: a configuration error
+    throw ConfigError(e.what());
   }
   const json features = doc.value("type", "") == "FeatureCollection" ? doc.value("features", json::array())
                         : doc.value("type", "") == "Feature"          ? json::array({doc})

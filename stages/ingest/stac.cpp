@@ -13,21 +13,13 @@
 #include <set>
 #include <stdexcept>
 
+#include "pipeline/core/files.hpp"
+
 namespace eo {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-json read_json_file(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error(fmt::format("{}: cannot open the file", file.string()));
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(fmt::format("{}: not JSON: {}", file.string(), e.what()));
-  }
-}
 
 std::optional<double> number(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return std::nullopt;

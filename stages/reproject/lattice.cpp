@@ -46,66 +46,99 @@ void cubic_weights(double u, double w[4]) {
   w[3] = (u + 1) * u * (u - 1) / 6;
 }
 
+// Where a window coordinate falls among the nodes: the node column (or row), less i0 (j0),
+// at or before it, and the cubic weights of the 4 nodes around it.
+struct NodeSpan {
+  long n = 0;
+  double w[4] = {0, 0, 0, 0};
+};
+
+NodeSpan node_column(const Lattice& l, double x) {
+  const double c = (l.west_px + x) / kLatticeSpacing, fi = std::floor(c);
+  NodeSpan s;
+  s.n = static_cast<long>(fi) - l.i0;
+  cubic_weights(c - fi, s.w);
+  return s;
+}
+
+NodeSpan node_row(const Lattice& l, double y) {
+  const double r = (y - l.north_px) / kLatticeSpacing, fj = std::floor(r);
+  NodeSpan s;
+  s.n = static_cast<long>(fj) - l.j0;
+  cubic_weights(r - fj, s.w);
+  return s;
+}
+
+// Whether the 4 nodes around span n lie in a lattice of `count` nodes (with one to spare).
+bool inner(long n, int count) { return n >= 1 && n + 2 < count; }
+
+// Node column `col` summed down the 4 node rows around `row`.
+void column_sums(const Lattice& l, const NodeSpan& row, std::size_t col, double* cx, double* cy) {
+  double x = 0, y = 0;
+  for (int b = 0; b < 4; ++b) {
+    const std::size_t node = static_cast<std::size_t>(row.n - 1 + b) * static_cast<std::size_t>(l.ni) + col;
+    x += row.w[b] * l.nx[node];
+    y += row.w[b] * l.ny[node];
+  }
+  *cx = x, *cy = y;
+}
+
+// The frame pixel from the column sums of the 4 node columns around `column`; false where
+// a node PROJ could not place made it NaN.
+bool along_row(const NodeSpan& column, const double* sum_x, const double* sum_y, double* sx, double* sy) {
+  double x = 0, y = 0;
+  for (int a = 0; a < 4; ++a) {
+    const std::size_t col = static_cast<std::size_t>(column.n - 1 + a);
+    x += column.w[a] * sum_x[col];
+    y += column.w[a] * sum_y[col];
+  }
+  *sx = x, *sy = y;
+  return !std::isnan(x) && !std::isnan(y);
+}
+
 // Window pixel -> input pixel by cubic interpolation between the 4 x 4 nodes around it
 // (bilinear's error, ~3e-5 source pixels at 8 grid pixels between nodes, moved speckled
 // dB values by up to 1e-3; cubic's is below 1e-9 pixels); the other way, and points
 // beyond the lattice or next to a node PROJ could not place, exactly.
 //
-// Always down the node columns first, then along the row: GDAL transforms a row of
-// pixels at a time, which then shares the column sums, and any other batch of points
-// gets the very same bits.
+// Always down the node columns first, then along the row (column_sums, then along_row):
+// GDAL transforms a row of pixels at a time, which then shares the column sums, and any
+// other batch of points, RowTransform's included, gets the very same bits.
 int transform(void* arg, int dst_to_src, int count, double* x, double* y, double* z, int* ok) {
   const Lattice& l = *static_cast<const Lattice*>(arg);
   if (!dst_to_src) return GDALGenImgProjTransform(l.exact, FALSE, count, x, y, z, ok);
-  // Column sums of the node row band around the last row seen: [node column] -> (x, y).
+  // Column sums of the node rows around the last row seen: [node column] -> (x, y).
   thread_local std::vector<double> sum_x, sum_y;
   thread_local std::vector<char> summed;
-  long band = -1;  // the node row j of the cached sums
-  double band_r = std::numeric_limits<double>::quiet_NaN();
-  double wv[4] = {0, 0, 0, 0};
+  double band_y = std::numeric_limits<double>::quiet_NaN();
+  NodeSpan row;
   int all = TRUE;
   for (int k = 0; k < count; ++k) {
-    const double c = (l.west_px + x[k]) / kLatticeSpacing, r = (y[k] - l.north_px) / kLatticeSpacing;
-    const double fi = std::floor(c), fj = std::floor(r);
-    const long i = static_cast<long>(fi) - l.i0, j = static_cast<long>(fj) - l.j0;
-    bool done = false;
-    if (i >= 1 && j >= 1 && i + 2 < l.ni && j + 2 < l.nj) {
-      if (r != band_r) {  // a new row: new weights down the columns, no sums yet
-        band_r = r;
-        band = j;
-        cubic_weights(r - fj, wv);
-        sum_x.assign(static_cast<std::size_t>(l.ni), 0.0);
-        sum_y.assign(static_cast<std::size_t>(l.ni), 0.0);
-        summed.assign(static_cast<std::size_t>(l.ni), 0);
-      }
-      double wu[4];
-      cubic_weights(c - fi, wu);
-      double sx = 0, sy = 0;
+    if (y[k] != band_y) {  // a new row: new weights down the columns, no sums yet
+      band_y = y[k];
+      row = node_row(l, y[k]);
+      sum_x.assign(static_cast<std::size_t>(l.ni), 0.0);
+      sum_y.assign(static_cast<std::size_t>(l.ni), 0.0);
+      summed.assign(static_cast<std::size_t>(l.ni), 0);
+    }
+    const NodeSpan column = node_column(l, x[k]);
+    double sx = 0, sy = 0;
+    if (inner(column.n, l.ni) && inner(row.n, l.nj)) {
       for (int a = 0; a < 4; ++a) {
-        const std::size_t col = static_cast<std::size_t>(i - 1 + a);
-        if (!summed[col]) {
-          double cx = 0, cy = 0;
-          for (int b = 0; b < 4; ++b) {
-            const std::size_t node = static_cast<std::size_t>(band - 1 + b) * static_cast<std::size_t>(l.ni) + col;
-            cx += wv[b] * l.nx[node];
-            cy += wv[b] * l.ny[node];
-          }
-          sum_x[col] = cx;
-          sum_y[col] = cy;
-          summed[col] = 1;
-        }
-        sx += wu[a] * sum_x[col];
-        sy += wu[a] * sum_y[col];
+        const std::size_t col = static_cast<std::size_t>(column.n - 1 + a);
+        if (summed[col]) continue;
+        column_sums(l, row, col, &sum_x[col], &sum_y[col]);
+        summed[col] = 1;
       }
-      if (!std::isnan(sx) && !std::isnan(sy)) {
+      if (along_row(column, sum_x.data(), sum_y.data(), &sx, &sy)) {
         x[k] = sx - l.frame_x;
         y[k] = sy - l.frame_y;
         if (z) z[k] = 0;
         ok[k] = TRUE;
-        done = true;
+        continue;
       }
     }
-    if (!done) all &= GDALGenImgProjTransform(l.exact, TRUE, 1, x + k, y + k, z ? z + k : nullptr, ok + k);
+    all &= GDALGenImgProjTransform(l.exact, TRUE, 1, x + k, y + k, z ? z + k : nullptr, ok + k);
   }
   return all;
 }
@@ -205,56 +238,37 @@ class WideBilinear {
   std::vector<double> wx_, wy_;
 };
 
-// transform() for the pixel centres of the window's rows, bit for bit, with what does not
-// change between rows (each pixel's node column and weights along the row) found once.
+// transform() for the pixel centres of the window's rows, bit for bit (the same
+// node_column, column_sums and along_row), with what does not change between rows (each
+// pixel's node column and weights along the row) found once.
 class RowTransform {
  public:
   RowTransform(const Lattice& l, int width)
-      : l_(l), column_(static_cast<std::size_t>(width)), wu_(4 * static_cast<std::size_t>(width)),
-        sum_x_(static_cast<std::size_t>(l.ni)), sum_y_(sum_x_.size()) {
-    for (int i = 0; i < width; ++i) {
-      const double c = (l.west_px + (i + 0.5)) / kLatticeSpacing, fi = std::floor(c);
-      column_[static_cast<std::size_t>(i)] = static_cast<long>(fi) - l.i0;
-      cubic_weights(c - fi, &wu_[4 * static_cast<std::size_t>(i)]);
-    }
+      : l_(l), columns_(static_cast<std::size_t>(width)), sum_x_(static_cast<std::size_t>(l.ni)), sum_y_(sum_x_.size()) {
+    for (int i = 0; i < width; ++i) columns_[static_cast<std::size_t>(i)] = node_column(l, i + 0.5);
   }
 
   // Input pixel (xs[k], ys[k]) of the centre of pixel k of window row `row`, for k in
   // [k0, k1); ok[k] where placed.
   void row(int row, int k0, int k1, double* xs, double* ys, int* ok) {
-    const double y = row + 0.5, r = (y - l_.north_px) / kLatticeSpacing, fj = std::floor(r);
-    const long j = static_cast<long>(fj) - l_.j0;
-    const bool inside = j >= 1 && j + 2 < l_.nj;
-    if (inside) {  // the column sums of the node rows around this one, for the pixels' columns
-      double wv[4];
-      cubic_weights(r - fj, wv);
-      const long c0 = std::max(0L, column_[static_cast<std::size_t>(k0)] - 1);
-      const long c1 = std::min(static_cast<long>(l_.ni) - 1, column_[static_cast<std::size_t>(k1 - 1)] + 2);
+    const double y = row + 0.5;
+    const NodeSpan nodes = node_row(l_, y);
+    const bool inside = inner(nodes.n, l_.nj);
+    if (inside) {  // the column sums for the pixels' node columns
+      const long c0 = std::max(0L, columns_[static_cast<std::size_t>(k0)].n - 1);
+      const long c1 = std::min(static_cast<long>(l_.ni) - 1, columns_[static_cast<std::size_t>(k1 - 1)].n + 2);
       for (long col = c0; col <= c1; ++col) {
-        double cx = 0, cy = 0;
-        for (int b = 0; b < 4; ++b) {
-          const std::size_t node = static_cast<std::size_t>((j - 1 + b) * l_.ni + col);
-          cx += wv[b] * l_.nx[node];
-          cy += wv[b] * l_.ny[node];
-        }
-        sum_x_[static_cast<std::size_t>(col)] = cx, sum_y_[static_cast<std::size_t>(col)] = cy;
+        const std::size_t c = static_cast<std::size_t>(col);
+        column_sums(l_, nodes, c, &sum_x_[c], &sum_y_[c]);
       }
     }
     for (int kk = k0; kk < k1; ++kk) {
       const std::size_t k = static_cast<std::size_t>(kk);
-      const long i = column_[k];
       xs[k] = kk + 0.5, ys[k] = y;
-      if (inside && i >= 1 && i + 2 < l_.ni) {
-        const double* wu = &wu_[4 * k];
-        double sx = 0, sy = 0;
-        for (int a = 0; a < 4; ++a) {
-          sx += wu[a] * sum_x_[static_cast<std::size_t>(i - 1 + a)];
-          sy += wu[a] * sum_y_[static_cast<std::size_t>(i - 1 + a)];
-        }
-        if (!std::isnan(sx) && !std::isnan(sy)) {
-          xs[k] = sx - l_.frame_x, ys[k] = sy - l_.frame_y, ok[k] = TRUE;
-          continue;
-        }
+      double sx = 0, sy = 0;
+      if (inside && inner(columns_[k].n, l_.ni) && along_row(columns_[k], sum_x_.data(), sum_y_.data(), &sx, &sy)) {
+        xs[k] = sx - l_.frame_x, ys[k] = sy - l_.frame_y, ok[k] = TRUE;
+        continue;
       }
       double z = 0;
       GDALGenImgProjTransform(l_.exact, TRUE, 1, xs + k, ys + k, &z, ok + k);  // as transform() does
@@ -263,8 +277,7 @@ class RowTransform {
 
  private:
   const Lattice& l_;
-  std::vector<long> column_;  // per pixel, its node column less l.i0
-  std::vector<double> wu_;    // per pixel, its 4 weights along the row
+  std::vector<NodeSpan> columns_;  // per pixel of a row
   std::vector<double> sum_x_, sum_y_;
 };
 

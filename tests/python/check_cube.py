@@ -16,6 +16,8 @@ import xarray as xr
 import zarr
 from osgeo import gdal, osr
 
+import lonlat
+
 gdal.UseExceptions()
 warnings.simplefilter("error")  # a reader's warning (e.g. no consolidated metadata) is a failure
 
@@ -63,10 +65,7 @@ def main():
             srs = g.OpenMDArray(name).GetSpatialRef()
             if srs is None or not srs.IsSame(epsg):
                 fail(f"{z}/{name}: GDAL sees no or another CRS")
-        geo = osr.SpatialReference()
-        geo.ImportFromEPSG(4326)
-        geo.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        to_lonlat = osr.CoordinateTransformation(epsg, geo)
+        to_lonlat = lonlat.to_lonlat(epsg)
         for c in [c for c in exp["chips"] if c["zone"] == z]:
             r, col = c["row"], c["col"]
             where = f"{z} chip row {r} col {col}"

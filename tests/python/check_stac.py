@@ -15,7 +15,8 @@ from urllib.parse import unquote, urlparse
 import jsonschema
 import numpy as np
 import zarr
-from osgeo import osr
+
+import lonlat
 
 SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "schemas")
 EMB = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
@@ -170,12 +171,7 @@ def main(cube):
         if (dtype == "int8") != ("emb:quantization" in props):
             fail(f"{path}: emb:quantization present for a {dtype} cube: {'emb:quantization' in props}")
         # The tile's corners, projected by GDAL, lie in the item's bbox.
-        srs = osr.SpatialReference()
-        srs.SetFromUserInput(props["proj:code"])
-        wgs = osr.SpatialReference()
-        wgs.ImportFromEPSG(4326)
-        wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        to_lonlat = osr.CoordinateTransformation(srs, wgs)
+        to_lonlat = lonlat.to_lonlat(props["proj:code"])
         x0, y1 = want[2], want[5]
         x1, y0 = x0 + 16 * t[0], y1 + 16 * t[4]
         lon0, lat0, lon1, lat1 = item["bbox"]

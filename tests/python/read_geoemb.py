@@ -24,7 +24,8 @@ import jsonschema
 import numpy as np
 import xarray as xr
 import zarr
-from osgeo import osr
+
+import lonlat
 
 UUID = "61c12cc5-0e28-4056-999a-480cf3fb7e4c"
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "schemas", "geoemb-v1", "schema.json")
@@ -90,13 +91,7 @@ def main(expected_file):
                 arrays = [n for n in arrays if n == stem]
                 if not arrays:
                     fail(f"{path}: the scale array {s['array_name']} belongs to no embedding array")
-        srs = osr.SpatialReference()
-        srs.SetFromUserInput(attrs["proj:code"])
-        wgs = osr.SpatialReference()
-        wgs.ImportFromEPSG(4326)
-        wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        readers[path] = dict(ds=ds, attrs=attrs, arrays=arrays, scale=scale,
-                             to_crs=osr.CoordinateTransformation(wgs, srs))
+        readers[path] = dict(ds=ds, attrs=attrs, arrays=arrays, scale=scale, to_crs=lonlat.from_lonlat(attrs["proj:code"]))
 
     dtype = expected["dtype"]
     compared = 0
