@@ -155,8 +155,35 @@ std::vector<float> predict_trees(BoosterHandle booster, const Matrix& m, int rou
 
 // Gradient-boosted trees (the rounds chosen on the validation set) or a random forest
 // (one round of many parallel trees on bootstrap-like subsamples).
+// The same models as `trees` below, grown by HistTrees: xgboost's numbers in a fraction of its time.
+std::vector<float> our_trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
+                             int max_bin) {
+  TreeParams p;
+  p.max_bin = max_bin;
+  p.seed = static_cast<std::uint32_t>(seed % 2147483647);
+  if (kind == ModelKind::gbt) {
+    p.eta = 0.05f, p.max_depth = 4, p.subsample = 0.8f, p.colsample_bytree = 0.8f;
+  } else {
+    p.eta = 1, p.max_depth = 8, p.subsample = 0.632f, p.colsample_bynode = 0.5f, p.parallel_trees = 200, p.lambda = 0;
+  }
+  HistTrees model(*train.x, *train.y, p);
+  model.boost(kind == ModelKind::gbt ? 400 : 1);
+  int rounds = 1;
+  if (kind == ModelKind::gbt) {
+    double best = std::numeric_limits<double>::infinity();
+    for (int r : {25, 50, 100, 200, 400}) {
+      const auto pred = model.predict(*validation.x, r);
+      double e = 0;
+      for (std::size_t i = 0; i < pred.size(); ++i) e += (pred[i] - (*validation.y)[i]) * (pred[i] - (*validation.y)[i]);
+      if (e < best) best = e, rounds = r;
+    }
+  }
+  return model.predict(query, rounds);
+}
+
 std::vector<float> trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
                          int threads, int max_bin) {
+  if (HistTrees::reproduces(*train.x, max_bin)) return our_trees(kind, train, validation, query, seed, max_bin);
   const Matrix dtrain(*train.x, train.y), dval(*validation.x, nullptr), dquery(query, nullptr);
   BoosterHandle booster = nullptr;
   check(XGBoosterCreate(&dtrain.h, 1, &booster), "XGBoosterCreate");

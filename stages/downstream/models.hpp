@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace eo {
+#include "stages/downstream/hist_trees.hpp"  // Rows
 
-using Rows = std::vector<std::vector<float>>;  // one feature row per chip; NaN = missing
+namespace eo {
 
 enum class ModelKind { ridge, gbt, rf };
 const char* model_name(ModelKind kind);
