@@ -12,7 +12,6 @@
 #include <math.h>
 #include <numeric>
 #include <random>
-#include <cstdio>
 #include <stdexcept>
 
 namespace eo {
@@ -188,6 +187,16 @@ HistTrees::HistTrees(const Rows& x, const std::vector<float>& y, const TreeParam
       b -= b == c.values.size();
       bins_[f * n_ + i] = static_cast<std::uint16_t>(b);
     }
+    // The rows of each bin, in row order (counting sort): the root's histograms walk them.
+    std::vector<std::uint32_t> start(c.values.size() + 1, 0);
+    for (std::size_t i = 0; i < n_; ++i)
+      if (bins_[f * n_ + i] != kMissing) ++start[bins_[f * n_ + i] + 1];
+    std::partial_sum(start.begin(), start.end(), start.begin());
+    std::vector<std::uint32_t> rows(start.back()), next(start.begin(), start.end() - 1);
+    for (std::uint32_t i = 0; i < n_; ++i)
+      if (bins_[f * n_ + i] != kMissing) rows[next[bins_[f * n_ + i]]++] = i;
+    bin_start_.push_back(std::move(start));
+    bin_rows_.push_back(std::move(rows));
     cuts_.push_back(std::move(c.values));
     min_values_.push_back(c.min_value);
   }
@@ -288,7 +297,15 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
     if (pool.size() < used + most) pool.resize(std::max(pool.size() * 2, used + most));
     Bin* out = pool.data() + used;
     Bin* const out_begin = out;
-    if (state[k].built) {  // GHistBuilder::BuildHist: each row's pair added to its bin
+    if (k == 0) {  // the root holds every row: walk the bins (unsampled rows add zeros)
+      const std::uint32_t* start = bin_start_[f].data();
+      const std::uint32_t* rows = bin_rows_[f].data();
+      for (std::uint32_t b = 0; b < nb; ++b) {
+        double g = 0, h = 0;
+        for (std::uint32_t j = start[b]; j < start[b + 1]; ++j) g += grad[rows[j]], h += hess[rows[j]];
+        if (g != 0 || h != 0) *out++ = {b, g, h};
+      }
+    } else if (state[k].built) {  // GHistBuilder::BuildHist: each row's pair added to its bin
       if (sums.size() < nb) sums.resize(nb), touched.resize(nb);
       ++stamp_now;
       std::size_t n_touched = 0;
@@ -313,18 +330,22 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
       const Bin* a_end = a + state[parent].count[f];
       const Bin* b = pool.data() + state[sibling].hist[f];
       const Bin* b_end = b + state[sibling].count[f];
-      while (a != a_end || b != b_end) {
-        Bin r;
-        if (b == b_end || (a != a_end && a->bin < b->bin)) {
-          r = *a++;
-        } else if (a == a_end || b->bin < a->bin) {
-          r = {b->bin, 0.0 - b->g, 0.0 - b->h};
-          ++b;
-        } else {
-          r = {a->bin, a->g - b->g, a->h - b->h};
-          ++a, ++b;
-        }
-        if (r.g != 0 || r.h != 0) *out++ = r;
+      // The sibling's bins are among the parent's (its rows are), so the parent's bins are laid
+      // out densely, the sibling's taken from them, and the differences read in the parent's order.
+      if (sums.size() < nb) sums.resize(nb), touched.resize(nb);
+      ++stamp_now;
+      for (const Bin* e = a; e != a_end; ++e) sums[e->bin] = {e->g, e->h, stamp_now};
+      bool inside = true;
+      for (const Bin* e = b; e != b_end; ++e) {
+        Sum& sum = sums[e->bin];
+        inside = inside && sum.stamp == stamp_now;
+        sum.g -= e->g, sum.h -= e->h;
+      }
+      // Every sampled row weighs 1 (squared error), so a bin with rows has a nonzero hessian.
+      if (!inside) throw std::logic_error("HistTrees: a child's bin missing from its parent's histogram");
+      for (const Bin* e = a; e != a_end; ++e) {
+        const Sum& sum = sums[e->bin];
+        if (sum.g != 0 || sum.h != 0) *out++ = {e->bin, sum.g, sum.h};
       }
     }
     state[k].hist[f] = static_cast<std::int64_t>(used);
@@ -334,6 +355,9 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
   auto valid = [&](Stats l, Stats r) { return l.h >= p_.min_child_weight && r.h >= p_.min_child_weight; };
   auto split_gain = [&](Stats l, Stats r) { return gain_of(p_, l) + gain_of(p_, r); };
   // HistEvaluator::EvaluateSplits for one node over its sampled features.
+  std::vector<double> scan_g, scan_h;  // a forward scan's running sums, its gains, its valid bins
+  std::vector<float> scan_loss;
+  std::vector<char> scan_valid;
   auto evaluate = [&](int k, const std::vector<std::uint32_t>& features) {
     Split best;
     const Stats parent = state[k].stats;
@@ -344,13 +368,31 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
       const Bin* last = first + state[k].count[f];
       const std::vector<float>& cut = cuts_[f];
       Split local;
-      Stats left, right;
-      for (const Bin* e = first; e != last; ++e) {  // EnumerateSplit<+1>: missing values right
-        left.g += e->g, left.h += e->h;
-        right = {parent.g - left.g, parent.h - left.h};
-        if (valid(left, right))
-          local.update(static_cast<float>(split_gain(left, right) - root_gain), f, cut[e->bin], false, left, right);
+      // EnumerateSplit<+1>, missing values right: the running sums first, then every bin's
+      // gain at once (element by element, so the compiler's vectors change no bit), then the
+      // choice in bin order.
+      const std::size_t m = static_cast<std::size_t>(last - first);
+      if (scan_g.size() < m) scan_g.resize(m), scan_h.resize(m), scan_loss.resize(m), scan_valid.resize(m);
+      Stats left;
+      for (std::size_t i = 0; i < m; ++i) left.g += first[i].g, left.h += first[i].h, scan_g[i] = left.g, scan_h[i] = left.h;
+      const double lambda = p_.lambda, min_weight = p_.min_child_weight;
+      auto side = [lambda](double g, double h) {  // gain_of without branches: both sides computed
+        const double square = g * g;              // threshold_l1(g)^2: NaN counts as 0
+        const float q = static_cast<float>(square == square ? square : 0.0) / static_cast<float>(h + lambda);
+        return h <= 0 ? 0.0f : q;
+      };
+      const double* lg = scan_g.data();
+      const double* lh = scan_h.data();
+      float* loss = scan_loss.data();
+      char* ok = scan_valid.data();
+      for (std::size_t i = 0; i < m; ++i) {
+        const double rg = parent.g - lg[i], rh = parent.h - lh[i];
+        loss[i] = side(lg[i], lh[i]) + side(rg, rh) - root_gain;
+        ok[i] = lh[i] >= min_weight && rh >= min_weight;
       }
+      for (std::size_t i = 0; i < m; ++i)
+        if (ok[i])
+          local.update(loss[i], f, cut[first[i].bin], false, {lg[i], lh[i]}, {parent.g - lg[i], parent.h - lh[i]});
       if (!(left.g == parent.g && left.h == parent.h)) {  // EnumerateSplit<-1>: missing values left
         Stats acc, rest;
         for (const Bin* e = last; e != first;) {
@@ -456,8 +498,4 @@ std::vector<float> HistTrees::predict(const Rows& rows, int rounds) const {
   return out;
 }
 
-void HistTrees::dump() const {
-  for (std::size_t k = 0; k < trees_[0].size(); ++k) { const Node& n = trees_[0][k];
-    if (n.left < 0) std::printf("%zu:leaf=%.9g\n", k, n.leaf); else std::printf("%zu:[f%u<%.9g] yes=%d,no=%d,missing=%d bin=%d\n", k, n.feature, n.split_value, n.left, n.right, n.default_left ? n.left : n.right, n.split_bin); }
-}
 }  // namespace eo

@@ -39,7 +39,6 @@ class HistTrees {
   void boost(int rounds);
   // The sum of the first `rounds` rounds' trees (all of them when negative).
   std::vector<float> predict(const Rows& rows, int rounds = -1) const;
-  void dump() const;
 
   struct Node {
     int left = -1, right = -1;
@@ -60,6 +59,7 @@ class HistTrees {
   std::vector<std::vector<float>> cuts_;  // per feature, xgboost's cut values
   std::vector<float> min_values_;
   std::vector<std::uint16_t> bins_;  // feature-major: bins_[f * n + i]; kMissing for NaN
+  std::vector<std::vector<std::uint32_t>> bin_start_, bin_rows_;  // per feature: each bin's rows
   std::vector<float> labels_, margin_;
   std::vector<Tree> trees_;
   struct Engines;  // xgboost's global and column-sampling engines, carried between rounds
