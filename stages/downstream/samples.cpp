@@ -2,9 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <mutex>
 
+#include "pipeline/core/parallel.hpp"
 #include "stages/chip/chipper.hpp"
 
 namespace eo {
@@ -17,35 +20,52 @@ std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_v
   const std::vector<Modality> images = cube.spec().modalities;
 
   const std::vector<std::string> arrays = cube.spec().embedding_arrays();
-  std::vector<ChipSample> out;
-  ChipPlane plane;
-  for (std::size_t t = 0; t < plan.tiles.size(); ++t) {
+  // Tiles are read side by side, a thread each (the warps' own threads are then one), and
+  // their samples kept in tile order; positions are placed afterwards, in that order, since
+  // the plane's origin is the first chip's.
+  const int workers = std::max(1, read.threads);
+  read.threads = 1;
+  std::vector<std::vector<ChipSample>> per_tile(plan.tiles.size());
+  std::mutex mutex;
+  std::size_t tiles_read = 0, chips_read = 0;
+  parallel_for(plan.tiles.size(), workers, [&](std::size_t t) {
     const TilePlan& tile = plan.tiles[t];
     const TileEmbeddings emb = cube.read_tile(tile.id);
-    if (std::none_of(emb.status.begin(), emb.status.end(), [](std::uint8_t s) { return s == kEmbedded; })) continue;
-    read_tile(catalog, tile, read, [&](ChipBatch&& row) {
-      const auto y = chip_targets(row, targets, min_label_valid);
-      const auto stats = with_band_statistics ? band_statistics(row, images) : std::vector<std::vector<float>>();
-      for (std::size_t k = 0; k < row.chips.size(); ++k) {
-        const int pos = index_in_tile(row.chips[k]);
-        if (emb.status[static_cast<std::size_t>(pos)] != kEmbedded) continue;
-        ChipSample s = embedded_sample(emb, pos, arrays, plane);
-        s.targets = y[k];
-        if (with_band_statistics) {
-          s.features[kBandStatistics] = stats[k];
-          std::size_t at = 0;  // band_statistics: each modality's channels x (mean, sd) in turn
-          for (Modality m : images) {
-            const std::size_t n = 2 * static_cast<std::size_t>(info(m).channels());
-            s.features[band_statistics_of(m)].assign(stats[k].begin() + static_cast<long>(at),
-                                                     stats[k].begin() + static_cast<long>(at + n));
-            at += n;
+    std::vector<ChipSample>& out = per_tile[t];
+    ChipPlane unplaced;
+    if (std::any_of(emb.status.begin(), emb.status.end(), [](std::uint8_t s) { return s == kEmbedded; }))
+      read_tile(catalog, tile, read, [&](ChipBatch&& row) {
+        const auto y = chip_targets(row, targets, min_label_valid);
+        const auto stats = with_band_statistics ? band_statistics(row, images) : std::vector<std::vector<float>>();
+        for (std::size_t k = 0; k < row.chips.size(); ++k) {
+          const int pos = index_in_tile(row.chips[k]);
+          if (emb.status[static_cast<std::size_t>(pos)] != kEmbedded) continue;
+          ChipSample s = embedded_sample(emb, pos, arrays, unplaced);
+          s.targets = y[k];
+          if (with_band_statistics) {
+            s.features[kBandStatistics] = stats[k];
+            std::size_t at = 0;  // band_statistics: each modality's channels x (mean, sd) in turn
+            for (Modality m : images) {
+              const std::size_t n = 2 * static_cast<std::size_t>(info(m).channels());
+              s.features[band_statistics_of(m)].assign(stats[k].begin() + static_cast<long>(at),
+                                                       stats[k].begin() + static_cast<long>(at + n));
+              at += n;
+            }
           }
+          out.push_back(std::move(s));
         }
-        out.push_back(std::move(s));
-      }
-    });
-    spdlog::info("read tile {} ({}/{}), {} chips so far", tile.id.str(), t + 1, plan.tiles.size(), out.size());
-  }
+      });
+    const std::lock_guard lock(mutex);
+    chips_read += out.size();
+    spdlog::info("read tile {} ({}/{}), {} chips so far", tile.id.str(), ++tiles_read, plan.tiles.size(), chips_read);
+  });
+  std::vector<ChipSample> out;
+  ChipPlane plane;
+  for (auto& tile : per_tile)
+    for (ChipSample& s : tile) {
+      s.at = plane.at(s.chip);
+      out.push_back(std::move(s));
+    }
   return out;
 }
 
