@@ -119,10 +119,12 @@ float leaf_weight(const TreeParams& p, Stats s) {
   return static_cast<float>(-threshold_l1(s.g) / (s.h + p.lambda));
 }
 
-float gain_of(const TreeParams& p, Stats s) {  // CalcGainGivenWeight without constraints
-  if (s.h <= 0) return 0.0f;
-  const double t = threshold_l1(s.g);
-  return static_cast<float>(t * t) / static_cast<float>(s.h + p.lambda);
+// CalcGainGivenWeight without constraints, threshold_l1(g)^2 / (h + lambda) in float and 0
+// where h <= 0, written without branches (both computed) so that a scan's loop vectorises.
+float gain_of(double g, double h, double lambda) {
+  const double square = g * g;  // threshold_l1(g) is g, or 0 for 0 and NaN
+  const float q = static_cast<float>(square == square ? square : 0.0) / static_cast<float>(h + lambda);
+  return h <= 0 ? 0.0f : q;
 }
 
 struct Split {  // SplitEntryContainer
@@ -149,12 +151,6 @@ struct Split {  // SplitEntryContainer
 
 }  // namespace
 
-// xgboost's thread-local global engine (common/random.h), seeded with `seed` when the booster
-// is configured, and the column sampler's own engine, seeded from its first draw.
-struct HistTrees::Engines {
-  std::mt19937 global, columns;
-};
-
 bool HistTrees::reproduces(const Rows& x, int max_bin) {
   if (x.empty() || max_bin < 2 || max_bin >= kMissing) return false;
   for (std::size_t f = 0; f < x.front().size(); ++f) {
@@ -167,7 +163,7 @@ bool HistTrees::reproduces(const Rows& x, int max_bin) {
 }
 
 HistTrees::HistTrees(const Rows& x, const std::vector<float>& y, const TreeParams& params)
-    : p_(params), n_(x.size()), d_(x.empty() ? 0 : x.front().size()), labels_(y), rng_(std::make_shared<Engines>()) {
+    : p_(params), n_(x.size()), d_(x.empty() ? 0 : x.front().size()), labels_(y) {
   if (!reproduces(x, p_.max_bin)) throw std::invalid_argument("HistTrees: a feature holds more values than its sketch");
   if (y.size() != n_) throw std::invalid_argument("HistTrees: one label per row");
   bins_.resize(n_ * d_);
@@ -201,12 +197,12 @@ HistTrees::HistTrees(const Rows& x, const std::vector<float>& y, const TreeParam
     min_values_.push_back(c.min_value);
   }
   margin_.assign(n_, 0.5f);  // base_score
-  rng_->global.seed(p_.seed);
-  rng_->columns.seed(static_cast<std::uint32_t>(rng_->global()));
+  global_rng_.seed(p_.seed);
+  column_rng_.seed(static_cast<std::uint32_t>(global_rng_()));
 }
 
 void HistTrees::boost(int rounds) {
-  for (int r = 0; r < rounds; ++r, ++rounds_) {
+  for (int r = 0; r < rounds; ++r) {
     std::vector<float> grad(n_), hess(n_, 1.0f);  // reg:squarederror
     for (std::size_t i = 0; i < n_; ++i) grad[i] = margin_[i] - labels_[i];
     const std::size_t first = trees_.size();
@@ -239,7 +235,7 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
   const float lr = p_.eta / static_cast<float>(p_.parallel_trees);
   if (p_.subsample < 1.0f) {  // InitSampling, on one thread
     using Lcg = std::linear_congruential_engine<std::uint64_t, 16807, 0, std::uint64_t{1} << 63>;
-    const std::uint64_t initial_seed = rng_->global();
+    const std::uint64_t initial_seed = global_rng_();
     Lcg engine(initial_seed % (std::uint64_t{1} << 63));
     std::bernoulli_distribution coin(p_.subsample);
     for (std::size_t i = 0; i < n_; ++i)
@@ -249,7 +245,7 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
     if (fraction == 1.0f) return from;
     const int n = std::max(1, static_cast<int>(fraction * from.size()));
     std::vector<std::uint32_t> out = from;
-    std::shuffle(out.begin(), out.end(), rng_->columns);
+    std::shuffle(out.begin(), out.end(), column_rng_);
     out.resize(static_cast<std::size_t>(n));
     std::sort(out.begin(), out.end());
     return out;
@@ -332,7 +328,7 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
       const Bin* b_end = b + state[sibling].count[f];
       // The sibling's bins are among the parent's (its rows are), so the parent's bins are laid
       // out densely, the sibling's taken from them, and the differences read in the parent's order.
-      if (sums.size() < nb) sums.resize(nb), touched.resize(nb);
+      if (sums.size() < nb) sums.resize(nb);
       ++stamp_now;
       for (const Bin* e = a; e != a_end; ++e) sums[e->bin] = {e->g, e->h, stamp_now};
       bool inside = true;
@@ -352,8 +348,9 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
     state[k].count[f] = static_cast<std::uint32_t>(out - out_begin);
     used += state[k].count[f];
   };
-  auto valid = [&](Stats l, Stats r) { return l.h >= p_.min_child_weight && r.h >= p_.min_child_weight; };
-  auto split_gain = [&](Stats l, Stats r) { return gain_of(p_, l) + gain_of(p_, r); };
+  const double lambda = p_.lambda, min_weight = p_.min_child_weight;
+  auto valid = [&](Stats l, Stats r) { return l.h >= min_weight && r.h >= min_weight; };
+  auto split_gain = [&](Stats l, Stats r) { return gain_of(l.g, l.h, lambda) + gain_of(r.g, r.h, lambda); };
   // HistEvaluator::EvaluateSplits for one node over its sampled features.
   std::vector<double> scan_g, scan_h;  // a forward scan's running sums, its gains, its valid bins
   std::vector<float> scan_loss;
@@ -375,20 +372,14 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
       if (scan_g.size() < m) scan_g.resize(m), scan_h.resize(m), scan_loss.resize(m), scan_valid.resize(m);
       Stats left;
       for (std::size_t i = 0; i < m; ++i) left.g += first[i].g, left.h += first[i].h, scan_g[i] = left.g, scan_h[i] = left.h;
-      const double lambda = p_.lambda, min_weight = p_.min_child_weight;
-      auto side = [lambda](double g, double h) {  // gain_of without branches: both sides computed
-        const double square = g * g;              // threshold_l1(g)^2: NaN counts as 0
-        const float q = static_cast<float>(square == square ? square : 0.0) / static_cast<float>(h + lambda);
-        return h <= 0 ? 0.0f : q;
-      };
       const double* lg = scan_g.data();
       const double* lh = scan_h.data();
       float* loss = scan_loss.data();
       char* ok = scan_valid.data();
       for (std::size_t i = 0; i < m; ++i) {
         const double rg = parent.g - lg[i], rh = parent.h - lh[i];
-        loss[i] = side(lg[i], lh[i]) + side(rg, rh) - root_gain;
-        ok[i] = lh[i] >= min_weight && rh >= min_weight;
+        loss[i] = gain_of(lg[i], lh[i], lambda) + gain_of(rg, rh, lambda) - root_gain;
+        ok[i] = valid({lg[i], lh[i]}, {rg, rh});
       }
       for (std::size_t i = 0; i < m; ++i)
         if (ok[i])
@@ -424,7 +415,7 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
     for (std::uint32_t i : state[root].rows) root_stats.g += grad[i], root_stats.h += hess[i];
   }
   state[root].stats = root_stats;
-  state[root].gain = gain_of(p_, root_stats);
+  state[root].gain = gain_of(root_stats.g, root_stats.h, lambda);
   tree[root].leaf = lr * leaf_weight(p_, root_stats);
 
   struct Candidate {
@@ -453,7 +444,8 @@ void HistTrees::grow(std::vector<float> grad, std::vector<float> hess, Tree& tre
       tree[l].leaf = leaf_weight(p_, c.split.left) * lr;
       tree[r].leaf = leaf_weight(p_, c.split.right) * lr;
       state[l].stats = c.split.left, state[r].stats = c.split.right;
-      state[l].gain = gain_of(p_, c.split.left), state[r].gain = gain_of(p_, c.split.right);
+      state[l].gain = gain_of(c.split.left.g, c.split.left.h, lambda);
+      state[r].gain = gain_of(c.split.right.g, c.split.right.h, lambda);
       if (depth + 1 >= p_.max_depth) continue;  // Driver::IsChildValid: its children are leaves
       const std::uint16_t* col = &bins_[node.feature * n_];
       for (std::uint32_t i : state[k].rows) {

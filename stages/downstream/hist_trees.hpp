@@ -10,7 +10,7 @@
 // are xgboost's (tests compare every prediction with xgboost's own).
 
 #include <cstdint>
-#include <memory>
+#include <random>
 #include <vector>
 
 namespace eo {
@@ -31,8 +31,8 @@ struct TreeParams {
 
 class HistTrees {
  public:
-  // False when a feature holds so many values that xgboost's quantile sketch would prune them
-  // in levels (beyond 8 x max_bin distinct values or so), which this does not reproduce.
+  // False when a feature holds more (non-missing) values than xgboost's quantile sketch keeps
+  // in its queue (about 32 x max_bin), past which the sketch works in levels, not followed here.
   static bool reproduces(const Rows& x, int max_bin);
 
   HistTrees(const Rows& x, const std::vector<float>& y, const TreeParams& params);
@@ -62,14 +62,14 @@ class HistTrees {
   std::vector<std::vector<std::uint32_t>> bin_start_, bin_rows_;  // per feature: each bin's rows
   std::vector<float> labels_, margin_;
   std::vector<Tree> trees_;
-  struct Engines;  // xgboost's global and column-sampling engines, carried between rounds
-  std::shared_ptr<Engines> rng_;
+  // xgboost's thread-local global engine (common/random.h), seeded with `seed` when the
+  // booster is configured, and its column sampler's, seeded from the global's first draw.
+  std::mt19937 global_rng_, column_rng_;
   struct Bin {
     std::uint32_t bin;
     double g, h;
   };
   std::vector<Bin> pool_;  // the histograms' storage, reused tree after tree
-  int rounds_ = 0;
 };
 
 }  // namespace eo

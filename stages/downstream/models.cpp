@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -122,42 +123,39 @@ std::vector<float> ridge(FitData train, FitData validation, const Rows& query) {
   return predict(best, query);
 }
 
-void check(int code, const char* what) {
-  if (code != 0) throw std::runtime_error(fmt::format("xgboost: {}: {}", what, XGBGetLastError()));
-}
 
-struct Matrix {
-  DMatrixHandle h = nullptr;
-  Matrix(const Rows& rows, const std::vector<float>* labels) {
-    const std::size_t d = rows.front().size();
-    std::vector<float> flat;
-    flat.reserve(rows.size() * d);
-    for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
-    check(XGDMatrixCreateFromMat(flat.data(), rows.size(), d, std::numeric_limits<float>::quiet_NaN(), &h),
-          "XGDMatrixCreateFromMat");
-    if (labels) check(XGDMatrixSetFloatInfo(h, "label", labels->data(), labels->size()), "XGDMatrixSetFloatInfo");
+// The rounds whose predictions of the validation set err least (a forest has one).
+int best_rounds(ModelKind kind, const std::vector<float>& truth, const std::function<std::vector<float>(int)>& predict) {
+  if (kind != ModelKind::gbt) return 1;
+  int rounds = 0;
+  double best = std::numeric_limits<double>::infinity();
+  for (int r : {25, 50, 100, 200, 400}) {
+    const auto p = predict(r);
+    double e = 0;
+    for (std::size_t i = 0; i < p.size(); ++i) e += (p[i] - truth[i]) * (p[i] - truth[i]);
+    if (e < best) best = e, rounds = r;
   }
-  ~Matrix() { XGDMatrixFree(h); }
-  Matrix(const Matrix&) = delete;
-  Matrix& operator=(const Matrix&) = delete;
-};
-
-std::vector<float> predict_trees(BoosterHandle booster, const Matrix& m, int rounds) {
-  const std::string config =
-      fmt::format(R"({{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": {}, "strict_shape": false}})",
-                  rounds);
-  const bst_ulong* shape = nullptr;
-  bst_ulong dims = 0;
-  const float* out = nullptr;
-  check(XGBoosterPredictFromDMatrix(booster, m.h, config.c_str(), &shape, &dims, &out), "predict");
-  return std::vector<float>(out, out + shape[0]);
+  return rounds;
 }
 
-// Gradient-boosted trees (the rounds chosen on the validation set) or a random forest
-// (one round of many parallel trees on bootstrap-like subsamples).
-// The same models as `trees` below, grown by HistTrees: xgboost's numbers in a fraction of its time.
-std::vector<float> our_trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
-                             int max_bin) {
+// Grown by HistTrees, xgboost's trees in a fraction of its time, where its cuts are
+// xgboost's; by xgboost itself beyond.
+template <typename Model>
+std::vector<float> fit_trees(Model&& model, ModelKind kind, FitData validation, const Rows& query) {
+  model.boost(kind == ModelKind::gbt ? 400 : 1);
+  return model.predict(query, best_rounds(kind, *validation.y, [&](int r) { return model.predict(*validation.x, r); }));
+}
+
+std::vector<float> trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
+                         int threads, int max_bin) {
+  const TreeParams p = sweep_tree_params(kind, seed, max_bin);
+  if (HistTrees::reproduces(*train.x, max_bin)) return fit_trees(HistTrees(*train.x, *train.y, p), kind, validation, query);
+  return fit_trees(XgboostTrees(*train.x, *train.y, p, threads), kind, validation, query);
+}
+
+}  // namespace
+
+TreeParams sweep_tree_params(ModelKind kind, std::uint64_t seed, int max_bin) {
   TreeParams p;
   p.max_bin = max_bin;
   p.seed = static_cast<std::uint32_t>(seed % 2147483647);
@@ -166,56 +164,60 @@ std::vector<float> our_trees(ModelKind kind, FitData train, FitData validation, 
   } else {
     p.eta = 1, p.max_depth = 8, p.subsample = 0.632f, p.colsample_bynode = 0.5f, p.parallel_trees = 200, p.lambda = 0;
   }
-  HistTrees model(*train.x, *train.y, p);
-  model.boost(kind == ModelKind::gbt ? 400 : 1);
-  int rounds = 1;
-  if (kind == ModelKind::gbt) {
-    double best = std::numeric_limits<double>::infinity();
-    for (int r : {25, 50, 100, 200, 400}) {
-      const auto pred = model.predict(*validation.x, r);
-      double e = 0;
-      for (std::size_t i = 0; i < pred.size(); ++i) e += (pred[i] - (*validation.y)[i]) * (pred[i] - (*validation.y)[i]);
-      if (e < best) best = e, rounds = r;
-    }
-  }
-  return model.predict(query, rounds);
+  return p;
 }
 
-std::vector<float> trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
-                         int threads, int max_bin) {
-  if (HistTrees::reproduces(*train.x, max_bin)) return our_trees(kind, train, validation, query, seed, max_bin);
-  const Matrix dtrain(*train.x, train.y), dval(*validation.x, nullptr), dquery(query, nullptr);
-  BoosterHandle booster = nullptr;
-  check(XGBoosterCreate(&dtrain.h, 1, &booster), "XGBoosterCreate");
-  const std::unique_ptr<void, int (*)(BoosterHandle)> owner(booster, XGBoosterFree);
-  const std::vector<std::pair<const char*, std::string>> common = {
-      {"objective", "reg:squarederror"}, {"tree_method", "hist"}, {"nthread", std::to_string(threads)},
-      {"seed", std::to_string(seed % 2147483647)}, {"verbosity", "0"}, {"max_bin", std::to_string(max_bin)}};
-  const std::vector<std::pair<const char*, std::string>> own =
-      kind == ModelKind::gbt
-          ? std::vector<std::pair<const char*, std::string>>{{"eta", "0.05"}, {"max_depth", "4"}, {"subsample", "0.8"},
-                                                             {"colsample_bytree", "0.8"}, {"min_child_weight", "1"}}
-          : std::vector<std::pair<const char*, std::string>>{{"eta", "1"}, {"max_depth", "8"}, {"subsample", "0.632"},
-                                                             {"colsample_bynode", "0.5"}, {"num_parallel_tree", "200"},
-                                                             {"lambda", "0"}, {"min_child_weight", "1"}};
-  for (const auto& [k, v] : common) check(XGBoosterSetParam(booster, k, v.c_str()), k);
-  for (const auto& [k, v] : own) check(XGBoosterSetParam(booster, k, v.c_str()), k);
-  const int max_rounds = kind == ModelKind::gbt ? 400 : 1;
-  for (int i = 0; i < max_rounds; ++i) check(XGBoosterUpdateOneIter(booster, i, dtrain.h), "XGBoosterUpdateOneIter");
-  int rounds = max_rounds;
-  if (kind == ModelKind::gbt) {
-    double best = std::numeric_limits<double>::infinity();
-    for (int r : {25, 50, 100, 200, 400}) {
-      const auto p = predict_trees(booster, dval, r);
-      double e = 0;
-      for (std::size_t i = 0; i < p.size(); ++i) e += (p[i] - (*validation.y)[i]) * (p[i] - (*validation.y)[i]);
-      if (e < best) best = e, rounds = r;
-    }
-  }
-  return predict_trees(booster, dquery, rounds);
+namespace {
+
+void check(int code, const char* what) {
+  if (code != 0) throw std::runtime_error(fmt::format("xgboost: {}: {}", what, XGBGetLastError()));
+}
+
+DMatrixHandle matrix(const Rows& rows) {
+  std::vector<float> flat;
+  flat.reserve(rows.size() * rows.front().size());
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  DMatrixHandle h = nullptr;
+  check(XGDMatrixCreateFromMat(flat.data(), rows.size(), rows.front().size(), std::numeric_limits<float>::quiet_NaN(), &h),
+        "XGDMatrixCreateFromMat");
+  return h;
 }
 
 }  // namespace
+
+XgboostTrees::XgboostTrees(const Rows& x, const std::vector<float>& y, const TreeParams& p, int threads)
+    : train_(matrix(x), XGDMatrixFree), booster_(nullptr, XGBoosterFree) {
+  check(XGDMatrixSetFloatInfo(train_.get(), "label", y.data(), y.size()), "XGDMatrixSetFloatInfo");
+  DMatrixHandle train = train_.get();
+  BoosterHandle booster = nullptr;
+  check(XGBoosterCreate(&train, 1, &booster), "XGBoosterCreate");
+  booster_.reset(booster);
+  const std::vector<std::pair<const char*, std::string>> params = {
+      {"objective", "reg:squarederror"}, {"tree_method", "hist"}, {"nthread", std::to_string(threads)},
+      {"seed", std::to_string(p.seed)}, {"verbosity", "0"}, {"max_bin", std::to_string(p.max_bin)},
+      {"eta", fmt::format("{}", p.eta)}, {"max_depth", std::to_string(p.max_depth)},
+      {"subsample", fmt::format("{}", p.subsample)}, {"colsample_bytree", fmt::format("{}", p.colsample_bytree)},
+      {"colsample_bynode", fmt::format("{}", p.colsample_bynode)}, {"num_parallel_tree", std::to_string(p.parallel_trees)},
+      {"lambda", fmt::format("{}", p.lambda)}, {"min_child_weight", fmt::format("{}", p.min_child_weight)}};
+  for (const auto& [k, v] : params) check(XGBoosterSetParam(booster, k, v.c_str()), k);
+}
+
+void XgboostTrees::boost(int rounds) {
+  for (int i = 0; i < rounds; ++i, ++rounds_)
+    check(XGBoosterUpdateOneIter(booster_.get(), rounds_, train_.get()), "XGBoosterUpdateOneIter");
+}
+
+std::vector<float> XgboostTrees::predict(const Rows& rows, int rounds) const {
+  const std::unique_ptr<void, int (*)(DMatrixHandle)> m(matrix(rows), XGDMatrixFree);
+  const std::string config =
+      fmt::format(R"({{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": {}, "strict_shape": false}})",
+                  std::max(rounds, 0));
+  const bst_ulong* shape = nullptr;
+  bst_ulong dims = 0;
+  const float* out = nullptr;
+  check(XGBoosterPredictFromDMatrix(booster_.get(), m.get(), config.c_str(), &shape, &dims, &out), "predict");
+  return std::vector<float>(out, out + shape[0]);
+}
 
 std::vector<float> fit_predict(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
                                int threads, int max_bin) {

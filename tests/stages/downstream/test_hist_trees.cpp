@@ -1,57 +1,25 @@
-// HistTrees against xgboost itself (Debian's libxgboost, its C API on one thread): the same
-// parameters, data and seed must give the same predictions, every bit of every one.
+// HistTrees against xgboost itself (Debian's libxgboost through XgboostTrees, its C API on
+// one thread): the same parameters, data and seed must give the same predictions, every bit
+// of every one.
 #include <gtest/gtest.h>
-#include <xgboost/c_api.h>
 
 #include <cmath>
 #include <random>
 #include <string>
 
 #include "stages/downstream/hist_trees.hpp"
+#include "stages/downstream/models.hpp"
 
 using namespace eo;
 
 namespace {
 
-void ok(int code) {
-  if (code != 0) throw std::runtime_error(XGBGetLastError());
-}
-
-struct Matrix {
-  DMatrixHandle h = nullptr;
-  explicit Matrix(const Rows& rows) {
-    std::vector<float> flat;
-    for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
-    ok(XGDMatrixCreateFromMat(flat.data(), rows.size(), rows.front().size(), std::nanf(""), &h));
-  }
-  ~Matrix() { XGDMatrixFree(h); }
-};
-
-// xgboost's predictions of `query` after `rounds` rounds, each round's trees as `p` asks.
+// xgboost's predictions of `query` after `rounds` rounds, on one thread.
 std::vector<float> xgboost(const Rows& x, const std::vector<float>& y, const Rows& query, const TreeParams& p,
                            int rounds, int predict_rounds) {
-  const Matrix train(x), q(query);
-  ok(XGDMatrixSetFloatInfo(train.h, "label", y.data(), y.size()));
-  BoosterHandle b = nullptr;
-  ok(XGBoosterCreate(&train.h, 1, &b));
-  const std::vector<std::pair<std::string, std::string>> params = {
-      {"objective", "reg:squarederror"}, {"tree_method", "hist"}, {"nthread", "1"}, {"verbosity", "0"},
-      {"seed", std::to_string(p.seed)}, {"max_bin", std::to_string(p.max_bin)}, {"eta", std::to_string(p.eta)},
-      {"max_depth", std::to_string(p.max_depth)}, {"subsample", std::to_string(p.subsample)},
-      {"colsample_bytree", std::to_string(p.colsample_bytree)}, {"colsample_bynode", std::to_string(p.colsample_bynode)},
-      {"num_parallel_tree", std::to_string(p.parallel_trees)}, {"lambda", std::to_string(p.lambda)},
-      {"min_child_weight", std::to_string(p.min_child_weight)}};
-  for (const auto& [k, v] : params) ok(XGBoosterSetParam(b, k.c_str(), v.c_str()));
-  for (int i = 0; i < rounds; ++i) ok(XGBoosterUpdateOneIter(b, i, train.h));
-  const std::string config = R"({"type": 0, "training": false, "iteration_begin": 0, "iteration_end": )" +
-                             std::to_string(predict_rounds) + R"(, "strict_shape": false})";
-  const bst_ulong* shape = nullptr;
-  bst_ulong dims = 0;
-  const float* out = nullptr;
-  ok(XGBoosterPredictFromDMatrix(b, q.h, config.c_str(), &shape, &dims, &out));
-  std::vector<float> result(out, out + shape[0]);
-  XGBoosterFree(b);
-  return result;
+  XgboostTrees trees(x, y, p, 1);
+  trees.boost(rounds);
+  return trees.predict(query, predict_rounds);
 }
 
 struct Data {
@@ -83,18 +51,8 @@ Data make(int n, int d, double missing, int grid, unsigned seed) {
   return data;
 }
 
-TreeParams boosting(int max_bin, std::uint32_t seed) {  // the few-shot sweep's gbt
-  TreeParams p;
-  p.eta = 0.05f, p.max_depth = 4, p.subsample = 0.8f, p.colsample_bytree = 0.8f, p.max_bin = max_bin, p.seed = seed;
-  return p;
-}
-
-TreeParams forest(int max_bin, std::uint32_t seed) {  // the few-shot sweep's rf
-  TreeParams p;
-  p.eta = 1, p.max_depth = 8, p.subsample = 0.632f, p.colsample_bynode = 0.5f, p.parallel_trees = 200, p.lambda = 0;
-  p.max_bin = max_bin, p.seed = seed;
-  return p;
-}
+TreeParams boosting(int max_bin, std::uint32_t seed) { return sweep_tree_params(ModelKind::gbt, seed, max_bin); }
+TreeParams forest(int max_bin, std::uint32_t seed) { return sweep_tree_params(ModelKind::rf, seed, max_bin); }
 
 void expect_same(const Data& data, const TreeParams& p, int rounds, int predict_rounds, const std::string& what) {
   ASSERT_TRUE(HistTrees::reproduces(data.x, p.max_bin)) << what;
@@ -143,12 +101,25 @@ TEST(HistTrees, ForestIsXgboostsBitForBit) {
 }
 
 TEST(HistTrees, SaysWhereItsCutsAreNotXgboosts) {
-  // Past twice its queue's summary (about 8 x max_bin values, more with levels) xgboost's sketch
-  // summarises in levels, which HistTrees does not follow.
+  // Past what its queue holds (2 x its summary's limit: 514 values for 16 bins, 8,194 for
+  // 256) xgboost's sketch summarises in levels, which HistTrees does not follow.
   EXPECT_TRUE(HistTrees::reproduces(make(900, 3, 0, 0, 1).x, 256));
   EXPECT_TRUE(HistTrees::reproduces(make(514, 3, 0, 0, 1).x, 16));
   EXPECT_FALSE(HistTrees::reproduces(make(515, 3, 0, 0, 1).x, 16));
   EXPECT_TRUE(HistTrees::reproduces(make(8194, 2, 0, 0, 1).x, 256));
   EXPECT_FALSE(HistTrees::reproduces(make(8195, 2, 0, 0, 1).x, 256));
   EXPECT_THROW(HistTrees(make(515, 3, 0, 0, 1).x, std::vector<float>(515), boosting(16, 0)), std::invalid_argument);
+}
+
+TEST(HistTrees, TheSweepsForestIsXgboostsWhicheverGrowsIt) {
+  // fit_predict's forest against xgboost's with the sweep's settings: grown by HistTrees
+  // (600 rows) and by xgboost itself (9,000 rows: more values than the sketch's queue).
+  for (int n : {600, 9000}) {
+    const Data data = make(n, 3, 0, 0, static_cast<unsigned>(n));
+    const Data validation = make(100, 3, 0, 0, 5);
+    EXPECT_EQ(HistTrees::reproduces(data.x, 256), n < 8194);
+    const std::vector<float> swept =
+        fit_predict(ModelKind::rf, {&data.x, &data.y}, {&validation.x, &validation.y}, data.query, 1, 1, 256);
+    EXPECT_EQ(swept, xgboost(data.x, data.y, data.query, forest(256, 1), 1, 1)) << n << " rows";
+  }
 }
