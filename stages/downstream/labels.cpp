@@ -174,7 +174,10 @@ std::vector<ChipSample> cube_samples(const CubeReader& cube) {
     for (const TileId& t : cube.written_tiles(z)) {
       const TileEmbeddings tile = cube.read_tile(t);
       for (int k = 0; k < kChipsPerTile; ++k)
-        if (tile.status[static_cast<std::size_t>(k)] == kEmbedded) out.push_back(embedded_sample(tile, k, arrays, plane));
+        if (tile.status[static_cast<std::size_t>(k)] == kEmbedded) {
+          out.push_back(embedded_sample(tile, k, arrays));
+          out.back().at = plane.at(out.back().chip);
+        }
     }
   return out;
 }

@@ -123,7 +123,6 @@ std::vector<float> ridge(FitData train, FitData validation, const Rows& query) {
   return predict(best, query);
 }
 
-
 // The rounds whose predictions of the validation set err least (a forest has one).
 int best_rounds(ModelKind kind, const std::vector<float>& truth, const std::function<std::vector<float>(int)>& predict) {
   if (kind != ModelKind::gbt) return 1;

@@ -21,8 +21,8 @@ std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_v
 
   const std::vector<std::string> arrays = cube.spec().embedding_arrays();
   // Tiles are read side by side, a thread each (the warps' own threads are then one), and
-  // their samples kept in tile order; positions are placed afterwards, in that order, since
-  // the plane's origin is the first chip's.
+  // their samples kept in tile order; they are placed afterwards, in that order, since the
+  // plane's origin is the first chip's.
   const int workers = std::max(1, read.threads);
   read.threads = 1;
   std::vector<std::vector<ChipSample>> per_tile(plan.tiles.size());
@@ -32,7 +32,6 @@ std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_v
     const TilePlan& tile = plan.tiles[t];
     const TileEmbeddings emb = cube.read_tile(tile.id);
     std::vector<ChipSample>& out = per_tile[t];
-    ChipPlane unplaced;
     if (std::any_of(emb.status.begin(), emb.status.end(), [](std::uint8_t s) { return s == kEmbedded; }))
       read_tile(catalog, tile, read, [&](ChipBatch&& row) {
         const auto y = chip_targets(row, targets, min_label_valid);
@@ -40,7 +39,7 @@ std::vector<ChipSample> collect_samples(TileReadOptions read, double min_label_v
         for (std::size_t k = 0; k < row.chips.size(); ++k) {
           const int pos = index_in_tile(row.chips[k]);
           if (emb.status[static_cast<std::size_t>(pos)] != kEmbedded) continue;
-          ChipSample s = embedded_sample(emb, pos, arrays, unplaced);
+          ChipSample s = embedded_sample(emb, pos, arrays);
           s.targets = y[k];
           if (with_band_statistics) {
             s.features[kBandStatistics] = stats[k];
@@ -76,10 +75,9 @@ Point ChipPlane::at(const ChipId& chip) {
   return {(lon - lon0) * 111320.0 * std::cos(lat0 * M_PI / 180), (lat - lat0) * 110540.0};
 }
 
-ChipSample embedded_sample(const TileEmbeddings& tile, int pos, const std::vector<std::string>& arrays, ChipPlane& plane) {
+ChipSample embedded_sample(const TileEmbeddings& tile, int pos, const std::vector<std::string>& arrays) {
   ChipSample s;
   s.chip = tile.tile.chip(pos);
-  s.at = plane.at(s.chip);
   const std::size_t y = static_cast<std::size_t>(pos / kChipsPerTileSide), x = static_cast<std::size_t>(pos % kChipsPerTileSide);
   auto& concat = s.features[kConcatenated];
   for (const std::string& a : arrays) {  // the cube's order: the modalities, then fused

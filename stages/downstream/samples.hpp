@@ -40,8 +40,9 @@ struct ChipPlane {
 };
 
 // The chip at `pos` of a tile read from the cube, with its embeddings as features: every
-// array of `arrays` (the cube's embedding_arrays()) and "concat".
-ChipSample embedded_sample(const TileEmbeddings& tile, int pos, const std::vector<std::string>& arrays, ChipPlane& plane);
+// array of `arrays` (the cube's embedding_arrays()) and "concat". Its place (`at`) is the
+// caller's to set, from the ChipPlane of all the chips it collects.
+ChipSample embedded_sample(const TileEmbeddings& tile, int pos, const std::vector<std::string>& arrays);
 
 // `read`: how the chip stage reads (its modalities are set here: the cube's images for
 // the band statistics, and the label maps). `min_label_valid`: fewshot.min_label_valid.
