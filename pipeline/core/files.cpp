@@ -1,5 +1,7 @@
 #include "pipeline/core/files.hpp"
 
+#include "pipeline/core/config.hpp"  // ConfigError
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -113,6 +115,14 @@ nlohmann::json read_json_file(const std::filesystem::path& file) {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(fmt::format("{}: not JSON: {}", file.string(), e.what()));
+  }
+}
+
+nlohmann::json read_user_json_file(const std::filesystem::path& file) {
+  try {
+    return read_json_file(file);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(e.what());
   }
 }
 

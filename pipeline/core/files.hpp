@@ -53,6 +53,8 @@ int remove_stale_temporaries(const std::filesystem::path& dir, bool recursive = 
 // A JSON file's document. Throws std::runtime_error naming the file when it cannot be
 // opened or is not JSON.
 nlohmann::json read_json_file(const std::filesystem::path& file);
+// The same for a file a user named (--labels, --examples): a ConfigError, naming the file.
+nlohmann::json read_user_json_file(const std::filesystem::path& file);
 
 // Content hash of a file, read in pieces (a paper-size checkpoint is ~3 GB).
 std::string file_hash(const std::filesystem::path& file);

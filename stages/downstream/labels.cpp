@@ -24,12 +24,7 @@ using json = nlohmann::json;
 namespace {
 
 UserLabels geojson_labels(const fs::path& file, const std::string& property, const CubeReader& cube) {
-  json doc;
-  try {
-    doc = read_json_file(file);
-  } catch (const std::runtime_error& e) {  // a user's file: a configuration error
-    throw ConfigError(e.what());
-  }
+  const json doc = read_user_json_file(file);
   if (doc.value("type", "") != "FeatureCollection" || !doc.contains("features") || !doc["features"].is_array())
     throw ConfigError(fmt::format("{}: not a GeoJSON FeatureCollection", file.string()));
   // First the labels as read: where (the chips) and what (a number or a class).

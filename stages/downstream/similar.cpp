@@ -200,13 +200,7 @@ std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geomet
 }
 
 Examples read_examples(const CubeReader& cube, const fs::path& file) {
-  if (!std::ifstream(file)) throw ConfigError(fmt::format("{}: cannot read the examples", file.string()));
-  json doc;
-  try {
-    doc = read_json_file(file);
-  } catch (const std::runtime_error& e) {  // a user's file: a configuration error
-    throw ConfigError(e.what());
-  }
+  const json doc = read_user_json_file(file);
   const json features = doc.value("type", "") == "FeatureCollection" ? doc.value("features", json::array())
                         : doc.value("type", "") == "Feature"          ? json::array({doc})
                                                                        : json();
