@@ -35,7 +35,7 @@ void drop_page_cache() {
 eo::JournalRecord record(int tile, int run) {
   eo::JournalRecord r;
   r.tile = fmt::format("10N_T{:03}_T{:03}", tile / 100, tile % 100);
-  r.status = "done";
+  r.status = eo::TileStatus::done;
   r.fingerprint = fmt::format("{:016x}", static_cast<unsigned>(tile * 7919 + run));
   r.config_hash = "c0ffee";
   r.model_hash = "m0de1";
@@ -46,7 +46,7 @@ eo::JournalRecord record(int tile, int run) {
 // One past run: every rank's file. Returns the compaction's seconds (0 when not compacting).
 double one_run(const fs::path& dir, int run, int ranks, int tiles, bool compact) {
   for (int rank = 0; rank < ranks; ++rank) {
-    eo::JournalWriter w(dir, "run", rank, fmt::format("bench{:05}", run));
+    eo::JournalWriter w(dir, eo::JournalStage::run, rank, fmt::format("bench{:05}", run));
     if (run == 0)
       for (int t = rank; t < tiles; t += ranks) w.append(record(t, run));
     else
@@ -54,7 +54,7 @@ double one_run(const fs::path& dir, int run, int ranks, int tiles, bool compact)
   }
   if (!compact) return 0;
   const auto t0 = Clock::now();
-  eo::compact_journal(dir, "run");
+  eo::compact_journal(dir, eo::JournalStage::run);
   return seconds_since(t0);
 }
 
@@ -78,10 +78,10 @@ int main(int argc, char** argv) {
       int opened = 0;
       drop_page_cache();
       auto t0 = Clock::now();
-      const auto history = eo::read_journal(dir, "run", &opened);
+      const auto history = eo::read_journal(dir, eo::JournalStage::run, &opened);
       const double cold = seconds_since(t0);
       t0 = Clock::now();
-      eo::read_journal(dir, "run");
+      eo::read_journal(dir, eo::JournalStage::run);
       const double warm = seconds_since(t0);
       // Before: every rank read every file at its start. Now: rank 0 reads and broadcasts.
       const long per_start = compact ? opened : static_cast<long>(opened) * ranks;

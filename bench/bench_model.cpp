@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
                         {"rounds", kRounds}, {"presets", nlohmann::json::object()}};
   const int channels = 24;  // s2rgb 12 + s1amp 8 + s1coh 4: images per chip
   for (const std::string preset : {"nano", "tiny", "small", "base"}) {
-    const ModelConfig c = ModelConfig::from_preset(preset);
+    const ModelConfig c = ModelConfig::from_preset(*parse_choice<ModelPreset>(preset));
     ChannelEncoder enc(c, 1);
     enc->eval();
     const int batch = preset == "base" ? 16 : 32;

@@ -22,7 +22,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string quote(const std::string& s) { return "'" + s + "'"; }
+std::string quote(const std::string& s) { return fmt::format("'{}'", s); }
 
 double run_timed(const std::string& cmd) {
   const auto t0 = Clock::now();
@@ -85,11 +85,11 @@ int main(int argc, char** argv) {
             input = fmt::format("{}/src{}.vrt", scratch, calls * 16 + inputs.size());
             run_timed(fmt::format("gdal_translate -q -of VRT -ot Float32 -unscale {} {}", quote(r->path.string()), input));
           }
-          inputs += " " + quote(input);
+          inputs.append(" ").append(quote(input));
         }
         std::string cmd = "gdalwarp -q -overwrite -of ENVI";
         for (const auto& a : warp_arguments(window, sources.scaled({config.resampling(m), 1, config.warp.memory_mb}, window)))
-          cmd += " " + quote(a);
+          cmd.append(" ").append(quote(a));
         theirs_s += run_timed(cmd + inputs + " " + scratch + "/out.raw");
         startup_s += one_pixel;
         theirs_samples += static_cast<std::size_t>(window.width) * window.height * info(m).bands.size();

@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   const TileId tile = tile_of(chip_at(Zone{10, false}, {650000, 4100000}));
   const GridWindow window = chip_window(tile, 10, 5, 1, 0, kChipsPerTileSide);
   const Box b = window.box();
-  const WarpSettings settings{"bilinear", 1, 256};
+  const WarpSettings settings{Resampling::bilinear, 1, 256};
   const LonLatBox area = window.lonlat_box();
   std::vector<SourceRecord> records;
   int bands = 1;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The few-shot sweep's speed: bench_trees (HistTrees against xgboost on the sweep's shapes,
-# one thread, predictions equal bit for bit) and, given a finished demo (CONFIG, default
-# the embedded demo's), the time of `eo-pipeline fewshot` from its summary.json. With
-# REFERENCE=DIR (a fewshot folder of an earlier build), results.csv and results.md must
-# equal that run's. Writes bench/results/fewshot.json.
+# The few-shot sweep's speed: bench_trees (xgboost's time per fit on the sweep's shapes by
+# fewshot.max_bin, one thread) and, given a finished demo (CONFIG, default the embedded
+# demo's), the time of `eo-pipeline fewshot` from its summary.json. With REFERENCE=DIR (a
+# fewshot folder of an earlier build), results.csv and results.md must equal that run's.
+# Writes bench/results/fewshot.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:-}

@@ -30,7 +30,7 @@ std::optional<Config> start_command(const CommonOptions& opts, int rank) {
     if (rank == 0) std::cout << to_yaml(config);
     return std::nullopt;
   }
-  setup_logging(rank, opts.quiet ? "warn" : opts.verbose ? "debug" : config.log_level);
+  setup_logging(rank, opts.quiet ? LogLevel::warn : opts.verbose ? LogLevel::debug : config.log_level);
   return config;
 }
 

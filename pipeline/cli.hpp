@@ -2,7 +2,10 @@
 // The eo-pipeline command line: `eo-pipeline <command> [CONFIG] [options]`.
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
+
+#include "pipeline/core/choice.hpp"
 
 namespace eo {
 
@@ -16,6 +19,20 @@ struct CommonOptions {
 };
 
 void add_common_options(CLI::App& cmd, CommonOptions& opts);
+
+// An option whose value is a choice: checked against the choice's table (the message
+// lists the valid names) and parsed here, once. Empty when not given.
+template <class E>
+CLI::Option* add_choice_option(CLI::App& cmd, const std::string& name, std::optional<E>& target, const std::string& help) {
+  return cmd.add_option_function<std::string>(name, [&target](const std::string& v) { target = parse_choice<E>(v); }, help)
+      ->check(CLI::Validator([](std::string& v) { return choice_problem<E>(v); }, "{" + choice_list<E>() + "}"));
+}
+// With a default.
+template <class E>
+CLI::Option* add_choice_option(CLI::App& cmd, const std::string& name, E& target, const std::string& help) {
+  return cmd.add_option_function<std::string>(name, [&target](const std::string& v) { target = *parse_choice<E>(v); }, help)
+      ->check(CLI::Validator([](std::string& v) { return choice_problem<E>(v); }, "{" + choice_list<E>() + "}"));
+}
 
 // Exit codes (DESIGN.md §7).
 inline constexpr int kExitOk = 0;

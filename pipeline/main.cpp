@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <exception>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/core/config.hpp"
 #include "schedulers/comm.hpp"
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "pipeline/core/config.hpp"  // ConfigError
+
 namespace eo {
 
 class Comm::Impl {
@@ -117,6 +119,25 @@ std::string Comm::broadcast(const std::string& text) const {
     check(MPI_Bcast(out.data() + done, static_cast<int>(std::min(kPiece, size - done)), MPI_CHAR, 0, MPI_COMM_WORLD),
           "MPI_Bcast");
   return out;
+}
+
+std::string Comm::share_rank_zero_outcome(const std::function<std::string()>& attempt) const {
+  // The outcome travels as one text: a tag, then the value or the message.
+  constexpr char kValue = 'v', kConfigError = 'c', kError = 'e';
+  std::string outcome;
+  if (rank() == 0) {
+    try {
+      outcome = kValue + attempt();
+    } catch (const ConfigError& e) {
+      outcome = kConfigError + std::string(e.what());
+    } catch (const std::exception& e) {
+      outcome = kError + std::string(e.what());
+    }
+  }
+  outcome = broadcast(outcome);
+  if (outcome.front() == kConfigError) throw ConfigError(outcome.substr(1));
+  if (outcome.front() == kError) throw std::runtime_error(outcome.substr(1));
+  return outcome.substr(1);
 }
 
 int Comm::ranks_on_node() const {

@@ -4,9 +4,11 @@
 // project (DESIGN.md §6): nothing outside schedulers/ includes <mpi.h>.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace eo {
@@ -36,9 +38,26 @@ class Comm {
   // Every rank's `count` floats, in rank order, on every rank (same count everywhere).
   std::vector<float> allgather(const float* data, std::size_t count) const;
 
+  // Rank 0 tries, every rank learns the outcome: rank 0 calls `attempt` (returning a
+  // std::string or nothing), and every rank returns what it returned or throws what it
+  // threw (a ConfigError as a ConfigError, anything else as a std::runtime_error, with
+  // rank 0's message), so that no rank waits for, or goes on without, one that failed.
+  // Collective; the other ranks do not call `attempt`.
+  template <class F>
+  auto rank_zero_tries(F&& attempt) const {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&>>)
+      share_rank_zero_outcome([&] {
+        attempt();
+        return std::string();
+      });
+    else
+      return share_rank_zero_outcome(std::function<std::string()>(attempt));
+  }
+
   class Impl;
 
  private:
+  std::string share_rank_zero_outcome(const std::function<std::string()>& attempt) const;
   explicit Comm(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
   friend class SharedCounter;

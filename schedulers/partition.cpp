@@ -9,12 +9,6 @@
 
 namespace eo {
 
-CurveOrder parse_curve_order(const std::string& name) {
-  if (name == "hilbert") return CurveOrder::hilbert;
-  if (name == "morton") return CurveOrder::morton;
-  throw std::invalid_argument(fmt::format("unknown curve order '{}' (hilbert or morton)", name));
-}
-
 std::uint64_t hilbert_index(std::uint32_t x, std::uint32_t y) {
   // The classic rotate-and-flip walk over a 2^16 x 2^16 square.
   std::uint64_t d = 0;

@@ -8,12 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/core/choices.hpp"  // CurveOrder
 #include "pipeline/core/plan.hpp"
 
 namespace eo {
-
-enum class CurveOrder { hilbert, morton };
-CurveOrder parse_curve_order(const std::string& name);
 
 std::uint64_t hilbert_index(std::uint32_t x, std::uint32_t y);  // 16-bit x and y
 std::uint64_t morton_index(std::uint32_t x, std::uint32_t y);

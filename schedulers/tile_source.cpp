@@ -5,7 +5,7 @@
 namespace eo {
 
 TileSource::TileSource(const ScheduleSpec& spec, const Plan& plan, const Comm& comm) {
-  if (spec.partition == "slurm-array") {
+  if (spec.partition == Partition::slurm_array) {
     const ArrayTask task = spec.task ? *spec.task : array_task_from_env();
     job_ = slurm_array_tiles(plan.tiles, task, spec.order);
     std::vector<TilePlan> block;
@@ -17,7 +17,7 @@ TileSource::TileSource(const ScheduleSpec& spec, const Plan& plan, const Comm& c
   }
   job_.resize(plan.tiles.size());
   std::iota(job_.begin(), job_.end(), std::size_t{0});
-  if (spec.partition == "dynamic")
+  if (spec.partition == Partition::dynamic)
     queue_.emplace(comm, curve_order(plan.tiles, spec.order));
   else
     list_ = static_partition(plan.tiles, comm.size(), spec.order)[static_cast<std::size_t>(comm.rank())];

@@ -15,7 +15,7 @@ namespace eo {
 
 // schedule.partition and schedule.order of the config.
 struct ScheduleSpec {
-  std::string partition = "static";  // static | dynamic | slurm-array
+  Partition partition = Partition::static_split;
   CurveOrder order = CurveOrder::hilbert;
   // slurm-array: this process's task (from the environment; see array_task_from_env).
   std::optional<ArrayTask> task;

@@ -67,7 +67,12 @@ int main(int argc, char** argv) {
   torch::manual_seed(1);
   const torch::Device device(device_name);
   const bool cuda = device.is_cuda();
-  ModelConfig c = ModelConfig::from_preset(preset);
+  const auto known = parse_choice<ModelPreset>(preset);
+  if (!known) {
+    std::cerr << choice_problem<ModelPreset>(preset) << '\n';
+    return 2;
+  }
+  ModelConfig c = ModelConfig::from_preset(*known);
   c.channel_embed = true;
   const std::vector<Modality> modalities = {Modality::s2rgb, Modality::s1amp, Modality::s1coh};
   MultiModal model(c, modalities);
@@ -90,7 +95,7 @@ int main(int argc, char** argv) {
   std::ofstream(dir + "/s2rgb_state.pkl", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   std::ofstream(dir + "/s2rgb_config.json") << nlohmann::json{{"dim", c.dim}, {"depth", c.depth}, {"heads", c.heads},
                                                               {"mlp_ratio", c.mlp_ratio}, {"embed", c.embed}, {"patch", c.patch},
-                                                              {"input", c.input}, {"pooling", c.pooling}, {"channels", channels}}.dump();
+                                                              {"input", c.input}, {"pooling", name_str(c.pooling)}, {"channels", channels}}.dump();
   save(probe, dir + "/probe.pkl");
   save(probe_channel, dir + "/probe_channel.pkl");
   save(reference, dir + "/reference.pkl");

@@ -14,10 +14,6 @@ namespace {
 
 using namespace config_yaml;
 
-const std::vector<std::string> kPartitions = {"static", "dynamic", "slurm-array"};
-const std::vector<std::string> kOrders = {"hilbert", "morton"};
-const std::vector<std::string> kLevels = {"debug", "info", "warn", "error"};
-
 // Every key of the config, in the order the resolved config lists them.
 template <class Io>
 void bind(Io& io, Config& c) {
@@ -34,8 +30,8 @@ void bind(Io& io, Config& c) {
   });
   io.aois("aois", c.aois);
   io.section("schedule", [&](auto& s) {
-    s.choice("partition", c.partition, kPartitions);
-    s.choice("order", c.order, kOrders);
+    s.choice("partition", c.partition);
+    s.choice("order", c.order);
   });
   io.section("data", [&](auto& d) {
     // Checked when a command reads it: `synth` writes the catalog it names.
@@ -59,21 +55,21 @@ void bind(Io& io, Config& c) {
     s.number("acquisition_effects", c.synth.acquisition_effects, 0, 1);
     s.whole("year", c.synth.year, 2014, 2100);
     s.text("output", c.synth.output);
-    s.choice("layout", c.synth.layout, {"products", "scenes"});
+    s.choice("layout", c.synth.layout);
     s.whole("s2_scenes", c.synth.s2_scenes, 1, 30);
     s.whole("s1_scenes", c.synth.s1_scenes, 1, 30);
   });
   io.section("prepare", [&](auto& p) {
     p.whole("max_attempts", c.prepare.max_attempts, 1, 100);
-    p.choice("compression", c.prepare.compression, {"deflate", "none"});
+    p.choice("compression", c.prepare.compression);
   });
   io.section("model", [&](auto& m) {
-    m.choice("preset", c.model.preset, {"nano", "tiny", "small", "base", "paper"});
+    m.choice("preset", c.model.preset);
     m.whole("input", c.model.input, 0, 4096);  // 0: the preset's
     m.check("input", [&] { return c.model.input % 16 == 0 ? "" : "must be a multiple of the 16 px patch"; });
-    m.choice("pooling", c.model.pooling, {"cls", "mean"});
+    m.choice("pooling", c.model.pooling);
     m.flag("channel_embed", c.model.channel_embed);
-    m.choice("device", c.model.device, {"cpu", "cuda"});
+    m.choice("device", c.model.device);
     m.flag("bf16", c.model.bf16);
     m.input_path("checkpoint", c.model.checkpoint);
     m.input_path("torchscript", c.model.torchscript);
@@ -82,13 +78,13 @@ void bind(Io& io, Config& c) {
     });
   });
   io.section("run", [&](auto& r) {
-    r.choice("dtype", c.run.dtype, {"float32", "float16", "int8"});
+    r.choice("dtype", c.run.dtype);
     r.whole("batch", c.run.batch, 1, 65536);
     r.whole("threads", c.run.threads, 0, 1024);
     r.whole("max_attempts", c.run.max_attempts, 1, 100);
     r.flag("prefetch", c.run.prefetch);
-    r.choice("batching", c.run.batching, {"auto", "per-row", "across-tiles"});
-    r.choice("inputs", c.run.inputs, {"sources", "chip-stores"});
+    r.choice("batching", c.run.batching);
+    r.choice("inputs", c.run.inputs);
     r.text("cube", c.run.cube);
   });
   io.section("fewshot", [&](auto& f) {
@@ -117,7 +113,7 @@ void bind(Io& io, Config& c) {
     p.whole("threads", t.threads, 0, 1024);
     p.whole("seed", t.seed, 0, 1LL << 53);
   });
-  io.section("logging", [&](auto& l) { l.choice("level", c.log_level, kLevels); });
+  io.section("logging", [&](auto& l) { l.choice("level", c.log_level); });
 }
 
 }  // namespace
@@ -180,7 +176,7 @@ std::string to_yaml(const Config& config) {
 
 namespace eo {
 
-std::string DataConfig::resampling_of(Modality m) const {
+Resampling DataConfig::resampling_of(Modality m) const {
   const auto it = resampling.find(m);
   return it != resampling.end() ? it->second : info(m).resampling;
 }
@@ -188,7 +184,7 @@ std::string DataConfig::resampling_of(Modality m) const {
 std::string config_hash(const Config& c) {
   Hasher h;
   h.add("grid").add(fmt::format("{}", c.pixel_size));
-  for (Modality m : c.data.modalities) h.add(info(m).name).add(c.resampling(m));
+  for (Modality m : c.data.modalities) h.add(info(m).name).add(name_str(c.resampling(m)));
   h.add(fmt::format("{}", c.data.min_valid_fraction));
   return h.hex();
 }

@@ -9,17 +9,14 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 
 #include "pipeline/core/aoi.hpp"
+#include "pipeline/core/choices.hpp"
+#include "pipeline/core/error.hpp"  // ConfigError
 #include "pipeline/core/modality.hpp"
 
 namespace eo {
-
-// A configuration problem; the CLI prints what() and exits with code 2.
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 struct AoiSpec {
   std::string name;
@@ -33,11 +30,11 @@ struct DataConfig {
   std::filesystem::path catalog;  // empty: the synthetic world's, <output>/world/catalog.jsonl
   std::vector<Modality> modalities = {Modality::s2rgb, Modality::s1amp, Modality::s1coh};
   double min_valid_fraction = 0.5;  // per chip and channel; below it the channel is no data
-  std::map<Modality, std::string> resampling;  // per modality as given; see resampling_of
+  std::map<Modality, Resampling> resampling;  // per modality as given; see resampling_of
   int normalisation_files = 16;     // source files sampled per modality for the statistics
 
   // The warp's resampling for `m`: as given, else the modality's default.
-  std::string resampling_of(Modality m) const;
+  Resampling resampling_of(Modality m) const;
 };
 
 // GDAL's warper.
@@ -65,18 +62,18 @@ struct SynthConfig {
   // products: one ready-made raster per modality, season and place. scenes: as real data
   // is published (per-date S2 L2A and S1 RTC scenes with STAC ItemCollections, the global
   // coherence dataset's tiles, WorldCover tiles), composited by the pipeline.
-  std::string layout = "products";
+  WorldLayout layout = WorldLayout::products;
   int s2_scenes = 3;              // scenes layout: S2 acquisitions per season
   int s1_scenes = 2;              // scenes layout: S1 acquisitions per season
 };
 
 // The model (stages/model): a preset and what may be changed of it.
 struct ModelSection {
-  std::string preset = "nano";  // nano | tiny | small | base | paper
+  ModelPreset preset = ModelPreset::nano;
   int input = 0;                // pixels per side the encoders see; 0: the preset's
-  std::string pooling;          // cls | mean; empty: the preset's
+  std::optional<Pooling> pooling;  // none: the preset's
   bool channel_embed = true;    // a learned embedding per channel (ModelConfig::channel_embed)
-  std::string device = "cpu";   // cpu | cuda
+  Device device = Device::cpu;
   bool bf16 = false;            // mixed precision where the device supports it
   // The checkpoint `run` embeds with (a step-N.pt beside its step-N.json); empty: the
   // newest intact one of OUTPUT/pretrain/checkpoints.
@@ -105,12 +102,12 @@ struct PrepareConfig {
   int max_attempts = 3;  // a failed tile is retried by later runs up to this many times
   // Chip store values: deflate (shuffle + deflate, 1.6x smaller) or none (7x faster to
   // read back, for `run --inputs chip-stores` and pretraining). Same values either way.
-  std::string compression = "deflate";
+  Compression compression = Compression::deflate;
 };
 
 // The main job, `run`: embeddings into the cube.
 struct RunConfig {
-  std::string dtype = "float32";  // float32 | float16 | int8 (with a scale per chip)
+  CubeDtype dtype = CubeDtype::float32;  // int8 with a scale per chip
   int batch = 4;                  // chips per forward pass; passes run in parallel on the threads
   int threads = 0;                // torch threads per rank; 0: cores / ranks on the node
   int max_attempts = 3;           // a failed tile is retried by later runs up to this many times
@@ -120,11 +117,11 @@ struct RunConfig {
   // consecutive rows and tiles fill each batch, copies to the device overlapped (large
   // batches for a GPU; an embedding's last bits may depend on its batch-mates). auto:
   // across-tiles where model.device is cuda, per-row elsewhere.
-  std::string batching = "auto";
+  Batching batching = Batching::automatic;
   // sources: warp every tile from its inputs. chip-stores: embed the chips `prepare`
   // stored (OUTPUT/chips) where a tile's store was made from its current inputs, and warp
   // only the others; the cube is the same bit for bit, so a new model need not warp again.
-  std::string inputs = "sources";
+  ChipSource inputs = ChipSource::sources;
   // Empty: one cube per model, OUTPUT/cubes/<model version>.zarr, and OUTPUT/cube.zarr a
   // link to the newest model's. Set: this path, refused when it holds another model's.
   std::filesystem::path cube;
@@ -150,9 +147,9 @@ struct Config {
   std::filesystem::path output = "out";  // relative to the working directory
   double pixel_size = 10.0;            // metres; 4480 must be a whole multiple
   std::vector<AoiSpec> aois;
-  std::string partition = "static";    // static | dynamic | slurm-array
-  std::string order = "hilbert";       // hilbert | morton
-  std::string log_level = "info";      // debug | info | warn | error
+  Partition partition = Partition::static_split;
+  CurveOrder order = CurveOrder::hilbert;
+  LogLevel log_level = LogLevel::info;
   DataConfig data;
   WarpConfig warp;
   SynthConfig synth;
@@ -167,7 +164,7 @@ struct Config {
   std::filesystem::path catalog_path() const {
     return data.catalog.empty() ? world_dir() / "catalog.jsonl" : data.catalog;
   }
-  std::string resampling(Modality m) const { return data.resampling_of(m); }
+  Resampling resampling(Modality m) const { return data.resampling_of(m); }
 };
 
 // Hash of everything in the config that changes chip values (grid, data, warp

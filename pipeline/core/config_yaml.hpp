@@ -66,6 +66,13 @@ class Reader {
     return node.Scalar();
   }
 
+  template <class E>
+  E choice(const YAML::Node& node, const std::string& path) const {
+    const std::string v = string(node, path);
+    if (const auto value = parse_choice<E>(v)) return *value;
+    fail(node, path, choice_problem<E>(v));
+  }
+
   std::string choice(const YAML::Node& node, const std::string& path, const std::vector<std::string>& allowed) const {
     const std::string v = string(node, path);
     if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
@@ -129,7 +136,8 @@ class KeyCollector {
   void whole(const char* key, T&, long long, long long) { keys.insert(key); }
   void number(const char* key, double&, double, double) { keys.insert(key); }
   void flag(const char* key, bool&) { keys.insert(key); }
-  void choice(const char* key, std::string&, const std::vector<std::string>&) { keys.insert(key); }
+  template <class E>
+  void choice(const char* key, E&) { keys.insert(key); }
   void text(const char* key, std::string&) { keys.insert(key); }
   void text(const char* key, std::filesystem::path&) { keys.insert(key); }
   void input_path(const char* key, std::filesystem::path&) { keys.insert(key); }
@@ -171,8 +179,13 @@ class YamlIn {
   void flag(const char* key, bool& v) {
     if (const YAML::Node n = node_[key]) v = r_.boolean(n, at(key));
   }
-  void choice(const char* key, std::string& v, const std::vector<std::string>& allowed) {
-    if (const YAML::Node n = node_[key]) v = r_.choice(n, at(key), allowed);
+  template <class E>
+  void choice(const char* key, E& v) {
+    if (const YAML::Node n = node_[key]) v = r_.choice<E>(n, at(key));
+  }
+  template <class E>
+  void choice(const char* key, std::optional<E>& v) {
+    if (const YAML::Node n = node_[key]) v = r_.choice<E>(n, at(key));
   }
   void text(const char* key, std::string& v) {
     if (const YAML::Node n = node_[key]) v = r_.string(n, at(key));
@@ -213,8 +226,7 @@ class YamlIn {
     r_.expect_map(rs, at(key), {"s2rgb", "s1amp", "s1coh", "worldcover", "treecover"});
     for (const auto& kv : rs) {
       const std::string name = kv.first.as<std::string>();
-      data.resampling[parse_modality(name)] =
-          r_.choice(kv.second, at(key) + "." + name, {"nearest", "bilinear", "cubic", "average", "mode"});
+      data.resampling[parse_modality(name)] = r_.choice<Resampling>(kv.second, at(key) + "." + name);
     }
   }
   void aois(const char* key, std::vector<AoiSpec>& out) {
@@ -277,7 +289,12 @@ class YamlOut {
   void whole(const char* key, T& v, long long, long long) { out_ << YAML::Key << key << YAML::Value << v; }
   void number(const char* key, double& v, double, double) { out_ << YAML::Key << key << YAML::Value << v; }
   void flag(const char* key, bool& v) { out_ << YAML::Key << key << YAML::Value << v; }
-  void choice(const char* key, std::string& v, const std::vector<std::string>&) { text(key, v); }
+  template <class E>
+  void choice(const char* key, E& v) { out_ << YAML::Key << key << YAML::Value << name_str(v); }
+  template <class E>
+  void choice(const char* key, std::optional<E>& v) {
+    if (v) choice(key, *v);
+  }
   void text(const char* key, std::string& v) {
     if (!v.empty()) out_ << YAML::Key << key << YAML::Value << v;
   }
@@ -297,7 +314,7 @@ class YamlOut {
   void resampling(const char* key, DataConfig& data) {
     out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
     for (Modality m : {Modality::s2rgb, Modality::s1amp, Modality::s1coh, Modality::worldcover, Modality::treecover})
-      out_ << YAML::Key << info(m).name << YAML::Value << data.resampling_of(m);
+      out_ << YAML::Key << info(m).name << YAML::Value << name_str(data.resampling_of(m));
     out_ << YAML::EndMap;
   }
   void aois(const char* key, std::vector<AoiSpec>& v) {

@@ -4,18 +4,59 @@
 // rank once, so a failed tile's message reads "tile T: rank R: stage: what".
 
 #include <stdexcept>
+#include <exception>
 #include <string>
 
 namespace eo {
 
+// A configuration problem: the user's config, an option or a file they named is at
+// fault. The command stops at once with exit code 2 (DESIGN.md §7).
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// "stage: what": what went wrong in a stage, named by the stage.
 class StageError : public std::runtime_error {
  public:
-  StageError(const std::string& stage, const std::string& what) : std::runtime_error(stage + ": " + what), stage_(stage) {}
+  StageError(const std::string& stage, const std::string& detail)
+      : std::runtime_error(stage + ": " + detail), stage_(stage), detail_(detail) {}
   const std::string& stage() const { return stage_; }
+  const std::string& detail() const { return detail_; }
 
  private:
-  std::string stage_;
+  std::string stage_, detail_;
 };
+
+// A stage's error that the user's settings or files are at fault for (a model path, a
+// labels file an option names): a ConfigError (exit code 2) that names its stage.
+class StageConfigError : public ConfigError {
+ public:
+  StageConfigError(const std::string& stage, const std::string& detail)
+      : ConfigError(stage + ": " + detail), stage_(stage), detail_(detail) {}
+  const std::string& stage() const { return stage_; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  std::string stage_, detail_;
+};
+
+// What an error says without the stage that named itself in it: for a message that puts
+// context (a file, a modality) before it.
+inline std::string detail_of(const std::exception& e) {
+  if (const auto* s = dynamic_cast<const StageError*>(&e)) return s->detail();
+  if (const auto* s = dynamic_cast<const StageConfigError*>(&e)) return s->detail();
+  return e.what();
+}
+
+// `e` again with `context` before what it says: in the stage that named itself in it,
+// else in `stage`; a configuration error stays one.
+[[noreturn]] inline void rethrow_with_context(const std::exception& e, const std::string& stage,
+                                              const std::string& context) {
+  if (const auto* s = dynamic_cast<const StageConfigError*>(&e)) throw StageConfigError(s->stage(), context + ": " + s->detail());
+  if (const auto* s = dynamic_cast<const StageError*>(&e)) throw StageError(s->stage(), context + ": " + s->detail());
+  throw StageError(stage, context + ": " + e.what());
+}
 
 // The output (the cube, a chip store's folder, the journal) could not be written: a full
 // disk, a lost mount. Not the tile's fault, so the tile is not journalled as failed: the

@@ -38,7 +38,7 @@ std::string new_run_id() {
 namespace {
 
 nlohmann::json to_json(const JournalRecord& r) {
-  return {{"stage", r.stage},   {"tile", r.tile},           {"status", r.status},
+  return {{"stage", name_str(r.stage)}, {"tile", r.tile}, {"status", name_str(r.status)},
           {"fingerprint", r.fingerprint}, {"config_hash", r.config_hash}, {"model_hash", r.model_hash},
           {"chips", r.chips},   {"nodata_chips", r.nodata_chips}, {"seconds", r.seconds},
           {"error", r.error},   {"rank", r.rank},          {"run_id", r.run_id},
@@ -48,9 +48,9 @@ nlohmann::json to_json(const JournalRecord& r) {
 // Throws on anything but a whole record.
 JournalRecord from_json(const nlohmann::json& j) {
   JournalRecord r;
-  r.stage = j.at("stage");
+  r.stage = parse_choice_or_throw<JournalStage>(j.at("stage").get<std::string>(), "stage");
   r.tile = j.at("tile");
-  r.status = j.at("status");
+  r.status = parse_choice_or_throw<TileStatus>(j.at("status").get<std::string>(), "status");
   r.fingerprint = j.value("fingerprint", "");
   r.config_hash = j.value("config_hash", "");
   r.model_hash = j.value("model_hash", "");
@@ -80,17 +80,17 @@ void order_by_time(JournalHistory& history) {
     std::stable_sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
 }
 
-std::filesystem::path compaction_lock(const std::filesystem::path& dir, const std::string& stage) {
-  return dir / fmt::format(".{}.compact.lock", stage);
+std::filesystem::path compaction_lock(const std::filesystem::path& dir, JournalStage stage) {
+  return dir / fmt::format(".{}.compact.lock", name_of(stage));
 }
 
-std::filesystem::path snapshot_path(const std::filesystem::path& dir, const std::string& stage) {
-  return dir / (stage + ".snapshot.jsonl");
+std::filesystem::path snapshot_path(const std::filesystem::path& dir, JournalStage stage) {
+  return dir / fmt::format("{}.snapshot.jsonl", name_of(stage));
 }
 
 // A run's file of the stage: `<stage>-<run>-r<rank>.jsonl`.
-bool is_run_file(const std::filesystem::path& file, const std::string& stage) {
-  return file.filename().string().rfind(stage + "-", 0) == 0 && file.extension() == ".jsonl";
+bool is_run_file(const std::filesystem::path& file, JournalStage stage) {
+  return file.filename().string().rfind(name_str(stage) + "-", 0) == 0 && file.extension() == ".jsonl";
 }
 
 struct Snapshot {
@@ -122,7 +122,7 @@ Snapshot read_snapshot(const std::filesystem::path& file) {
 void prune(std::vector<JournalRecord>& records) {
   std::vector<JournalRecord> kept;
   for (std::size_t i = 0; i < records.size(); ++i)
-    if (records[i].status == "failed" || i + 1 == records.size()) kept.push_back(std::move(records[i]));
+    if (records[i].status == TileStatus::failed || i + 1 == records.size()) kept.push_back(std::move(records[i]));
   records = std::move(kept);
 }
 
@@ -150,10 +150,10 @@ class FileLock {
 
 }  // namespace
 
-JournalWriter::JournalWriter(const std::filesystem::path& dir, const std::string& stage, int rank, const std::string& run_id)
+JournalWriter::JournalWriter(const std::filesystem::path& dir, JournalStage stage, int rank, const std::string& run_id)
     : stage_(stage), run_id_(run_id), rank_(rank) {
   std::filesystem::create_directories(dir);  // fails early if the output cannot be written
-  file_ = dir / fmt::format("{}-{}-r{}.jsonl", stage, run_id, rank);
+  file_ = dir / fmt::format("{}-{}-r{}.jsonl", name_of(stage), run_id, rank);
   // The compaction's lock exists before any file to compact, so that a reader always
   // finds it and never reads while a compaction swaps files for the snapshot.
   if (const int fd = ::open(compaction_lock(dir, stage).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644); fd >= 0) ::close(fd);
@@ -189,7 +189,7 @@ void JournalWriter::append(JournalRecord r) {
         fmt::format("journal {}: cannot write the record of tile {}: {}", file_.string(), r.tile, std::strerror(errno)));
 }
 
-JournalHistory read_journal(const std::filesystem::path& dir, const std::string& stage, int* files_opened) {
+JournalHistory read_journal(const std::filesystem::path& dir, JournalStage stage, int* files_opened) {
   int opened = 0;
   // Shared with other readers, never read while a compaction swaps the snapshot for files.
   const auto turn_file = compaction_lock(dir, stage);
@@ -213,7 +213,7 @@ JournalHistory read_journal(const std::filesystem::path& dir, const std::string&
   return std::move(out);
 }
 
-int compact_journal(const std::filesystem::path& dir, const std::string& stage, JournalHistory* history) {
+int compact_journal(const std::filesystem::path& dir, JournalStage stage, JournalHistory* history) {
   if (!std::filesystem::is_directory(dir)) return 0;
   const FileLock turn(compaction_lock(dir, stage), O_RDWR | O_CREAT, LOCK_EX);
   if (!turn.held()) throw std::runtime_error(fmt::format("journal {}: cannot lock for compaction", dir.string()));
@@ -273,9 +273,9 @@ JournalHistory journal_from_text(const std::string& text) {
 TileAction decide(const std::vector<JournalRecord>& history, const std::string& fingerprint, int max_attempts) {
   if (history.empty()) return TileAction::process;
   const JournalRecord& latest = history.back();
-  if ((latest.status == "done" || latest.status == "nodata") && latest.fingerprint == fingerprint) return TileAction::skip_done;
+  if (latest.status != TileStatus::failed && latest.fingerprint == fingerprint) return TileAction::skip_done;
   const auto failures = std::count_if(history.begin(), history.end(), [&](const JournalRecord& r) {
-    return r.status == "failed" && r.fingerprint == fingerprint;
+    return r.status == TileStatus::failed && r.fingerprint == fingerprint;
   });
   return failures >= max_attempts ? TileAction::skip_failed : TileAction::process;
 }

@@ -15,12 +15,31 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/core/choice.hpp"
+
 namespace eo {
 
+// The per-tile jobs that keep a journal; the name starts each of its files.
+enum class JournalStage { run, prepare };
+template <>
+struct ChoiceTable<JournalStage> {
+  static constexpr std::string_view what = "a journalled stage";
+  static constexpr ChoiceName<JournalStage> names[] = {{"run", JournalStage::run}, {"prepare", JournalStage::prepare}};
+};
+
+// What a tile came to (DESIGN.md §5).
+enum class TileStatus { done, nodata, failed };
+template <>
+struct ChoiceTable<TileStatus> {
+  static constexpr std::string_view what = "a tile status";
+  static constexpr ChoiceName<TileStatus> names[] = {
+      {"done", TileStatus::done}, {"nodata", TileStatus::nodata}, {"failed", TileStatus::failed}};
+};
+
 struct JournalRecord {
-  std::string stage;   // "prepare" or "run"
+  JournalStage stage = JournalStage::run;
   std::string tile;
-  std::string status;  // "done", "nodata" or "failed"
+  TileStatus status = TileStatus::done;
   std::string fingerprint;
   std::string config_hash;
   std::string model_hash;
@@ -35,7 +54,7 @@ struct JournalRecord {
 
 class JournalWriter {
  public:
-  JournalWriter(const std::filesystem::path& dir, const std::string& stage, int rank, const std::string& run_id);
+  JournalWriter(const std::filesystem::path& dir, JournalStage stage, int rank, const std::string& run_id);
   ~JournalWriter();
   JournalWriter(const JournalWriter&) = delete;
   JournalWriter& operator=(const JournalWriter&) = delete;
@@ -48,7 +67,8 @@ class JournalWriter {
  private:
   std::filesystem::path file_;
   std::FILE* out_ = nullptr;
-  std::string stage_, run_id_;
+  JournalStage stage_;
+  std::string run_id_;
   int rank_ = 0;
 };
 
@@ -57,7 +77,7 @@ class JournalWriter {
 using JournalHistory = std::map<std::string, std::vector<JournalRecord>>;
 // The snapshot and the files it has not absorbed. A torn last line (a crash while
 // writing) is skipped. `files_opened`, when given, counts the files read.
-JournalHistory read_journal(const std::filesystem::path& dir, const std::string& stage, int* files_opened = nullptr);
+JournalHistory read_journal(const std::filesystem::path& dir, JournalStage stage, int* files_opened = nullptr);
 
 // Folds the stage's finished files into the snapshot, then removes them. Safe against
 // writers still appending (their files are left), another compaction (they take turns)
@@ -65,7 +85,7 @@ JournalHistory read_journal(const std::filesystem::path& dir, const std::string&
 // behind is not counted twice). Returns the number of files removed; `history`, when
 // given, receives the snapshot's records (what read_journal then reads, less the files
 // writers still hold).
-int compact_journal(const std::filesystem::path& dir, const std::string& stage, JournalHistory* history = nullptr);
+int compact_journal(const std::filesystem::path& dir, JournalStage stage, JournalHistory* history = nullptr);
 
 // A history as text and back, for one rank to read the journal and share it.
 std::string journal_to_text(const JournalHistory& history);

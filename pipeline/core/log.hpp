@@ -4,9 +4,11 @@
 #include <spdlog/spdlog.h>
 #include <string>
 
+#include "pipeline/core/choices.hpp"
+
 namespace eo {
 
-// level: debug | info | warn | error. --quiet and --verbose override the config's level.
-void setup_logging(int rank, const std::string& level);
+// --quiet and --verbose override the config's level.
+void setup_logging(int rank, LogLevel level);
 
 }  // namespace eo

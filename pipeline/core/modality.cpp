@@ -7,11 +7,11 @@ namespace eo {
 
 const ModalityInfo& info(Modality m) {
   static const std::array<ModalityInfo, 5> table = {{
-      {Modality::s2rgb, "s2rgb", {"R", "G", "B"}, kSeasons, "bilinear", false, Reduce::median},
-      {Modality::s1amp, "s1amp", {"VV", "VH"}, kSeasons, "bilinear", false, Reduce::mean_power_db},
-      {Modality::s1coh, "s1coh", {"coh"}, kSeasons, "bilinear", false, Reduce::mean},
-      {Modality::worldcover, "worldcover", {"class"}, 1, "mode", true, Reduce::first},
-      {Modality::treecover, "treecover", {"percent"}, 1, "average", false, Reduce::first},
+      {Modality::s2rgb, "s2rgb", {"R", "G", "B"}, kSeasons, Resampling::bilinear, false, Reduce::median},
+      {Modality::s1amp, "s1amp", {"VV", "VH"}, kSeasons, Resampling::bilinear, false, Reduce::mean_power_db},
+      {Modality::s1coh, "s1coh", {"coh"}, kSeasons, Resampling::bilinear, false, Reduce::mean},
+      {Modality::worldcover, "worldcover", {"class"}, 1, Resampling::mode, true, Reduce::first},
+      {Modality::treecover, "treecover", {"percent"}, 1, Resampling::average, false, Reduce::first},
   }};
   return table[static_cast<std::size_t>(m)];
 }

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "pipeline/core/choices.hpp"
+
 namespace eo {
 
 enum class Modality { s2rgb, s1amp, s1coh, worldcover, treecover };
@@ -28,7 +30,7 @@ struct ModalityInfo {
   const char* name;
   std::vector<std::string> bands;  // per season
   int seasons;                     // 4 for seasonal products, 1 for label maps
-  const char* resampling;          // default GDAL resampling for the warp
+  Resampling resampling;           // the warp's default
   bool integer;                    // stored as uint8 in the chip store (else float32): class maps
   Reduce reduce;                   // how a season's observations are composited
   int channels() const { return static_cast<int>(bands.size()) * seasons; }

@@ -99,7 +99,7 @@ class TileRun {
     record.status = outcome.status;
     record.chips = outcome.chips;
     record.nodata_chips = outcome.nodata_chips;
-    if (outcome.status == "failed") record.error = fmt::format("tile {}: rank {}: {}", record.tile, rank_, outcome.error);
+    if (outcome.status == TileStatus::failed) record.error = fmt::format("tile {}: rank {}: {}", record.tile, rank_, outcome.error);
     try {
       failpoint("tile-written");
       record.seconds = seconds_since(tile.t0);
@@ -108,18 +108,18 @@ class TileRun {
       throw OutputError(fmt::format("tile {}: rank {}: cannot write the output: {}", record.tile, rank_, e.what()));
     }
     stats_.write_s += seconds_since(w0);
-    if (record.status == "failed") {
+    if (record.status == TileStatus::failed) {
       ++stats_.failed;
     } else {
-      ++(record.status == "done" ? stats_.done : stats_.nodata);
+      ++(record.status == TileStatus::done ? stats_.done : stats_.nodata);
       stats_.chips += record.chips;
       stats_.nodata_chips += record.nodata_chips;
     }
     stats_.rss_mib_after_tile.push_back(static_cast<std::int64_t>(current_rss_mib()));
-    if (record.status == "failed")
+    if (record.status == TileStatus::failed)
       spdlog::error("{}", record.error);
     else
-      spdlog::info("tile {}: {} ({} chips, {} no data, {:.1f} s, {} MiB resident)", record.tile, record.status,
+      spdlog::info("tile {}: {} ({} chips, {} no data, {:.1f} s, {} MiB resident)", record.tile, name_of(record.status),
                    record.chips, record.nodata_chips, record.seconds, stats_.rss_mib_after_tile.back());
     recorded_(record.chips);
   }
@@ -174,7 +174,7 @@ void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const T
   for (std::size_t i : tiles.job_tiles()) job.insert(plan.tiles[i].id.str());
   nlohmann::json failures = nlohmann::json::array();
   for (const auto& [tile, records] : history)
-    if (records.back().status == "failed" && job.count(tile))
+    if (records.back().status == TileStatus::failed && job.count(tile))
       failures.push_back({{"tile", tile}, {"rank", records.back().rank}, {"error", records.back().error}});
   const double seconds = seconds_since(spec.started);
   nlohmann::json seconds_by_stage;
@@ -196,18 +196,8 @@ LoopResult run_tile_loop(const Comm& comm, const Plan& plan, TileSource& tiles, 
   const int rank = comm.rank();
   // One rank reads the journal and shares it: a start opens the journal's files once, not
   // once per rank. A journal that cannot be read stops every rank, not rank 0 alone.
-  constexpr char kUnreadable = '\x01';
-  std::string text;
-  if (rank == 0) {
-    try {
-      text = journal_to_text(read_journal(spec.journal, spec.stage));
-    } catch (const std::exception& e) {
-      text = kUnreadable + std::string(e.what());
-    }
-  }
-  text = comm.broadcast(text);
-  if (!text.empty() && text.front() == kUnreadable) throw std::runtime_error(text.substr(1));
-  const JournalHistory history = journal_from_text(text);
+  const JournalHistory history =
+      journal_from_text(comm.rank_zero_tries([&] { return journal_to_text(read_journal(spec.journal, spec.stage)); }));
   JournalWriter journal(spec.journal, spec.stage, rank, new_run_id());
   LoopResult result;
   RankStats& stats = result.mine;
@@ -293,7 +283,7 @@ std::string summary_text(const TileLoopSpec& spec, const nlohmann::json& r, cons
   std::string text = fmt::format(
       "{}: {} tiles: {} done, {} no data, {} failed, {} already done, {} left failed after {} attempts; {} chips {} in "
       "{:.1f} s ({:.1f} chips/s) on {} ranks\n",
-      spec.stage, r.at("tiles").get<std::int64_t>(), r.at("done").get<std::int64_t>(), r.at("nodata").get<std::int64_t>(),
+      name_of(spec.stage), r.at("tiles").get<std::int64_t>(), r.at("done").get<std::int64_t>(), r.at("nodata").get<std::int64_t>(),
       r.at("failed").get<std::int64_t>(), r.at("skipped_done").get<std::int64_t>(), r.at("left_failed").get<std::int64_t>(),
       spec.max_attempts, r.at(spec.chips_key).get<std::int64_t>(), chips_verb, seconds,
       r.at("chips_per_second").get<double>(), r.at("ranks").get<int>());

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pipeline/core/chip_batch.hpp"
+#include "pipeline/core/journal.hpp"
 #include "pipeline/core/plan.hpp"
 #include "pipeline/driver/prefetcher.hpp"
 #include "schedulers/comm.hpp"
@@ -26,7 +27,7 @@ namespace eo {
 
 // What a tile came to, as its sink says at the end.
 struct TileOutcome {
-  std::string status;  // done | nodata | failed
+  TileStatus status = TileStatus::done;
   int chips = 0, nodata_chips = 0;
   std::string error;   // failed: why (the stage names itself; the loop adds tile and rank)
 };
@@ -55,7 +56,7 @@ class TileSink {
 };
 
 struct TileLoopSpec {
-  std::string stage;              // "run" or "prepare": names the journal's files
+  JournalStage stage = JournalStage::run;  // names the journal's files
   std::filesystem::path journal;  // OUTPUT/journal
   int max_attempts = 3;           // failed this often with one fingerprint: left failed
   bool prefetch = true;           // read the next tile while the sink works on this one

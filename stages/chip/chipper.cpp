@@ -50,7 +50,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
     try {
       sources.emplace_back(catalog, m, area);
     } catch (const std::exception& e) {
-      throw StageError("ingest", fmt::format("{}: {}", info(m).name, e.what()));
+      rethrow_with_context(e, "ingest", info(m).name);
     }
   }
   for (int r = 0; r < kChipsPerTileSide; ++r) {
@@ -73,7 +73,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       try {
         warped = sources[i].warp(window, settings);
       } catch (const std::exception& e) {
-        throw StageError("reproject", fmt::format("{}: {}", info(m).name, e.what()));
+        rethrow_with_context(e, "reproject", info(m).name);
       }
       ModalityChips mc{m, warped.channels, {}, {}, {}, warped.observations};
       const std::size_t per_chip = static_cast<std::size_t>(mc.channels) * size * size;

@@ -19,7 +19,7 @@ namespace eo {
 struct TileReadOptions {
   double pixel = 10;
   std::vector<Modality> modalities;
-  std::map<Modality, std::string> resampling;
+  std::map<Modality, Resampling> resampling;
   int threads = 1;
   int memory_mb = 256;
 

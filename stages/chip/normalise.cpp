@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/hash.hpp"
 #include "stages/reproject/warp.hpp"
@@ -40,7 +41,7 @@ Normalisation Normalisation::from_json(const std::string& text, const std::strin
       for (std::size_t c = 0; c < mean.size(); ++c) n.channels[m].push_back({mean[c], std[c]});
     }
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("normalisation {}: {}", source, e.what()));
+    throw StageError("chip", fmt::format("normalisation {}: {}", source, e.what()));
   }
   return n;
 }
@@ -51,7 +52,7 @@ void Normalisation::save(const std::filesystem::path& file) const { write_atomic
 
 Normalisation Normalisation::load(const std::filesystem::path& file) {
   std::ifstream in(file);
-  if (!in) throw std::runtime_error(fmt::format("normalisation {}: cannot open the file", file.string()));
+  if (!in) throw StageError("chip", fmt::format("normalisation {}: cannot open the file", file.string()));
   std::stringstream buf;
   buf << in.rdbuf();
   return from_json(buf.str(), file.string());

@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 
 namespace eo {
@@ -19,7 +20,7 @@ class H5 {
  public:
   H5() = default;
   H5(hid_t id, herr_t (*close)(hid_t), const std::string& what) : id_(id), close_(close) {
-    if (id < 0) throw std::runtime_error("HDF5: " + what);
+    if (id < 0) throw StageError("chipstore", "HDF5: " + what);
   }
   H5(H5&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
   H5& operator=(H5&& o) noexcept {
@@ -42,7 +43,7 @@ class H5 {
 };
 
 void check(herr_t rc, const std::string& what) {
-  if (rc < 0) throw std::runtime_error("HDF5: " + what);
+  if (rc < 0) throw StageError("chipstore", "HDF5: " + what);
 }
 
 void write_string_attribute(hid_t obj, const std::string& name, const std::string& value) {
@@ -169,7 +170,7 @@ void ChipStoreWriter::append(const ChipBatch& batch, const std::vector<bool>& ha
   const auto k = static_cast<hsize_t>(batch.chips.size());
   if (k == 0) return;
   if (d.written + k > static_cast<hsize_t>(d.info.chips))
-    throw std::runtime_error(fmt::format("chip store {}: more chips than the {} planned", d.pending->file().string(), d.info.chips));
+    throw StageError("chipstore", fmt::format("chip store {}: more chips than the {} planned", d.pending->file().string(), d.info.chips));
   std::vector<char> ids(k * 13);
   std::vector<std::int32_t> rows(k), cols(k);
   std::vector<std::uint8_t> status(k);
@@ -212,7 +213,7 @@ void ChipStoreWriter::append(const ChipBatch& batch, const std::vector<bool>& ha
 void ChipStoreWriter::commit() {
   Impl& d = *impl_;
   if (d.written != static_cast<hsize_t>(d.info.chips))
-    throw std::runtime_error(fmt::format("chip store {}: {} chips written of {}", d.pending->file().string(), d.written, d.info.chips));
+    throw StageError("chipstore", fmt::format("chip store {}: {} chips written of {}", d.pending->file().string(), d.written, d.info.chips));
   d.datasets.clear();
   d.clear.clear();
   d.ids.reset(); d.rows.reset(); d.cols.reset(); d.status.reset();

@@ -17,14 +17,11 @@
 #include <xtensor/xtensor.hpp>
 
 #include "pipeline/core/chip_batch.hpp"
+#include "pipeline/core/choices.hpp"
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/modality.hpp"
 
 namespace eo {
-
-enum class CubeDtype { float32, float16, int8 };
-CubeDtype parse_cube_dtype(const std::string& name);  // throws std::invalid_argument
-std::string cube_dtype_name(CubeDtype dtype);
 
 // The status of a chip in the cube (DESIGN.md §4).
 enum ChipStatus : std::uint8_t { kNotProcessed = 0, kEmbedded = 1, kNoData = 2, kFailed = 3 };

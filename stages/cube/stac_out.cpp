@@ -114,130 +114,122 @@ json describe_quantization(const Hrefs& href, const json& geoemb, const fs::path
   return q;
 }
 
-}  // namespace
-
-fs::path stac_collection_path(const fs::path& cube) { return cube / "stac" / "collection.json"; }
-
-StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& sources) {
-  const CubeReader cube(cube_path);
-  const CubeSpec& spec = cube.spec();
-  const json& provenance = spec.provenance;
-  const json geoemb = geoemb_attributes(spec);
-  const fs::path dir = cube_path / "stac", items_dir = dir / "items";
-  fs::create_directories(items_dir);
-  const Hrefs from_item(cube_path, items_dir), from_collection(cube_path, dir);
-  const std::string model_version = provenance.value("model_version", std::string("unknown"));
-  const std::string collection_id = "eo-pipeline-" + model_version;
-
-  std::vector<std::string> modalities;
-  for (Modality m : spec.modalities) modalities.push_back(info(m).name);
-  const json runtime = {{"model_version", model_version}, {"chip_pixels", spec.chip_pixels},
-                        {"pixel_size_m", spec.pixel_size}, {"modalities", modalities}};
-
-  StacWritten written;
-  written.collection = stac_collection_path(cube_path);
-  json item_links = json::array(), zones = json::array();
-  LonLatBox extent;
-  Span time;
-  std::set<std::string> kept;
-  for (Zone zone : spec.zones) {
-    const fs::path zone_dir = cube_path / zone.name();
-    bool any = false;
-    for (const TileId& tile : cube.written_tiles(zone)) {
-      const std::vector<std::uint8_t> status = cube.read_status(tile);
-      const auto count = [&](std::uint8_t s) { return std::count(status.begin(), status.end(), s); };
-      if (count(kEmbedded) == 0) continue;
-      any = true;
-      const std::string id = tile.str();
-      const json tile_provenance = cube.read_provenance(tile);
-
-      const Box b = tile.bounds();
-      json ring = json::array();
-      for (const LonLat& p : footprint_lonlat(zone, b, 8)) ring.push_back({p.lon, p.lat});
-      const LonLatBox box = lonlat_bounds(zone, b);
-      extent.add(box);
-
-      json properties = {
-          {"processing:datetime",
-           utc_iso(std::chrono::file_clock::to_sys(fs::last_write_time(cube.chunk_path(tile, "status"))))},
-          {"processing:software", {{"eo-pipeline", EO_VERSION}}},
-          {"proj:code", fmt::format("EPSG:{}", zone.epsg())},
-          {"proj:shape", {kChipsPerTileSide, kChipsPerTileSide}},
-          {"proj:transform", {kChipSizeM, 0.0, b.e0, 0.0, -kChipSizeM, b.n1}},
-          {"proj:bbox", {b.e0, b.n0, b.e1, b.n1}},
-          {"emb:runtime_parameters", runtime},
-          {"eo-pipeline:chips", {{"embedded", count(kEmbedded)}, {"no_data", count(kNoData)}, {"failed", count(kFailed)}}},
-          {"eo-pipeline:chunk", {tile.row, tile.col}}};
-      const Span span = provenance_span(tile_provenance);
-      if (span.start.empty()) {  // no observation recorded: the time it was made
-        properties["datetime"] = properties["processing:datetime"];
-        time.add(properties["datetime"].get<std::string>());
-      } else {
-        properties["datetime"] = nullptr;
-        properties["start_datetime"] = span.start;
-        properties["end_datetime"] = span.end;
-        time.add(span);
-      }
-      if (spec.dtype == CubeDtype::int8) properties["emb:quantization"] = describe_quantization(from_item, geoemb, zone_dir);
-
-      json links = {link("root", "../collection.json", kJson), link("parent", "../collection.json", kJson),
-                    link("collection", "../collection.json", kJson), model_link(from_item, provenance, geoemb)};
-      for (const StacSource& s : sources ? sources(tile, tile_provenance) : std::vector<StacSource>{})
-        links.push_back(link("emb:source-data", from_item(s.href), media_type(s.href), s.title));
-
-      const std::string chunk = fmt::format("chunk {}.{}.0", tile.row, tile.col);
-      json assets = json::object();
-      const auto array_asset = [&](const std::string& name, const std::string& title) {
-        return json{{"href", from_item((zone_dir / name).string())}, {"type", kZarr}, {"roles", {"data"}},
-                    {"title", title}};
-      };
-      assets["embeddings"] = array_asset(
-          "fused", fmt::format("fused embeddings (y, x, dim), {} of zone group {}: the mean of the modalities' ", chunk,
-                               zone.name()) + "embeddings a chip has");
-      for (Modality m : spec.modalities)
-        assets[info(m).name] = array_asset(info(m).name, fmt::format("{} embeddings (y, x, dim), {}", info(m).name, chunk));
-      assets["status"] = array_asset("status", fmt::format("chip status (y, x), chunk {}.{}: 1 embedded, 2 no data, 3 failed",
-                                                           tile.row, tile.col));
-      if (!tile_provenance.empty())
-        assets["provenance"] = {{"href", from_item(cube.provenance_path(tile).string())},
-                                {"type", kJson}, {"roles", {"metadata"}},
-                                {"title", "the observations composited per modality and season"}};
-
-      const json item = {{"type", "Feature"}, {"stac_version", "1.0.0"},
-                         {"stac_extensions", {kEmbeddingExtension, kProjectionExtension, kProcessingExtension}},
-                         {"id", id}, {"collection", collection_id},
-                         {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
-                         {"bbox", {box.lon0, box.lat0, box.lon1, box.lat1}},
-                         {"properties", properties}, {"links", links}, {"assets", assets}};
-      write_if_changed(items_dir / (id + ".json"), item.dump(2) + "\n");
-      kept.insert(id + ".json");
-      item_links.push_back(link("item", "./items/" + id + ".json", kJson, id));
-      ++written.items;
-    }
-    if (any) zones.push_back(fmt::format("EPSG:{}", zone.epsg()));
+// What every Item and the Collection of one cube share.
+struct CubeStac {
+  explicit CubeStac(const fs::path& cube_path)
+      : path(cube_path), cube(cube_path), spec(cube.spec()), provenance(spec.provenance), geoemb(geoemb_attributes(spec)),
+        dir(cube_path / "stac"), items_dir(dir / "items"), from_item(cube_path, items_dir), from_collection(cube_path, dir),
+        model_version(provenance.value("model_version", std::string("unknown"))),
+        collection_id("eo-pipeline-" + model_version) {
+    for (Modality m : spec.modalities) modalities.push_back(info(m).name);
+    runtime = {{"model_version", model_version}, {"chip_pixels", spec.chip_pixels},
+               {"pixel_size_m", spec.pixel_size}, {"modalities", modalities}};
   }
-  for (const auto& e : fs::directory_iterator(items_dir))
-    if (!kept.count(e.path().filename().string())) written.removed += fs::remove(e.path());
+  fs::path path;
+  CubeReader cube;
+  const CubeSpec& spec;
+  const json& provenance;
+  json geoemb;
+  fs::path dir, items_dir;
+  Hrefs from_item, from_collection;
+  std::string model_version, collection_id;
+  std::vector<std::string> modalities;
+  json runtime;
+};
 
-  json links = {link("root", "./collection.json", kJson), model_link(from_collection, provenance, geoemb)};
-  if (provenance.contains("source_catalog"))
-    links.push_back(link("emb:source-data", from_collection(provenance["source_catalog"].get<std::string>()),
+// A tile's Item: its footprint, its time span (of the observations its provenance names,
+// else when it was made), where it lies in the zone's grid, its chips' counts.
+json tile_properties(const CubeStac& c, const TileId& tile, const std::vector<std::uint8_t>& status,
+                     const json& tile_provenance, Span& time) {
+  const auto count = [&](std::uint8_t s) { return std::count(status.begin(), status.end(), s); };
+  const Box b = tile.bounds();
+  json properties = {
+      {"processing:datetime",
+       utc_iso(std::chrono::file_clock::to_sys(fs::last_write_time(c.cube.chunk_path(tile, "status"))))},
+      {"processing:software", {{"eo-pipeline", EO_VERSION}}},
+      {"proj:code", fmt::format("EPSG:{}", tile.zone.epsg())},
+      {"proj:shape", {kChipsPerTileSide, kChipsPerTileSide}},
+      {"proj:transform", {kChipSizeM, 0.0, b.e0, 0.0, -kChipSizeM, b.n1}},
+      {"proj:bbox", {b.e0, b.n0, b.e1, b.n1}},
+      {"emb:runtime_parameters", c.runtime},
+      {"eo-pipeline:chips", {{"embedded", count(kEmbedded)}, {"no_data", count(kNoData)}, {"failed", count(kFailed)}}},
+      {"eo-pipeline:chunk", {tile.row, tile.col}}};
+  const Span span = provenance_span(tile_provenance);
+  if (span.start.empty()) {  // no observation recorded: the time it was made
+    properties["datetime"] = properties["processing:datetime"];
+    time.add(properties["datetime"].get<std::string>());
+  } else {
+    properties["datetime"] = nullptr;
+    properties["start_datetime"] = span.start;
+    properties["end_datetime"] = span.end;
+    time.add(span);
+  }
+  if (c.spec.dtype == CubeDtype::int8)
+    properties["emb:quantization"] = describe_quantization(c.from_item, c.geoemb, c.path / tile.zone.name());
+  return properties;
+}
+
+// A tile's assets: its chunks of each array, and its provenance.
+json tile_assets(const CubeStac& c, const TileId& tile, const json& tile_provenance) {
+  const fs::path zone_dir = c.path / tile.zone.name();
+  const std::string chunk = fmt::format("chunk {}.{}.0", tile.row, tile.col);
+  json assets = json::object();
+  const auto array_asset = [&](const std::string& name, const std::string& title) {
+    return json{{"href", c.from_item((zone_dir / name).string())}, {"type", kZarr}, {"roles", {"data"}}, {"title", title}};
+  };
+  assets["embeddings"] = array_asset(
+      "fused", fmt::format("fused embeddings (y, x, dim), {} of zone group {}: the mean of the modalities' ", chunk,
+                           tile.zone.name()) + "embeddings a chip has");
+  for (Modality m : c.spec.modalities)
+    assets[info(m).name] = array_asset(info(m).name, fmt::format("{} embeddings (y, x, dim), {}", info(m).name, chunk));
+  assets["status"] = array_asset("status", fmt::format("chip status (y, x), chunk {}.{}: 1 embedded, 2 no data, 3 failed",
+                                                       tile.row, tile.col));
+  if (!tile_provenance.empty())
+    assets["provenance"] = {{"href", c.from_item(c.cube.provenance_path(tile).string())},
+                            {"type", kJson}, {"roles", {"metadata"}},
+                            {"title", "the observations composited per modality and season"}};
+  return assets;
+}
+
+json tile_item(const CubeStac& c, const TileId& tile, const std::vector<std::uint8_t>& status, const TileSources& sources,
+               LonLatBox& extent, Span& time) {
+  const json tile_provenance = c.cube.read_provenance(tile);
+  json ring = json::array();
+  for (const LonLat& p : footprint_lonlat(tile.zone, tile.bounds(), 8)) ring.push_back({p.lon, p.lat});
+  const LonLatBox box = lonlat_bounds(tile.zone, tile.bounds());
+  extent.add(box);
+  json links = {link("root", "../collection.json", kJson), link("parent", "../collection.json", kJson),
+                link("collection", "../collection.json", kJson), model_link(c.from_item, c.provenance, c.geoemb)};
+  for (const StacSource& s : sources ? sources(tile, tile_provenance) : std::vector<StacSource>{})
+    links.push_back(link("emb:source-data", c.from_item(s.href), media_type(s.href), s.title));
+  return {{"type", "Feature"}, {"stac_version", "1.0.0"},
+          {"stac_extensions", {kEmbeddingExtension, kProjectionExtension, kProcessingExtension}},
+          {"id", tile.str()}, {"collection", c.collection_id},
+          {"geometry", {{"type", "Polygon"}, {"coordinates", {ring}}}},
+          {"bbox", {box.lon0, box.lat0, box.lon1, box.lat1}},
+          {"properties", tile_properties(c, tile, status, tile_provenance, time)}, {"links", links},
+          {"assets", tile_assets(c, tile, tile_provenance)}};
+}
+
+json collection_of(const CubeStac& c, const LonLatBox& extent, const Span& time, const json& zones,
+                   const json& item_links) {
+  json links = {link("root", "./collection.json", kJson), model_link(c.from_collection, c.provenance, c.geoemb)};
+  if (c.provenance.contains("source_catalog"))
+    links.push_back(link("emb:source-data", c.from_collection(c.provenance["source_catalog"].get<std::string>()),
                          "application/x-ndjson", "the catalog of input scenes and products the run read"));
   else
-    links.push_back(link("emb:source-data", geoemb["geoemb:source_data"][0].get<std::string>(), "", "sources not recorded"));
+    links.push_back(link("emb:source-data", c.geoemb["geoemb:source_data"][0].get<std::string>(), "", "sources not recorded"));
   for (const json& l : item_links) links.push_back(l);
 
-  const std::string created = provenance.value("created", utc_iso(std::chrono::system_clock::now()));
-  json layout = geoemb["geoemb:chip_layout"];
-  const json collection = {
+  const std::string created = c.provenance.value("created", utc_iso(std::chrono::system_clock::now()));
+  return {
       {"type", "Collection"}, {"stac_version", "1.0.0"}, {"stac_extensions", {kEmbeddingExtension, kProjectionExtension}},
-      {"id", collection_id},
-      {"title", fmt::format("eo-pipeline chip embeddings, model {}", model_version)},
+      {"id", c.collection_id},
+      {"title", fmt::format("eo-pipeline chip embeddings, model {}", c.model_version)},
       {"description", fmt::format("One {}-dimensional embedding per {} m chip of the UTM chip grid, for each of {} and "
                                   "their mean (fused), made by eo-pipeline with model {}. The embeddings are the Zarr "
                                   "cube around this catalog; one Item per tile of 16 x 16 chips.",
-                                  spec.dim, kChipSizeM, fmt::join(modalities, ", "),
-                                  model_version)},
+                                  c.spec.dim, kChipSizeM, fmt::join(c.modalities, ", "), c.model_version)},
       {"license", "proprietary"},
       {"extent",
        {{"spatial", {{"bbox", json::array({extent.empty() ? json::array({-180.0, -90.0, 180.0, 90.0})
@@ -245,17 +237,48 @@ StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& source
         {"temporal", {{"interval", json::array({time.start.empty() ? json::array({created, nullptr})
                                                                      : json::array({time.start, time.end})})}}}}},
       {"emb:type", "chip"},
-      {"emb:dimensions", spec.dim},
-      {"data_type", cube_dtype_name(spec.dtype)},
-      {"gsd", spec.pixel_size},
-      {"emb:chip_layout", layout},
+      {"emb:dimensions", c.spec.dim},
+      {"data_type", name_str(c.spec.dtype)},
+      {"gsd", c.spec.pixel_size},
+      {"emb:chip_layout", c.geoemb["geoemb:chip_layout"]},
       {"emb:temporal_resolution", "one embedding over four seasonal composites (DJF, MAM, JJA, SON)"},
       {"emb:fit_for_use", {"classification", "regression", "retrieval"}},
       {"summaries", {{"proj:code", zones.empty() ? json::array({"unknown"}) : zones}}},
       {"item_assets",
        {{"embeddings", {{"type", kZarr}, {"roles", {"data"}}, {"title", "fused embeddings (y, x, dim) of the tile's zone"}}}}},
       {"links", links}};
-  write_if_changed(written.collection, collection.dump(2) + "\n");
+}
+
+}  // namespace
+
+fs::path stac_collection_path(const fs::path& cube) { return cube / "stac" / "collection.json"; }
+
+StacWritten write_cube_stac(const fs::path& cube_path, const TileSources& sources) {
+  const CubeStac c(cube_path);
+  fs::create_directories(c.items_dir);
+  StacWritten written;
+  written.collection = stac_collection_path(cube_path);
+  json item_links = json::array(), zones = json::array();
+  LonLatBox extent;
+  Span time;
+  std::set<std::string> kept;
+  for (Zone zone : c.spec.zones) {
+    bool any = false;
+    for (const TileId& tile : c.cube.written_tiles(zone)) {
+      const std::vector<std::uint8_t> status = c.cube.read_status(tile);
+      if (std::count(status.begin(), status.end(), kEmbedded) == 0) continue;
+      any = true;
+      const std::string id = tile.str();
+      write_if_changed(c.items_dir / (id + ".json"), tile_item(c, tile, status, sources, extent, time).dump(2) + "\n");
+      kept.insert(id + ".json");
+      item_links.push_back(link("item", "./items/" + id + ".json", kJson, id));
+      ++written.items;
+    }
+    if (any) zones.push_back(fmt::format("EPSG:{}", zone.epsg()));
+  }
+  for (const auto& e : fs::directory_iterator(c.items_dir))
+    if (!kept.count(e.path().filename().string())) written.removed += fs::remove(e.path());
+  write_if_changed(written.collection, collection_of(c, extent, time, zones, item_links).dump(2) + "\n");
   return written;
 }
 

@@ -9,11 +9,13 @@
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <spdlog/spdlog.h>
 #include <thread>
+#include <tuple>
 
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/parallel.hpp"
@@ -96,46 +98,48 @@ void draw_curve(const fs::path& file, const std::string& target,
   });
 }
 
-}  // namespace
-
-std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotInput& in, const fs::path& dir) {
-  const std::vector<ChipSample>& samples = in.samples;
-  const std::vector<TargetSpec>& targets = in.targets;
-  std::vector<Point> points;
-  for (const ChipSample& s : samples) points.push_back(s.at);
-  const std::vector<SplitSet> split = stripe_split(points, fewshot.split_angle, fewshot.stripes);
-
-  std::vector<std::string> feature_sets = in.cube->embedding_arrays();
-  feature_sets.push_back(kConcatenated);
+std::vector<std::string> feature_sets_of(const FewshotInput& in) {
+  std::vector<std::string> sets = in.cube->embedding_arrays();
+  sets.push_back(kConcatenated);
   // The band-statistics baseline (when the samples have it), pooled and each modality's
   // own, the baseline its embedding is judged against.
-  if (!samples.empty() && samples.front().features.count(kBandStatistics)) {
-    feature_sets.push_back(kBandStatistics);
-    for (Modality m : in.cube->modalities) feature_sets.push_back(band_statistics_of(m));
+  if (!in.samples.empty() && in.samples.front().features.count(kBandStatistics)) {
+    sets.push_back(kBandStatistics);
+    for (Modality m : in.cube->modalities) sets.push_back(band_statistics_of(m));
   }
-  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return sets;
+}
 
-  // Every fit of the sweep as a job; they run side by side, one thread each (so one fit's
-  // numbers do not depend on how many run beside it), and land in the order written.
-  struct Job {
-    std::size_t target;
-    int n, seed;
-    bool all;
-    std::string features;
-    ModelKind model;
-  };
+// One fit of the sweep.
+struct Job {
+  std::size_t target;
+  int n, seed;
+  bool all;
+  std::string features;
+  ModelKind model;
+};
+
+// Every fit of the sweep, and each target's chips in the train, validation and test sets.
+struct Sweep {
   std::vector<Job> jobs;
-  std::vector<std::array<std::vector<std::size_t>, 3>> sets(targets.size());  // train, validation, test per target
+  std::vector<std::array<std::vector<std::size_t>, 3>> sets;  // train, validation, test per target
   json counts = json::object();
-  for (std::size_t t = 0; t < targets.size(); ++t) {
-    auto& [train, val, test] = sets[t];
+};
+
+Sweep plan_sweep(const FewshotConfig& fewshot, const FewshotInput& in, const std::vector<SplitSet>& split,
+                 const std::vector<std::string>& feature_sets) {
+  const std::vector<ChipSample>& samples = in.samples;
+  Sweep sweep;
+  sweep.sets.resize(in.targets.size());
+  for (std::size_t t = 0; t < in.targets.size(); ++t) {
+    auto& [train, val, test] = sweep.sets[t];
     for (std::size_t i = 0; i < samples.size(); ++i) {
       if (std::isnan(samples[i].targets[t])) continue;
       (split[i] == SplitSet::train ? train : split[i] == SplitSet::validation ? val : test).push_back(i);
     }
-    counts[targets[t].name] = {{"train", train.size()}, {"validation", val.size()}, {"test", test.size()}};
+    sweep.counts[in.targets[t].name] = {{"train", train.size()}, {"validation", val.size()}, {"test", test.size()}};
     if (train.size() < 2 || val.empty() || test.empty()) {
-      spdlog::warn("fewshot: {}: too few labelled chips ({} train, {} validation, {} test): skipped", targets[t].name,
+      spdlog::warn("fewshot: {}: too few labelled chips ({} train, {} validation, {} test): skipped", in.targets[t].name,
                    train.size(), val.size(), test.size());
       continue;
     }
@@ -147,16 +151,42 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
       for (int seed = 0; seed < fewshot.seeds; ++seed)
         for (const std::string& f : feature_sets)
           for (ModelKind m : {ModelKind::ridge, ModelKind::gbt, ModelKind::rf})
-            jobs.push_back({t, n, seed, n == static_cast<int>(train.size()), f, m});
+            sweep.jobs.push_back({t, n, seed, n == static_cast<int>(train.size()), f, m});
   }
+  return sweep;
+}
+
+// One fit: its training chips drawn from the target's, fitted, scored on the test stripes.
+Result fit_one(const FewshotConfig& fewshot, const FewshotInput& in, const Sweep& sweep, const Job& j) {
+  const auto& [train, val, test] = sweep.sets[j.target];
+  std::vector<std::size_t> chosen = train;
+  std::mt19937_64 rng(static_cast<std::uint64_t>(j.seed) * 1000003u + static_cast<std::uint64_t>(j.n));
+  std::shuffle(chosen.begin(), chosen.end(), rng);
+  chosen.resize(static_cast<std::size_t>(j.n));
+  const auto column = [&](const std::vector<std::size_t>& idx, Rows& x, std::vector<float>& y) {
+    for (std::size_t i : idx) x.push_back(in.samples[i].features.at(j.features)), y.push_back(in.samples[i].targets[j.target]);
+  };
+  Rows xt, xv, xq;
+  std::vector<float> yt, yv, yq;
+  column(chosen, xt, yt);
+  column(val, xv, yv);
+  column(test, xq, yq);
+  const double threshold = in.targets[j.target].proportion() ? fewshot.presence_threshold : std::nan("");
+  const auto p = fit_predict(j.model, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(j.seed), 1, fewshot.max_bin);
+  return {in.targets[j.target].name, j.features, model_name(j.model), j.all ? -1 : j.n, j.seed, score(yq, p, threshold)};
+}
+
+// Every fit, side by side on every core, one thread each (so one fit's numbers do not
+// depend on how many run beside it), the dearest first (forests, then boosting, on the
+// most chips) so that the last to finish are short ones; results in the sweep's order.
+std::vector<Result> run_sweep(const FewshotConfig& fewshot, const FewshotInput& in, const Sweep& sweep, int threads) {
+  const std::vector<Job>& jobs = sweep.jobs;
   std::vector<Result> results(jobs.size());
-  // The dearest first (forests, then boosting, on the most chips), so that the last
-  // fits to finish are short ones.
   std::vector<std::size_t> by_cost(jobs.size());
   std::iota(by_cost.begin(), by_cost.end(), 0);
   const auto cost = [&](const Job& j) {
     return (j.model == ModelKind::rf ? 4.0 : j.model == ModelKind::gbt ? 2.0 : 0.1) * j.n *
-           static_cast<double>(samples.front().features.at(j.features).size() + 16);
+           static_cast<double>(in.samples.front().features.at(j.features).size() + 16);
   };
   std::stable_sort(by_cost.begin(), by_cost.end(), [&](std::size_t a, std::size_t b) { return cost(jobs[a]) > cost(jobs[b]); });
   std::size_t done = 0;
@@ -164,24 +194,7 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
   const auto sweep_start = std::chrono::steady_clock::now();
   auto last_report = sweep_start;
   parallel_for(by_cost.size(), threads, [&](std::size_t o) {
-    const Job& j = jobs[by_cost[o]];
-    const auto& [train, val, test] = sets[j.target];
-    std::vector<std::size_t> chosen = train;
-    std::mt19937_64 rng(static_cast<std::uint64_t>(j.seed) * 1000003u + static_cast<std::uint64_t>(j.n));
-    std::shuffle(chosen.begin(), chosen.end(), rng);
-    chosen.resize(static_cast<std::size_t>(j.n));
-    const auto column = [&](const std::vector<std::size_t>& idx, Rows& x, std::vector<float>& y) {
-      for (std::size_t i : idx) x.push_back(samples[i].features.at(j.features)), y.push_back(samples[i].targets[j.target]);
-    };
-    Rows xt, xv, xq;
-    std::vector<float> yt, yv, yq;
-    column(chosen, xt, yt);
-    column(val, xv, yv);
-    column(test, xq, yq);
-    const double threshold = targets[j.target].proportion() ? fewshot.presence_threshold : std::nan("");
-    const auto p = fit_predict(j.model, {&xt, &yt}, {&xv, &yv}, xq, static_cast<std::uint64_t>(j.seed), 1, fewshot.max_bin);
-    results[by_cost[o]] = {targets[j.target].name, j.features, model_name(j.model), j.all ? -1 : j.n, j.seed,
-                           score(yq, p, threshold)};
+    results[by_cost[o]] = fit_one(fewshot, in, sweep, jobs[by_cost[o]]);
     const std::lock_guard lock(mutex);  // a long sweep shows where it is
     const auto now = std::chrono::steady_clock::now();
     if (++done == by_cost.size() || now - last_report > std::chrono::seconds(10)) {
@@ -190,111 +203,149 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
                    std::chrono::duration<double>(now - sweep_start).count());
     }
   });
+  return results;
+}
 
-  // The results, per seed (CSV) and as means over seeds (Markdown, JSON).
+// Every fit's scores, per seed.
+void write_results_csv(const std::vector<Result>& results, const fs::path& file) {
   std::string csv = "target,features,model,n,seed,r2,rmse,f1,accuracy\n";
   for (const Result& r : results)
     csv += fmt::format("{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.target, r.features, r.model,
                        r.n < 0 ? "all" : std::to_string(r.n), r.seed, r.scores.r2, r.scores.rmse, r.scores.f1,
                        r.scores.accuracy);
-  write_atomically(dir / "results.csv", csv);
+  write_atomically(file, csv);
+}
 
-  using Key = std::tuple<std::string, std::string, std::string, int>;  // target, features, model, n
-  std::map<Key, std::vector<double>> r2, f1;
-  for (const Result& r : results) {
-    r2[{r.target, r.features, r.model, r.n}].push_back(r.scores.r2);
-    f1[{r.target, r.features, r.model, r.n}].push_back(r.scores.f1);
+// The sweep's R^2 over seeds, per target, features, model and size (-1: all).
+class MeanR2 {
+ public:
+  explicit MeanR2(const std::vector<Result>& results) {
+    for (const Result& r : results) r2_[{r.target, r.features, r.model, r.n}].push_back(r.scores.r2);
+  }
+  // The sizes fitted for a target (and features, when given).
+  std::set<int> sizes(const std::string& target, const std::string& features = "") const {
+    std::set<int> ns;
+    for (const auto& [key, v] : r2_)
+      if (std::get<0>(key) == target && (features.empty() || std::get<1>(key) == features)) ns.insert(std::get<3>(key));
+    return ns;
+  }
+  std::optional<double> of(const std::string& target, const std::string& features, const char* model, int n) const {
+    const auto it = r2_.find({target, features, model, n});
+    if (it == r2_.end()) return std::nullopt;
+    return mean_of(it->second);
   }
   // The best model's mean R^2 per target, features and size: what the claim is about.
-  auto best = [&](const std::string& target, const std::string& features, int n) {
+  std::pair<double, std::string> best(const std::string& target, const std::string& features, int n) const {
     double b = -std::numeric_limits<double>::infinity();
     std::string which;
+    for (const char* m : {"ridge", "gbt", "rf"})
+      if (const auto v = of(target, features, m, n); v && *v > b) b = *v, which = m;
+    return {b, which};
+  }
+
+ private:
+  using Key = std::tuple<std::string, std::string, std::string, int>;  // target, features, model, n
+  std::map<Key, std::vector<double>> r2_;
+};
+
+// A target's table of mean R^2: a row per features and model, a column per size.
+std::string target_table(const std::string& target, const std::vector<int>& order,
+                         const std::vector<std::string>& feature_sets, const MeanR2& r2) {
+  std::string md = fmt::format("\n## {}\n\n| features | model |", target);
+  for (int n : order) md += n < 0 ? " all |" : fmt::format(" {} |", n);
+  md += "\n|---|---|";
+  for (std::size_t i = 0; i < order.size(); ++i) md += "---|";
+  md += "\n";
+  for (const std::string& f : feature_sets)
     for (const char* m : {"ridge", "gbt", "rf"}) {
-      const auto it = r2.find({target, features, m, n});
-      if (it != r2.end() && mean_of(it->second) > b) b = mean_of(it->second), which = m;
+      md += fmt::format("| {} | {} |", f, m);
+      for (int n : order) {
+        const auto v = r2.of(target, f, m, n);
+        md += v ? fmt::format(" {:.3f} |", *v) : " |";
+      }
+      md += "\n";
     }
-    return std::pair(b, which);
-  };
+  return md;
+}
+
+// The claim at 250 chips: fused and concatenated against all chips and the band
+// statistics, each modality against its own bands. Adds to the target's summary `per`.
+std::string claim_at_250(const FewshotInput& in, json& per) {
+  const double bands250 = per[kBandStatistics]["r2_250"].get<double>();
+  std::string md = "\nBest model's R²:";
+  for (const char* f : {"fused", kConcatenated}) {
+    const double at250 = per[f]["r2_250"].get<double>(), at_all = per[f]["r2_all"].get<double>();
+    per[fmt::format("{}_250_over_all", f)] = at_all > 0 ? at250 / at_all : std::nan("");
+    per[fmt::format("{}_beats_bands_at_250", f)] = at250 > bands250;
+    md += fmt::format(" {} {:.3f} with 250 chips, {:.3f} with all ({:.0f}%);", f, at250, at_all,
+                      at_all > 0 ? 100 * at250 / at_all : 0.0);
+  }
+  md += fmt::format(" band statistics {:.3f} with 250.\n", bands250);
+  // Each modality against its own bands, the comparison the research claims per modality.
+  std::string own;
+  for (Modality m : in.cube->modalities) {
+    const std::string b = band_statistics_of(m);
+    if (!per.contains(b) || per[b]["r2_250"].is_null()) continue;
+    const double emb = per[info(m).name]["r2_250"].get<double>(), raw = per[b]["r2_250"].get<double>();
+    per[fmt::format("{}_beats_own_bands_at_250", info(m).name)] = emb > raw;
+    own += fmt::format(" {} {:.3f} against its bands {:.3f};", info(m).name, emb, raw);
+  }
+  if (!own.empty()) md += "Each modality with 250 chips:" + own + "\n";
+  return md;
+}
+
+// results.md's text (the means over seeds) and summary.json's targets.
+std::string summarise(const FewshotConfig& fewshot, const FewshotInput& in, const std::vector<std::string>& feature_sets,
+                      const MeanR2& r2, json& summary) {
   std::string md = fmt::format("# Few-shot results: {}\n\nCube `{}` (model {}); {} embedded chips, split by {} stripes at "
                                "{}° (60/20/20); mean test R² over {} seeds.\n",
                                in.name, in.cube_path.string(), in.cube->provenance.value("model_version", std::string("?")),
-                               samples.size(), fewshot.stripes, fewshot.split_angle, fewshot.seeds);
-  json summary = {{"cube", in.cube_path.string()}, {"chips", samples.size()}, {"split", counts}, {"targets", json::object()}};
-  for (const TargetSpec& target : targets) {
-    std::set<int> ns;
-    for (const auto& [key, v] : r2)
-      if (std::get<0>(key) == target.name) ns.insert(std::get<3>(key));
+                               in.samples.size(), fewshot.stripes, fewshot.split_angle, fewshot.seeds);
+  for (const TargetSpec& target : in.targets) {
+    const std::set<int> ns = r2.sizes(target.name);
     if (ns.empty()) continue;
     std::vector<int> order(ns.begin(), ns.end());
     if (order.front() == -1) std::rotate(order.begin(), order.begin() + 1, order.end());  // "all" last
-    md += fmt::format("\n## {}\n\n| features | model |", target.name);
-    for (int n : order) md += n < 0 ? " all |" : fmt::format(" {} |", n);
-    md += "\n|---|---|";
-    for (std::size_t i = 0; i < order.size(); ++i) md += "---|";
-    md += "\n";
-    for (const std::string& f : feature_sets)
-      for (const char* m : {"ridge", "gbt", "rf"}) {
-        md += fmt::format("| {} | {} |", f, m);
-        for (int n : order) {
-          const auto it = r2.find({target.name, f, m, n});
-          md += it == r2.end() ? " |" : fmt::format(" {:.3f} |", mean_of(it->second));
-        }
-        md += "\n";
-      }
+    md += target_table(target.name, order, feature_sets, r2);
     json per = json::object();
     for (const std::string& f : feature_sets) {
-      const auto [at_all, model_all] = best(target.name, f, -1);
-      const auto [at_250, model_250] = best(target.name, f, 250);
+      const auto [at_all, model_all] = r2.best(target.name, f, -1);
+      const auto [at_250, model_250] = r2.best(target.name, f, 250);
       per[f] = {{"r2_all", at_all}, {"model_all", model_all}, {"r2_250", ns.count(250) ? json(at_250) : json()},
                 {"model_250", model_250}};
     }
+    if (ns.count(250) && per.contains(kBandStatistics)) md += claim_at_250(in, per);
     summary["targets"][target.name] = per;
-    if (ns.count(250) && per.contains(kBandStatistics)) {
-      const double bands250 = per[kBandStatistics]["r2_250"].get<double>();
-      md += "\nBest model's R²:";
-      for (const char* f : {"fused", kConcatenated}) {
-        const double at250 = per[f]["r2_250"].get<double>(), at_all = per[f]["r2_all"].get<double>();
-        summary["targets"][target.name][fmt::format("{}_250_over_all", f)] = at_all > 0 ? at250 / at_all : std::nan("");
-        summary["targets"][target.name][fmt::format("{}_beats_bands_at_250", f)] = at250 > bands250;
-        md += fmt::format(" {} {:.3f} with 250 chips, {:.3f} with all ({:.0f}%);", f, at250, at_all,
-                          at_all > 0 ? 100 * at250 / at_all : 0.0);
-      }
-      md += fmt::format(" band statistics {:.3f} with 250.\n", bands250);
-      // Each modality against its own bands, the comparison the research claims per modality.
-      std::string own;
-      for (Modality m : in.cube->modalities) {
-        const std::string b = band_statistics_of(m);
-        if (!per.contains(b) || per[b]["r2_250"].is_null()) continue;
-        const double emb = per[info(m).name]["r2_250"].get<double>(), raw = per[b]["r2_250"].get<double>();
-        summary["targets"][target.name][fmt::format("{}_beats_own_bands_at_250", info(m).name)] = emb > raw;
-        own += fmt::format(" {} {:.3f} against its bands {:.3f};", info(m).name, emb, raw);
-      }
-      if (!own.empty()) md += "Each modality with 250 chips:" + own + "\n";
-    }
   }
-  write_atomically(dir / "results.md", md);
+  return md;
+}
 
-  // Learning curves: the best model's mean R^2 at each size, per feature set.
-  json pictures = json::array();
-  for (const TargetSpec& target : targets) {
+// Learning curves: the best model's mean R^2 at each size, per feature set. Returns the files.
+std::vector<std::string> draw_curves(const FewshotInput& in, const std::vector<std::string>& feature_sets,
+                                     const MeanR2& r2, const json& counts, const fs::path& dir) {
+  std::vector<std::string> files;
+  for (const TargetSpec& target : in.targets) {
     std::map<std::string, std::vector<std::pair<int, double>>> lines;
     const int all_n = counts.contains(target.name) ? counts[target.name]["train"].get<int>() : 0;
     for (const std::string& f : feature_sets) {
-      std::set<int> ns;
-      for (const auto& [key, v] : r2)
-        if (std::get<0>(key) == target.name && std::get<1>(key) == f) ns.insert(std::get<3>(key));
-      for (int n : ns) lines[f].emplace_back(n < 0 ? all_n : n, best(target.name, f, n).first);
+      for (int n : r2.sizes(target.name, f)) lines[f].emplace_back(n < 0 ? all_n : n, r2.best(target.name, f, n).first);
       std::sort(lines[f].begin(), lines[f].end());
     }
     if (lines.empty() || lines.begin()->second.empty()) continue;
     const fs::path file = dir / fmt::format("curve_{}.png", target.name);
     draw_curve(file, target.name, lines);
-    pictures.push_back(file.string());
+    files.push_back(file.string());
   }
+  return files;
+}
 
-  // The map: every target predicted for every chip (of the samples, or of the whole cube)
-  // by gradient-boosted trees on the fused embeddings of all training chips, beside the
-  // observed targets.
+// The map: every target predicted for every chip (of the samples, or of the whole cube)
+// by gradient-boosted trees on the fused embeddings of all training chips, beside the
+// observed targets. Returns the files.
+std::vector<std::string> write_maps(const FewshotConfig& fewshot, const FewshotInput& in, const std::vector<SplitSet>& split,
+                                    int threads, const fs::path& dir) {
+  const std::vector<ChipSample>& samples = in.samples;
+  const std::vector<TargetSpec>& targets = in.targets;
   const std::vector<ChipSample>& mapped = in.map_chips ? *in.map_chips : samples;
   std::vector<ChipId> chips;
   for (const ChipSample& s : mapped) chips.push_back(s.chip);
@@ -319,18 +370,42 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
     for (const ChipSample& s : samples)
       if (maps.count(s.chip.zone)) maps.at(s.chip.zone).at(static_cast<int>(targets.size() + t), s.chip) = s.targets[t];
   }
+  std::vector<std::string> files;
   for (const auto& [zone, raster] : maps) {
     const fs::path file = dir / fmt::format("predicted_{}.tif", zone.name());
     raster.save_geotiff(file, band_names);
-    pictures.push_back(file.string());
+    files.push_back(file.string());
     if (!in.map_chips) continue;
     for (std::size_t t = 0; t < targets.size(); ++t) {
       const fs::path png = dir / fmt::format("predicted_{}_{}.png", targets[t].name, zone.name());
       save_chip_map(png, fmt::format("{} predicted from {} labelled chips, zone {}", targets[t].name, samples.size(),
                                      zone.name()), raster, static_cast<int>(t), targets[t].name);
-      pictures.push_back(png.string());
+      files.push_back(png.string());
     }
   }
+  return files;
+}
+
+}  // namespace
+
+std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotInput& in, const fs::path& dir) {
+  std::vector<Point> points;
+  for (const ChipSample& s : in.samples) points.push_back(s.at);
+  const std::vector<SplitSet> split = stripe_split(points, fewshot.split_angle, fewshot.stripes);
+  const std::vector<std::string> feature_sets = feature_sets_of(in);
+  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  const Sweep sweep = plan_sweep(fewshot, in, split, feature_sets);
+  const std::vector<Result> results = run_sweep(fewshot, in, sweep, threads);
+  write_results_csv(results, dir / "results.csv");
+  const MeanR2 r2(results);
+  json summary = {{"cube", in.cube_path.string()}, {"chips", in.samples.size()}, {"split", sweep.counts},
+                  {"targets", json::object()}};
+  const std::string md = summarise(fewshot, in, feature_sets, r2, summary);
+  write_atomically(dir / "results.md", md);
+
+  std::vector<std::string> pictures = draw_curves(in, feature_sets, r2, sweep.counts, dir);
+  for (const std::string& f : write_maps(fewshot, in, split, threads, dir)) pictures.push_back(f);
   summary["files"] = pictures;
   summary["seconds"] = seconds_since(in.started);
   write_atomically(dir / "summary.json", summary.dump(2) + "\n");

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/hash.hpp"
@@ -53,7 +54,7 @@ fs::path index_file(const fs::path& cube, const std::string& space) { return cub
 
 std::string cube_fingerprint(const CubeReader& cube, const SearchSpace& space) {
   Hasher h;
-  h.add(space.name).add(cube_dtype_name(cube.spec().dtype)).add(static_cast<std::int64_t>(space.dim));
+  h.add(space.name).add(name_str(cube.spec().dtype)).add(static_cast<std::int64_t>(space.dim));
   for (Zone z : cube.spec().zones)
     for (const TileId& t : cube.written_tiles(z)) {
       const fs::path status = cube.chunk_path(t, "status");
@@ -74,7 +75,7 @@ IndexCard build_index(const CubeReader& cube, const SearchSpace& space, std::str
   for (Zone z : cube.spec().zones)
     for (const TileId& t : cube.written_tiles(z))
       for (std::uint8_t s : cube.read_status(t)) chips += s == kEmbedded;
-  if (chips == 0) throw ConfigError(fmt::format("{}: no embedded chip to index", cube.root().string()));
+  if (chips == 0) throw StageConfigError("index", fmt::format("{}: no embedded chip to index", cube.root().string()));
   if (factory == "auto") {
     if (chips <= 100000) {
       factory = "Flat";
@@ -88,7 +89,7 @@ IndexCard build_index(const CubeReader& cube, const SearchSpace& space, std::str
   try {
     base.reset(faiss::index_factory(space.dim, factory.c_str(), faiss::METRIC_INNER_PRODUCT));
   } catch (const std::exception& e) {
-    throw ConfigError(fmt::format("index factory '{}': {}", factory, e.what()));
+    throw StageConfigError("index", fmt::format("index factory '{}': {}", factory, e.what()));
   }
   if (!base->is_trained) {
     // A sample of 40 chips a list (FAISS's own minimum is 39), chosen by chip id.
@@ -131,16 +132,16 @@ std::vector<std::vector<Hit>> index_search(const CubeReader& cube, const SearchS
                                            const std::vector<std::vector<float>>& queries, int k, int nprobe) {
   const fs::path file = index_file(cube.root(), space.name), card_path = card_file(cube.root(), space.name);
   if (!fs::exists(file) || !fs::exists(card_path))
-    throw ConfigError(fmt::format("{}: no index of the {} embeddings: run `eo-pipeline index` first", cube.root().string(),
+    throw StageConfigError("index", fmt::format("{}: no index of the {} embeddings: run `eo-pipeline index` first", cube.root().string(),
                                   space.name));
   const IndexCard card = read_card(card_path);
   if (card.fingerprint != cube_fingerprint(cube, space))
-    throw ConfigError(fmt::format("{} is older than the cube (tiles were written since it was built): run "
+    throw StageConfigError("index", fmt::format("{} is older than the cube (tiles were written since it was built): run "
                                   "`eo-pipeline index` again, or search exactly",
                                   file.string()));
   std::unique_ptr<faiss::Index> index(faiss::read_index(file.c_str()));
   if (index->d != space.dim)
-    throw ConfigError(fmt::format("{}: {} dimensions, the {} embeddings {}", file.string(), index->d, space.name, space.dim));
+    throw StageConfigError("index", fmt::format("{}: {} dimensions, the {} embeddings {}", file.string(), index->d, space.name, space.dim));
   if (card.nprobe > 0) faiss::ParameterSpace().set_index_parameter(index.get(), "nprobe", nprobe > 0 ? nprobe : card.nprobe);
   const std::size_t nq = queries.size(), kk = static_cast<std::size_t>(k);
   std::vector<float> x;

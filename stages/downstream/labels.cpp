@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/files.hpp"
 #include "stages/downstream/similar.hpp"
@@ -26,7 +27,7 @@ namespace {
 UserLabels geojson_labels(const fs::path& file, const std::string& property, const CubeReader& cube) {
   const json doc = read_user_json_file(file);
   if (doc.value("type", "") != "FeatureCollection" || !doc.contains("features") || !doc["features"].is_array())
-    throw ConfigError(fmt::format("{}: not a GeoJSON FeatureCollection", file.string()));
+    throw StageConfigError("labels", fmt::format("{}: not a GeoJSON FeatureCollection", file.string()));
   // First the labels as read: where (the chips) and what (a number or a class).
   struct Label {
     std::vector<ChipId> chips;
@@ -42,7 +43,7 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
     const std::string where = fmt::format("{}: feature {}", file.string(), i);
     const json props = f.contains("properties") && f["properties"].is_object() ? f["properties"] : json::object();
     if (!props.contains(property))
-      throw ConfigError(fmt::format("{}: no property \"{}\" (the label; --label-property names another)", where, property));
+      throw StageConfigError("labels", fmt::format("{}: no property \"{}\" (the label; --label-property names another)", where, property));
     Label label;
     const json& v = props[property];
     if (v.is_number()) {
@@ -52,14 +53,14 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
       label.cls = v.get<std::string>();
       classes = true;
     } else {
-      throw ConfigError(fmt::format("{}: \"{}\" is {}, neither a number nor a class name", where, property, v.dump()));
+      throw StageConfigError("labels", fmt::format("{}: \"{}\" is {}, neither a number nor a class name", where, property, v.dump()));
     }
     if (numbers && classes)
-      throw ConfigError(fmt::format("{}: \"{}\" mixes numbers and class names across features", where, property));
+      throw StageConfigError("labels", fmt::format("{}: \"{}\" mixes numbers and class names across features", where, property));
     try {
       label.chips = chips_of_geometry(cube, f.at("geometry"), all);
     } catch (const std::exception& e) {
-      throw ConfigError(fmt::format("{}: {}", where, e.what()));
+      throw StageConfigError("labels", fmt::format("{}: {}", where, detail_of(e)));
     }
     if (label.chips.empty()) {  // labels often reach beyond the cube: counted and reported, not an error
       ++outside;
@@ -103,11 +104,11 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
 
 UserLabels raster_labels(const fs::path& file, const CubeReader& cube, double min_valid) {
   const std::unique_ptr<GDALDataset> ds(GDALDataset::Open(file.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY));
-  if (!ds) throw ConfigError(fmt::format("{}: neither GeoJSON nor a raster GDAL can open: {}", file.string(), CPLGetLastErrorMsg()));
+  if (!ds) throw StageConfigError("labels", fmt::format("{}: neither GeoJSON nor a raster GDAL can open: {}", file.string(), CPLGetLastErrorMsg()));
   const OGRSpatialReference* srs = ds->GetSpatialRef();
   double gt[6];
   if (!srs || ds->GetGeoTransform(gt) != CE_None || gt[2] != 0 || gt[4] != 0)
-    throw ConfigError(fmt::format("{}: a label raster needs a CRS and a north-up geotransform", file.string()));
+    throw StageConfigError("labels", fmt::format("{}: a label raster needs a CRS and a north-up geotransform", file.string()));
   GDALRasterBand* band = ds->GetRasterBand(1);
   int has_nodata = 0;
   const double nodata = band->GetNoDataValue(&has_nodata);
@@ -140,7 +141,7 @@ UserLabels raster_labels(const fs::path& file, const CubeReader& cube, double mi
     if (c1 <= c0 || r1 <= r0) continue;
     std::vector<double> px(static_cast<std::size_t>(c1 - c0) * static_cast<std::size_t>(r1 - r0));
     if (band->RasterIO(GF_Read, c0, r0, c1 - c0, r1 - r0, px.data(), c1 - c0, r1 - r0, GDT_Float64, 0, 0) != CE_None)
-      throw ConfigError(fmt::format("{}: {}", file.string(), CPLGetLastErrorMsg()));
+      throw StageConfigError("labels", fmt::format("{}: {}", file.string(), CPLGetLastErrorMsg()));
     double sum = 0;
     std::size_t n = 0;
     for (double v : px)
@@ -155,7 +156,7 @@ UserLabels raster_labels(const fs::path& file, const CubeReader& cube, double mi
 }  // namespace
 
 UserLabels read_labels(const fs::path& file, const std::string& property, const CubeReader& cube, double min_valid) {
-  if (!fs::exists(file)) throw ConfigError(fmt::format("{}: no such labels file", file.string()));
+  if (!fs::exists(file)) throw StageConfigError("labels", fmt::format("{}: no such labels file", file.string()));
   const std::string ext = file.extension().string();
   GDALAllRegister();
   return ext == ".geojson" || ext == ".json" ? geojson_labels(file, property, cube) : raster_labels(file, cube, min_valid);

@@ -10,6 +10,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
+
 namespace eo {
 
 const char* model_name(ModelKind kind) {
@@ -28,7 +30,7 @@ std::vector<double> solve_spd(std::vector<double> a, std::vector<double> b, std:
   for (std::size_t j = 0; j < n; ++j) {
     double d = a[j * n + j];
     for (std::size_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
-    if (d <= 0) throw std::runtime_error("ridge: the system is not positive definite");
+    if (d <= 0) throw StageError("fewshot", "ridge: the system is not positive definite");
     const double l = std::sqrt(d);
     a[j * n + j] = l;
     for (std::size_t i = j + 1; i < n; ++i) {
@@ -137,19 +139,11 @@ int best_rounds(ModelKind kind, const std::vector<float>& truth, const std::func
   return rounds;
 }
 
-// Grown by HistTrees, xgboost's trees in a fraction of its time, where its cuts are
-// xgboost's; by xgboost itself beyond.
-template <typename Model>
-std::vector<float> fit_trees(Model&& model, ModelKind kind, FitData validation, const Rows& query) {
-  model.boost(kind == ModelKind::gbt ? 400 : 1);
-  return model.predict(query, best_rounds(kind, *validation.y, [&](int r) { return model.predict(*validation.x, r); }));
-}
-
 std::vector<float> trees(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
                          int threads, int max_bin) {
-  const TreeParams p = sweep_tree_params(kind, seed, max_bin);
-  if (HistTrees::reproduces(*train.x, max_bin)) return fit_trees(HistTrees(*train.x, *train.y, p), kind, validation, query);
-  return fit_trees(XgboostTrees(*train.x, *train.y, p, threads), kind, validation, query);
+  XgboostTrees model(*train.x, *train.y, sweep_tree_params(kind, seed, max_bin), threads);
+  model.boost(kind == ModelKind::gbt ? 400 : 1);
+  return model.predict(query, best_rounds(kind, *validation.y, [&](int r) { return model.predict(*validation.x, r); }));
 }
 
 }  // namespace
@@ -169,7 +163,7 @@ TreeParams sweep_tree_params(ModelKind kind, std::uint64_t seed, int max_bin) {
 namespace {
 
 void check(int code, const char* what) {
-  if (code != 0) throw std::runtime_error(fmt::format("xgboost: {}: {}", what, XGBGetLastError()));
+  if (code != 0) throw StageError("fewshot", fmt::format("xgboost: {}: {}", what, XGBGetLastError()));
 }
 
 DMatrixHandle matrix(const Rows& rows) {

@@ -1,16 +1,29 @@
 #pragma once
 // The classical models of the few-shot experiments: ridge regression (the linear
-// baseline), gradient-boosted trees and a random forest (xgboost's, grown by HistTrees),
-// and their scores.
+// baseline), gradient-boosted trees and a random forest (xgboost's `hist` method, through
+// its C API), and their scores.
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "stages/downstream/hist_trees.hpp"  // Rows
-
 namespace eo {
+
+using Rows = std::vector<std::vector<float>>;  // one feature row per chip; NaN = missing
+
+// xgboost's parameters of a fit.
+struct TreeParams {
+  float eta = 0.3f;
+  int max_depth = 6;
+  float subsample = 1;
+  float colsample_bytree = 1, colsample_bynode = 1;
+  int parallel_trees = 1;  // xgboost's num_parallel_tree: a forest per round
+  float lambda = 1;
+  float min_child_weight = 1;
+  int max_bin = 256;
+  std::uint32_t seed = 0;
+};
 
 enum class ModelKind { ridge, gbt, rf };
 const char* model_name(ModelKind kind);
@@ -19,9 +32,7 @@ const char* model_name(ModelKind kind);
 // 400) or a random forest (one round of 200 parallel trees on bootstrap-like subsamples).
 TreeParams sweep_tree_params(ModelKind kind, std::uint64_t seed, int max_bin);
 
-// xgboost's own trees (its C API, `threads` threads) with HistTrees' parameters and
-// interface: where HistTrees' cuts are not xgboost's, and as the reference it is tested
-// and measured against.
+// xgboost's trees (its C API, `threads` threads, the `hist` method), grown round by round.
 class XgboostTrees {
  public:
   XgboostTrees(const Rows& x, const std::vector<float>& y, const TreeParams& params, int threads);
@@ -40,8 +51,8 @@ struct FitData {
 
 // Fits on `train`, choosing the model's capacity (ridge's penalty, the trees' rounds) on
 // `validation`, and predicts `query`. `max_bin`: the trees' histogram bins per feature
-// (xgboost's max_bin; 256, its default, unless a user trades exact numbers for speed).
-// `threads`: xgboost's, where it grows the trees (HistTrees grows them on one).
+// (xgboost's max_bin; 256 is its default, fewer fit faster with other numbers).
+// `threads`: xgboost's.
 std::vector<float> fit_predict(ModelKind kind, FitData train, FitData validation, const Rows& query, std::uint64_t seed,
                                int threads, int max_bin = 256);
 

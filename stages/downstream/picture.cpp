@@ -12,6 +12,10 @@
 #include <limits>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
+#include "pipeline/core/files.hpp"
+#include "stages/ingest/gdal_util.hpp"
+
 namespace eo {
 
 namespace {
@@ -154,22 +158,26 @@ void save_figure(const fs::path& png, int width, int height, const std::function
     draw(p);
     cairo_destroy(cr);
   };
-  cairo_surface_t* image = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
-  paint(image);
-  const cairo_status_t status = cairo_surface_write_to_png(image, png.c_str());
-  cairo_surface_destroy(image);
-  if (status != CAIRO_STATUS_SUCCESS)
-    throw std::runtime_error(fmt::format("cannot write {}: {}", png.string(), cairo_status_to_string(status)));
+  publish_file(png, [&](const fs::path& tmp) {
+    cairo_surface_t* image = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
+    paint(image);
+    const cairo_status_t status = cairo_surface_write_to_png(image, tmp.c_str());
+    cairo_surface_destroy(image);
+    if (status != CAIRO_STATUS_SUCCESS)
+      throw StageError("picture", fmt::format("cannot write {}: {}", png.string(), cairo_status_to_string(status)));
+  });
   if (!svg) return;
   fs::path file = png;
   file.replace_extension(".svg");
-  cairo_surface_t* vector = cairo_svg_surface_create(file.c_str(), width, height);
-  paint(vector);
-  cairo_surface_finish(vector);
-  const cairo_status_t svg_status = cairo_surface_status(vector);
-  cairo_surface_destroy(vector);
-  if (svg_status != CAIRO_STATUS_SUCCESS)
-    throw std::runtime_error(fmt::format("cannot write {}: {}", file.string(), cairo_status_to_string(svg_status)));
+  publish_file(file, [&](const fs::path& tmp) {
+    cairo_surface_t* vector = cairo_svg_surface_create(tmp.c_str(), width, height);
+    paint(vector);
+    cairo_surface_finish(vector);
+    const cairo_status_t status = cairo_surface_status(vector);
+    cairo_surface_destroy(vector);
+    if (status != CAIRO_STATUS_SUCCESS)
+      throw StageError("picture", fmt::format("cannot write {}: {}", file.string(), cairo_status_to_string(status)));
+  });
 }
 
 Rgb ramp(double t) {
@@ -194,28 +202,29 @@ float& ChipRaster::at(int band, const ChipId& c) {
 
 void ChipRaster::save_geotiff(const std::filesystem::path& file, const std::vector<std::string>& band_names) const {
   GDALAllRegister();
-  std::filesystem::create_directories(file.parent_path());
-  GDALDriver* gtiff = GetGDALDriverManager()->GetDriverByName("GTiff");
-  char** options = CSLSetNameValue(nullptr, "COMPRESS", "DEFLATE");
-  GDALDataset* ds = gtiff->Create(file.c_str(), cols, rows, bands, GDT_Float32, options);
-  CSLDestroy(options);
-  if (!ds) throw std::runtime_error(fmt::format("cannot create {}: {}", file.string(), CPLGetLastErrorMsg()));
-  const ChipId first{zone, row0, col0};
-  const Box b = first.bounds();
-  double gt[6] = {b.e0, kChipSizeM, 0, b.n1, 0, -kChipSizeM};
-  ds->SetGeoTransform(gt);
-  OGRSpatialReference srs;
-  srs.importFromEPSG(zone.epsg());
-  ds->SetSpatialRef(&srs);
-  for (int k = 0; k < bands; ++k) {
-    GDALRasterBand* band = ds->GetRasterBand(k + 1);
-    band->SetNoDataValue(std::nan(""));
-    if (static_cast<std::size_t>(k) < band_names.size()) band->SetDescription(band_names[static_cast<std::size_t>(k)].c_str());
-    if (band->RasterIO(GF_Write, 0, 0, cols, rows, const_cast<float*>(values.data()) + static_cast<std::size_t>(k) * rows * cols,
-                       cols, rows, GDT_Float32, 0, 0) != CE_None)
-      throw std::runtime_error(fmt::format("cannot write {}", file.string()));
-  }
-  GDALClose(ds);
+  publish_file(file, [&](const fs::path& tmp) {
+    GDALDriver* gtiff = GetGDALDriverManager()->GetDriverByName("GTiff");
+    char** options = CSLSetNameValue(nullptr, "COMPRESS", "DEFLATE");
+    GdalDataset ds(gtiff->Create(tmp.c_str(), cols, rows, bands, GDT_Float32, options));
+    CSLDestroy(options);
+    if (!ds) throw StageError("picture", fmt::format("cannot create {}: {}", file.string(), CPLGetLastErrorMsg()));
+    const ChipId first{zone, row0, col0};
+    const Box b = first.bounds();
+    double gt[6] = {b.e0, kChipSizeM, 0, b.n1, 0, -kChipSizeM};
+    ds->SetGeoTransform(gt);
+    OGRSpatialReference srs;
+    srs.importFromEPSG(zone.epsg());
+    ds->SetSpatialRef(&srs);
+    for (int k = 0; k < bands; ++k) {
+      GDALRasterBand* band = ds->GetRasterBand(k + 1);
+      band->SetNoDataValue(std::nan(""));
+      if (static_cast<std::size_t>(k) < band_names.size()) band->SetDescription(band_names[static_cast<std::size_t>(k)].c_str());
+      if (band->RasterIO(GF_Write, 0, 0, cols, rows, const_cast<float*>(values.data()) + static_cast<std::size_t>(k) * rows * cols,
+                         cols, rows, GDT_Float32, 0, 0) != CE_None)
+        throw StageError("picture", fmt::format("cannot write {}", file.string()));
+    }
+    ds.reset();  // closed, and so written, before it is published
+  });
 }
 
 void save_chip_map(const fs::path& png, const std::string& title, const ChipRaster& r, int band,

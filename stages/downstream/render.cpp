@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/files.hpp"
 #include "stages/downstream/pca.hpp"
@@ -46,7 +47,7 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
     rows.push_back(f);
   }
   if (rows.size() < 3)
-    throw ConfigError(fmt::format("{}: {} chips with {} embeddings: too few to draw", cube_path.string(), rows.size(), array));
+    throw StageConfigError("render", fmt::format("{}: {} chips with {} embeddings: too few to draw", cube_path.string(), rows.size(), array));
   // Fitted on a sample of at most 20,000 chips, evenly spaced along the plan.
   Rows fit_rows;
   const std::size_t step = std::max<std::size_t>(1, rows.size() / 20000);

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/parallel.hpp"
@@ -80,7 +81,7 @@ SearchSpace SearchSpace::of(const CubeSpec& spec, const fs::path& cube, const st
   const std::vector<std::string> arrays = spec.embedding_arrays();
   if (name == kConcatenated) return {name, spec.dim * static_cast<int>(spec.modalities.size())};
   if (std::find(arrays.begin(), arrays.end(), name) == arrays.end())
-    throw ConfigError(fmt::format("{} has no {} embeddings (it holds {}, or concat)", cube.string(), name,
+    throw StageConfigError("similar", fmt::format("{} has no {} embeddings (it holds {}, or concat)", cube.string(), name,
                                   fmt::join(arrays, ", ")));
   return {name, spec.dim};
 }
@@ -119,7 +120,7 @@ TileVectors tile_vectors(const CubeReader& cube, const SearchSpace& space, const
 }
 
 std::vector<float> query_vector(const CubeReader& cube, const SearchSpace& space, const Examples& examples) {
-  if (examples.positives.empty()) throw ConfigError("no positive example: give at least one chip to look for");
+  if (examples.positives.empty()) throw StageConfigError("similar", "no positive example: give at least one chip to look for");
   const std::size_t dim = static_cast<std::size_t>(space.dim);
   std::vector<float> q(dim, 0.0f);
   std::map<TileId, TileVectors> tiles;  // each tile of the examples read once
@@ -131,7 +132,7 @@ std::vector<float> query_vector(const CubeReader& cube, const SearchSpace& space
       const auto it = std::find(t.chips.begin(), t.chips.end(), chip);
       if (it == t.chips.end()) {
         const int status = cube.read_status(tile_of(chip))[static_cast<std::size_t>(index_in_tile(chip))];
-        throw ConfigError(fmt::format("chip {} has no {} embedding in {} (status {}: {})", chip.str(), space.name,
+        throw StageConfigError("similar", fmt::format("chip {} has no {} embedding in {} (status {}: {})", chip.str(), space.name,
                                       cube.root().string(), status,
                                       status == kEmbedded ? "embedded, but not in this modality"
                                       : status == kNoData ? "no data"
@@ -161,7 +162,7 @@ ChipId chip_at_lonlat(const CubeReader& cube, LonLat p) {
     if (chip.row < 0 || chip.row >= zone_rows(z) || chip.col < 0 || chip.col >= zone_cols()) continue;
     if (cube.read_status(tile_of(chip))[static_cast<std::size_t>(index_in_tile(chip))] == kEmbedded) return chip;
   }
-  throw ConfigError(fmt::format("lon/lat {:.6f},{:.6f}: no embedded chip there in any zone of {} (zones {})", p.lon,
+  throw StageConfigError("similar", fmt::format("lon/lat {:.6f},{:.6f}: no embedded chip there in any zone of {} (zones {})", p.lon,
                                 p.lat, cube.root().string(), fmt::join(names, ", ")));
 }
 
@@ -194,7 +195,7 @@ std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geomet
         if (inside(ring, utm_inverse(c.zone.number, c.zone.south, c.centre()))) chips.push_back(c);
     }
   } else {
-    throw ConfigError(fmt::format("a {} (Point, Polygon or MultiPolygon)", type));
+    throw StageConfigError("similar", fmt::format("a {} (Point, Polygon or MultiPolygon)", type));
   }
   return chips;
 }
@@ -205,7 +206,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
                         : doc.value("type", "") == "Feature"          ? json::array({doc})
                                                                        : json();
   if (!features.is_array() || features.empty())
-    throw ConfigError(fmt::format("{}: not a GeoJSON Feature or FeatureCollection with features", file.string()));
+    throw StageConfigError("similar", fmt::format("{}: not a GeoJSON Feature or FeatureCollection with features", file.string()));
   Examples out;
   std::optional<std::vector<ChipId>> embedded;  // read when a polygon needs them
   for (std::size_t i = 0; i < features.size(); ++i) {
@@ -215,7 +216,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
     const json label = props.value("label", json("positive"));
     const bool negative = label == "negative" || label == false || label == 0;
     if (!negative && !(label == "positive" || label == true || label == 1))
-      throw ConfigError(fmt::format("{}: label {} is neither positive nor negative", where, label.dump()));
+      throw StageConfigError("similar", fmt::format("{}: label {} is neither positive nor negative", where, label.dump()));
     std::vector<ChipId> chips;
     try {
       if (props.contains("chip")) {
@@ -223,10 +224,10 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
       } else {
         if (!embedded) embedded = embedded_chips(cube);
         chips = chips_of_geometry(cube, f.at("geometry"), *embedded);
-        if (chips.empty()) throw ConfigError("no embedded chip of the cube there");
+        if (chips.empty()) throw StageConfigError("similar", "no embedded chip of the cube there");
       }
     } catch (const std::exception& e) {
-      throw ConfigError(fmt::format("{}: {}", where, e.what()));
+      throw StageConfigError("similar", fmt::format("{}: {}", where, detail_of(e)));
     }
     auto& list = negative ? out.negatives : out.positives;
     list.insert(list.end(), chips.begin(), chips.end());

@@ -13,6 +13,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 #include "stages/ingest/gdal_util.hpp"
 
@@ -36,21 +37,6 @@ bool is_connection_string(const std::string& path) {
 }
 
 bool is_verbatim_path(const std::string& path) { return is_connection_string(path) || path.starts_with("/vsi"); }
-
-const char* units_name(Units u) {
-  switch (u) {
-    case Units::native: return "native";
-    case Units::linear_power: return "linear_power";
-    case Units::amplitude_dn: return "amplitude_dn";
-  }
-  return "native";
-}
-
-Units parse_units(const std::string& name) {
-  for (Units u : {Units::native, Units::linear_power, Units::amplitude_dn})
-    if (name == units_name(u)) return u;
-  throw std::invalid_argument(fmt::format("units '{}' unknown (native, linear_power, amplitude_dn)", name));
-}
 
 std::string SourceRecord::describe() const {
   if (item.empty()) return path.string();
@@ -102,7 +88,7 @@ std::vector<const SourceRecord*> Catalog::query(Modality modality, int season, c
 
 Catalog Catalog::load(const std::filesystem::path& file) {
   std::ifstream in(file);
-  if (!in) throw std::runtime_error(fmt::format("catalog {}: cannot open the file", file.string()));
+  if (!in) throw StageError("ingest", fmt::format("catalog {}: cannot open the file", file.string()));
   Catalog c;
   c.file_ = file;
   const auto base = file.parent_path();
@@ -141,14 +127,14 @@ Catalog Catalog::load(const std::filesystem::path& file) {
       if (j.contains("offset")) r.offset = j["offset"].get<double>();
       if (j.contains("nodata")) r.nodata = j["nodata"].get<double>();
       if (j.contains("cloud_cover")) r.cloud_cover = j["cloud_cover"].get<double>();
-      r.units = parse_units(j.value("units", "native"));
+      r.units = parse_choice_or_throw<Units>(j.value("units", "native"), "units");
       if (j.contains("mask")) {
         const auto& m = j["mask"];
         r.mask = MaskSpec{resolve(m.at("path").get<std::string>()), m.value("band", 1), m.at("valid").get<std::vector<int>>()};
       }
       c.add(std::move(r));
     } catch (const std::exception& e) {
-      throw std::runtime_error(fmt::format("catalog {}:{}: bad record: {}", file.string(), line, e.what()));
+      throw StageError("ingest", fmt::format("catalog {}:{}: bad record: {}", file.string(), line, detail_of(e)));
     }
   }
   return c;
@@ -175,7 +161,7 @@ void Catalog::save(const std::filesystem::path& file) const {
     if (r.offset) j["offset"] = *r.offset;
     if (r.nodata) j["nodata"] = *r.nodata;
     if (r.cloud_cover) j["cloud_cover"] = *r.cloud_cover;
-    if (r.units != Units::native) j["units"] = units_name(r.units);
+    if (r.units != Units::native) j["units"] = name_str(r.units);
     if (r.mask) j["mask"] = {{"path", relative(r.mask->path)}, {"band", r.mask->band}, {"valid", r.mask->valid}};
     text += j.dump() + '\n';
   }
@@ -186,10 +172,10 @@ SourceRecord describe_raster(const std::filesystem::path& path, Modality modalit
                              std::vector<int> bands) {
   auto ds = open_raster(path);
   const OGRSpatialReference* srs = ds->GetSpatialRef();
-  if (!srs) throw std::runtime_error(fmt::format("{}: the raster has no coordinate reference system", path.string()));
+  if (!srs) throw StageError("ingest", fmt::format("{}: the raster has no coordinate reference system", path.string()));
   double gt[6];
   if (ds->GetGeoTransform(gt) != CE_None)
-    throw std::runtime_error(fmt::format("{}: the raster has no geotransform", path.string()));
+    throw StageError("ingest", fmt::format("{}: the raster has no geotransform", path.string()));
   SourceRecord r;
   r.path = is_verbatim_path(path.string()) ? path : std::filesystem::absolute(path);
   r.modality = modality;
@@ -204,7 +190,7 @@ SourceRecord describe_raster(const std::filesystem::path& path, Modality modalit
     for (std::size_t b = 1; b <= info(modality).bands.size(); ++b) r.bands.push_back(static_cast<int>(b));
   for (int b : r.bands)
     if (b < 1 || b > ds->GetRasterCount())
-      throw std::runtime_error(fmt::format("{}: has {} bands, band {} asked for", path.string(), ds->GetRasterCount(), b));
+      throw StageError("ingest", fmt::format("{}: has {} bands, band {} asked for", path.string(), ds->GetRasterCount(), b));
   return r;
 }
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pipeline/core/choice.hpp"
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/modality.hpp"
 
@@ -30,8 +31,12 @@ enum class Units {
   linear_power,  // gamma0 in linear power (Planetary Computer's sentinel-1-rtc)
   amplitude_dn,  // the global seasonal coherence dataset's AMP: dB = 20 log10(DN) - 83
 };
-const char* units_name(Units u);
-Units parse_units(const std::string& name);  // throws std::invalid_argument
+template <>
+struct ChoiceTable<Units> {
+  static constexpr std::string_view what = "a unit of a catalog record";
+  static constexpr ChoiceName<Units> names[] = {
+      {"native", Units::native}, {"linear_power", Units::linear_power}, {"amplitude_dn", Units::amplitude_dn}};
+};
 
 // One file, or one band of one scene: real scenes come one file per band (each S2 band
 // its own COG, VV and VH apart), so a record may hold only some of the modality's bands.

@@ -5,6 +5,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
+
 namespace eo {
 
 void gdal_init() {
@@ -24,9 +26,9 @@ GdalDataset open_raster(const std::filesystem::path& path) {
   gdal_init();
   CPLErrorReset();
   if (!path.string().starts_with("/vsi") && !std::filesystem::exists(underlying_file(path)))
-    throw std::runtime_error(fmt::format("{}: no such file", path.string()));
+    throw StageError("ingest", fmt::format("{}: no such file", path.string()));
   GdalDataset ds(GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
-  if (!ds) throw std::runtime_error(fmt::format("{}: cannot open as a raster: {}", path.string(), gdal_error("unknown format")));
+  if (!ds) throw StageError("ingest", fmt::format("{}: cannot open as a raster: {}", path.string(), gdal_error("unknown format")));
   return ds;
 }
 
@@ -48,7 +50,7 @@ LonLatBox lonlat_bounds(GDALDataset& ds) {
   OGRSpatialReference src(*ds.GetSpatialRef());
   src.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
   std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&src, &wgs84));
-  if (!ct) throw std::runtime_error(fmt::format("{}: no transformation from its CRS to EPSG:4326", ds.GetDescription()));
+  if (!ct) throw StageError("ingest", fmt::format("{}: no transformation from its CRS to EPSG:4326", ds.GetDescription()));
   const int w = ds.GetRasterXSize(), h = ds.GetRasterYSize();
   constexpr int kSteps = 16;
   LonLatBox b;
@@ -60,7 +62,7 @@ LonLatBox lonlat_bounds(GDALDataset& ds) {
       double x = gt[0] + px * gt[1] + py * gt[2], y = gt[3] + px * gt[4] + py * gt[5];
       if (ct->Transform(1, &x, &y)) b.add(LonLat{x, y});
     }
-  if (b.empty()) throw std::runtime_error(fmt::format("{}: footprint cannot be transformed to EPSG:4326", ds.GetDescription()));
+  if (b.empty()) throw StageError("ingest", fmt::format("{}: footprint cannot be transformed to EPSG:4326", ds.GetDescription()));
   return b;
 }
 

@@ -13,6 +13,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 
 namespace eo {
@@ -89,11 +90,11 @@ void scaling(const CollectionMapping& m, const json& item, const json& asset, So
   r.offset = number(band, "offset") ? number(band, "offset") : m.offset;
   r.nodata = number(band, "nodata") ? number(band, "nodata") : m.nodata;
   const json& props = item.at("properties");
-  if (m.offset_rule == "earth-search") {
+  if (m.offset_rule == CollectionMapping::OffsetRule::earth_search) {
     // earthsearch:boa_offset_applied true: the DN are already harmonised to the old
     // baseline, and raster:bands' offset (still -0.1 on such items) must not be applied.
     if (props.value("earthsearch:boa_offset_applied", false)) r.offset = 0.0;
-  } else if (m.offset_rule == "planetary-computer") {
+  } else if (m.offset_rule == CollectionMapping::OffsetRule::planetary_computer) {
     // Planetary Computer's items carry no raster:bands scaling: DN + 1000 from baseline 04.00 on.
     const std::string baseline = props.value("s2:processing_baseline", std::string("00.00"));
     r.offset = std::strtod(baseline.c_str(), nullptr) >= 4.0 ? -0.1 : 0.0;
@@ -179,7 +180,7 @@ struct Walker {
     if (!seen.insert(canonical).second) return;  // catalogs may link back
     const json j = read_json_file(file);
     if (!j.is_object() || !j.contains("type"))
-      throw std::runtime_error(fmt::format("{}: not STAC (no \"type\"; expected FeatureCollection, Feature, Catalog or Collection)",
+      throw StageError("ingest", fmt::format("{}: not STAC (no \"type\"; expected FeatureCollection, Feature, Catalog or Collection)",
                                            file.string()));
     const std::string type = j["type"].get<std::string>();
     if (type == "FeatureCollection") {
@@ -200,11 +201,11 @@ struct Walker {
         try {
           document(gdal_path_of_href(href, file.parent_path()), collection);
         } catch (const std::exception& e) {
-          problem(file, "", e.what());
+          problem(file, "", detail_of(e));
         }
       }
     } else {
-      throw std::runtime_error(fmt::format("{}: STAC type '{}' is not one eo-pipeline reads", file.string(), type));
+      throw StageError("ingest", fmt::format("{}: STAC type '{}' is not one eo-pipeline reads", file.string(), type));
     }
   }
 };
@@ -227,17 +228,17 @@ const std::vector<CollectionMapping>& known_collections() {
     es.mask_asset = "scl";
     es.mask_valid = s2_clear_classes();
     es.scale = 0.0001, es.offset = 0.0, es.nodata = 0.0;
-    es.offset_rule = "earth-search";
+    es.offset_rule = CollectionMapping::OffsetRule::earth_search;
     k.push_back(es);
     CollectionMapping c1 = es;
     c1.collection = "sentinel-2-c1-l2a";
-    c1.offset_rule = "";  // collection 1 is reprocessed: its raster:bands are right as published
+    c1.offset_rule = CollectionMapping::OffsetRule::as_published;  // collection 1 is reprocessed: its raster:bands are right as published
     k.push_back(c1);
     CollectionMapping pc = es;
     pc.publisher = "Planetary Computer";
     pc.assets = {"B04", "B03", "B02"};
     pc.mask_asset = "SCL";
-    pc.offset_rule = "planetary-computer";
+    pc.offset_rule = CollectionMapping::OffsetRule::planetary_computer;
     k.push_back(pc);
     CollectionMapping rtc;
     rtc.collection = "sentinel-1-rtc";
@@ -272,11 +273,11 @@ std::vector<CollectionMapping> load_collection_mappings(const fs::path& file) {
   try {
     root = YAML::LoadFile(file.string());
   } catch (const YAML::Exception& e) {
-    throw std::runtime_error(fmt::format("{}:{}: not YAML: {}", file.string(), e.mark.line + 1, e.msg));
+    throw StageError("ingest", fmt::format("{}:{}: not YAML: {}", file.string(), e.mark.line + 1, e.msg));
   }
   std::vector<CollectionMapping> out;
   const YAML::Node list = root["collections"];
-  if (!list || !list.IsSequence()) throw std::runtime_error(fmt::format("{}: needs a list 'collections'", file.string()));
+  if (!list || !list.IsSequence()) throw StageError("ingest", fmt::format("{}: needs a list 'collections'", file.string()));
   for (std::size_t i = 0; i < list.size(); ++i) {
     const YAML::Node n = list[i];
     const auto where = [&](const std::string& key, const YAML::Node& at) {
@@ -286,30 +287,30 @@ std::vector<CollectionMapping> load_collection_mappings(const fs::path& file) {
       static const std::set<std::string> keys = {"collection", "modality", "bands", "mask", "scale", "offset", "nodata", "units"};
       for (const auto& kv : n)
         if (!keys.count(kv.first.as<std::string>()))
-          throw std::runtime_error(fmt::format("{}: unknown key; known keys: collection, modality, bands, mask, scale, "
+          throw StageError("ingest", fmt::format("{}: unknown key; known keys: collection, modality, bands, mask, scale, "
                                                "offset, nodata, units", where(kv.first.as<std::string>(), kv.first)));
       CollectionMapping m;
       m.publisher = file.filename().string();
       for (const char* key : {"collection", "modality", "bands"})
-        if (!n[key]) throw std::runtime_error(fmt::format("{}: missing", where(key, n)));
+        if (!n[key]) throw StageError("ingest", fmt::format("{}: missing", where(key, n)));
       m.collection = n["collection"].as<std::string>();
       try {
         m.modality = parse_modality(n["modality"].as<std::string>());
       } catch (const std::exception& e) {
-        throw std::runtime_error(fmt::format("{}: {}", where("modality", n["modality"]), e.what()));
+        throw StageError("ingest", fmt::format("{}: {}", where("modality", n["modality"]), e.what()));
       }
       const ModalityInfo& mi = info(m.modality);
       for (const std::string& band : mi.bands) {
         if (!n["bands"][band])
-          throw std::runtime_error(fmt::format("{}: no asset for band {} of {}", where("bands", n["bands"]), band, mi.name));
+          throw StageError("ingest", fmt::format("{}: no asset for band {} of {}", where("bands", n["bands"]), band, mi.name));
         m.assets.push_back(n["bands"][band].as<std::string>());
       }
       if (n["bands"].size() != mi.bands.size())
-        throw std::runtime_error(fmt::format("{}: {} has bands {}, the mapping names {}", where("bands", n["bands"]), mi.name,
+        throw StageError("ingest", fmt::format("{}: {} has bands {}, the mapping names {}", where("bands", n["bands"]), mi.name,
                                              fmt::join(mi.bands, ", "), n["bands"].size()));
       if (const YAML::Node mask = n["mask"]) {
         if (!mask["asset"] || !mask["valid"])
-          throw std::runtime_error(fmt::format("{}: needs asset and valid (the classes kept)", where("mask", mask)));
+          throw StageError("ingest", fmt::format("{}: needs asset and valid (the classes kept)", where("mask", mask)));
         m.mask_asset = mask["asset"].as<std::string>();
         m.mask_valid = mask["valid"].as<std::vector<int>>();
       }
@@ -317,15 +318,14 @@ std::vector<CollectionMapping> load_collection_mappings(const fs::path& file) {
       if (n["offset"]) m.offset = n["offset"].as<double>();
       if (n["nodata"]) m.nodata = n["nodata"].as<double>();
       if (n["units"]) {
-        try {
-          m.units = parse_units(n["units"].as<std::string>());
-        } catch (const std::exception& e) {
-          throw std::runtime_error(fmt::format("{}: {}", where("units", n["units"]), e.what()));
-        }
+        const std::string units = n["units"].as<std::string>();
+        const auto parsed = parse_choice<Units>(units);
+        if (!parsed) throw StageError("ingest", fmt::format("{}: {}", where("units", n["units"]), choice_problem<Units>(units)));
+        m.units = *parsed;
       }
       out.push_back(std::move(m));
     } catch (const YAML::Exception& e) {
-      throw std::runtime_error(fmt::format("{}:{}: collections[{}]: {}", file.string(), e.mark.line + 1, i, e.msg));
+      throw StageError("ingest", fmt::format("{}:{}: collections[{}]: {}", file.string(), e.mark.line + 1, i, e.msg));
     }
   }
   return out;

@@ -24,10 +24,13 @@ struct CollectionMapping {
   // Used when the asset's raster:bands do not say (scale, offset, nodata).
   std::optional<double> scale, offset, nodata;
   Units units = Units::native;
-  // Sentinel-2 L2A offset of processing baseline >= 04.00: "earth-search" (raster:bands
-  // offset unless earthsearch:boa_offset_applied), "planetary-computer" (-0.1 from
-  // s2:processing_baseline), "" (raster:bands or the defaults above).
-  std::string offset_rule;
+  // Sentinel-2 L2A offset of processing baseline >= 04.00, by the publisher's rule.
+  enum class OffsetRule {
+    as_published,        // raster:bands, or the defaults above
+    earth_search,        // raster:bands' offset unless earthsearch:boa_offset_applied
+    planetary_computer,  // -0.1 from s2:processing_baseline 04.00 on
+  };
+  OffsetRule offset_rule = OffsetRule::as_published;
 };
 
 // The collections eo-pipeline knows: sentinel-2-l2a (Earth Search v1 and Planetary

@@ -1,5 +1,7 @@
 #include "stages/ingest/tiff_blocks.hpp"
 
+#include "stages/ingest/gdal_mirror.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -338,6 +340,10 @@ GDALDataType gdal_type(Sample s) {
 
 template <typename Out>
 bool read_window(GDALRasterBand& band, int x0, int y0, int width, int height, Out* out) {
+  if (!gdal_mirror_holds(GdalMirror::tiff_blocks)) {
+    ++windows_declined;
+    return false;
+  }
   GDALDataset* ds = band.GetDataset();
   if (!ds || !ds->GetDriver() || std::strcmp(ds->GetDriver()->GetDescription(), "GTiff") != 0) return false;
   const char* path = ds->GetDescription();

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 
 namespace eo {
@@ -18,7 +19,7 @@ void save_encoder_for_export(ChannelEncoder& encoder, const std::filesystem::pat
   write_atomically(state_file, std::string(bytes.begin(), bytes.end()));
   const ModelConfig& c = encoder->config;
   const nlohmann::json j = {{"dim", c.dim}, {"depth", c.depth}, {"heads", c.heads}, {"mlp_ratio", c.mlp_ratio},
-                            {"embed", c.embed}, {"patch", c.patch}, {"input", c.input}, {"pooling", c.pooling},
+                            {"embed", c.embed}, {"patch", c.patch}, {"input", c.input}, {"pooling", name_str(c.pooling)},
                             {"channels", encoder->channel_embed.defined() ? encoder->channel_embed.size(0) : 0}};
   write_atomically(config_file, j.dump(2) + "\n");
 }
@@ -64,7 +65,7 @@ def forward(self, x: Tensor{channel_arg}) -> Tensor:
         "self.{0}norm2_bias, self.{0}fc1_weight, self.{0}fc1_bias, self.{0}fc2_weight, self.{0}fc2_bias)\n",
         fmt::format("blocks_{}_", i));
   src += fmt::format("    x = torch.layer_norm(x, [{}], self.norm_weight, self.norm_bias, 1e-5)\n", c.dim);
-  src += c.pooling == "mean" ? "    return torch.linear(x[:, 1:].mean(1), self.proj_weight)\n"
+  src += c.pooling == Pooling::mean ? "    return torch.linear(x[:, 1:].mean(1), self.proj_weight)\n"
                              : "    return torch.linear(x[:, 0], self.proj_weight)\n";
   return src;
 }
@@ -87,7 +88,7 @@ ScriptedEncoder::ScriptedEncoder(const std::filesystem::path& file) {
   try {
     module_ = torch::jit::load(file.string());
   } catch (const c10::Error& e) {
-    throw std::runtime_error(fmt::format("{}: not a TorchScript encoder: {}", file.string(), e.what_without_backtrace()));
+    throw StageError("model", fmt::format("{}: not a TorchScript encoder: {}", file.string(), e.what_without_backtrace()));
   }
   module_.eval();
   // Encoders without channel embeddings (ours from before them, and most of other people's)

@@ -9,6 +9,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/resources.hpp"
 #include "stages/chipstore/chipstore.hpp"
@@ -69,9 +70,9 @@ Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipD
   keep_freed_memory();
   torch::manual_seed(static_cast<std::uint64_t>(train.seed));  // the same initial weights on every rank
   model_ = MultiModal(model, data.modalities());
-  if (train.device == "cuda" && !torch::cuda::is_available())
-    throw std::runtime_error("model.device is cuda but this LibTorch has no CUDA device (build with a CUDA LibTorch through Torch_DIR)");
-  model_->to(torch::Device(train.device));
+  if (train.device == Device::cuda && !torch::cuda::is_available())
+    throw StageError("pretrain", "model.device is cuda but this LibTorch has no CUDA device (build with a CUDA LibTorch through Torch_DIR)");
+  model_->to(torch_device(train.device));
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       model_->parameters(), torch::optim::AdamWOptions(train.lr).weight_decay(train.weight_decay));
 }
@@ -125,8 +126,8 @@ Trainer::Batch Trainer::make_batch(const std::vector<std::size_t>& indices, int 
       values[static_cast<long>(k)] = resize_to_input(t.unsqueeze(0), input)[0];
       mask[static_cast<long>(k)] = torch::from_blob(const_cast<float*>(sample.mask.at(m).data()), {c}).clone();
     }
-    x[m] = values.to(torch::Device(config_.device));
-    masks[m] = mask.to(torch::Device(config_.device));
+    x[m] = values.to(torch_device(config_.device));
+    masks[m] = mask.to(torch_device(config_.device));
   }
   return {x, masks};
 }
@@ -234,7 +235,7 @@ StepResult Trainer::compute_gradients() {
   std::map<Modality, torch::Tensor> local;
   {
     // bf16 autocast where the device has it; the loss stays in float32
-    const bool autocast = config_.bf16 && config_.device == "cpu";
+    const bool autocast = config_.bf16 && config_.device == Device::cpu;
     at::autocast::set_cpu_enabled(autocast);
     if (autocast) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
     local = model_->forward(x, masks);

@@ -52,7 +52,7 @@ class ChipDataset {
 
 // The config's pretrain section (threads resolved to a count) and where it runs.
 struct TrainConfig : PretrainConfig {
-  std::string device = "cpu";
+  Device device = Device::cpu;
   bool bf16 = false;
   TrainConfig() { threads = 1; }
 };

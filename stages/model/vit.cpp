@@ -8,19 +8,20 @@ namespace eo {
 
 nlohmann::json ModelConfig::to_json() const {
   return {{"preset", preset}, {"input", input}, {"patch", patch}, {"dim", dim}, {"depth", depth},
-          {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", pooling},
+          {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", name_str(pooling)},
           {"channel_embed", channel_embed}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
-  ModelConfig c = from_preset(j.at("preset").get<std::string>(), j.at("input").get<int>());
+  ModelConfig c = from_preset(parse_choice_or_throw<ModelPreset>(j.at("preset").get<std::string>(), "preset"),
+                              j.at("input").get<int>());
   j.at("patch").get_to(c.patch);
   j.at("dim").get_to(c.dim);
   j.at("depth").get_to(c.depth);
   j.at("heads").get_to(c.heads);
   j.at("mlp_ratio").get_to(c.mlp_ratio);
   j.at("embed").get_to(c.embed);
-  j.at("pooling").get_to(c.pooling);
+  c.pooling = parse_choice_or_throw<Pooling>(j.at("pooling").get<std::string>(), "pooling");
   c.channel_embed = j.value("channel_embed", false);  // absent in checkpoints from before it
   return c;
 }
@@ -33,21 +34,17 @@ torch::Tensor resize_to_input(const torch::Tensor& chips, int input) {
                                                        .align_corners(false));
 }
 
-ModelConfig ModelConfig::from_preset(const std::string& name, int input) {
+torch::Device torch_device(Device device) { return device == Device::cuda ? torch::kCUDA : torch::kCPU; }
+
+ModelConfig ModelConfig::from_preset(ModelPreset preset, int input) {
   ModelConfig c;
-  c.preset = name;
-  if (name == "nano") {
-    c.dim = 64; c.depth = 2; c.heads = 2; c.embed = 64; c.input = 112;
-  } else if (name == "tiny") {
-    c.dim = 192; c.depth = 12; c.heads = 3; c.embed = 256; c.input = 224;
-  } else if (name == "small") {
-    c.dim = 384; c.depth = 12; c.heads = 6; c.embed = 512; c.input = 224;
-  } else if (name == "base") {
-    c.dim = 768; c.depth = 12; c.heads = 12; c.embed = 768; c.input = 224;
-  } else if (name == "paper") {
-    c.dim = 768; c.depth = 12; c.heads = 12; c.embed = 768; c.input = 448;
-  } else {
-    throw std::invalid_argument(fmt::format("'{}' is not a model preset (nano, tiny, small, base, paper)", name));
+  c.preset = name_str(preset);
+  switch (preset) {
+    case ModelPreset::nano: c.dim = 64; c.depth = 2; c.heads = 2; c.embed = 64; c.input = 112; break;
+    case ModelPreset::tiny: c.dim = 192; c.depth = 12; c.heads = 3; c.embed = 256; c.input = 224; break;
+    case ModelPreset::small: c.dim = 384; c.depth = 12; c.heads = 6; c.embed = 512; c.input = 224; break;
+    case ModelPreset::base: c.dim = 768; c.depth = 12; c.heads = 12; c.embed = 768; c.input = 224; break;
+    case ModelPreset::paper: c.dim = 768; c.depth = 12; c.heads = 12; c.embed = 768; c.input = 448; break;
   }
   if (input > 0) c.input = input;
   if (c.input % c.patch != 0)
@@ -148,7 +145,7 @@ torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x, const torch::Tensor& 
   }
   for (auto& block : *blocks) x = block->as<BlockImpl>()->forward(x);
   x = norm(x);
-  const auto pooled = config.pooling == "mean" ? x.index({torch::indexing::Slice(), torch::indexing::Slice(1)}).mean(1)
+  const auto pooled = config.pooling == Pooling::mean ? x.index({torch::indexing::Slice(), torch::indexing::Slice(1)}).mean(1)
                                                 : x.select(1, 0);
   return proj(pooled);
 }

@@ -13,12 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/core/choices.hpp"
 #include "pipeline/core/modality.hpp"
 
 namespace eo {
 
 struct ModelConfig {
-  std::string preset = "nano";
+  std::string preset = "nano";  // the model's name: its preset's, or a TorchScript model's
   int input = 112;      // pixels per side the encoders see (chips are resampled to it)
   int patch = 16;
   int dim = 64;         // transformer width
@@ -26,19 +27,22 @@ struct ModelConfig {
   int heads = 2;
   int mlp_ratio = 4;
   int embed = 64;       // shared embedding size
-  std::string pooling = "cls";  // cls | mean
+  Pooling pooling = Pooling::cls;
   // A learned embedding per channel (band and season), added to the channel's tokens: without
   // it the shared encoder cannot tell red from blue or VV from VH (docs/decisions.md).
   bool channel_embed = false;
-  std::string device = "cpu";
+  Device device = Device::cpu;
   bool bf16 = false;
 
   // nano (CPU demo and tests), tiny, small, base; paper = base/16 at 448 px.
-  static ModelConfig from_preset(const std::string& name, int input = 0);
+  static ModelConfig from_preset(ModelPreset preset, int input = 0);
   // The shape, as a checkpoint's sidecar records it (device and precision are the run's).
   nlohmann::json to_json() const;
   static ModelConfig from_json(const nlohmann::json& j);  // throws nlohmann::json::exception
 };
+
+// LibTorch's device for the config's.
+torch::Device torch_device(Device device);
 
 // Chips [B, C, S, S] resampled (bilinear) to the encoders' input size, as in training.
 torch::Tensor resize_to_input(const torch::Tensor& chips, int input);

@@ -23,7 +23,7 @@ inline constexpr int kLatticeSpacing = 8;
 
 // Whether the lattice warp resamples with our own kernel (GDAL's arithmetic without its
 // per-pixel overheads) rather than GDAL's warper.
-bool lattice_kernel_is_ours(const std::string& resampling);
+bool lattice_kernel_is_ours(Resampling resampling);
 
 // Warps `bands` bands of `input` onto `dst` (a dataset over the window's buffer `out`,
 // whose pixels it overwrites where the input has data). `frame` is the file the input was

@@ -35,7 +35,7 @@ struct GridWindow {
 GridWindow chip_window(const TileId& tile, double pixel, int row0, int rows, int col0, int cols);
 
 struct WarpSettings {
-  std::string resampling = "bilinear";
+  Resampling resampling = Resampling::bilinear;
   int threads = 1;      // GDAL warper threads
   int memory_mb = 256;  // warper working memory
   // Destination pixels per source pixel along each axis (gdalwarp -wo XSCALE/YSCALE),

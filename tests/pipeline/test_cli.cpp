@@ -102,7 +102,7 @@ TEST_F(Cli, EachKindOfBadConfigExitsTwoNamingFileKeyAndLine) {
       {"unknown_key", "gird:\n  pixel_size: 40\n", ":1: gird: unknown key (did you mean 'grid'?)"},
       {"wrong_type", "grid:\n  pixel_size: [1, 2]\n", ":2: grid.pixel_size: expected a number"},
       {"out_of_range", "grid:\n  pixel_size: 9000\n", ":2: grid.pixel_size: 9000 is out of range"},
-      {"bad_choice", "schedule:\n  order: zigzag\n", ":2: schedule.order: 'zigzag' is not one of"},
+      {"bad_choice", "schedule:\n  order: zigzag\n", ":2: schedule.order: 'zigzag' is not a curve order; one of: hilbert, morton"},
       {"missing_aoi_file", "aois:\n  - name: x\n    file: missing.geojson\n", ":3: aois[0].file: no such file"},
       {"polar_aoi", "aois:\n  - name: x\n    wkt: POLYGON((1 80,2 80,2 85,1 80))\n", ":2: aois[0]: AOI"},
       {"bad_yaml", "grid: {pixel_size: 40\n", "not valid YAML"},

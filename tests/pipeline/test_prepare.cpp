@@ -81,14 +81,14 @@ TEST(Prepare, BrokenInputsFailOnlyTheirTiles) {
   const auto r = test::run(prepare_command(*w, 2));
   EXPECT_EQ(r.code, 1) << r.output;
   const fs::path out = w->config.output;
-  const auto journal = read_journal(out / "journal", "prepare");
+  const auto journal = read_journal(out / "journal", JournalStage::prepare);
   ASSERT_EQ(journal.size(), w->plan.tiles.size());
   std::map<fs::path, int> named;
   for (const TilePlan& tile : w->plan.tiles) {
     const JournalRecord& rec = journal.at(tile.id.str()).back();
     const fs::path store = out / "chips" / (tile.id.str() + ".h5");
     if (affected.count(tile.id.str())) {
-      EXPECT_EQ(rec.status, "failed") << tile.id.str();
+      EXPECT_EQ(rec.status, TileStatus::failed) << tile.id.str();
       EXPECT_NE(rec.error.find("tile " + tile.id.str()), std::string::npos) << rec.error;
       bool names_a_broken_file = false;
       for (const auto& f : taken)
@@ -100,7 +100,7 @@ TEST(Prepare, BrokenInputsFailOnlyTheirTiles) {
       EXPECT_FALSE(fs::exists(store)) << "a failed tile left a chip store";
       EXPECT_NE(r.output.find(rec.error), std::string::npos) << "the summary does not list " << rec.error;
     } else {
-      EXPECT_EQ(rec.status, "done") << tile.id.str() << ": " << rec.error;
+      EXPECT_EQ(rec.status, TileStatus::done) << tile.id.str() << ": " << rec.error;
       EXPECT_TRUE(fs::exists(store)) << store;
     }
   }
@@ -180,14 +180,14 @@ TEST(Prepare, KilledAndResumedEqualsUninterrupted) {
   const auto killed = test::run("EO_FAILPOINT=journal-compacted@1=kill " + prepare + "; echo \"exit $?\"");
   EXPECT_NE(killed.output.find("exit 137"), std::string::npos) << "not killed: " << killed.output;
   EXPECT_TRUE(fs::exists(out / "journal" / "prepare.snapshot.jsonl"));
-  EXPECT_EQ(read_journal(out / "journal", "prepare").size(), clean.size());
+  EXPECT_EQ(read_journal(out / "journal", JournalStage::prepare).size(), clean.size());
   const auto resumed = test::run(prepare);
   ASSERT_EQ(resumed.code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find(fmt::format("0 done, 0 no data, 0 failed, {} already done", clean.size())), std::string::npos)
       << resumed.output;
   for (const auto& e : fs::directory_iterator(out / "journal"))
     EXPECT_FALSE(e.path().filename().string().starts_with("prepare-")) << "not folded: " << e.path();
-  for (const auto& [tile, records] : read_journal(out / "journal", "prepare")) EXPECT_EQ(records.size(), 1u) << tile;
+  for (const auto& [tile, records] : read_journal(out / "journal", JournalStage::prepare)) EXPECT_EQ(records.size(), 1u) << tile;
 
   // A damaged snapshot stops every rank with its name (rank 0 reads it for all: the
   // others must not wait for it forever), and the chip stores are left as they were.
@@ -217,7 +217,7 @@ TEST(Prepare, ANewSceneRedoesExactlyTheTilesItTouches) {
   const auto first = test::run(prepare_command(*w, 1));
   ASSERT_EQ(first.code, 0) << first.output;
   EXPECT_NE(first.output.find("3 done"), std::string::npos) << first.output;
-  const auto first_journal = read_journal(w->config.output / "journal", "prepare");
+  const auto first_journal = read_journal(w->config.output / "journal", JournalStage::prepare);
 
   // The scene: 4 km around the middle of tile 10N column 9, the day after a scene there.
   const LonLat where = utm_inverse(10, false, {680000, 4100000});
@@ -243,7 +243,7 @@ TEST(Prepare, ANewSceneRedoesExactlyTheTilesItTouches) {
   const auto again = test::run(prepare_command(*w, 1));
   ASSERT_EQ(again.code, 0) << again.output;
   EXPECT_NE(again.output.find("1 done, 0 no data, 0 failed, 2 already done"), std::string::npos) << again.output;
-  const auto journal = read_journal(w->config.output / "journal", "prepare");
+  const auto journal = read_journal(w->config.output / "journal", JournalStage::prepare);
   for (const TilePlan& t : w->plan.tiles)
     EXPECT_EQ(journal.at(t.id.str()).back().run_id != first_journal.at(t.id.str()).back().run_id, touched.count(t.id.str()) > 0)
         << t.id.str();

@@ -73,11 +73,11 @@ TEST_F(RunFaults, AFullDiskStopsCleanlyAndTheRunResumesOnceSpaceIsFreed) {
   EXPECT_NE(full.output.find("No space left on device"), std::string::npos) << full.output;
   EXPECT_NE(full.output.find("run again once the output can be written"), std::string::npos) << full.output;
   // What was journalled is intact, and some tiles were.
-  const auto journal = read_journal(disk / "out" / "journal", "run");
+  const auto journal = read_journal(disk / "out" / "journal", JournalStage::run);
   std::size_t done_before = 0;
   for (const auto& [tile, records] : journal) {
-    EXPECT_NE(records.back().status, "failed") << tile << ": a full disk is not the tile's fault";
-    done_before += records.back().status == "done" || records.back().status == "nodata";
+    EXPECT_NE(records.back().status, TileStatus::failed) << tile << ": a full disk is not the tile's fault";
+    done_before += records.back().status != TileStatus::failed;
   }
   EXPECT_GT(done_before, 0u) << "the disk was full before any tile: " << full.output;
   EXPECT_LT(done_before, world_->world->plan.tiles.size()) << "the disk never filled: " << full.output;

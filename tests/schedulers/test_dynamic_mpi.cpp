@@ -1,9 +1,11 @@
-// Dynamic hand-out under mpiexec: every tile goes to exactly one rank. Runs serially too.
+// Under mpiexec (and serially too): dynamic hand-out gives every tile to exactly one rank;
+// what rank 0 tries, every rank learns.
 
 #include <gtest/gtest.h>
 
 #include <map>
 
+#include "pipeline/core/config.hpp"  // ConfigError
 #include "schedulers/comm.hpp"
 #include "schedulers/partition.hpp"
 #include "support/plans.hpp"
@@ -42,6 +44,35 @@ TEST(DynamicMpi, QueueCanBeCreatedAgain) {
   // A second queue starts from zero again (windows are freed collectively).
   const Plan plan = test::demo_plan();
   for (int round = 0; round < 2; ++round) expect_each_tile_once(plan);
+}
+
+// rank_zero_tries: only rank 0 runs the attempt; every rank gets what it returned, or
+// throws what it threw, a configuration error as one.
+TEST(RankZeroTries, EveryRankLearnsTheOutcome) {
+  const Comm comm = Comm::world();
+  int calls = 0;
+  EXPECT_EQ(comm.rank_zero_tries([&] {
+    ++calls;
+    return std::string("from rank ") + std::to_string(comm.rank());
+  }), "from rank 0");
+  EXPECT_EQ(comm.allreduce_sum(calls), 1) << "the attempt ran on one rank";
+  comm.rank_zero_tries([&] { ++calls; });  // nothing to return
+  EXPECT_EQ(comm.allreduce_sum(calls), 2);
+  try {
+    comm.rank_zero_tries([&] { throw ConfigError("schedule.partition: no such thing"); });
+    ADD_FAILURE() << "rank " << comm.rank() << " went on";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "schedule.partition: no such thing");
+  }
+  try {
+    comm.rank_zero_tries([&]() -> std::string { throw std::runtime_error("journal: unreadable"); });
+    ADD_FAILURE() << "rank " << comm.rank() << " went on";
+  } catch (const ConfigError&) {
+    ADD_FAILURE() << "not a configuration error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "journal: unreadable");
+  }
+  comm.barrier();  // every rank got here: none was left waiting
 }
 
 }  // namespace

@@ -23,7 +23,7 @@ TEST(TileSource, StaticRanksTakeDisjointCurveStretchesCoveringThePlan) {
   const int ranks = 3;
   std::set<std::size_t> seen;
   for (int r = 0; r < ranks; ++r) {
-    TileSource source(ScheduleSpec{"static", CurveOrder::hilbert, {}}, plan, Comm::stand_in(r, ranks));
+    TileSource source(ScheduleSpec{Partition::static_split, CurveOrder::hilbert, {}}, plan, Comm::stand_in(r, ranks));
     EXPECT_EQ(source.job_tiles().size(), plan.tiles.size());
     const auto mine = drain(source);
     EXPECT_EQ(mine, static_partition(plan.tiles, ranks, CurveOrder::hilbert)[static_cast<std::size_t>(r)]);
@@ -40,7 +40,7 @@ TEST(TileSource, ArrayTasksSplitTheirBlockAmongTheirRanks) {
     const auto block = slurm_array_tiles(plan.tiles, t, CurveOrder::morton);
     std::set<std::size_t> of_task;
     for (int r = 0; r < 2; ++r) {
-      TileSource source(ScheduleSpec{"slurm-array", CurveOrder::morton, t}, plan, Comm::stand_in(r, 2));
+      TileSource source(ScheduleSpec{Partition::slurm_array, CurveOrder::morton, t}, plan, Comm::stand_in(r, 2));
       EXPECT_EQ(source.job_tiles(), block) << "the job of a task is its block";
       for (std::size_t i : drain(source)) {
         EXPECT_TRUE(of_task.insert(i).second);
@@ -54,7 +54,7 @@ TEST(TileSource, ArrayTasksSplitTheirBlockAmongTheirRanks) {
 
 TEST(TileSource, DynamicAloneHandsOutEveryTileInWalkingOrder) {
   const Plan plan = test::demo_plan();
-  TileSource source(ScheduleSpec{"dynamic", CurveOrder::hilbert, {}}, plan, Comm::serial());
+  TileSource source(ScheduleSpec{Partition::dynamic, CurveOrder::hilbert, {}}, plan, Comm::serial());
   EXPECT_EQ(drain(source), curve_order(plan.tiles, CurveOrder::hilbert));
   EXPECT_FALSE(source.next());
 }

@@ -71,7 +71,7 @@ class SlurmTest : public ::testing::Test {
     return json::parse(std::ifstream(world_->dir / output / "run" / "report.json"));
   }
   static std::map<std::string, std::vector<JournalRecord>> journal(const std::string& output) {
-    return read_journal(world_->dir / output / "journal", "run");
+    return read_journal(world_->dir / output / "journal", JournalStage::run);
   }
   static fs::path status_chunk(const std::string& output, const TileId& tile) {
     return world_->cube(output) / tile.zone.name() / "status" / fmt::format("{}.{}", tile.row, tile.col);
@@ -168,7 +168,7 @@ TEST_F(SlurmTest, AnArrayGivesTheMpirunCubeAndTheNightlyPathRedoesOnlyChangedTil
   // Incremental: only the tasks whose blocks hold a changed tile were submitted.
   std::set<int> owners, ran;
   for (int t = 0; t < tasks; ++t)
-    for (std::size_t i : slurm_array_tiles(plan.tiles, {t, tasks}, parse_curve_order(world_->world->config.order)))
+    for (std::size_t i : slurm_array_tiles(plan.tiles, {t, tasks}, world_->world->config.order))
       if (affected.count(plan.tiles[i].id.str())) owners.insert(t);
   for (const json& t : second["tasks"]) ran.insert(t["task"].get<int>());
   EXPECT_EQ(ran, owners);

@@ -71,12 +71,12 @@ struct RunWorld {
   // Every planned tile has exactly one record saying it is done (or has no data) in the
   // output's journal: none lost, none done twice.
   void expect_each_tile_once(const std::string& output) const {
-    const auto journal = read_journal(dir / output / "journal", "run");
+    const auto journal = read_journal(dir / output / "journal", JournalStage::run);
     for (const TilePlan& t : world->plan.tiles) {
       const auto it = journal.find(t.id.str());
       ASSERT_NE(it, journal.end()) << t.id.str() << " lost";
       const auto finished = std::count_if(it->second.begin(), it->second.end(),
-                                          [](const JournalRecord& r) { return r.status != "failed"; });
+                                          [](const JournalRecord& r) { return r.status != TileStatus::failed; });
       EXPECT_EQ(finished, 1) << t.id.str() << " recorded " << finished << " times";
     }
   }

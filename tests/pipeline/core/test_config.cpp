@@ -6,17 +6,12 @@
 #include <sstream>
 
 #include "pipeline/core/config.hpp"
+#include "support/config_text.hpp"
 
 namespace eo {
 namespace {
 
-const std::string kGood = R"(name: t
-grid:
-  pixel_size: 40
-aois:
-  - name: a
-    wkt: POLYGON((14 45, 15 45, 15 46, 14 46, 14 45))
-)";
+const std::string& kGood = test::kSmallConfig;
 
 std::string error_of(const std::string& text) {
   try {
@@ -31,8 +26,8 @@ TEST(Config, DefaultsFilledIn) {
   const Config c = parse_config(kGood, "cfg.yaml", ".");
   EXPECT_EQ(c.pixel_size, 40.0);
   EXPECT_EQ(c.chip_pixels(), 112);
-  EXPECT_EQ(c.partition, "static");
-  EXPECT_EQ(c.order, "hilbert");
+  EXPECT_EQ(c.partition, Partition::static_split);
+  EXPECT_EQ(c.order, CurveOrder::hilbert);
   EXPECT_EQ(c.output, "out");
   EXPECT_EQ(parse_config("aois: [{name: a, wkt: 'POLYGON((1 1,2 1,2 2,1 1))'}]", "c", ".").pixel_size, 10.0);
 }
@@ -81,7 +76,7 @@ TEST(Config, OutOfRange) {
 
 TEST(Config, BadChoice) {
   const std::string e = error_of(kGood + "schedule:\n  partition: round-robin\n");
-  EXPECT_NE(e.find("cfg.yaml:8: schedule.partition: 'round-robin' is not one of: static, dynamic, slurm-array"),
+  EXPECT_NE(e.find("cfg.yaml:8: schedule.partition: 'round-robin' is not a partition; one of: static, dynamic, slurm-array"),
             std::string::npos) << e;
 }
 
@@ -114,8 +109,8 @@ TEST(Config, DataWarpSynthSections) {
                                         "synth:\n  resolution_scale: 4\n",
                                 "cfg.yaml", ".");
   EXPECT_EQ(c.data.modalities, (std::vector<Modality>{Modality::s1amp, Modality::s2rgb}));
-  EXPECT_EQ(c.resampling(Modality::s1coh), "average");
-  EXPECT_EQ(c.resampling(Modality::s2rgb), "bilinear");
+  EXPECT_EQ(c.resampling(Modality::s1coh), Resampling::average);
+  EXPECT_EQ(c.resampling(Modality::s2rgb), Resampling::bilinear);
   EXPECT_EQ(c.synth.resolution_scale, 4);
   EXPECT_EQ(c.catalog_path(), std::filesystem::path("out/world/catalog.jsonl"));
   EXPECT_NE(config_hash(c), config_hash(parse_config(kGood, "cfg.yaml", ".")));

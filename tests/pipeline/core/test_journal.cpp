@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 JournalRecord record(const std::string& status, const std::string& fingerprint) {
   JournalRecord r;
   r.tile = "10N_T073_T008";
-  r.status = status;
+  r.status = *parse_choice<TileStatus>(status);
   r.fingerprint = fingerprint;
   return r;
 }
@@ -48,7 +48,7 @@ TEST(JournalDecision, FromATilesHistory) {
 TEST(Journal, RecordsReadBackInTimeOrderAcrossFilesTornLinesSkipped) {
   const fs::path dir = test::fresh_temp_dir("journal");
   {
-    JournalWriter a(dir, "run", 0, "run-a"), b(dir, "run", 1, "run-b"), other(dir, "prepare", 0, "run-a");
+    JournalWriter a(dir, JournalStage::run, 0, "run-a"),b(dir, JournalStage::run, 1, "run-b"), other(dir, JournalStage::prepare, 0, "run-a");
     a.append(record("failed", "f"));
     b.append(record("done", "f"));
     JournalRecord second = record("done", "f");
@@ -57,18 +57,18 @@ TEST(Journal, RecordsReadBackInTimeOrderAcrossFilesTornLinesSkipped) {
     other.append(record("done", "x"));
     std::ofstream(b.file(), std::ios::app) << R"({"stage": "run", "tile": "10N_T0)";  // a crash mid-line
   }
-  const JournalHistory history = read_journal(dir, "run");
+  const JournalHistory history = read_journal(dir, JournalStage::run);
   ASSERT_EQ(history.size(), 2u);
   const auto& t8 = history.at("10N_T073_T008");
   ASSERT_EQ(t8.size(), 2u);
-  EXPECT_EQ(t8[0].status, "failed");
+  EXPECT_EQ(t8[0].status, TileStatus::failed);
   EXPECT_EQ(t8[0].rank, 0);
-  EXPECT_EQ(t8[1].status, "done");
+  EXPECT_EQ(t8[1].status, TileStatus::done);
   EXPECT_EQ(t8[1].rank, 1);
   EXPECT_EQ(t8[1].run_id, "run-b");
-  EXPECT_EQ(t8[1].stage, "run");
-  EXPECT_EQ(read_journal(dir, "prepare").at("10N_T073_T008").back().fingerprint, "x");
-  EXPECT_TRUE(read_journal(dir / "missing", "run").empty());
+  EXPECT_EQ(t8[1].stage, JournalStage::run);
+  EXPECT_EQ(read_journal(dir, JournalStage::prepare).at("10N_T073_T008").back().fingerprint, "x");
+  EXPECT_TRUE(read_journal(dir / "missing", JournalStage::run).empty());
   fs::remove_all(dir);
 }
 
@@ -78,9 +78,9 @@ std::map<std::string, std::string> decisions(const JournalHistory& history) {
   for (const auto& [tile, records] : history)
     for (const char* f : {"a", "b", "c"}) {
       const auto failures = std::count_if(records.begin(), records.end(),
-                                           [&](const JournalRecord& r) { return r.status == "failed" && r.fingerprint == f; });
+                                           [&](const JournalRecord& r) { return r.status == TileStatus::failed && r.fingerprint == f; });
       out[tile + f] = fmt::format("{} {} {} {} {}", static_cast<int>(decide(records, f, 3)), failures,
-                                  records.back().status, records.back().run_id, records.back().chips);
+                                  name_of(records.back().status), records.back().run_id, records.back().chips);
     }
   return out;
 }
@@ -99,7 +99,7 @@ TEST(Journal, CompactionKeepsEveryDecisionAndReadsOneFile) {
   std::mt19937 random(7);
   for (int run = 0; run < 40; ++run)
     for (int rank = 0; rank < 4; ++rank) {
-      JournalWriter w(dir, "run", rank, fmt::format("run{:02}", run));
+      JournalWriter w(dir, JournalStage::run, rank, fmt::format("run{:02}", run));
       for (int t = rank; t < 30; t += 4)
         if (random() % 3 == 0) {
           JournalRecord r = record(random() % 4 == 0 ? "failed" : "done", std::string(1, static_cast<char>('a' + random() % 3)));
@@ -108,14 +108,14 @@ TEST(Journal, CompactionKeepsEveryDecisionAndReadsOneFile) {
           w.append(r);
         }
     }
-  JournalWriter other(dir, "prepare", 0, "p");
+  JournalWriter other(dir, JournalStage::prepare, 0, "p");
   other.append(record("done", "x"));
   other.close();
   int opened = 0;
-  const JournalHistory before = read_journal(dir, "run", &opened);
+  const JournalHistory before = read_journal(dir, JournalStage::run, &opened);
   EXPECT_GT(opened, 100);
-  EXPECT_GT(compact_journal(dir, "run"), 100);
-  const JournalHistory after = read_journal(dir, "run", &opened);
+  EXPECT_GT(compact_journal(dir, JournalStage::run), 100);
+  const JournalHistory after = read_journal(dir, JournalStage::run, &opened);
   EXPECT_EQ(opened, 1);
   EXPECT_EQ(decisions(after), decisions(before));
   EXPECT_EQ(files_in(dir), (std::set<std::string>{".run.compact.lock", ".prepare.compact.lock", "run.snapshot.jsonl",
@@ -124,16 +124,16 @@ TEST(Journal, CompactionKeepsEveryDecisionAndReadsOneFile) {
 
   // A later run's file adds to the snapshot, and folds into it in turn.
   {
-    JournalWriter w(dir, "run", 0, "run99");
+    JournalWriter w(dir, JournalStage::run, 0, "run99");
     JournalRecord r = record("failed", "a");
     r.tile = "tile00";
     w.append(r);
   }
-  const JournalHistory later = read_journal(dir, "run", &opened);
+  const JournalHistory later = read_journal(dir, JournalStage::run, &opened);
   EXPECT_EQ(opened, 2);
   EXPECT_EQ(later.at("tile00").back().run_id, "run99");
-  EXPECT_EQ(compact_journal(dir, "run"), 1);
-  EXPECT_EQ(decisions(read_journal(dir, "run", &opened)), decisions(later));
+  EXPECT_EQ(compact_journal(dir, JournalStage::run), 1);
+  EXPECT_EQ(decisions(read_journal(dir, JournalStage::run, &opened)), decisions(later));
   EXPECT_EQ(opened, 1);
   fs::remove_all(dir);
 }
@@ -144,41 +144,41 @@ TEST(Journal, CompactionKeepsEveryDecisionAndReadsOneFile) {
 TEST(Journal, CompactionLeavesOpenFilesAndSurvivesACrash) {
   const fs::path dir = test::fresh_temp_dir("journal-crash");
   {
-    JournalWriter a(dir, "run", 0, "old");
+    JournalWriter a(dir, JournalStage::run, 0, "old");
     a.append(record("failed", "f"));
     a.append(record("failed", "f"));
   }
-  JournalWriter live(dir, "run", 1, "live");
+  JournalWriter live(dir, JournalStage::run, 1, "live");
   JournalRecord other = record("done", "f");
   other.tile = "10N_T073_T009";
   live.append(other);
   const fs::path saved = test::fresh_temp_dir("journal-crash-saved");
   for (const auto& e : fs::directory_iterator(dir)) fs::copy(e.path(), saved / e.path().filename());
 
-  EXPECT_EQ(compact_journal(dir, "run"), 1) << "only the finished file";
+  EXPECT_EQ(compact_journal(dir, JournalStage::run), 1) << "only the finished file";
   EXPECT_TRUE(fs::exists(live.file()));
   live.append(record("failed", "f"));  // still appending, after the compaction
-  JournalHistory h = read_journal(dir, "run");
+  JournalHistory h = read_journal(dir, JournalStage::run);
   ASSERT_EQ(h.at("10N_T073_T008").size(), 3u);
   EXPECT_EQ(decide(h, "10N_T073_T008", "f", 3), TileAction::skip_failed);
-  EXPECT_EQ(h.at("10N_T073_T009").back().status, "done");
+  EXPECT_EQ(h.at("10N_T073_T009").back().status, TileStatus::done);
 
   // The moment after the snapshot was published: the absorbed file is back.
   fs::copy(saved / "run-old-r0.jsonl", dir / "run-old-r0.jsonl");
-  h = read_journal(dir, "run");
+  h = read_journal(dir, JournalStage::run);
   EXPECT_EQ(h.at("10N_T073_T008").size(), 3u) << "the absorbed file was read again";
   live.close();
-  EXPECT_EQ(compact_journal(dir, "run"), 2) << "the left-over file and the finished one";
+  EXPECT_EQ(compact_journal(dir, JournalStage::run), 2) << "the left-over file and the finished one";
   EXPECT_FALSE(fs::exists(dir / "run-old-r0.jsonl"));
-  h = read_journal(dir, "run");
+  h = read_journal(dir, JournalStage::run);
   EXPECT_EQ(h.at("10N_T073_T008").size(), 3u);
   EXPECT_EQ(h.at("10N_T073_T009").size(), 1u);
-  EXPECT_EQ(compact_journal(dir, "run"), 0) << "nothing left to fold";
+  EXPECT_EQ(compact_journal(dir, JournalStage::run), 0) << "nothing left to fold";
 
   // A damaged snapshot is an error naming it, not a guess.
   std::ofstream(dir / "run.snapshot.jsonl") << "{not json\n";
   try {
-    read_journal(dir, "run");
+    read_journal(dir, JournalStage::run);
     ADD_FAILURE() << "a damaged snapshot was read";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("run.snapshot.jsonl"), std::string::npos) << e.what();

@@ -66,9 +66,9 @@ class FakeSink : public TileSink {
  protected:
   TileOutcome finish_outcome(const std::string& error) {
     events.push_back("finish " + tile_ + (error.empty() ? "" : " failed: " + error));
-    if (!error.empty()) return {"failed", 0, 0, error};
-    if (empty.count(tile_)) return {"nodata", 0, chips_, ""};
-    return {"done", chips_, 0, ""};
+    if (!error.empty()) return {TileStatus::failed, 0, 0, error};
+    if (empty.count(tile_)) return {TileStatus::nodata, 0, chips_, ""};
+    return {TileStatus::done, chips_, 0, ""};
   }
   const std::string& current() const { return tile_; }
 
@@ -89,7 +89,7 @@ class DeferringSink : public FakeSink {
   TileOutcome finish(const std::string& error) override {
     handed_.push_back({current(), FakeSink::finish_outcome(error)});
     // Not journalled while it waits for its batch.
-    EXPECT_FALSE(read_journal(journal_dir, "run").count(current())) << current() << " journalled before its outputs";
+    EXPECT_FALSE(read_journal(journal_dir, JournalStage::run).count(current())) << current() << " journalled before its outputs";
     return {};
   }
   bool deferred() const override { return true; }
@@ -119,7 +119,7 @@ class TileLoop : public ::testing::Test {
 
   TileLoopSpec spec(bool prefetch, int max_attempts = 3) const {
     TileLoopSpec s;
-    s.stage = "run";
+    s.stage = JournalStage::run;
     s.journal = dir_ / "journal";
     s.max_attempts = max_attempts;
     s.prefetch = prefetch;
@@ -184,15 +184,15 @@ TEST_F(TileLoop, CountsJournalsAndReportsEachTileOnce) {
     }
     EXPECT_EQ(sink.events, expected);
 
-    const JournalHistory journal = read_journal(dir_ / "journal", "run");
+    const JournalHistory journal = read_journal(dir_ / "journal", JournalStage::run);
     ASSERT_EQ(journal.size(), plan_.tiles.size());
     for (const auto& [tile, records] : journal) {
       ASSERT_EQ(records.size(), 1u) << tile;
       EXPECT_EQ(records[0].fingerprint, "fp-" + tile);
       EXPECT_EQ(records[0].config_hash, "config");
     }
-    EXPECT_EQ(journal.at(id(1)).back().status, "nodata");
-    EXPECT_EQ(journal.at(id(2)).back().status, "failed");
+    EXPECT_EQ(journal.at(id(1)).back().status, TileStatus::nodata);
+    EXPECT_EQ(journal.at(id(2)).back().status, TileStatus::failed);
   }
 }
 
@@ -234,7 +234,7 @@ TEST_F(TileLoop, AnOutputThatCannotBeWrittenStopsTheRankWithoutJournallingTheTil
     EXPECT_NE(r.mine.stopped.find("tile " + id(second) + ": rank 0: cannot write the output: No space left on device"),
               std::string::npos)
         << r.mine.stopped;
-    const JournalHistory journal = read_journal(dir_ / "journal", "run");
+    const JournalHistory journal = read_journal(dir_ / "journal", JournalStage::run);
     EXPECT_EQ(journal.size(), 1u);
     EXPECT_TRUE(journal.count(id(first)));
     EXPECT_EQ(sink.events.back(), "finish " + id(second)) << "no tile after the stop";
@@ -261,7 +261,7 @@ TEST_F(TileLoop, ADeferringSinkJournalsEachTileOnceItsOutputsAreWritten) {
     for (const char* key : {"done", "nodata", "failed", "chips_embedded", "chips_nodata"})
       EXPECT_EQ(r.report.at(key), expected.report.at(key)) << key;
     EXPECT_EQ(r.report.at("failures").size(), 2u);
-    const JournalHistory journal = read_journal(dir_ / "journal", "run");
+    const JournalHistory journal = read_journal(dir_ / "journal", JournalStage::run);
     EXPECT_EQ(journal.size(), plan_.tiles.size());
     for (const auto& [tile, records] : journal) EXPECT_EQ(records.size(), 1u) << tile;
     TileSource order(ScheduleSpec{}, plan_, Comm::serial());
@@ -280,7 +280,7 @@ TEST_F(TileLoop, ADeferringSinkJournalsEachTileOnceItsOutputsAreWritten) {
     EXPECT_NE(stopped.mine.stopped.find("rank 0: cannot write the output: tile " + walked[2] + ": No space left on device"),
               std::string::npos)
         << stopped.mine.stopped;
-    const JournalHistory partial = read_journal(dir_ / "journal", "run");
+    const JournalHistory partial = read_journal(dir_ / "journal", JournalStage::run);
     EXPECT_EQ(partial.size(), 2u);
     EXPECT_TRUE(partial.count(walked[0]) && partial.count(walked[1]));
   }

@@ -95,11 +95,11 @@ json write_tiles(const fs::path& cube, const CubeSpec& spec) {
 
 TEST(Cube, RealReadersSeeWhatWasWritten) {
   for (CubeDtype dtype : {CubeDtype::float32, CubeDtype::float16, CubeDtype::int8}) {
-    SCOPED_TRACE(cube_dtype_name(dtype));
-    const fs::path dir = temp_dir(cube_dtype_name(dtype)), cube = dir / "cube.zarr";
+    SCOPED_TRACE(name_str(dtype));
+    const fs::path dir = temp_dir(name_str(dtype)), cube = dir / "cube.zarr";
     const CubeSpec spec = spec_of(dtype);
     create_cube(cube, spec);
-    const json expected = {{"cube", cube.string()}, {"dtype", cube_dtype_name(dtype)}, {"dim", spec.dim},
+    const json expected = {{"cube", cube.string()}, {"dtype", name_str(dtype)}, {"dim", spec.dim},
                            {"arrays", spec.embedding_arrays()}, {"chips", write_tiles(cube, spec)}};
     std::ofstream(dir / "expected.json") << expected.dump();
     const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_cube.py {}", EO_SOURCE_DIR,
@@ -137,8 +137,8 @@ TEST(Cube, RealReadersSeeWhatWasWritten) {
 // an embedding, and none left for a tile redone as failed.
 TEST(Cube, StacDescribesTheCubeAndFollowsIt) {
   for (CubeDtype dtype : {CubeDtype::float32, CubeDtype::int8}) {
-    SCOPED_TRACE(cube_dtype_name(dtype));
-    const fs::path dir = temp_dir("stac_" + cube_dtype_name(dtype)), cube = dir / "cube.zarr";
+    SCOPED_TRACE(name_str(dtype));
+    const fs::path dir = temp_dir("stac_" + name_str(dtype)), cube = dir / "cube.zarr";
     CubeSpec spec = spec_of(dtype);
     std::ofstream(dir / "model.json") << "{}";
     std::ofstream(dir / "catalog.jsonl") << "";

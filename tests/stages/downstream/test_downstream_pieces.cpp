@@ -62,8 +62,8 @@ TEST(Targets, AgreeWithGdalsModeAndAverageWarps) {
   TileReadOptions options = TileReadOptions::from(world->config.pixel_size, world->config.data, world->config.warp, 2);
   options.modalities = {Modality::worldcover, Modality::treecover};
   for (Modality m : options.modalities) options.resampling[m] = world->config.resampling(m);
-  ASSERT_EQ(options.resampling[Modality::worldcover], "mode");
-  ASSERT_EQ(options.resampling[Modality::treecover], "average");
+  ASSERT_EQ(options.resampling[Modality::worldcover], Resampling::mode);
+  ASSERT_EQ(options.resampling[Modality::treecover], Resampling::average);
   GDALAllRegister();
   int checked = 0;
   for (const TilePlan& tile : world->plan.tiles) {
@@ -204,7 +204,7 @@ TEST(Scores, WorkedByHand) {
 
 TEST(CubeReader, ReadsBackWhatWasWrittenInEachDtype) {
   for (CubeDtype dtype : {CubeDtype::float32, CubeDtype::float16, CubeDtype::int8}) {
-    const fs::path root = fs::temp_directory_path() / fmt::format("eo_cube_reader_{}_{}", cube_dtype_name(dtype), ::getpid());
+    const fs::path root = fs::temp_directory_path() / fmt::format("eo_cube_reader_{}_{}", name_str(dtype), ::getpid());
     fs::remove_all(root);
     CubeSpec spec;
     spec.zones = {Zone{10, false}};
@@ -232,7 +232,7 @@ TEST(CubeReader, ReadsBackWhatWasWrittenInEachDtype) {
     const double tolerance = dtype == CubeDtype::float32 ? 0 : dtype == CubeDtype::float16 ? 1e-3 : 0.01;
     for (int i = 0; i < spec.dim; ++i) {
       const float want = 0.25f * static_cast<float>(i) - 0.6f;  // as written
-      EXPECT_NEAR(back.arrays.at("s2rgb")(0, 3, static_cast<std::size_t>(i)), want, tolerance) << cube_dtype_name(dtype);
+      EXPECT_NEAR(back.arrays.at("s2rgb")(0, 3, static_cast<std::size_t>(i)), want, tolerance) << name_str(dtype);
       EXPECT_TRUE(std::isnan(back.arrays.at("s1amp")(0, 3, static_cast<std::size_t>(i))));
       EXPECT_TRUE(std::isnan(back.arrays.at("fused")(0, 4, static_cast<std::size_t>(i))));
     }

@@ -103,13 +103,13 @@ class Similar : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new fs::path(temp_dir("cubes"));
     for (CubeDtype d : {CubeDtype::float32, CubeDtype::float16, CubeDtype::int8})
-      planted_ = write_cube(*dir_ / (cube_dtype_name(d) + ".zarr"), d);
+      planted_ = write_cube(*dir_ / (name_str(d) + ".zarr"), d);
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);
     delete dir_;
   }
-  static fs::path cube(CubeDtype d) { return *dir_ / (cube_dtype_name(d) + ".zarr"); }
+  static fs::path cube(CubeDtype d) { return *dir_ / (name_str(d) + ".zarr"); }
   static fs::path* dir_;
   static Planted planted_;
 };
@@ -134,7 +134,7 @@ TEST_F(Similar, TheNearestChipToAChipIsItselfInEverySpace) {
 TEST_F(Similar, APlantedClusterIsFoundWholeInEveryDtypeWithinTheQuantisationBound) {
   std::vector<Hit> reference;
   for (CubeDtype d : {CubeDtype::float32, CubeDtype::float16, CubeDtype::int8}) {
-    SCOPED_TRACE(cube_dtype_name(d));
+    SCOPED_TRACE(name_str(d));
     const CubeReader reader(cube(d));
     for (const char* name : {"fused", "s1amp", "concat"}) {
       SCOPED_TRACE(name);
@@ -190,7 +190,7 @@ TEST_F(Similar, NegativesMoveTheSearchAway) {
 // chips and scores.
 TEST_F(Similar, TheExactSearchIsNumpysBruteForce) {
   for (CubeDtype d : {CubeDtype::float32, CubeDtype::int8}) {
-    SCOPED_TRACE(cube_dtype_name(d));
+    SCOPED_TRACE(name_str(d));
     const CubeReader reader(cube(d));
     const SearchSpace space = SearchSpace::of(reader.spec(), reader.root(), "fused");
     const ChipId q{Zone{11, false}, 72 * 16 + 2, 16 + 9};
@@ -209,7 +209,7 @@ TEST_F(Similar, TheExactSearchIsNumpysBruteForce) {
         "s = m @ m[ids.index('{2}')]\n"
         "for i in np.argsort(-s, kind='stable')[:10]: print(ids[i], '%.6f' % s[i])\n"
         "\"",
-        reader.root().string(), cube_dtype_name(d), q.str()));
+        reader.root().string(), name_str(d), q.str()));
     ASSERT_EQ(r.code, 0) << r.output;
     std::istringstream lines(r.output);
     for (const Hit& h : hits) {

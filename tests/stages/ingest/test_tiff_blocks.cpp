@@ -17,6 +17,12 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
+#include "stages/ingest/gdal_mirror.hpp"
 #include "stages/ingest/gdal_util.hpp"
 #include "stages/ingest/tiff_blocks.hpp"
 
@@ -188,6 +194,34 @@ TEST(TiffBlocks, AFileRewrittenUnderItsNameIsReadAnew) {
   GdalDataset ds = open_raster(file);
   ASSERT_TRUE(read_tiff_window(*ds->GetRasterBand(1), 0, 0, 100, 80, second.data()));
   EXPECT_NE(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)), 0);
+  fs::remove_all(dir);
+}
+
+// With a GDAL other than the one the decoder was proven against, every window is left to
+// GDAL (the reads stay GDAL's), and the log says so once.
+TEST(TiffBlocks, AnotherGdalLeavesEveryWindowToGdal) {
+  const fs::path dir = scratch();
+  const fs::path file = write(dir / "a.tif", {GDT_UInt16, {"-co", "TILED=YES", "-co", "COMPRESS=DEFLATE"}}, 300, 300, 1);
+  GdalDataset ds = open_raster(file);
+  std::vector<float> v(100 * 100);
+  std::ostringstream log;
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("t", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  pretend_gdal_version(3070000);
+  const auto before = tiff_block_stats();
+  EXPECT_FALSE(read_tiff_window(*ds->GetRasterBand(1), 0, 0, 100, 100, v.data()));
+  EXPECT_FALSE(read_tiff_window(*ds->GetRasterBand(1), 100, 0, 100, 100, v.data()));
+  EXPECT_EQ(tiff_block_stats().declined - before.declined, 2);
+  expect_same_reads(file, false);  // every window of the file declined
+  pretend_gdal_version(kMirroredGdalVersion);
+  EXPECT_TRUE(read_tiff_window(*ds->GetRasterBand(1), 0, 0, 100, 100, v.data()));
+  pretend_gdal_version(0);
+  EXPECT_TRUE(read_tiff_window(*ds->GetRasterBand(1), 0, 0, 100, 100, v.data())) << "this machine's GDAL is the proven one";
+  spdlog::set_default_logger(previous);
+  const std::string text = log.str();
+  const std::string line = "GDAL 3070000 is not the 3060200 that the GeoTIFF block decoder (GDAL's reads) was proven against";
+  EXPECT_NE(text.find(line), std::string::npos) << text;
+  EXPECT_EQ(text.find(line), text.rfind(line)) << "said more than once: " << text;
   fs::remove_all(dir);
 }
 

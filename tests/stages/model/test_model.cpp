@@ -21,27 +21,26 @@ const std::vector<Modality> kAll(kImageModalities.begin(), kImageModalities.end(
 
 TEST(Model, PaperPresetHasAbout250MParameters) {
   torch::NoGradGuard no_grad;
-  MultiModal paper(ModelConfig::from_preset("paper"), kAll);
+  MultiModal paper(ModelConfig::from_preset(ModelPreset::paper), kAll);
   const auto n = parameter_count(*paper);
   std::cout << "paper: " << n << " parameters\n";
   EXPECT_GT(n, 225'000'000);
   EXPECT_LT(n, 275'000'000);
-  MultiModal nano(ModelConfig::from_preset("nano"), kAll);
+  MultiModal nano(ModelConfig::from_preset(ModelPreset::nano), kAll);
   EXPECT_LT(parameter_count(*nano), 1'000'000);
-  EXPECT_THROW(ModelConfig::from_preset("huge"), std::invalid_argument);
-  EXPECT_THROW(ModelConfig::from_preset("nano", 100), std::invalid_argument);
+  EXPECT_THROW(ModelConfig::from_preset(ModelPreset::nano, 100), std::invalid_argument);
 }
 
 TEST(Model, OtherInputSizesInterpolatePositions) {
   torch::manual_seed(0);
-  ChannelEncoder enc(ModelConfig::from_preset("nano"), 1);
+  ChannelEncoder enc(ModelConfig::from_preset(ModelPreset::nano), 1);
   EXPECT_EQ(enc->forward(torch::randn({3, 1, 112, 112}), {}).sizes(), (std::vector<int64_t>{3, 64}));
   EXPECT_EQ(enc->forward(torch::randn({2, 1, 224, 224}), {}).sizes(), (std::vector<int64_t>{2, 64}));
 }
 
 TEST(Model, ChannelMasksLeaveMissingChannelsOut) {
   torch::manual_seed(1);
-  ModelConfig config = ModelConfig::from_preset("nano");
+  ModelConfig config = ModelConfig::from_preset(ModelPreset::nano);
   config.channel_embed = true;
   ChannelEncoder enc(config, 4);
   enc->eval();
@@ -101,7 +100,7 @@ TEST(Model, AugmentationsCropTheSameGroundInEveryModality) {
   TrainConfig tc;
   tc.batch = chips;
   tc.crop_min = 0.5;
-  ModelConfig mc = ModelConfig::from_preset("nano", 32);
+  ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
   Trainer trainer(mc, tc, data, Comm::serial());
   std::vector<std::size_t> rows(chips);
   std::iota(rows.begin(), rows.end(), std::size_t{0});
@@ -169,7 +168,7 @@ TEST_F(PretrainWorld, LossFallsAndMissingInputsStayClose) {
   tc.lr = 1e-3;
   tc.warmup = 5;
   tc.threads = 2;
-  Trainer trainer(ModelConfig::from_preset("nano"), tc, data, Comm::serial());
+  Trainer trainer(ModelConfig::from_preset(ModelPreset::nano), tc, data, Comm::serial());
   double first = 0, last = 0;
   for (int s = 0; s < tc.steps; ++s) {
     const StepResult step = trainer.step();

@@ -46,7 +46,7 @@ TEST(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
   const Comm world = Comm::world();
   const int b = 4;
   const ChipDataset data = random_chips(64, 32);
-  ModelConfig mc = ModelConfig::from_preset("nano", 32);
+  ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
   Trainer distributed(mc, small_config(b), data, world);
   Trainer single(mc, small_config(b * world.size()), data, Comm::serial());
   for (int step = 0; step < 2; ++step) {
@@ -74,7 +74,7 @@ TEST(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
 TEST(PretrainMpi, EveryRankHoldsTheSameParametersAfterSteps) {
   const Comm world = Comm::world();
   const ChipDataset data = random_chips(48, 32);
-  Trainer trainer(ModelConfig::from_preset("nano", 32), small_config(4), data, world);
+  Trainer trainer(ModelConfig::from_preset(ModelPreset::nano, 32), small_config(4), data, world);
   for (int i = 0; i < 3; ++i) trainer.step();
   std::vector<float> flat;
   for (const auto& p : trainer.model()->parameters()) {

@@ -42,7 +42,7 @@ TEST_F(TorchScript, OurEncoderExportedGivesTheSameEmbeddings) {
   for (const bool channel_embed : {false, true}) {
     SCOPED_TRACE(channel_embed ? "with channel embeddings" : "without");
     torch::manual_seed(3);
-    ModelConfig config = ModelConfig::from_preset("nano");
+    ModelConfig config = ModelConfig::from_preset(ModelPreset::nano);
     config.channel_embed = channel_embed;
     ChannelEncoder enc(config, 6);
     enc->eval();
@@ -69,16 +69,16 @@ TEST_F(TorchScript, OurEncoderExportedGivesTheSameEmbeddings) {
 // embeddings: the same embeddings in C++ (ScriptedEncoder), and in Python's torch.jit.load
 // on an input Python drew.
 TEST_F(TorchScript, ExportedByLibTorchGivesTheSameEmbeddingsInCppAndPython) {
-  for (const auto& [pooling, channel_embed] : std::vector<std::pair<std::string, bool>>{{"cls", false}, {"mean", true}}) {
-    SCOPED_TRACE(pooling + (channel_embed ? ", channel embeddings" : ""));
+  for (const auto& [pooling, channel_embed] : std::vector<std::pair<Pooling, bool>>{{Pooling::cls, false}, {Pooling::mean, true}}) {
+    SCOPED_TRACE(name_str(pooling) + (channel_embed ? ", channel embeddings" : ""));
     torch::manual_seed(5);
-    ModelConfig config = ModelConfig::from_preset("nano");
+    ModelConfig config = ModelConfig::from_preset(ModelPreset::nano);
     config.pooling = pooling;
     config.channel_embed = channel_embed;
     config.depth = 3;
     ChannelEncoder enc(config, 4);
     enc->eval();
-    const fs::path file = dir_ / ("ours_" + pooling + ".pt");
+    const fs::path file = dir_ / ("ours_" + name_str(pooling) + ".pt");
     export_torchscript(enc, file);
     ScriptedEncoder scripted(file);
     torch::NoGradGuard no_grad;

@@ -60,7 +60,7 @@ class Composite : public ::testing::Test {
   }
 
   static WarpSettings settings(int memory_mb = 256) {
-    WarpSettings s{"bilinear", 1, memory_mb};
+    WarpSettings s{Resampling::bilinear, 1, memory_mb};
     s.xscale = s.yscale = 10.0 / 20.0;  // the scenes' 10 m onto 20 m
     return s;
   }
@@ -293,7 +293,7 @@ TEST_F(Composite, AMappedCollectionNeedsNoCode) {
   // Olinda, Brazil, on its UTM 25S grid at 30 m: the item's three files, stacked, scaled.
   const EastNorth en = utm_forward(25, true, {-34.87, -7.995});
   const GridWindow w{Zone{25, true}, std::round(en.e / 30) * 30 - 1500, std::round(en.n / 30) * 30 + 1500, 30, 100, 100};
-  WarpSettings s{"bilinear", 1, 256};
+  WarpSettings s{Resampling::bilinear, 1, 256};
   const WarpedModality out = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, s);
   // The same ground straight from the multi-band file with gdalwarp, scaled by hand.
   const fs::path ref = *dir_ / "l7_ref.tif", rgb = *dir_ / "l7_rgb.vrt";

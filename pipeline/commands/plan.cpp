@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/core/plan.hpp"
 #include "schedulers/partition.hpp"
 
@@ -18,10 +18,9 @@ void add_plan_command(CLI::App& app, PlanOptions& opts) {
   add_common_options(*cmd, opts.common);
   cmd->add_option("--ranks", opts.ranks, "preview the split across N ranks (array tasks for slurm-array)")
       ->check(CLI::Range(1, 1000000));
-  cmd->add_option("--partition", opts.partition, "partitioner for the preview (default: the config's schedule.partition)")
-      ->check(CLI::IsMember({"static", "dynamic", "slurm-array"}));
-  cmd->add_option("--order", opts.order, "space-filling curve (default: the config's schedule.order)")
-      ->check(CLI::IsMember({"hilbert", "morton"}));
+  add_choice_option(*cmd, "--partition", opts.partition,
+                    "partitioner for the preview (default: the config's schedule.partition)");
+  add_choice_option(*cmd, "--order", opts.order, "space-filling curve (default: the config's schedule.order)");
   cmd->add_option("--tiles", opts.tiles_file, "where to write the tile list (default: OUTPUT/plan/tiles.jsonl)");
   cmd->add_flag("--json", opts.json, "print the summary as JSON on stdout");
 }
@@ -91,25 +90,24 @@ int run_plan(const PlanOptions& opts) {
   }
 
   if (opts.ranks > 0) {
-    const std::string scheme = opts.partition.empty() ? config->partition : opts.partition;
-    const CurveOrder order = parse_curve_order(opts.order.empty() ? config->order : opts.order);
+    const Partition scheme = opts.partition.value_or(config->partition);
+    const CurveOrder order = opts.order.value_or(config->order);
     Assignment assignment;
-    if (scheme == "dynamic") {
+    if (scheme == Partition::dynamic) {
       assignment = simulate_dynamic(plan.tiles, opts.ranks, order);
-    } else if (scheme == "slurm-array") {
+    } else if (scheme == Partition::slurm_array) {
       for (int task = 0; task < opts.ranks; ++task)
         assignment.push_back(slurm_array_tiles(plan.tiles, {task, opts.ranks}, order));
     } else {
       assignment = static_partition(plan.tiles, opts.ranks, order);
     }
     const Balance b = balance_of(assignment, plan.tiles);
-    const char* unit = scheme == "slurm-array" ? "array task" : "rank";
-    summary["partition"] = {{"scheme", scheme}, {"ranks", opts.ranks}, {"chips", b.chips}, {"tiles", b.tiles},
+    const char* unit = scheme == Partition::slurm_array ? "array task" : "rank";
+    summary["partition"] = {{"scheme", name_str(scheme)}, {"ranks", opts.ranks}, {"chips", b.chips}, {"tiles", b.tiles},
                             {"imbalance", b.imbalance}};
     if (!opts.json) {
-      std::cout << fmt::format("\nPartition {} over {} {}s ({} order){}\n", scheme, opts.ranks, unit,
-                               opts.order.empty() ? config->order : opts.order,
-                               scheme == "dynamic" ? ", simulated with equal cost per chip" : "");
+      std::cout << fmt::format("\nPartition {} over {} {}s ({} order){}\n", name_of(scheme), opts.ranks, unit,
+                               name_of(order), scheme == Partition::dynamic ? ", simulated with equal cost per chip" : "");
       const std::size_t shown = std::min<std::size_t>(b.chips.size(), 64);
       for (std::size_t r = 0; r < shown; ++r)
         std::cout << fmt::format("  {} {:>5}: {:>7} chips in {:>5} tiles\n", unit, r, b.chips[r], b.tiles[r]);

@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 #include <iostream>
 
-#include "pipeline/commands.hpp"
-#include "pipeline/driver/run_inputs.hpp"
+#include "pipeline/commands/commands.hpp"
+#include "pipeline/driver/inputs.hpp"
 #include "schedulers/comm.hpp"
 
 namespace eo {

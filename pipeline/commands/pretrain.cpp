@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/driver/inputs.hpp"
 #include "schedulers/comm.hpp"
 #include "stages/model/pretrain.hpp"

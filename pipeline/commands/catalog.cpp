@@ -10,7 +10,7 @@
 #include <regex>
 #include <spdlog/spdlog.h>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/core/log.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/ingest/stac.hpp"
@@ -25,9 +25,9 @@ void add_catalog_command(CLI::App& app, CatalogOptions& opts) {
                                        "JSON; repeat for several")->check(CLI::ExistingFile);
   cmd->add_option("--collections", opts.collections, "YAML mapping of other STAC collections to modalities "
                                                      "(docs/inputs.md)")->check(CLI::ExistingFile);
-  cmd->add_option("--layout", opts.layout, "how DIR is laid out: files (any rasters, --modality says what they are) "
-                                           "or global-coherence (N48W090_winter_vv_COH12.tif, ..._vh_AMP.tif)")
-      ->check(CLI::IsMember({"files", "global-coherence"}));
+  add_choice_option(*cmd, "--layout", opts.layout,
+                    "how DIR is laid out: files (any rasters, --modality says what they are; the default) "
+                    "or global-coherence (N48W090_winter_vv_COH12.tif, ..._vh_AMP.tif)");
   cmd->add_option("--coherence", opts.coherence, "global-coherence: the coherence metric for s1coh (COH06, COH12, ...)");
   cmd->add_option("--modality", opts.modality, "what the rasters of DIR are")
       ->check(CLI::IsMember({"s2rgb", "s1amp", "s1coh", "worldcover", "treecover"}));
@@ -119,7 +119,7 @@ void add_files(const CatalogOptions& opts, Catalog& catalog, Counts& n) {
 }  // namespace
 
 int run_catalog(const CatalogOptions& opts) {
-  setup_logging(0, opts.quiet ? "warn" : opts.verbose ? "debug" : "info");
+  setup_logging(0, opts.quiet ? LogLevel::warn : opts.verbose ? LogLevel::debug : LogLevel::info);
   if (opts.dir.empty() && opts.stac.empty()) throw CLI::ValidationError("catalog", "give a DIR to scan or --stac FILE");
   Catalog catalog;
   if (opts.append && std::filesystem::exists(opts.out)) {
@@ -134,7 +134,7 @@ int run_catalog(const CatalogOptions& opts) {
     spdlog::error("{}", e.what());
     return kExitUsage;
   }
-  if (!opts.dir.empty()) (opts.layout == "global-coherence" ? add_global_coherence : add_files)(opts, catalog, n);
+  if (!opts.dir.empty()) (opts.layout == FolderLayout::global_coherence ? add_global_coherence : add_files)(opts, catalog, n);
   if (n.added == 0) {
     spdlog::error("nothing could be catalogued from {}", opts.dir.empty() ? fmt::format("{}", fmt::join(opts.stac, ", ")) : opts.dir);
     return kExitUsage;

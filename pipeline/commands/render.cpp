@@ -6,7 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/driver/inputs.hpp"
 #include "stages/downstream/render.hpp"
 #include "stages/downstream/samples.hpp"

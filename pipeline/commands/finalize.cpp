@@ -11,11 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/journal.hpp"
 #include "pipeline/core/lock.hpp"
-#include "pipeline/driver/run_inputs.hpp"
+#include "pipeline/driver/inputs.hpp"
 #include "schedulers/partition.hpp"
 
 namespace eo {
@@ -60,7 +60,7 @@ struct Standing {
 };
 
 Standing stand(const RunInputs& in, const Config& config, int array_size) {
-  const auto history = read_journal(config.output / "journal", "run");
+  const auto history = read_journal(config.output / "journal", JournalStage::run);
   Standing s;
   s.tiles = in.plan.tiles.size();
   std::vector<bool> to_do(s.tiles, false);
@@ -78,12 +78,12 @@ Standing stand(const RunInputs& in, const Config& config, int array_size) {
       ++s.left_failed;
       s.failures.push_back({{"tile", id}, {"error", last->error}});
     } else {
-      ++(last->status == "done" ? s.done : s.nodata);
+      ++(last->status == TileStatus::done ? s.done : s.nodata);
       s.chips += last->chips;
     }
   }
   if (array_size > 0) {
-    const Assignment blocks = static_partition(in.plan.tiles, array_size, parse_curve_order(config.order));
+    const Assignment blocks = static_partition(in.plan.tiles, array_size, config.order);
     for (int t = 0; t < array_size; ++t)
       if (std::any_of(blocks[static_cast<std::size_t>(t)].begin(), blocks[static_cast<std::size_t>(t)].end(),
                       [&](std::size_t i) { return to_do[i]; }))

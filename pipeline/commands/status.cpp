@@ -6,7 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/core/journal.hpp"
 #include "pipeline/core/lock.hpp"
 #include "pipeline/core/plan.hpp"
@@ -16,7 +16,7 @@ namespace eo {
 void add_status_command(CLI::App& app, StatusOptions& opts) {
   auto* cmd = app.add_subcommand("status", "tiles done / no data / failed / pending per zone, and the failures");
   add_common_options(*cmd, opts.common);
-  cmd->add_option("--stage", opts.stage, "the job to report on")->check(CLI::IsMember({"run", "prepare"}));
+  add_choice_option(*cmd, "--stage", opts.stage, "the job to report on (default: run)");
   cmd->add_flag("--json", opts.json, "as JSON");
 }
 
@@ -26,7 +26,7 @@ int run_status(const StatusOptions& opts) {
   const Plan plan = make_plan(load_aois(*config));
   const auto journal_dir = config->output / "journal";
   const auto history = read_journal(journal_dir, opts.stage);
-  const int max_attempts = opts.stage == "run" ? config->run.max_attempts : config->prepare.max_attempts;
+  const int max_attempts = opts.stage == JournalStage::run ? config->run.max_attempts : config->prepare.max_attempts;
 
   struct Counts {
     int tiles = 0, done = 0, nodata = 0, failed = 0, pending = 0;
@@ -44,15 +44,15 @@ int run_status(const StatusOptions& opts) {
       continue;
     }
     const JournalRecord& last = it->second.back();
-    if (last.status == "done") {
+    if (last.status == TileStatus::done) {
       ++z.done;
       z.chips += last.chips;
-    } else if (last.status == "nodata") {
+    } else if (last.status == TileStatus::nodata) {
       ++z.nodata;
     } else {
       ++z.failed;
       const auto attempts = std::count_if(it->second.begin(), it->second.end(), [&](const JournalRecord& r) {
-        return r.status == "failed" && r.fingerprint == last.fingerprint;
+        return r.status == TileStatus::failed && r.fingerprint == last.fingerprint;
       });
       failures.push_back({{"tile", tile.id.str()}, {"attempts", attempts}, {"retried", attempts < max_attempts},
                           {"rank", last.rank}, {"run", last.run_id}, {"error", last.error}});
@@ -64,7 +64,7 @@ int run_status(const StatusOptions& opts) {
   }
   // A run holding the output's lock is in progress.
   std::string running;
-  if (opts.stage == "run" && std::filesystem::exists(config->output / "run.lock")) {
+  if (opts.stage == JournalStage::run && std::filesystem::exists(config->output / "run.lock")) {
     try {
       OutputLock probe(config->output / "run.lock", "eo-pipeline status");
     } catch (const LockedError& e) {
@@ -73,7 +73,7 @@ int run_status(const StatusOptions& opts) {
   }
 
   if (opts.json) {
-    nlohmann::json j = {{"stage", opts.stage}, {"output", config->output.string()}, {"running", !running.empty()},
+    nlohmann::json j = {{"stage", name_str(opts.stage)}, {"output", config->output.string()}, {"running", !running.empty()},
                         {"failures", failures}};
     auto counts = [](const Counts& c) {
       return nlohmann::json{{"tiles", c.tiles}, {"done", c.done}, {"nodata", c.nodata}, {"failed", c.failed},
@@ -84,7 +84,7 @@ int run_status(const StatusOptions& opts) {
     std::cout << j.dump(2) << '\n';
     return kExitOk;
   }
-  std::cout << fmt::format("{} of {} ({}), journal {}\n", opts.stage, config->name, config->source, journal_dir.string());
+  std::cout << fmt::format("{} of {} ({}), journal {}\n", name_of(opts.stage), config->name, config->source, journal_dir.string());
   if (!running.empty()) std::cout << "in progress: " << running << '\n';
   std::cout << fmt::format("{:<6} {:>7} {:>7} {:>8} {:>7} {:>8} {:>10}\n", "zone", "tiles", "done", "no data", "failed",
                            "pending", "chips");

@@ -8,7 +8,7 @@
 #include <iostream>
 #include <spdlog/spdlog.h>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/driver/inputs.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/downstream/fewshot.hpp"

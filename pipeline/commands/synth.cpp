@@ -5,7 +5,7 @@
 #include <iostream>
 #include <spdlog/spdlog.h>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/core/plan.hpp"
 #include "stages/synth/synth.hpp"
 

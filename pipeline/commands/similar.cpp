@@ -7,7 +7,7 @@
 #include <chrono>
 #include <iostream>
 
-#include "pipeline/commands.hpp"
+#include "pipeline/commands/commands.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/resources.hpp"
 #include "pipeline/driver/inputs.hpp"

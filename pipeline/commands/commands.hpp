@@ -1,17 +1,20 @@
 #pragma once
 // One function per eo-pipeline command; each returns the process exit code.
 
+#include <optional>
 #include <vector>
 
 #include "pipeline/cli.hpp"
+#include "pipeline/core/choices.hpp"
+#include "pipeline/core/journal.hpp"
 
 namespace eo {
 
 struct PlanOptions {
   CommonOptions common;
   int ranks = 0;  // 0: no partition preview
-  std::string partition;  // empty: the config's
-  std::string order;      // empty: the config's
+  std::optional<Partition> partition;  // none: the config's
+  std::optional<CurveOrder> order;     // none: the config's
   std::string tiles_file;  // empty: <output>/plan/tiles.jsonl
   bool json = false;
 };
@@ -45,8 +48,8 @@ int run_export(const ExportOptions& opts);
 
 struct RunOptions {
   CommonOptions common;
-  std::string partition;  // empty: the config's
-  std::string inputs;     // empty: the config's
+  std::optional<Partition> partition;  // none: the config's
+  std::optional<ChipSource> inputs;    // none: the config's
   bool json = false;
 };
 void add_run_command(CLI::App& app, RunOptions& opts);
@@ -54,7 +57,7 @@ int run_run(const RunOptions& opts);
 
 struct StatusOptions {
   CommonOptions common;
-  std::string stage = "run";
+  JournalStage stage = JournalStage::run;
   bool json = false;
 };
 void add_status_command(CLI::App& app, StatusOptions& opts);
@@ -125,8 +128,18 @@ struct IndexOptions {
 void add_index_command(CLI::App& app, IndexOptions& opts);
 int run_index(const IndexOptions& opts);
 
+// How the folder `catalog` walks is laid out.
+enum class FolderLayout { files, global_coherence };
+template <>
+struct ChoiceTable<FolderLayout> {
+  static constexpr std::string_view what = "a folder layout";
+  static constexpr ChoiceName<FolderLayout> names[] = {{"files", FolderLayout::files},
+                                                       {"global-coherence", FolderLayout::global_coherence}};
+};
+
 struct CatalogOptions {
-  std::string dir, modality, out, variable, time, pattern, layout = "files", coherence = "COH12", collections;
+  std::string dir, modality, out, variable, time, pattern, coherence = "COH12", collections;
+  FolderLayout layout = FolderLayout::files;
   std::vector<std::string> stac;
   int season = -1;
   std::vector<int> bands;

@@ -1,0 +1,227 @@
+// A modality's observations over a window: each scene (or product mosaic) warped, then
+// composited per season and pixel as DESIGN.md §2 says (S2 median of clear observations,
+// S1 mean in linear power handed on in dB, coherence mean), with the clear counts.
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <limits>
+#include <map>
+#include <stdexcept>
+
+#include "pipeline/core/error.hpp"
+#include "stages/reproject/warp.hpp"
+
+namespace eo {
+
+LonLatBox padded(const LonLatBox& b) { return b.grown(0.01); }
+
+// One scene (or one season's product mosaic): its records grouped by the bands they hold
+// (a multi-band file holds all; each S2 band is its own COG), each group warped together.
+struct ModalitySources::Observation {
+  ObservationInfo info;
+  Units units = Units::native;
+  std::vector<std::unique_ptr<SourceSet>> parts;
+  // One set of all bands, unmasked, in the modality's units: warped as it is.
+  bool plain(int bands) const {
+    return parts.size() == 1 && static_cast<int>(parts[0]->bands().size()) == bands && !parts[0]->masked() &&
+           units == Units::native;
+  }
+};
+
+ModalitySources::~ModalitySources() = default;
+ModalitySources::ModalitySources(ModalitySources&&) noexcept = default;
+
+ModalitySources::ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area) : modality_(modality) {
+  for (int season = 0; season < info(modality).seasons; ++season) {
+    // Records of one observation; observations in time order, then by id, so that the
+    // composite never depends on the order of the catalog.
+    std::map<std::pair<std::string, std::string>, std::vector<const SourceRecord*>> groups;
+    for (const SourceRecord* r : catalog.query(modality, season, padded(area)))
+      groups[{r->time, r->observation()}].push_back(r);
+    std::vector<Observation> observations;
+    for (auto& [key, records] : groups) {
+      Observation o;
+      o.info = {key.second, records.front()->time};
+      o.units = records.front()->units;
+      std::map<std::vector<int>, std::vector<const SourceRecord*>> by_bands;
+      for (const SourceRecord* r : records) {
+        if (r->units != o.units)
+          throw StageError("ingest", fmt::format("{}: units {} differ from {}'s other files ({})", r->describe(),
+                                               name_of(r->units), o.info.id, name_of(o.units)));
+        std::vector<int> held;
+        for (std::size_t b = 0; b < r->bands.size(); ++b)
+          if (r->bands[b] > 0) held.push_back(static_cast<int>(b));
+        by_bands[held].push_back(r);
+      }
+      // A scene of one file per band (and all of them): one stacked input if they share a grid.
+      const bool per_band = by_bands.size() > 1 && std::all_of(by_bands.begin(), by_bands.end(), [](const auto& kv) {
+        return kv.first.size() == 1 && kv.second.size() == 1;
+      });
+      if (per_band && by_bands.size() == info(modality).bands.size()) {
+        std::vector<const SourceRecord*> scene;
+        for (auto& [bands, rs] : by_bands) scene.push_back(rs.front());
+        try {
+          o.parts.push_back(std::make_unique<SourceSet>(scene, SourceSet::Stack{}));
+        } catch (const SourceSet::NotStackable&) {
+        }
+      }
+      if (o.parts.empty())
+        for (auto& [bands, rs] : by_bands) o.parts.push_back(std::make_unique<SourceSet>(rs, bands));
+      observations.push_back(std::move(o));
+    }
+    seasons_.push_back(std::move(observations));
+  }
+}
+
+std::vector<std::vector<ObservationInfo>> ModalitySources::observations() const {
+  std::vector<std::vector<ObservationInfo>> out;
+  for (const auto& season : seasons_) {
+    out.emplace_back();
+    for (const Observation& o : season) out.back().push_back(o.info);
+  }
+  return out;
+}
+
+namespace {
+
+// An observation's values in the space its modality composites in: linear power for
+// mean_power_db, the modality's own units otherwise.
+inline double to_composite(double v, Units units, Reduce reduce) {
+  if (reduce == Reduce::mean_power_db) {
+    switch (units) {
+      case Units::native: return std::pow(10.0, v / 10);
+      case Units::linear_power: return v;
+      case Units::amplitude_dn: return v * v * std::pow(10.0, -8.3);
+    }
+  }
+  switch (units) {
+    case Units::native: return v;
+    case Units::linear_power: return 10 * std::log10(v);
+    case Units::amplitude_dn: return 20 * std::log10(v) - 83;
+  }
+  return v;
+}
+
+}  // namespace
+
+// Observations of a season kept open between strips; a season of more is reopened per strip.
+constexpr std::size_t kOpenObservations = 4;
+
+void ModalitySources::composite(const std::vector<Observation>& season, const GridWindow& window,
+                                const WarpSettings& settings, float* out, std::uint16_t* clear) const {
+  const ModalityInfo& mi = info(modality_);
+  const int nb = static_cast<int>(mi.bands.size());
+  const std::size_t n_obs = season.size();
+  const std::size_t W = static_cast<std::size_t>(window.width);
+  // Strip height: every observation's bands of a strip in settings.memory_mb.
+  const std::size_t per_row = n_obs * static_cast<std::size_t>(nb) * W * sizeof(float);
+  const int strip = static_cast<int>(std::clamp<std::size_t>(static_cast<std::size_t>(settings.memory_mb) * 1024 * 1024 / per_row, 1,
+                                                              static_cast<std::size_t>(window.height)));
+  std::vector<float> layers, part;
+  std::vector<double> values;
+  for (int y0 = 0; y0 < window.height; y0 += strip) {
+    const int rows = std::min(strip, window.height - y0);
+    GridWindow sw = window;
+    sw.north = window.north - y0 * window.pixel;
+    sw.height = rows;
+    const std::size_t plane = static_cast<std::size_t>(rows) * W;
+    layers.assign(n_obs * nb * plane, std::numeric_limits<float>::quiet_NaN());
+    for (std::size_t o = 0; o < n_obs; ++o)
+      for (const auto& set : season[o].parts) {
+        const std::vector<int>& bands = set->bands();
+        const int k = static_cast<int>(bands.size());
+        float* first = layers.data() + (o * nb + static_cast<std::size_t>(bands.front())) * plane;
+        bool consecutive = true;
+        for (int i = 0; i < k; ++i) consecutive &= bands[static_cast<std::size_t>(i)] == bands.front() + i;
+        if (consecutive) {  // a whole scene's bands, in order: warped in place
+          set->warp(sw, settings, first, k);
+        } else {
+          part.resize(static_cast<std::size_t>(k) * plane);
+          set->warp(sw, settings, part.data(), k);
+          for (int i = 0; i < k; ++i)
+            std::copy_n(part.data() + static_cast<std::size_t>(i) * plane, plane,
+                        layers.data() + (o * nb + static_cast<std::size_t>(bands[static_cast<std::size_t>(i)])) * plane);
+        }
+        // Memory bounded in the number of scenes too: beyond a few, each is closed after
+        // use and reopened for the next strip.
+        if (n_obs > kOpenObservations) set->suspend();
+      }
+    for (std::size_t p = 0; p < plane; ++p) {
+      const std::size_t at = static_cast<std::size_t>(y0) * W + p;
+      std::uint16_t seen = 0;
+      for (std::size_t o = 0; o < n_obs; ++o)
+        for (int b = 0; b < nb; ++b)
+          if (!std::isnan(layers[(o * nb + b) * plane + p])) {
+            ++seen;
+            break;
+          }
+      clear[at] = seen;
+      for (int b = 0; b < nb; ++b) {
+        values.clear();
+        for (std::size_t o = 0; o < n_obs; ++o) {
+          const float v = layers[(o * nb + b) * plane + p];
+          if (!std::isnan(v)) values.push_back(to_composite(v, season[o].units, mi.reduce));
+        }
+        float result = std::numeric_limits<float>::quiet_NaN();
+        if (!values.empty()) {
+          switch (mi.reduce) {
+            case Reduce::median: {
+              std::sort(values.begin(), values.end());
+              const std::size_t n = values.size();
+              result = n % 2 ? static_cast<float>(values[n / 2])
+                             : static_cast<float>((values[n / 2 - 1] + values[n / 2]) / 2);
+              break;
+            }
+            case Reduce::mean:
+            case Reduce::mean_power_db: {
+              double sum = 0;
+              for (double v : values) sum += v;  // in time order: the same bits on every rank
+              const double mean = sum / static_cast<double>(values.size());
+              result = static_cast<float>(mi.reduce == Reduce::mean ? mean : 10 * std::log10(mean));
+              break;
+            }
+            case Reduce::first: result = static_cast<float>(values.front()); break;
+          }
+        }
+        out[static_cast<std::size_t>(b) * W * window.height + at] = result;
+      }
+    }
+  }
+}
+
+WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSettings& settings) const {
+  const ModalityInfo& mi = info(modality_);
+  WarpedModality out{modality_, mi.channels(), window.width, window.height, {}, {}, {}};
+  const std::size_t plane = static_cast<std::size_t>(window.width) * window.height;
+  out.data.assign(static_cast<std::size_t>(out.channels) * plane, std::numeric_limits<float>::quiet_NaN());
+  out.clear.assign(static_cast<std::size_t>(mi.seasons) * plane, 0);
+  out.observations = observations();
+  const int nb = static_cast<int>(mi.bands.size());
+  for (std::size_t season = 0; season < seasons_.size(); ++season) {
+    const auto& observations = seasons_[season];
+    if (observations.empty()) continue;  // the modality is missing here: channels stay NaN
+    float* dst = out.data.data() + season * nb * plane;
+    std::uint16_t* clear = out.clear.data() + season * plane;
+    if (observations.size() == 1 && observations[0].plain(nb)) {
+      // One product (or one scene, nothing to mask): warped as it is.
+      observations[0].parts[0]->warp(window, settings, dst, nb);
+      for (std::size_t p = 0; p < plane; ++p)
+        for (int b = 0; b < nb; ++b)
+          if (!std::isnan(dst[static_cast<std::size_t>(b) * plane + p])) {
+            clear[p] = 1;
+            break;
+          }
+    } else {
+      composite(observations, window, settings, dst, clear);
+    }
+  }
+  return out;
+}
+
+WarpedModality warp_modality(const Catalog& catalog, Modality modality, const GridWindow& window,
+                             const WarpSettings& settings) {
+  return ModalitySources(catalog, modality, window.lonlat_box()).warp(window, settings);
+}
+
+}  // namespace eo
