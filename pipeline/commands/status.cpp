@@ -1,6 +1,7 @@
 // `eo-pipeline status`: where a job stands, from its journal: per zone the tiles done,
 // with no data, failed and pending, and every failure with its reason.
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <iostream>
 #include <map>
@@ -20,23 +21,24 @@ void add_status_command(CLI::App& app, StatusOptions& opts) {
   cmd->add_flag("--json", opts.json, "as JSON");
 }
 
-int run_status(const StatusOptions& opts) {
-  const auto config = start_command(opts.common, 0);
-  if (!config) return kExitOk;
-  const Plan plan = make_plan(load_aois(*config));
-  const auto journal_dir = config->output / "journal";
-  const auto history = read_journal(journal_dir, opts.stage);
-  const int max_attempts = opts.stage == JournalStage::run ? config->run.max_attempts : config->prepare.max_attempts;
+namespace {
 
-  struct Counts {
-    int tiles = 0, done = 0, nodata = 0, failed = 0, pending = 0;
-    std::int64_t chips = 0;
-  };
+struct Counts {
+  int tiles = 0, done = 0, nodata = 0, failed = 0, pending = 0;
+  std::int64_t chips = 0;
+};
+
+// Where the job stands: per zone, in all, and each failed tile with its reason.
+struct Standing {
   std::map<std::string, Counts> zones;
   Counts total;
   nlohmann::json failures = nlohmann::json::array();
+};
+
+Standing standing(const Plan& plan, const JournalHistory& history, int max_attempts) {
+  Standing s;
   for (const TilePlan& tile : plan.tiles) {
-    Counts& z = zones[tile.id.zone.name()];
+    Counts& z = s.zones[tile.id.zone.name()];
     ++z.tiles;
     const auto it = history.find(tile.id.str());
     if (it == history.end()) {
@@ -54,37 +56,44 @@ int run_status(const StatusOptions& opts) {
       const auto attempts = std::count_if(it->second.begin(), it->second.end(), [&](const JournalRecord& r) {
         return r.status == TileStatus::failed && r.fingerprint == last.fingerprint;
       });
-      failures.push_back({{"tile", tile.id.str()}, {"attempts", attempts}, {"retried", attempts < max_attempts},
-                          {"rank", last.rank}, {"run", last.run_id}, {"error", last.error}});
+      s.failures.push_back({{"tile", tile.id.str()}, {"attempts", attempts}, {"retried", attempts < max_attempts},
+                            {"rank", last.rank}, {"run", last.run_id}, {"error", last.error}});
     }
   }
-  for (const auto& [name, z] : zones) {
-    total.tiles += z.tiles; total.done += z.done; total.nodata += z.nodata;
-    total.failed += z.failed; total.pending += z.pending; total.chips += z.chips;
+  for (const auto& [name, z] : s.zones) {
+    s.total.tiles += z.tiles; s.total.done += z.done; s.total.nodata += z.nodata;
+    s.total.failed += z.failed; s.total.pending += z.pending; s.total.chips += z.chips;
   }
-  // A run holding the output's lock is in progress.
-  std::string running;
-  if (opts.stage == JournalStage::run && std::filesystem::exists(config->output / "run.lock")) {
-    try {
-      OutputLock probe(config->output / "run.lock", "eo-pipeline status");
-    } catch (const LockedError& e) {
-      running = e.what();
-    }
-  }
+  return s;
+}
 
-  if (opts.json) {
-    nlohmann::json j = {{"stage", name_str(opts.stage)}, {"output", config->output.string()}, {"running", !running.empty()},
-                        {"failures", failures}};
-    auto counts = [](const Counts& c) {
-      return nlohmann::json{{"tiles", c.tiles}, {"done", c.done}, {"nodata", c.nodata}, {"failed", c.failed},
-                            {"pending", c.pending}, {"chips", c.chips}};
-    };
-    for (const auto& [name, z] : zones) j["zones"][name] = counts(z);
-    j["total"] = counts(total);
-    std::cout << j.dump(2) << '\n';
-    return kExitOk;
+// Who holds the output's run lock, if a run is in progress.
+std::string running_run(const Config& config) {
+  if (!std::filesystem::exists(config.output / "run.lock")) return "";
+  try {
+    OutputLock probe(config.output / "run.lock", "eo-pipeline status");
+  } catch (const LockedError& e) {
+    return e.what();
   }
-  std::cout << fmt::format("{} of {} ({}), journal {}\n", name_of(opts.stage), config->name, config->source, journal_dir.string());
+  return "";
+}
+
+nlohmann::json as_json(const StatusOptions& opts, const Config& config, const Standing& s, const std::string& running) {
+  nlohmann::json j = {{"stage", name_str(opts.stage)}, {"output", config.output.string()}, {"running", !running.empty()},
+                      {"failures", s.failures}};
+  auto counts = [](const Counts& c) {
+    return nlohmann::json{{"tiles", c.tiles}, {"done", c.done}, {"nodata", c.nodata}, {"failed", c.failed},
+                          {"pending", c.pending}, {"chips", c.chips}};
+  };
+  for (const auto& [name, z] : s.zones) j["zones"][name] = counts(z);
+  j["total"] = counts(s.total);
+  return j;
+}
+
+void print_table(const StatusOptions& opts, const Config& config, const Standing& s, const std::string& running,
+                 int max_attempts) {
+  std::cout << fmt::format("{} of {} ({}), journal {}\n", name_of(opts.stage), config.name, config.source,
+                           (config.output / "journal").string());
   if (!running.empty()) std::cout << "in progress: " << running << '\n';
   std::cout << fmt::format("{:<6} {:>7} {:>7} {:>8} {:>7} {:>8} {:>10}\n", "zone", "tiles", "done", "no data", "failed",
                            "pending", "chips");
@@ -92,15 +101,29 @@ int run_status(const StatusOptions& opts) {
     return fmt::format("{:<6} {:>7} {:>7} {:>8} {:>7} {:>8} {:>10}\n", name, z.tiles, z.done, z.nodata, z.failed,
                        z.pending, z.chips);
   };
-  for (const auto& [name, z] : zones) std::cout << line(name, z);
-  std::cout << line("total", total);
-  if (!failures.empty()) {
-    std::cout << "failures:\n";
-    for (const auto& f : failures)
-      std::cout << fmt::format("  {} (attempt {} of {}{}): {}\n", f["tile"].get<std::string>(), f["attempts"].get<int>(),
-                               max_attempts, f["retried"].get<bool>() ? ", retried by the next run" : ", left failed",
-                               f["error"].get<std::string>());
-  }
+  for (const auto& [name, z] : s.zones) std::cout << line(name, z);
+  std::cout << line("total", s.total);
+  if (s.failures.empty()) return;
+  std::cout << "failures:\n";
+  for (const auto& f : s.failures)
+    std::cout << fmt::format("  {} (attempt {} of {}{}): {}\n", f["tile"].get<std::string>(), f["attempts"].get<int>(),
+                             max_attempts, f["retried"].get<bool>() ? ", retried by the next run" : ", left failed",
+                             f["error"].get<std::string>());
+}
+
+}  // namespace
+
+int run_status(const StatusOptions& opts) {
+  const auto config = start_command(opts.common, 0);
+  if (!config) return kExitOk;
+  const int max_attempts = opts.stage == JournalStage::run ? config->run.max_attempts : config->prepare.max_attempts;
+  const Standing s = standing(make_plan(load_aois(*config)), read_journal(config->output / "journal", opts.stage), max_attempts);
+  // A run holding the output's lock is in progress.
+  const std::string running = opts.stage == JournalStage::run ? running_run(*config) : "";
+  if (opts.json)
+    std::cout << as_json(opts, *config, s, running).dump(2) << '\n';
+  else
+    print_table(opts, *config, s, running, max_attempts);
   return kExitOk;
 }
 

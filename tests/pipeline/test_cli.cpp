@@ -163,6 +163,35 @@ TEST_F(Cli, CatalogOfRealRastersFeedsPrepare) {
   EXPECT_EQ(run(exe() + " catalog " + src.string() + " --modality lidar --out x.jsonl").code, 2);
 }
 
+// Options that are choices take the names of the choice's one table (the config's too)
+// and refuse others listing them: catalog --layout, run --partition and --inputs, plan
+// --order, status --stage.
+TEST_F(Cli, ChoiceOptionsTakeTheNamesOfTheirTables) {
+  const fs::path src = dir_ / "coherence";
+  fs::create_directories(src);
+  write("coherence/N48W090_winter_vv_COH12.tif", "");  // catalogued by its name alone
+  const auto c = run(exe() + " catalog " + src.string() + " --layout global-coherence --out " + (dir_ / "c.jsonl").string());
+  ASSERT_EQ(c.code, 0) << c.output;
+  EXPECT_NE(c.output.find("1 records added"), std::string::npos) << c.output;
+  const auto bad = run(exe() + " catalog " + src.string() + " --layout globalcoherence --out x.jsonl");
+  EXPECT_EQ(bad.code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("'globalcoherence' is not a folder layout; one of: files, global-coherence"), std::string::npos)
+      << bad.output;
+  const auto partition = run(exe() + " run --partition round-robin --output " + (dir_ / "o").string());
+  EXPECT_EQ(partition.code, 2) << partition.output;
+  EXPECT_NE(partition.output.find("'round-robin' is not a partition; one of: static, dynamic, slurm-array"),
+            std::string::npos) << partition.output;
+  const auto inputs = run(exe() + " run --inputs stores --output " + (dir_ / "o").string());
+  EXPECT_EQ(inputs.code, 2) << inputs.output;
+  EXPECT_NE(inputs.output.find("one of: sources, chip-stores"), std::string::npos) << inputs.output;
+  const auto order = run(exe() + " plan -q --json --ranks 2 --order morton --output " + (dir_ / "o").string());
+  ASSERT_EQ(order.code, 0) << order.output;
+  const auto stage = run(exe() + " status --stage prepare --json --output " + (dir_ / "o").string());
+  ASSERT_EQ(stage.code, 0) << stage.output;
+  EXPECT_EQ(nlohmann::json::parse(stage.output)["stage"], "prepare");
+  EXPECT_EQ(run(exe() + " status --stage pretrain --output " + (dir_ / "o").string()).code, 2);
+}
+
 // STAC in: a file that is not JSON stops the command naming it; an item lacking an asset
 // its collection needs is left out by name, and the command says it had problems.
 TEST_F(Cli, CatalogOfStacNamesBadFilesItemsAndAssets) {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -29,6 +31,16 @@ TEST(Model, PaperPresetHasAbout250MParameters) {
   MultiModal nano(ModelConfig::from_preset(ModelPreset::nano), kAll);
   EXPECT_LT(parameter_count(*nano), 1'000'000);
   EXPECT_THROW(ModelConfig::from_preset(ModelPreset::nano, 100), std::invalid_argument);
+  // Every preset: its shape, written to a checkpoint's sidecar and read back as itself.
+  std::set<int> widths;
+  for (ModelPreset p : choice_values<ModelPreset>()) {
+    const ModelConfig c = ModelConfig::from_preset(p);
+    EXPECT_EQ(c.preset, name_of(p));
+    EXPECT_EQ(c.input % c.patch, 0) << name_of(p);
+    EXPECT_EQ(ModelConfig::from_json(c.to_json()).to_json(), c.to_json()) << name_of(p);
+    widths.insert(c.dim * 100 + c.depth + c.input);
+  }
+  EXPECT_EQ(widths.size(), choice_values<ModelPreset>().size()) << "two presets of one shape";
 }
 
 TEST(Model, OtherInputSizesInterpolatePositions) {
