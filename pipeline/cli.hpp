@@ -22,16 +22,19 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts);
 
 // An option whose value is a choice: checked against the choice's table (the message
 // lists the valid names) and parsed here, once. Empty when not given.
-template <class E>
-CLI::Option* add_choice_option(CLI::App& cmd, const std::string& name, std::optional<E>& target, const std::string& help) {
-  return cmd.add_option_function<std::string>(name, [&target](const std::string& v) { target = parse_choice<E>(v); }, help)
-      ->check(CLI::Validator([](std::string& v) { return choice_problem<E>(v); }, "{" + choice_list<E>() + "}"));
-}
-// With a default.
-template <class E>
-CLI::Option* add_choice_option(CLI::App& cmd, const std::string& name, E& target, const std::string& help) {
+// `Target` is E (with a default) or std::optional<E>.
+template <class E, class Target>
+CLI::Option* add_choice_option(CLI::App& cmd, const std::string& name, Target& target, const std::string& help) {
   return cmd.add_option_function<std::string>(name, [&target](const std::string& v) { target = *parse_choice<E>(v); }, help)
       ->check(CLI::Validator([](std::string& v) { return choice_problem<E>(v); }, "{" + choice_list<E>() + "}"));
+}
+template <class E>
+CLI::Option* add_choice_option(CLI::App& cmd, const std::string& name, std::optional<E>& target, const std::string& help) {
+  return add_choice_option<E, std::optional<E>>(cmd, name, target, help);
+}
+template <class E>
+CLI::Option* add_choice_option(CLI::App& cmd, const std::string& name, E& target, const std::string& help) {
+  return add_choice_option<E, E>(cmd, name, target, help);
 }
 
 // Exit codes (DESIGN.md §7).

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "pipeline/core/config.hpp"  // ConfigError
+#include "pipeline/core/error.hpp"  // ConfigError
 
 namespace eo {
 

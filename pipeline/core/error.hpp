@@ -3,9 +3,10 @@
 // the error it throws (PDAL's Stage::throwError); the tile loop adds the tile and the
 // rank once, so a failed tile's message reads "tile T: rank R: stage: what".
 
-#include <stdexcept>
 #include <exception>
+#include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace eo {
 
@@ -16,11 +17,11 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// "stage: what": what went wrong in a stage, named by the stage.
-class StageError : public std::runtime_error {
+// The stage an error names, and what it says apart from that name.
+class StageNamed {
  public:
-  StageError(const std::string& stage, const std::string& detail)
-      : std::runtime_error(stage + ": " + detail), stage_(stage), detail_(detail) {}
+  StageNamed(std::string stage, std::string detail) : stage_(std::move(stage)), detail_(std::move(detail)) {}
+  virtual ~StageNamed() = default;
   const std::string& stage() const { return stage_; }
   const std::string& detail() const { return detail_; }
 
@@ -28,24 +29,25 @@ class StageError : public std::runtime_error {
   std::string stage_, detail_;
 };
 
+// "stage: what": what went wrong in a stage, named by the stage.
+class StageError : public std::runtime_error, public StageNamed {
+ public:
+  StageError(const std::string& stage, const std::string& detail)
+      : std::runtime_error(stage + ": " + detail), StageNamed(stage, detail) {}
+};
+
 // A stage's error that the user's settings or files are at fault for (a model path, a
 // labels file an option names): a ConfigError (exit code 2) that names its stage.
-class StageConfigError : public ConfigError {
+class StageConfigError : public ConfigError, public StageNamed {
  public:
   StageConfigError(const std::string& stage, const std::string& detail)
-      : ConfigError(stage + ": " + detail), stage_(stage), detail_(detail) {}
-  const std::string& stage() const { return stage_; }
-  const std::string& detail() const { return detail_; }
-
- private:
-  std::string stage_, detail_;
+      : ConfigError(stage + ": " + detail), StageNamed(stage, detail) {}
 };
 
 // What an error says without the stage that named itself in it: for a message that puts
 // context (a file, a modality) before it.
 inline std::string detail_of(const std::exception& e) {
-  if (const auto* s = dynamic_cast<const StageError*>(&e)) return s->detail();
-  if (const auto* s = dynamic_cast<const StageConfigError*>(&e)) return s->detail();
+  if (const auto* s = dynamic_cast<const StageNamed*>(&e)) return s->detail();
   return e.what();
 }
 

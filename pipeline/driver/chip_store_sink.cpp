@@ -1,5 +1,6 @@
 // `prepare`'s sink: a tile's rows into its HDF5 chip store (stages/chipstore).
 
+#include <algorithm>
 #include <optional>
 
 #include "pipeline/driver/sinks.hpp"
@@ -25,12 +26,10 @@ class ChipStoreSink : public TileSink {
   }
 
   void add_row(const ChipBatch& row) override {
-    std::vector<bool> has_data(row.chips.size());
-    for (std::size_t k = 0; k < row.chips.size(); ++k) {
-      has_data[k] = chip_has_data(row, k, config_.data.min_valid_fraction);
-      chips_ += has_data[k];
-      nodata_ += !has_data[k];
-    }
+    const std::vector<bool> has_data = chips_with_data(row, config_.data.min_valid_fraction);
+    const int with = static_cast<int>(std::count(has_data.begin(), has_data.end(), true));
+    chips_ += with;
+    nodata_ += static_cast<int>(has_data.size()) - with;
     writer_->append(row, has_data);
   }
 

@@ -31,12 +31,6 @@ TileOutcome conclude(TileEmbeddings& out, const TilePlan& tile, const std::strin
   return outcome;
 }
 
-std::vector<bool> chips_with_data(const ChipBatch& row, double min_valid) {
-  std::vector<bool> has_data(row.chips.size());
-  for (std::size_t k = 0; k < row.chips.size(); ++k) has_data[k] = chip_has_data(row, k, min_valid);
-  return has_data;
-}
-
 // Row by row.
 class EmbedSink : public TileSink {
  public:

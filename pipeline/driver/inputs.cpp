@@ -75,7 +75,6 @@ std::filesystem::path cube_to_read(const Config& config, const std::string& opti
   return cube;
 }
 
-
 namespace {
 
 // The model's statistics, saved beside its checkpoints by `pretrain` (or exported with

@@ -131,4 +131,10 @@ bool chip_has_data(const ChipBatch& batch, std::size_t chip, double threshold) {
   return false;
 }
 
+std::vector<bool> chips_with_data(const ChipBatch& batch, double threshold) {
+  std::vector<bool> has_data(batch.chips.size());
+  for (std::size_t k = 0; k < batch.chips.size(); ++k) has_data[k] = chip_has_data(batch, k, threshold);
+  return has_data;
+}
+
 }  // namespace eo

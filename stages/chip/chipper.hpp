@@ -40,5 +40,7 @@ std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const Ti
 // Whether a chip has data: some channel of some modality has at least `threshold`
 // valid pixels.
 bool chip_has_data(const ChipBatch& batch, std::size_t chip, double threshold);
+// chip_has_data of every chip of the batch.
+std::vector<bool> chips_with_data(const ChipBatch& batch, double threshold);
 
 }  // namespace eo

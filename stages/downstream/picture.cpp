@@ -149,7 +149,6 @@ void Painter::scale_bar(double x, double y, double metres_per_px, double max_px)
 }
 
 void save_figure(const fs::path& png, int width, int height, const std::function<void(Painter&)>& draw, bool svg) {
-  fs::create_directories(png.parent_path());
   const auto paint = [&](cairo_surface_t* surface) {
     cairo_t* cr = cairo_create(surface);
     cairo_set_source_rgb(cr, 1, 1, 1);

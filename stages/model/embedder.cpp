@@ -7,8 +7,6 @@
 #include <fmt/format.h>
 
 #include "pipeline/core/error.hpp"
-
-#include "pipeline/core/error.hpp"
 #include "pipeline/core/parallel.hpp"
 #include "pipeline/core/resources.hpp"
 #include "stages/model/embedder_impl.hpp"
