@@ -22,6 +22,7 @@
 #include "pipeline/core/resources.hpp"
 #include "stages/downstream/models.hpp"
 #include "stages/downstream/picture.hpp"
+#include "stages/downstream/probe.hpp"
 #include "stages/downstream/split.hpp"
 
 namespace eo {
@@ -401,7 +402,13 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
   const MeanR2 r2(results);
   json summary = {{"cube", in.cube_path.string()}, {"chips", in.samples.size()}, {"split", sweep.counts},
                   {"targets", json::object()}};
-  const std::string md = summarise(fewshot, in, feature_sets, r2, summary);
+  std::string md = summarise(fewshot, in, feature_sets, r2, summary);
+  if (std::find(feature_sets.begin(), feature_sets.end(), kBandStatistics) != feature_sets.end()) {
+    const ProbeResult probe = probe_embeddings(in.samples, split, in.cube->modalities);
+    write_atomically(dir / "probe.csv", probe.csv());
+    md += probe.markdown();
+    summary["probe"] = probe.summary();
+  }
   write_atomically(dir / "results.md", md);
 
   std::vector<std::string> pictures = draw_curves(in, feature_sets, r2, sweep.counts, dir);

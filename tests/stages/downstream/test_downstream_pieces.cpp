@@ -13,6 +13,7 @@
 #include "stages/chip/chipper.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/downstream/models.hpp"
+#include "stages/downstream/probe.hpp"
 #include "stages/downstream/split.hpp"
 #include "stages/downstream/targets.hpp"
 #include "support/run.hpp"
@@ -186,6 +187,47 @@ TEST(Models, FitWhatTheyShould) {
   Rows few(xt.begin(), xt.begin() + 5);
   std::vector<float> lfew(lt.begin(), lt.begin() + 5);
   EXPECT_EQ(fit_predict(ModelKind::ridge, {&few, &lfew}, {&xv, &lv}, xq, 1, 2).size(), xq.size());
+}
+
+// The probe: an embedding holding a modality's channel means (linearly, with noise) but
+// not their spreads scores near 1 on the means and near 0 on the spreads; chips without
+// the embedding or a channel's statistics are left out of that channel's fit.
+TEST(Probe, FindsWhatTheEmbeddingHoldsAndNothingElse) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> z;
+  const Modality m = Modality::s1coh;
+  const int channels = info(m).channels();
+  std::vector<ChipSample> samples;
+  std::vector<Point> points;
+  for (int i = 0; i < 40; ++i)
+    for (int j = 0; j < 20; ++j) {
+      ChipSample s;
+      auto& bands = s.features[band_statistics_of(m)];
+      auto& embedding = s.features[info(m).name];
+      for (int c = 0; c < channels; ++c) {
+        bands.push_back(z(rng));          // mean
+        bands.push_back(1 + 0.3f * z(rng));  // spread
+      }
+      for (int c = 0; c < channels; ++c) embedding.push_back(2 * bands[2 * c] - bands[2 * ((c + 1) % channels)] + 0.05f * z(rng));
+      for (int k = 0; k < 4; ++k) embedding.push_back(z(rng));
+      if (i == 3) embedding[0] = nan;            // no embedding: out of every fit
+      if (j == 7) bands[2] = bands[3] = nan;     // no statistics of channel 1
+      points.push_back({i * 1000.0, j * 1000.0});
+      samples.push_back(std::move(s));
+    }
+  const auto split = stripe_split(points, 30, 20);
+  const ProbeResult probe = probe_embeddings(samples, split, {m});
+  ASSERT_EQ(probe.columns.size(), 2u * channels);
+  for (const ProbeColumn& c : probe.columns) {
+    if (c.spread) EXPECT_LT(c.r2, 0.1) << c.channel;
+    else EXPECT_GT(c.r2, 0.99) << c.channel;
+  }
+  EXPECT_EQ(probe.columns[0].channel, "coh_DJF");
+  EXPECT_GT(probe.columns[0].test_chips, probe.columns[2].test_chips) << "channel 1's missing statistics left out";
+  const auto summary = probe.summary();
+  EXPECT_GT(summary["s1coh"]["r2_means"].get<double>(), 0.99);
+  EXPECT_LT(summary["s1coh"]["r2_spreads"].get<double>(), 0.1);
+  EXPECT_NE(probe.markdown().find("| s1coh | "), std::string::npos) << probe.markdown();
 }
 
 TEST(Scores, WorkedByHand) {
