@@ -35,6 +35,8 @@ ModelConfig model_config_of(const PretrainSpec& spec) {
   ModelConfig model = ModelConfig::from_preset(spec.model.preset, spec.model.input);
   if (spec.model.pooling) model.pooling = *spec.model.pooling;
   model.channel_embed = spec.model.channel_embed;
+  model.reconstruction = spec.model.reconstruction;
+  model.reconstruction_grid = spec.model.reconstruction_grid;
   return model;
 }
 
@@ -67,7 +69,8 @@ int resume(Trainer& trainer, const ModelConfig& model, const PretrainSpec& spec,
   return trainer.steps_done();
 }
 
-// The loss per step (loss.csv: step, loss, learning rate, each pair of modalities' loss),
+// The loss per step (loss.csv: step, loss, learning rate, each of its terms: each pair of
+// modalities' contrastive loss and, when on, each modality's reconstruction error),
 // with the steps before the checkpoint a run resumed from; published (core/files) at
 // each checkpoint and at the end, so that it never holds steps a resume would redo.
 class LossCurve {
@@ -81,15 +84,15 @@ class LossCurve {
       if (std::stoi(line.substr(0, line.find(','))) < first_step) lines_.push_back(line);
   }
   void add(int step, const StepResult& r) {
-    if (pairs_.empty())
-      for (const auto& [name, v] : r.per_pair) pairs_.push_back(name);
+    if (terms_.empty())
+      for (const auto& [name, v] : r.terms) terms_.push_back(name);
     std::string line = fmt::format("{},{:.6f},{:.6g}", step, r.loss, r.lr);
-    for (const auto& p : pairs_) line += ',' + (r.per_pair.count(p) ? fmt::format("{:.6f}", r.per_pair.at(p)) : "");
+    for (const auto& p : terms_) line += ',' + (r.terms.count(p) ? fmt::format("{:.6f}", r.terms.at(p)) : "");
     lines_.push_back(line);
   }
   void publish() const {
     std::string text = "step,loss,lr";
-    for (const auto& p : pairs_) text += ',' + p;
+    for (const auto& p : terms_) text += ',' + p;
     text += '\n';
     for (const auto& line : lines_) text += line + '\n';
     write_atomically(file_, text);
@@ -97,7 +100,7 @@ class LossCurve {
 
  private:
   fs::path file_;
-  std::vector<std::string> pairs_, lines_;
+  std::vector<std::string> terms_, lines_;
 };
 
 // step-N.pt and its sidecar step-N.json (shape, modalities, hashes); the two newest kept.
@@ -111,10 +114,11 @@ fs::path save_checkpoint(Trainer& trainer, int step, const ModelConfig& model, c
                                {"model", model.to_json()}, {"modalities", modalities},
                                {"config_hash", spec.config_hash}, {"normalisation", norm.hash()}};
   write_atomically(checkpoints / fmt::format("step-{:06d}.json", step), meta.dump(2));
-  // Keep the two newest: a paper-size checkpoint is ~3 GB with its optimizer state.
+  // Keep the two newest: a paper-size checkpoint is ~3 GB with its optimizer state. Only
+  // step-N's go: normalisation.json beside them travels with the model.
   std::vector<fs::path> old;
   for (const auto& e : fs::directory_iterator(checkpoints))
-    if (e.path().extension() == ".json") old.push_back(e.path());
+    if (e.path().extension() == ".json" && e.path().filename().string().starts_with("step-")) old.push_back(e.path());
   std::sort(old.begin(), old.end());
   for (std::size_t i = 0; i + 2 < old.size(); ++i) {
     fs::remove(old[i]);
@@ -131,10 +135,10 @@ struct StepTimes {
 
 void log_progress(int step, const StepResult& r, const TrainConfig& tc, int done, double elapsed, int ranks) {
   if (done % 10 != 0 && step + 1 != tc.steps) return;
-  std::string per_pair;
-  for (const auto& [p, v] : r.per_pair) per_pair += fmt::format("{}{} {:.3f}", per_pair.empty() ? "" : ", ", p, v);
+  std::string terms;
+  for (const auto& [p, v] : r.terms) terms += fmt::format("{}{} {:.3f}", terms.empty() ? "" : ", ", p, v);
   spdlog::info("step {}/{} loss {:.4f} ({}) lr {:.2e}, {:.1f} chips/s, ETA {:.0f} s", step + 1, tc.steps, r.loss,
-               per_pair, r.lr, done * tc.batch * ranks / elapsed, elapsed / done * (tc.steps - step - 1));
+               terms, r.lr, done * tc.batch * ranks / elapsed, elapsed / done * (tc.steps - step - 1));
 }
 
 void write_pretrain_report(const PretrainReport& report, const StepTimes& times, int ranks, const fs::path& file) {

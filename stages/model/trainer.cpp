@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <future>
 #include <numeric>
 #include <random>
 
 #include <ATen/autocast_mode.h>
+#include <fmt/format.h>
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
@@ -173,21 +175,64 @@ void Trainer::allreduce_gradients() {
   }
 }
 
+namespace {
+
+// AdamW's state of each parameter, under the parameter's place in the model. LibTorch's
+// own optimizer archive keys it by the tensors' addresses in memory, so that two runs of
+// one config wrote different bytes for the same state.
+std::string adamw_key(std::size_t parameter, const char* what) { return fmt::format("adamw_{}_{}", parameter, what); }
+// How LibTorch's optimizers find a parameter's state.
+std::string state_key(const torch::Tensor& parameter) { return c10::guts::to_string(parameter.unsafeGetTensorImpl()); }
+
+void save_adamw(torch::optim::AdamW& optimizer, torch::serialize::OutputArchive& archive) {
+  const auto& params = optimizer.param_groups().at(0).params();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto it = optimizer.state().find(state_key(params[i]));
+    if (it == optimizer.state().end()) continue;  // not stepped yet
+    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+    archive.write(adamw_key(i, "step"), torch::tensor(s.step()));
+    archive.write(adamw_key(i, "exp_avg"), s.exp_avg(), true);
+    archive.write(adamw_key(i, "exp_avg_sq"), s.exp_avg_sq(), true);
+  }
+}
+
+void load_adamw(torch::optim::AdamW& optimizer, torch::serialize::InputArchive& archive) {
+  torch::serialize::InputArchive older;
+  if (archive.try_read("optimizer", older)) return optimizer.load(older);  // a checkpoint of LibTorch's own archive
+  const auto& params = optimizer.param_groups().at(0).params();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    torch::Tensor step, exp_avg, exp_avg_sq;
+    if (!archive.try_read(adamw_key(i, "step"), step)) continue;
+    archive.read(adamw_key(i, "exp_avg"), exp_avg, true);
+    archive.read(adamw_key(i, "exp_avg_sq"), exp_avg_sq, true);
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(step.item<std::int64_t>());
+    s->exp_avg(exp_avg.to(params[i].device()));
+    s->exp_avg_sq(exp_avg_sq.to(params[i].device()));
+    optimizer.state()[state_key(params[i])] = std::move(s);
+  }
+}
+
+}  // namespace
+
 void Trainer::save(const std::filesystem::path& file) {
-  torch::serialize::OutputArchive archive, optimizer;
+  torch::serialize::OutputArchive archive;
   model_->save(archive);
-  optimizer_->save(optimizer);
-  archive.write("optimizer", optimizer);
+  save_adamw(*optimizer_, archive);
   archive.write("step", torch::tensor(static_cast<std::int64_t>(step_)));
-  publish_file(file, [&](const std::filesystem::path& tmp) { archive.save_to(tmp.string()); });
+  // Through a stream: a file name would name the archive's records after the temporary file.
+  publish_file(file, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    archive.save_to(out);
+    if (!out.flush()) throw std::runtime_error("cannot write " + tmp.string());
+  });
 }
 
 void Trainer::load(const std::filesystem::path& file) {
-  torch::serialize::InputArchive archive, optimizer;
+  torch::serialize::InputArchive archive;
   archive.load_from(file.string());
   model_->load(archive);
-  archive.read("optimizer", optimizer);
-  optimizer_->load(optimizer);
+  load_adamw(*optimizer_, archive);
   torch::Tensor step;
   archive.read("step", step);
   step_ = static_cast<int>(step.item<std::int64_t>());
@@ -257,18 +302,52 @@ StepResult Trainer::compute_gradients() {
     gathered[m] = torch::cat({all.slice(0, 0, offset), z, all.slice(0, offset + b)});
     present[m] = all_present > 0.5;
   }
-  const LossParts loss = info_nce(gathered, present, model_->temperature_scale());
+  const LossParts contrastive = info_nce(gathered, present, model_->temperature_scale());
+  r.terms = contrastive.per_pair;
+  torch::Tensor loss = contrastive.total;
+  if (model_config_.reconstruction > 0) loss = loss + model_config_.reconstruction * reconstruction_loss(local, batch, r);
   r.forward_s = since(t0);
 
   t0 = Clock::now();
-  loss.total.backward();
+  loss.backward();
   r.backward_s = since(t0);
   t0 = Clock::now();
   allreduce_gradients();
   r.allreduce_s = since(t0);
-  r.loss = loss.total.item<double>();
-  r.per_pair = loss.per_pair;
+  r.loss = contrastive.total.item<double>() + model_config_.reconstruction * r.reconstruction;
   return r;
+}
+
+// The modalities' reconstruction errors, each the mean over the global batch's channels
+// present: this rank's sum over the global count, so that the gradients summed over ranks
+// are those of the global mean, as for the contrastive loss. Averaged over the modalities
+// with a channel present; each one's global value goes to r.terms, their mean to
+// r.reconstruction.
+torch::Tensor Trainer::reconstruction_loss(const std::map<Modality, torch::Tensor>& embeddings, const Batch& batch,
+                                           StepResult& r) {
+  const auto& [x, masks] = batch;
+  std::vector<torch::Tensor> errors;
+  std::vector<float> totals;  // each modality's channels present, then its error, summed over ranks
+  for (const auto& [m, z] : embeddings) {
+    const auto target = reconstruction_target(x.at(m), model_config_.reconstruction_grid);
+    errors.push_back(reconstruction_error(model_->reconstruct(m, z), target, masks.at(m)));
+    totals.push_back(masks.at(m).sum().item<float>());
+  }
+  for (const auto& e : errors) totals.push_back(e.item<float>());
+  comm_.allreduce_sum(totals.data(), totals.size());
+  std::vector<torch::Tensor> means;
+  std::size_t i = 0;
+  for (const auto& [m, z] : embeddings) {
+    const float count = totals[i], sum = totals[errors.size() + i];
+    if (count > 0) {
+      means.push_back(errors[i] / count);
+      r.terms[fmt::format("rec_{}", info(m).name)] = sum / count;
+      r.reconstruction += sum / count;
+    }
+    ++i;
+  }
+  if (!means.empty()) r.reconstruction /= static_cast<double>(means.size());
+  return means.empty() ? torch::zeros({}) : torch::stack(means).mean();
 }
 
 }  // namespace eo

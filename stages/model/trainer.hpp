@@ -58,8 +58,11 @@ struct TrainConfig : PretrainConfig {
 };
 
 struct StepResult {
-  double loss = 0;
-  std::map<std::string, double> per_pair;
+  double loss = 0;  // the contrastive loss, plus the reconstructions' times their weight
+  // The loss's terms by name: each pair of modalities' contrastive loss ("s2rgb-s1amp") and
+  // each modality's reconstruction error ("rec_s2rgb", when reconstruction is on).
+  std::map<std::string, double> terms;
+  double reconstruction = 0;  // the reconstructions' mean error, unweighted
   double lr = 0;
   double data_s = 0, forward_s = 0, backward_s = 0, allreduce_s = 0;
 };
@@ -89,6 +92,8 @@ class Trainer {
   std::size_t first_position(int step) const;  // of this rank's rows in the global batch
   Batch load_batch(int step) const;
   void allreduce_gradients();
+  torch::Tensor reconstruction_loss(const std::map<Modality, torch::Tensor>& embeddings, const Batch& batch,
+                                    StepResult& r);
 
   ModelConfig model_config_;
   TrainConfig config_;

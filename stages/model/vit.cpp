@@ -9,7 +9,8 @@ namespace eo {
 nlohmann::json ModelConfig::to_json() const {
   return {{"preset", preset}, {"input", input}, {"patch", patch}, {"dim", dim}, {"depth", depth},
           {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", name_str(pooling)},
-          {"channel_embed", channel_embed}};
+          {"channel_embed", channel_embed}, {"reconstruction", reconstruction},
+          {"reconstruction_grid", reconstruction_grid}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -23,6 +24,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   j.at("embed").get_to(c.embed);
   c.pooling = parse_choice_or_throw<Pooling>(j.at("pooling").get<std::string>(), "pooling");
   c.channel_embed = j.value("channel_embed", false);  // absent in checkpoints from before it
+  c.reconstruction = j.value("reconstruction", 0.0);  // likewise
+  c.reconstruction_grid = j.value("reconstruction_grid", 4);
   return c;
 }
 
@@ -171,6 +174,11 @@ torch::Tensor encode_channels(ChannelEncoder& encoder, const torch::Tensor& x, c
 
 MultiModalImpl::MultiModalImpl(const ModelConfig& c, const std::vector<Modality>& mods) : config(c), modalities(mods) {
   for (Modality m : mods) encoders.emplace(m, register_module(info(m).name, ChannelEncoder(c, info(m).channels())));
+  if (c.reconstruction > 0)
+    for (Modality m : mods) {
+      const int outputs = info(m).channels() * c.reconstruction_grid * c.reconstruction_grid;
+      decoders.emplace(m, register_module(fmt::format("decoder_{}", info(m).name), torch::nn::Linear(c.embed, outputs)));
+    }
   // CLIP's initial temperature 0.07
   logit_scale = register_parameter("logit_scale", torch::full({1}, std::log(1 / 0.07)));
 }
@@ -187,6 +195,20 @@ std::map<Modality, torch::Tensor> MultiModalImpl::forward(const std::map<Modalit
 }
 
 torch::Tensor MultiModalImpl::temperature_scale() { return logit_scale.clamp_max(std::log(100.0)).exp(); }
+
+torch::Tensor MultiModalImpl::reconstruct(Modality m, const torch::Tensor& embedding) {
+  const int g = config.reconstruction_grid;
+  return decoders.at(m)->forward(embedding).view({embedding.size(0), info(m).channels(), g, g});
+}
+
+torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid) {
+  return torch::adaptive_avg_pool2d(chips, {grid, grid});
+}
+
+torch::Tensor reconstruction_error(const torch::Tensor& reconstructed, const torch::Tensor& target,
+                                   const torch::Tensor& mask) {
+  return ((reconstructed - target).square().mean({2, 3}) * mask).sum();
+}
 
 LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std::map<Modality, torch::Tensor>& present,
                    const torch::Tensor& scale) {

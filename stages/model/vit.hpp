@@ -31,6 +31,13 @@ struct ModelConfig {
   // A learned embedding per channel (band and season), added to the channel's tokens: without
   // it the shared encoder cannot tell red from blue or VV from VH (docs/decisions.md).
   bool channel_embed = false;
+  // Pretraining's weight of the modalities' reconstructions (beside the contrastive loss):
+  // each modality's embedding decodes, through a linear layer, its chip's channels averaged
+  // over a grid of reconstruction_grid² cells. A purely cross-modal loss keeps only what the
+  // modalities share; this keeps what one of them alone sees (docs/decisions.md). 0: none,
+  // and no decoders.
+  double reconstruction = 0;
+  int reconstruction_grid = 4;
   Device device = Device::cpu;
   bool bf16 = false;
 
@@ -80,10 +87,13 @@ struct MultiModalImpl : torch::nn::Module {
   std::map<Modality, torch::Tensor> forward(const std::map<Modality, torch::Tensor>& x,
                                             const std::map<Modality, torch::Tensor>& masks);
   torch::Tensor temperature_scale();  // exp(logit_scale), clamped to at most 100
+  // A modality's decoder (config.reconstruction > 0): embeddings [B, embed] -> [B, C, g, g].
+  torch::Tensor reconstruct(Modality m, const torch::Tensor& embedding);
 
   ModelConfig config;
   std::vector<Modality> modalities;
   std::map<Modality, ChannelEncoder> encoders;
+  std::map<Modality, torch::nn::Linear> decoders;  // training's only: `run` and the export leave them
   torch::Tensor logit_scale;
 };
 TORCH_MODULE(MultiModal);
@@ -98,6 +108,14 @@ struct LossParts {
 // [offset, offset + B) are the local tensors, so negatives come from the global batch
 // while gradients flow through the local part only; `present` says which rows have the
 // modality (global too).
+// What a modality's decoder reconstructs: its chips [B, C, H, W] averaged over g x g cells.
+torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid);
+
+// The squared error of each channel's reconstruction, averaged over its cells, summed over
+// the channels present (mask [B, C]): a rank's share of the global batch's sum.
+torch::Tensor reconstruction_error(const torch::Tensor& reconstructed, const torch::Tensor& target,
+                                   const torch::Tensor& mask);
+
 LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std::map<Modality, torch::Tensor>& present,
                    const torch::Tensor& scale);
 

@@ -13,6 +13,7 @@
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/journal.hpp"
 #include "stages/chip/chipper.hpp"
+#include "stages/chip/normalise.hpp"
 #include "stages/cube/cube.hpp"
 #include "stages/model/embed.hpp"
 #include "support/run_world.hpp"
@@ -122,16 +123,18 @@ TEST_F(RunTest, FromChipStoresTheSameCubeAsFromSources) {
 // What the model computes for each chip, found here without the run driver (read_tile
 // and the Embedder, fused as the mean of the modalities present), is what zarr-python,
 // xarray and GDAL read from the cube, at the place the grid gives the chip.
-TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
-  const Config& config = world_->world->config;
-  const ModelCard card = find_model(config);
-  const Normalisation norm = Normalisation::load(card.checkpoint.parent_path() / "normalisation.json");
+// What the cube of `world`'s chips embedded by `card` (normalised with `norm`) must hold,
+// as tests/python/check_cube.py reads it; `embedded` and `partial` count the chips with
+// data and those with a modality missing.
+json expected_cube(const test::TestWorld& world, const ModelCard& card, const Normalisation& norm, const fs::path& cube,
+                   int& embedded, int& partial) {
+  const Config& config = world.config;
   const Embedder embedder(card, config.model, config.data.modalities, 2);  // the runs used 1 thread per rank
   const std::size_t dim = static_cast<std::size_t>(embedder.dim());
   json chips = json::array();
-  int embedded = 0, partial = 0;
-  for (const TilePlan& tile : world_->world->plan.tiles) {
-    read_tile(world_->world->catalog, tile, TileReadOptions::from(config.pixel_size, config.data, config.warp, 1), [&](ChipBatch&& row) {
+  embedded = partial = 0;
+  for (const TilePlan& tile : world.plan.tiles) {
+    read_tile(world.catalog, tile, TileReadOptions::from(config.pixel_size, config.data, config.warp, 1), [&](ChipBatch&& row) {
       std::vector<bool> use(row.chips.size());
       for (std::size_t k = 0; k < use.size(); ++k) use[k] = chip_has_data(row, k, config.data.min_valid_fraction);
       const auto emb = embedder.embed(row, use, norm, config.data.min_valid_fraction, config.run.batch);
@@ -164,15 +167,27 @@ TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
       }
     });
   }
-  EXPECT_GT(embedded, 20);
-  EXPECT_GT(partial, 0) << "no chip with a modality missing: the world does not test that";
-  const json expected = {{"cube", world_->cube("reference").string()}, {"dtype", "float32"}, {"dim", dim},
-                         {"arrays", {"s2rgb", "s1amp", "s1coh", "fused"}}, {"chips", chips}};
-  const fs::path file = world_->dir / "expected.json";
+  return {{"cube", cube.string()}, {"dtype", "float32"}, {"dim", dim},
+          {"arrays", {"s2rgb", "s1amp", "s1coh", "fused"}}, {"chips", chips}};
+}
+
+// tests/python/check_cube.py's verdict on `expected`, written to `file`.
+void expect_cube_holds(const json& expected, const fs::path& file) {
   std::ofstream(file) << expected.dump();
   const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/check_cube.py {}", EO_SOURCE_DIR, file.string()));
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("CUBE OK"), std::string::npos) << r.output;
+}
+
+TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
+  const ModelCard card = find_model(world_->world->config);
+  const Normalisation norm = Normalisation::load(card.checkpoint.parent_path() / "normalisation.json");
+  int embedded = 0, partial = 0;
+  const json expected = expected_cube(*world_->world, card, norm, world_->cube("reference"), embedded, partial);
+  EXPECT_GT(embedded, 20);
+  EXPECT_GT(partial, 0) << "no chip with a modality missing: the world does not test that";
+  const fs::path file = world_->dir / "expected.json";
+  expect_cube_holds(expected, file);
   // The same through the geoemb: convention alone, and the cube's STAC (with the source
   // scenes of each tile linked) true to it.
   const auto geoemb = test::run(fmt::format("/usr/bin/python3 {}/tests/python/read_geoemb.py {}", EO_SOURCE_DIR, file.string()));
@@ -183,6 +198,34 @@ TEST_F(RunTest, TheCubeHoldsWhatTheModelComputes) {
   EXPECT_EQ(stac.code, 0) << stac.output;
   EXPECT_NE(stac.output.find("STAC OK"), std::string::npos) << stac.output;
   EXPECT_EQ(world_->report("reference")["stac"]["items"], world_->report("reference")["done"]);
+}
+
+// A model applies anywhere: this world's checkpoint embeds another area (a world of its
+// own, another catalog) into another output. The statistics it was trained with travel
+// beside it (pruning older checkpoints left them): `run` neither computes the other
+// output's statistics nor refuses them, and the cube holds the other area's chips
+// normalised as in training.
+TEST_F(RunTest, AModelAppliesToAnotherAreaInAnotherOutput) {
+  const ModelCard card = find_model(world_->world->config);
+  const fs::path checkpoints = card.checkpoint.parent_path();
+  EXPECT_FALSE(fs::exists(checkpoints / "step-000002.pt")) << "older checkpoints are pruned";
+  ASSERT_TRUE(fs::exists(checkpoints / "normalisation.json")) << "the statistics did not stay beside the checkpoints";
+  const Normalisation trained = Normalisation::load(checkpoints / "normalisation.json");
+  const auto elsewhere = test::make_world("elsewhere", test::squares_aoi(2, 0.1, 37.4),
+                                          fmt::format("model:\n  checkpoint: {}\n", card.checkpoint.string()), 80, 8, 11,
+                                          0.25);
+  const auto r = test::run(fmt::format("{} run {}", EO_PIPELINE_EXE, elsewhere->config_file.string()));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(elsewhere->config.output / "normalisation.json")) << "statistics computed for nothing";
+  // The other area's own statistics differ: normalised with them, the chips would embed otherwise.
+  const Normalisation own = compute_normalisation(elsewhere->catalog, elsewhere->config.data.modalities,
+                                                  elsewhere->config.data.normalisation_files);
+  EXPECT_NE(own.hash(), trained.hash());
+  int embedded = 0, partial = 0;
+  const json expected = expected_cube(*elsewhere, card, trained, elsewhere->config.output / "cube.zarr", embedded, partial);
+  EXPECT_GT(embedded, 5);
+  expect_cube_holds(expected, elsewhere->dir / "expected.json");
+  fs::remove_all(elsewhere->dir);
 }
 
 // `export` writes the model as TorchScript; `run` with model.torchscript pointing at it

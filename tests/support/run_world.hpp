@@ -39,7 +39,8 @@ struct RunWorld {
     const std::string yaml = fmt::format(
         "data:\n  catalog: {0}/out/world/catalog.jsonl\n"
         "model:\n  checkpoint: {0}/out/pretrain/checkpoints/step-000004.pt\n"
-        "pretrain:\n  steps: 4\n  batch: 8\n  checkpoint_every: 4\n  threads: 1\n"
+        // a checkpoint every step, so that older ones are pruned beside the statistics
+        "pretrain:\n  steps: 4\n  batch: 8\n  checkpoint_every: 1\n  threads: 1\n"
         "run:\n  max_attempts: 2\n{1}",
         d.string(), extra);
     world = make_world(name, aoi, yaml, 80, 8, 3, 0.25);

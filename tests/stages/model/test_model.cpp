@@ -152,6 +152,21 @@ class PretrainWorld : public ::testing::Test {
     std::sort(stores.begin(), stores.end());
     return ChipDataset(stores, Normalisation::load(world_->config.output / "normalisation.json"), kAll, 0.5);
   }
+  // The world's config pretraining into an output of its own, on the same chip stores
+  // (through a link).
+  static std::filesystem::path config_for(const std::string& name, int steps = 40, int threads = 1) {
+    const auto dir = world_->dir;
+    const auto file = dir / (name + ".yaml");
+    std::ifstream in(world_->config_file);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    std::filesystem::create_directories(dir / name);
+    std::filesystem::create_directory_symlink(world_->config.output / "chips", dir / name / "chips");
+    std::filesystem::copy_file(world_->config.output / "normalisation.json", dir / name / "normalisation.json");
+    text = std::regex_replace(text, std::regex("output: .*"), "output: " + (dir / name).string());
+    std::ofstream(file) << text << "pretrain:\n  steps: " << steps << "\n  batch: 8\n  checkpoint_every: 10\n  threads: "
+                        << threads << "\n";
+    return file;
+  }
   static test::TestWorld* world_;
 };
 test::TestWorld* PretrainWorld::world_ = nullptr;
@@ -217,18 +232,6 @@ TEST_F(PretrainWorld, LossFallsAndMissingInputsStayClose) {
 // that was never interrupted.
 TEST_F(PretrainWorld, ResumedRunContinuesLikeAnUninterruptedOne) {
   const auto dir = world_->dir;
-  auto config_for = [&](const std::string& name) {
-    const auto file = dir / (name + ".yaml");
-    std::ifstream in(world_->config_file);
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    // same chips, its own pretraining folder: the chip stores are shared through a link
-    std::filesystem::create_directories(dir / name);
-    std::filesystem::create_directory_symlink(world_->config.output / "chips", dir / name / "chips");
-    std::filesystem::copy_file(world_->config.output / "normalisation.json", dir / name / "normalisation.json");
-    text = std::regex_replace(text, std::regex("output: .*"), "output: " + (dir / name).string());
-    std::ofstream(file) << text << "pretrain:\n  steps: 40\n  batch: 8\n  checkpoint_every: 10\n  threads: 1\n";
-    return file;
-  };
   const auto whole = config_for("whole"), killed = config_for("killed");
   const std::string exe = EO_PIPELINE_EXE;
   ASSERT_EQ(test::run(exe + " pretrain -q " + whole.string()).code, 0);
@@ -248,6 +251,10 @@ TEST_F(PretrainWorld, ResumedRunContinuesLikeAnUninterruptedOne) {
     return out;
   };
   const auto a = losses(dir / "whole/pretrain/loss.csv"), b = losses(dir / "killed/pretrain/loss.csv");
+  // Four checkpoints, the two newest kept, and the statistics beside them.
+  EXPECT_FALSE(std::filesystem::exists(dir / "whole/pretrain/checkpoints/step-000020.pt"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "whole/pretrain/checkpoints/step-000030.pt"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "whole/pretrain/checkpoints/normalisation.json"));
   ASSERT_EQ(a.size(), 40u);
   ASSERT_EQ(b.size(), 40u) << "the loss curve has every step once";
   int resumed_at = 10;
@@ -280,6 +287,23 @@ TEST_F(PretrainWorld, ResumedRunContinuesLikeAnUninterruptedOne) {
   const auto with = test::run(exe + " pretrain " + old.string());
   EXPECT_EQ(with.code, 2) << with.output;
   EXPECT_NE(with.output.find("to resume from is of another model"), std::string::npos) << with.output;
+}
+
+// The same config on the same machine, ranks and threads gives a byte-identical
+// checkpoint: model, optimizer and step (2 ranks of 2 threads, the contrastive loss and
+// the reconstructions).
+TEST_F(PretrainWorld, TheSameConfigGivesAByteIdenticalCheckpoint) {
+  std::vector<std::string> bytes;
+  for (const char* name : {"first", "second"}) {
+    const auto config = config_for(name, 10, 2);
+    const auto r = test::run(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 "
+                                         "--oversubscribe ") + EO_PIPELINE_EXE + " pretrain -q " + config.string());
+    ASSERT_EQ(r.code, 0) << r.output;
+    std::ifstream in(world_->dir / name / "pretrain/checkpoints/step-000010.pt", std::ios::binary);
+    bytes.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_GT(bytes[0].size(), 100000u);
+  EXPECT_TRUE(bytes[0] == bytes[1]) << "two runs of one config wrote different checkpoints";
 }
 
 }  // namespace

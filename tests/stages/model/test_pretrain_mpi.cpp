@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <random>
 
 #include "schedulers/comm.hpp"
@@ -42,17 +43,26 @@ TrainConfig small_config(int batch) {
   return tc;
 }
 
-TEST(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
+// The contrastive loss alone (the paper's) and with the modalities' reconstructions.
+class PretrainMpi : public ::testing::TestWithParam<double> {};
+
+TEST_P(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
   const Comm world = Comm::world();
   const int b = 4;
   const ChipDataset data = random_chips(64, 32);
   ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
+  mc.reconstruction = GetParam();
   Trainer distributed(mc, small_config(b), data, world);
   Trainer single(mc, small_config(b * world.size()), data, Comm::serial());
   for (int step = 0; step < 2; ++step) {
     const StepResult d = distributed.compute_gradients();
     const StepResult s = single.compute_gradients();
     EXPECT_NEAR(d.loss, s.loss, 1e-5 * std::max(1.0, std::abs(s.loss))) << "step " << step;
+    if (mc.reconstruction > 0) {
+      EXPECT_GT(s.reconstruction, 0.0);
+      EXPECT_NEAR(d.reconstruction, s.reconstruction, 1e-5 * s.reconstruction) << "step " << step;
+      for (Modality m : kAll) EXPECT_EQ(s.terms.count(fmt::format("rec_{}", info(m).name)), 1u) << info(m).name;
+    }
     auto pd = distributed.model()->named_parameters(), ps = single.model()->named_parameters();
     // A parameter no row reached this step (a modality absent from the batch) has no
     // gradient on one side and zeros on the other.
@@ -71,10 +81,12 @@ TEST(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
   }
 }
 
-TEST(PretrainMpi, EveryRankHoldsTheSameParametersAfterSteps) {
+TEST_P(PretrainMpi, EveryRankHoldsTheSameParametersAfterSteps) {
   const Comm world = Comm::world();
   const ChipDataset data = random_chips(48, 32);
-  Trainer trainer(ModelConfig::from_preset(ModelPreset::nano, 32), small_config(4), data, world);
+  ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
+  mc.reconstruction = GetParam();
+  Trainer trainer(mc, small_config(4), data, world);
   for (int i = 0; i < 3; ++i) trainer.step();
   std::vector<float> flat;
   for (const auto& p : trainer.model()->parameters()) {
@@ -86,6 +98,9 @@ TEST(PretrainMpi, EveryRankHoldsTheSameParametersAfterSteps) {
     for (std::size_t i = 0; i < flat.size(); ++i)
       ASSERT_EQ(all[i], all[r * flat.size() + i]) << "rank " << r << " differs at parameter value " << i;
 }
+
+INSTANTIATE_TEST_SUITE_P(Losses, PretrainMpi, ::testing::Values(0.0, 1.0),
+                         [](const auto& info) { return info.param > 0 ? "WithReconstruction" : "ContrastiveOnly"; });
 
 }  // namespace
 }  // namespace eo
