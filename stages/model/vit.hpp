@@ -1,7 +1,8 @@
 #pragma once
 // The multi-modal CLIP/ViT of DESIGN.md §1 in LibTorch's C++ frontend: one ViT encoder
 // per modality over single channels, channel-wise encoding with channel masks, and the
-// symmetric InfoNCE loss over every pair of modalities. LibTorch is included only here
+// symmetric InfoNCE loss over every pair of modalities, beside each modality's
+// reconstruction of its chip from its embedding. LibTorch is included only here
 // and in stages/model's sources (and their tests).
 
 #include <torch/torch.h>
@@ -103,11 +104,6 @@ struct LossParts {
   std::map<std::string, double> per_pair;         // "s2rgb-s1amp" -> value
 };
 
-// Symmetric InfoNCE over every pair of modalities present in both rows, averaged.
-// `gathered` are the global batch's embeddings (all ranks) in which this rank's rows
-// [offset, offset + B) are the local tensors, so negatives come from the global batch
-// while gradients flow through the local part only; `present` says which rows have the
-// modality (global too).
 // What a modality's decoder reconstructs: its chips [B, C, H, W] averaged over g x g cells.
 torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid);
 
@@ -116,6 +112,11 @@ torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid);
 torch::Tensor reconstruction_error(const torch::Tensor& reconstructed, const torch::Tensor& target,
                                    const torch::Tensor& mask);
 
+// Symmetric InfoNCE over every pair of modalities present in both rows, averaged.
+// `gathered` are the global batch's embeddings (all ranks) in which this rank's rows
+// [offset, offset + B) are the local tensors, so negatives come from the global batch
+// while gradients flow through the local part only; `present` says which rows have the
+// modality (global too).
 LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std::map<Modality, torch::Tensor>& present,
                    const torch::Tensor& scale);
 
