@@ -48,6 +48,21 @@ TEST(Config, ModelChannelEmbeddingsOnUnlessSaidOff) {
   EXPECT_NE(e.find("cfg.yaml:8: model.channel_embed"), std::string::npos) << e;
 }
 
+// The reconstruction beside the contrastive loss: on by default, 0 for the paper's loss
+// alone, read back from the resolved config, refused below 0 naming the key.
+TEST(Config, ModelReconstructionOnUnlessWeightZero) {
+  const Config c = parse_config(kGood, "cfg.yaml", ".");
+  EXPECT_EQ(c.model.reconstruction, 10);
+  EXPECT_EQ(c.model.reconstruction_grid, 4);
+  const Config off = parse_config(kGood + "model:\n  reconstruction: 0\n  reconstruction_grid: 2\n", "cfg.yaml", ".");
+  EXPECT_EQ(off.model.reconstruction, 0);
+  const Config back = parse_config(to_yaml(off), "resolved.yaml", ".");
+  EXPECT_EQ(back.model.reconstruction, 0);
+  EXPECT_EQ(back.model.reconstruction_grid, 2);
+  const std::string e = error_of(kGood + "model:\n  reconstruction: -1\n");
+  EXPECT_NE(e.find("cfg.yaml:8: model.reconstruction"), std::string::npos) << e;
+}
+
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {
   const std::string e = error_of("name: t\ngird:\n  pixel_size: 40\naois: []\n");
   EXPECT_NE(e.find("cfg.yaml:2:"), std::string::npos) << e;
