@@ -122,10 +122,22 @@ TEST_F(RunFaults, ANewModelWritesANewCube) {
   ASSERT_EQ(first.code, 0) << first.output;
   const fs::path old_cube = fs::canonical(world_->cube("models"));
   const auto old_files = test::cube_files(old_cube);
-  // The same model trained 4 steps further.
+  // The same model trained 4 steps further, in an output of its own (the checkpoints
+  // copied, the chips linked), so that pruning its older checkpoints there leaves this
+  // world's step 4 to the other tests.
+  const fs::path trained = world_->world->config.output, further = world_->dir / "further";
+  fs::create_directories(further / "pretrain");
+  fs::copy(trained / "pretrain" / "checkpoints", further / "pretrain" / "checkpoints", fs::copy_options::recursive);
+  fs::create_directory_symlink(trained / "chips", further / "chips");
+  fs::copy_file(trained / "normalisation.json", further / "normalisation.json");
   std::string yaml((std::istreambuf_iterator<char>(std::ifstream(world_->world->config_file).rdbuf())), {});
-  for (const auto& [from, to] : {std::pair<std::string, std::string>{"steps: 4", "steps: 8"}, {"step-000004.pt", "step-000008.pt"}})
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"steps: 4", "steps: 8"},
+                                 {(trained / "pretrain/checkpoints/step-000004.pt").string(),
+                                  (further / "pretrain/checkpoints/step-000008.pt").string()},
+                                 {"output: " + trained.string() + "\n", "output: " + further.string() + "\n"}}) {
+    ASSERT_NE(yaml.find(from), std::string::npos) << from << " not in " << yaml;
     yaml.replace(yaml.find(from), from.size(), to);
+  }
   const fs::path config2 = world_->dir / "newer_model.yaml";
   std::ofstream(config2) << yaml;
   const std::string env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1";
