@@ -6,24 +6,40 @@ seeds; and the probe's mean R² of each modality's band means and spreads.
 
     /usr/bin/python3 bench/fewshot_tables.py BEFORE/fewshot AFTER/fewshot
 """
-import csv, sys, statistics as st
+import csv
+import os
+import statistics as st
+import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_fewshot import best_means  # noqa: E402  the best model's mean R² per target, features, N
+
 before, after = sys.argv[1], sys.argv[2]
+
+
 def load(d):
-    r2 = defaultdict(list)
-    for r in csv.DictReader(open(d + '/results.csv')):
-        r2[(r['target'], r['features'], r['model'], r['n'])].append(float(r['r2']))
-    return r2
-def best(r2, t, f, n):
-    return max(st.mean(r2[(t, f, m, n)]) for m in ['ridge', 'gbt', 'rf'] if (t, f, m, n) in r2)
-def best_spread(r2, t, f, n):
-    m = max(['ridge', 'gbt', 'rf'], key=lambda m: st.mean(r2[(t, f, m, n)]))
-    return st.mean(r2[(t, f, m, n)]), st.pstdev(r2[(t, f, m, n)])
+    return best_means(d + '/results.csv')
+
+
+def best(run, t, f, n):
+    return run[0][(t, f, n)][0]
+
+
+def best_spread(run, t, f, n):
+    """The best model's mean and its population standard deviation over seeds."""
+    model = run[0][(t, f, n)][1]
+    r2 = [v for (t2, f2, m, n2, seed), v in run[1].items() if (t2, f2, m, n2) == (t, f, model, n)]
+    return st.mean(r2), st.pstdev(r2)
+
+
 def probe(d):
     out = defaultdict(lambda: defaultdict(list))
     for r in csv.DictReader(open(d + '/probe.csv')):
         out[r['modality']][r['statistic']].append(float(r['r2']))
     return out
+
+
 B, A = load(before), load(after)
 T = ['tree', 'cropland', 'built_up', 'water', 'tree_cover_pct']
 name = {'tree': 'tree', 'cropland': 'cropland', 'built_up': 'built-up', 'water': 'water', 'tree_cover_pct': 'tree-cover %'}
