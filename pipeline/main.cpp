@@ -5,6 +5,7 @@
 
 #include "pipeline/commands/commands.hpp"
 #include "pipeline/core/config.hpp"
+#include "pipeline/core/error.hpp"
 #include "schedulers/comm.hpp"
 
 int main(int argc, char** argv) {
@@ -77,11 +78,11 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("similar")) return eo::run_similar(similar);
     if (app.got_subcommand("index")) return eo::run_index(index);
   } catch (const eo::ConfigError& e) {
-    std::fprintf(stderr, "eo-pipeline: config error: %s\n", e.what());
+    std::fprintf(stderr, "eo-pipeline: config error: %s\n", eo::clipped(e.what(), 2000).c_str());
     eo::MpiSession::abort_all(eo::kExitUsage);
     return eo::kExitUsage;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "eo-pipeline: error: %s\n", e.what());
+    std::fprintf(stderr, "eo-pipeline: error: %s\n", eo::clipped(e.what(), 2000).c_str());
     eo::MpiSession::abort_all(eo::kExitTilesFailed);
     return eo::kExitTilesFailed;
   }

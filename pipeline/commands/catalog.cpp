@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pipeline/commands/commands.hpp"
+#include "pipeline/core/files.hpp"
 #include "pipeline/core/log.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/ingest/stac.hpp"
@@ -121,6 +122,8 @@ void add_files(const CatalogOptions& opts, Catalog& catalog, Counts& n) {
 int run_catalog(const CatalogOptions& opts) {
   setup_logging(0, opts.quiet ? LogLevel::warn : opts.verbose ? LogLevel::debug : LogLevel::info);
   if (opts.dir.empty() && opts.stac.empty()) throw CLI::ValidationError("catalog", "give a DIR to scan or --stac FILE");
+  for (const std::string& stac : opts.stac) refuse_output_over_input(opts.out, stac, "--stac");
+  if (!opts.collections.empty()) refuse_output_over_input(opts.out, opts.collections, "--collections");
   Catalog catalog;
   if (opts.append && std::filesystem::exists(opts.out)) {
     // Named: a range-for over Catalog::load(...).records() would read a destroyed catalog.

@@ -23,6 +23,7 @@ int run_plan(const PlanOptions& opts);
 
 struct SynthOptions {
   CommonOptions common;
+  bool force = false;  // replace a world these settings did not make
 };
 void add_synth_command(CLI::App& app, SynthOptions& opts);
 int run_synth(const SynthOptions& opts);
@@ -51,6 +52,7 @@ struct RunOptions {
   std::optional<Partition> partition;  // none: the config's
   std::optional<ChipSource> inputs;    // none: the config's
   bool json = false;
+  bool verify = false;  // redo the done tiles whose files are damaged
 };
 void add_run_command(CLI::App& app, RunOptions& opts);
 int run_run(const RunOptions& opts);
@@ -59,6 +61,7 @@ struct StatusOptions {
   CommonOptions common;
   JournalStage stage = JournalStage::run;
   bool json = false;
+  bool verify = false;  // read back every file the journal says a done tile wrote
 };
 void add_status_command(CLI::App& app, StatusOptions& opts);
 int run_status(const StatusOptions& opts);

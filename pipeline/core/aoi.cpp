@@ -1,14 +1,19 @@
 #include "pipeline/core/aoi.hpp"
 
+#include <geos_c.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <fmt/format.h>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <sstream>
 #include <stdexcept>
 
+#include "pipeline/core/files.hpp"
 #include "pipeline/core/grid.hpp"
 
 namespace eo {
@@ -23,6 +28,34 @@ namespace {
 void unwrap(Ring& ring) {
   for (std::size_t i = 1; i < ring.size(); ++i)
     ring[i].lon = ring[i - 1].lon + std::remainder(ring[i].lon - ring[i - 1].lon, 360.0);
+}
+
+// Why a polygon is not a valid area, as GEOS says it ("Hole lies outside shell",
+// "Self-intersection" and where), or "" when it is one.
+std::string validity_problem(const Polygon& poly) {
+  const std::unique_ptr<GEOSContextHandle_HS, void (*)(GEOSContextHandle_t)> ctx(GEOS_init_r(), GEOS_finish_r);
+  const auto ring = [&](const Ring& r) {
+    std::vector<double> xy;
+    for (const LonLat& p : r) xy.insert(xy.end(), {p.lon, p.lat});
+    GEOSCoordSequence* seq = GEOSCoordSeq_copyFromBuffer_r(ctx.get(), xy.data(), r.size(), 0, 0);
+    return seq ? GEOSGeom_createLinearRing_r(ctx.get(), seq) : nullptr;  // takes the sequence
+  };
+  GEOSGeometry* shell = ring(poly[0]);
+  std::vector<GEOSGeometry*> holes;
+  for (std::size_t h = 1; h < poly.size(); ++h) holes.push_back(ring(poly[h]));
+  const bool built = shell && std::none_of(holes.begin(), holes.end(), [](GEOSGeometry* g) { return g == nullptr; });
+  if (!built) {
+    if (shell) GEOSGeom_destroy_r(ctx.get(), shell);
+    for (GEOSGeometry* g : holes)
+      if (g) GEOSGeom_destroy_r(ctx.get(), g);
+    return "a ring is not a closed line of 4 or more points";
+  }
+  GEOSGeometry* polygon = GEOSGeom_createPolygon_r(ctx.get(), shell, holes.data(), static_cast<unsigned>(holes.size()));
+  char* reason = GEOSisValidReason_r(ctx.get(), polygon);
+  std::string problem = reason && std::string_view(reason) != "Valid Geometry" ? reason : "";
+  if (reason) GEOSFree_r(ctx.get(), reason);
+  GEOSGeom_destroy_r(ctx.get(), polygon);  // with its rings
+  return problem;
 }
 
 void finish(Aoi& aoi) {
@@ -71,6 +104,10 @@ void finish(Aoi& aoi) {
       aoi.min_lat = std::min(aoi.min_lat, p.lat);
       aoi.max_lat = std::max(aoi.max_lat, p.lat);
     }
+    // A hole outside its ring, or a ring crossing itself, would plan what nobody drew.
+    if (const std::string problem = validity_problem(poly); !problem.empty())
+      fail(aoi.source, fmt::format("polygon {} is not a valid area: {} (holes lie inside their outer ring, and no ring "
+                                   "crosses itself or another)", i + 1, problem));
   }
 }
 
@@ -182,9 +219,9 @@ class WktReader {
 Aoi aoi_from_geojson(const std::string& text, const std::string& name, const std::string& source) {
   nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(source, fmt::format("not valid JSON: {}", e.what()));
+    doc = parse_json(text, source);  // nested GeometryCollections are read recursively: the depth is bounded
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(fmt::format("AOI {}", e.what()));
   }
   Aoi aoi{name, source, {}, 0, 0, 0, 0};
   try {

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "pipeline/core/error.hpp"
+
 namespace eo {
 
 template <class E>
@@ -83,7 +85,7 @@ template <class E>
 std::string choice_problem(std::string_view name) {
   if (parse_choice<E>(name)) return "";
   std::string out = "'";
-  out.append(name).append("' is not ").append(ChoiceTable<E>::what).append("; one of: ").append(choice_list<E>());
+  out.append(clipped(name)).append("' is not ").append(ChoiceTable<E>::what).append("; one of: ").append(choice_list<E>());
   return out;
 }
 

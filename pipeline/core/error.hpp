@@ -6,9 +6,17 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace eo {
+
+// `text` cut to its first `limit` characters, with how long it was: a message quotes what
+// it was given, and never a megabyte of it.
+inline std::string clipped(std::string_view text, std::size_t limit = 200) {
+  if (text.size() <= limit) return std::string(text);
+  return std::string(text.substr(0, limit)) + "... (" + std::to_string(text.size()) + " characters in all)";
+}
 
 // A configuration problem: the user's config, an option or a file they named is at
 // fault. The command stops at once with exit code 2 (DESIGN.md §7).

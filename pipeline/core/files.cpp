@@ -81,6 +81,12 @@ void write_atomically(const fs::path& file, std::string_view text) {
   });
 }
 
+std::string content_hash(std::string_view content) { return Hasher().add(content).hex(); }
+
+WrittenFile written_file(const fs::path& file, std::string_view content) {
+  return {file, static_cast<std::int64_t>(content.size()), content_hash(content)};
+}
+
 int remove_stale_temporaries(const fs::path& dir, bool recursive) {
   if (!fs::is_directory(dir)) return 0;
   std::vector<fs::path> stale;
@@ -98,6 +104,15 @@ int remove_stale_temporaries(const fs::path& dir, bool recursive) {
   return static_cast<int>(stale.size());
 }
 
+void refuse_output_over_input(const fs::path& output, const fs::path& input, const std::string& option) {
+  std::error_code ec;
+  const bool same = fs::exists(output, ec) ? fs::equivalent(output, input, ec)
+                                           : fs::weakly_canonical(output, ec) == fs::weakly_canonical(input, ec);
+  if (same)
+    throw ConfigError(fmt::format("the output {} is the input {} ({}): writing it would replace the input; "
+                                  "give another output", output.string(), input.string(), option));
+}
+
 std::string file_hash(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw std::runtime_error(fmt::format("cannot read {}", file.string()));
@@ -108,14 +123,47 @@ std::string file_hash(const fs::path& file) {
   return h.hex();
 }
 
+namespace {
+
+template <class Input>
+nlohmann::json parse_json_limited(Input&& input, const std::string& source) {
+  bool too_deep = false;
+  // The parser itself keeps its own stack; the limit keeps the documents that readers
+  // walk (and nlohmann's copies and comparisons, which recurse) shallow.
+  const auto limit = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxJsonDepth) too_deep = true;
+    return !too_deep;
+  };
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(std::forward<Input>(input), limit);
+  } catch (const nlohmann::json::exception& e) {
+    if (!too_deep) throw std::runtime_error(fmt::format("{}: not JSON: {}", source, e.what()));
+  }
+  if (too_deep)
+    throw std::runtime_error(fmt::format("{}: nested more than {} levels deep; no input eo-pipeline reads needs that", source,
+                                         kMaxJsonDepth));
+  return doc;
+}
+
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text, const std::string& source) { return parse_json_limited(text, source); }
+
 nlohmann::json read_json_file(const std::filesystem::path& file) {
+  require_regular_file(file);
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("{}: cannot open the file", file.string()));
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(fmt::format("{}: not JSON: {}", file.string(), e.what()));
-  }
+  return parse_json_limited(in, file.string());
+}
+
+void require_regular_file(const std::filesystem::path& file) {
+  std::error_code ec;
+  const auto type = fs::status(file, ec).type();
+  if (type == fs::file_type::not_found) throw std::runtime_error(fmt::format("{}: no such file", file.string()));
+  // A FIFO or a device would block the read, or never end.
+  if (type != fs::file_type::regular && type != fs::file_type::none)
+    throw std::runtime_error(fmt::format("{}: not a regular file (a FIFO, a device or a folder)", file.string()));
 }
 
 nlohmann::json read_user_json_file(const std::filesystem::path& file) {

@@ -46,15 +46,41 @@ void publish_file(const std::filesystem::path& file, const std::function<void(co
 // Publishes `text` as `file`.
 void write_atomically(const std::filesystem::path& file, std::string_view text);
 
+// A published file as it was written: what the journal records so that a later check
+// finds a file changed or damaged since (`status --verify`).
+struct WrittenFile {
+  std::filesystem::path file;
+  std::int64_t bytes = 0;
+  std::string hash;  // content_hash
+};
+std::string content_hash(std::string_view content);
+WrittenFile written_file(const std::filesystem::path& file, std::string_view content);
+
 // Temporaries that killed writers left in `dir` (and its subfolders when `recursive`),
 // removed; returns how many. Call it only while nobody else writes there.
 int remove_stale_temporaries(const std::filesystem::path& dir, bool recursive = false);
 
+// JSON documents nested deeper than this are refused, so that no reader recurses as deep
+// as its input says (GeoJSON needs about 10 levels, and one more pair per nested
+// GeometryCollection).
+inline constexpr int kMaxJsonDepth = 64;
+// `text`'s JSON document. Throws std::runtime_error naming `source` when it is not JSON
+// or is nested too deep.
+nlohmann::json parse_json(std::string_view text, const std::string& source);
+
+// Throws std::runtime_error naming `file` unless it is a regular file (or a link to one):
+// reading a FIFO or a device blocks or never ends.
+void require_regular_file(const std::filesystem::path& file);
+
 // A JSON file's document. Throws std::runtime_error naming the file when it cannot be
-// opened or is not JSON.
+// opened, is not a regular file, is not JSON or is nested too deep.
 nlohmann::json read_json_file(const std::filesystem::path& file);
 // The same for a file a user named (--labels, --examples): a ConfigError, naming the file.
 nlohmann::json read_user_json_file(const std::filesystem::path& file);
+
+// Throws ConfigError when writing `output` would replace `input` (the same file, by any
+// path or link), naming both and the option that gave the input.
+void refuse_output_over_input(const std::filesystem::path& output, const std::filesystem::path& input, const std::string& option);
 
 // Content hash of a file, read in pieces (a paper-size checkpoint is ~3 GB).
 std::string file_hash(const std::filesystem::path& file);

@@ -43,6 +43,21 @@ std::string SourceRecord::describe() const {
   return fmt::format("{} (item {}, asset {})", path.string(), item, asset.empty() ? "?" : asset);
 }
 
+std::string footprint_problem(const LonLatBox& b) {
+  const std::string as_given = fmt::format("[{}, {}, {}, {}]", b.lon0, b.lat0, b.lon1, b.lat1);
+  for (double v : {b.lon0, b.lat0, b.lon1, b.lat1})
+    if (!std::isfinite(v)) return fmt::format("footprint {} is not finite", as_given);
+  if (std::max({std::abs(b.lon0), std::abs(b.lon1), std::abs(b.lat0), std::abs(b.lat1)}) > 540)
+    return fmt::format("footprint {} is not in degrees (values this large look like metres of a projected CRS); "
+                       "give [west, south, east, north] in EPSG:4326 longitude and latitude", as_given);
+  if (std::abs(b.lat0) > 90 || std::abs(b.lat1) > 90 || std::abs(b.lon0) > 180 || b.lon1 > b.lon0 + 360)
+    return fmt::format("footprint {} is outside the Earth: [west, south, east, north] in degrees, longitudes "
+                       "within +-180 and latitudes within +-90", as_given);
+  if (b.lat0 > b.lat1 || b.lon0 > b.lon1)
+    return fmt::format("footprint {} is inverted: [west, south, east, north], with west <= east and south <= north", as_given);
+  return "";
+}
+
 int season_of(const std::string& datetime) {
   int year = 0, month = 0;
   if (std::sscanf(datetime.c_str(), "%4d-%2d", &year, &month) != 2 || month < 1 || month > 12)
@@ -87,8 +102,14 @@ std::vector<const SourceRecord*> Catalog::query(Modality modality, int season, c
 }
 
 Catalog Catalog::load(const std::filesystem::path& file) {
+  // The user's file: what is wrong with it is theirs to mend (exit 2).
+  try {
+    require_regular_file(file);
+  } catch (const std::exception& e) {
+    throw StageConfigError("ingest", fmt::format("catalog {}", e.what()));
+  }
   std::ifstream in(file);
-  if (!in) throw StageError("ingest", fmt::format("catalog {}: cannot open the file", file.string()));
+  if (!in) throw StageConfigError("ingest", fmt::format("catalog {}: cannot open the file", file.string()));
   Catalog c;
   c.file_ = file;
   const auto base = file.parent_path();
@@ -96,7 +117,7 @@ Catalog Catalog::load(const std::filesystem::path& file) {
   for (int line = 1; std::getline(in, text); ++line) {
     if (text.empty()) continue;
     try {
-      const auto j = nlohmann::json::parse(text);
+      const auto j = parse_json(text, "the record");
       SourceRecord r;
       const auto resolve = [&](const std::string& written) -> std::filesystem::path {
         const std::filesystem::path p = written;
@@ -112,6 +133,7 @@ Catalog Catalog::load(const std::filesystem::path& file) {
       const auto fp = j.at("footprint").get<std::vector<double>>();
       if (fp.size() != 4) throw std::invalid_argument("footprint must be [lon0, lat0, lon1, lat1]");
       r.footprint = {fp[0], fp[1], fp[2], fp[3]};
+      if (const std::string problem = footprint_problem(r.footprint); !problem.empty()) throw std::invalid_argument(problem);
       r.bands = j.value("bands", std::vector<int>{});
       if (r.bands.empty())
         for (std::size_t b = 1; b <= info(r.modality).bands.size(); ++b) r.bands.push_back(static_cast<int>(b));
@@ -134,7 +156,7 @@ Catalog Catalog::load(const std::filesystem::path& file) {
       }
       c.add(std::move(r));
     } catch (const std::exception& e) {
-      throw StageError("ingest", fmt::format("catalog {}:{}: bad record: {}", file.string(), line, detail_of(e)));
+      throw StageConfigError("ingest", fmt::format("catalog {}:{}: bad record: {}", file.string(), line, detail_of(e)));
     }
   }
   return c;

@@ -98,6 +98,12 @@ bool is_verbatim_path(const std::string& path);
 // The file behind a path or connection string (for its size and time).
 std::filesystem::path underlying_file(const std::filesystem::path& path);
 
+// What is wrong with a footprint as a box in degrees, or "" when nothing is: finite,
+// latitudes within +-90 and south below north, the west edge within +-180 and the east
+// edge east of it by at most a turn (continuous across the antimeridian). Values far
+// outside are taken for metres, the common mistake, and said so.
+std::string footprint_problem(const LonLatBox& box);
+
 // ISO 8601 interval of a season of a year: DJF runs from December of the year before.
 std::string season_interval(int year, int season);
 // The season (0 DJF .. 3 SON) of an ISO 8601 date or instant; throws std::invalid_argument.

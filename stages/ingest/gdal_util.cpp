@@ -25,8 +25,21 @@ std::string gdal_error(const std::string& fallback) {
 GdalDataset open_raster(const std::filesystem::path& path) {
   gdal_init();
   CPLErrorReset();
-  if (!path.string().starts_with("/vsi") && !std::filesystem::exists(underlying_file(path)))
-    throw StageError("ingest", fmt::format("{}: no such file", path.string()));
+  // Only files and GDAL's remote paths are inputs: a FIFO, a device or stdin blocks
+  // GDAL's open (or reads forever), so they are refused before GDAL sees them.
+  const std::string name = path.string();
+  if (name.starts_with("/vsistdin"))
+    throw StageError("ingest", fmt::format("{}: standard input is not an input eo-pipeline reads; name a file", name));
+  if (!name.starts_with("/vsi")) {
+    const std::filesystem::path file = underlying_file(path);
+    std::error_code ec;
+    const auto type = std::filesystem::status(file, ec).type();
+    if (type == std::filesystem::file_type::not_found)
+      throw StageError("ingest", fmt::format("{}: no such file", name));
+    if (type != std::filesystem::file_type::regular && type != std::filesystem::file_type::none)  // none: GDAL says why
+      throw StageError("ingest", fmt::format("{}: not a regular file (a FIFO, a device or a folder); "
+                                             "eo-pipeline reads rasters from files", name));
+  }
   GdalDataset ds(GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
   if (!ds) throw StageError("ingest", fmt::format("{}: cannot open as a raster: {}", path.string(), gdal_error("unknown format")));
   return ds;

@@ -42,7 +42,10 @@ std::optional<LonLatBox> footprint_of(const json& item) {
   if (item.contains("bbox") && item["bbox"].is_array() && (item["bbox"].size() == 4 || item["bbox"].size() == 6)) {
     const auto& b = item["bbox"];
     const std::size_t k = b.size() / 2;
-    return LonLatBox{b[0].get<double>(), b[1].get<double>(), b[k].get<double>(), b[k + 1].get<double>()};
+    LonLatBox box{b[0].get<double>(), b[1].get<double>(), b[k].get<double>(), b[k + 1].get<double>()};
+    // STAC writes a bbox across the antimeridian west > east: made continuous.
+    if (box.lon0 > box.lon1 && box.lon0 <= 180 && box.lon1 >= -180) box.lon1 += 360;
+    return box;
   }
   if (!item.contains("geometry") || !item["geometry"].is_object()) return std::nullopt;
   LonLatBox box;
@@ -132,6 +135,7 @@ struct Walker {
     }
     const auto footprint = footprint_of(it);
     if (!footprint) return problem(file, id, "no bbox or geometry");
+    if (const std::string wrong = footprint_problem(*footprint); !wrong.empty()) return problem(file, id, wrong);
     std::optional<MaskSpec> mask;
     if (!m->mask_asset.empty()) {
       if (!assets.contains(m->mask_asset) || !assets[m->mask_asset].contains("href"))
@@ -175,9 +179,36 @@ struct Walker {
     report.used += used > 0;
   }
 
-  void document(const fs::path& file, const std::string& parent_collection) {
+  // A catalog's documents, depth first in the order of their links, walked with a stack
+  // of its own: a chain of child catalogs as long as a file system holds does not
+  // exhaust the call stack. A linked document that cannot be read is a problem of the
+  // document linking it; the first one, an error.
+  struct Linked {
+    fs::path file, from;  // `from` empty: the root
+    std::string collection;
+  };
+
+  void walk(const fs::path& root) {
+    std::vector<Linked> stack{{root, {}, ""}};
+    while (!stack.empty()) {
+      const Linked doc = std::move(stack.back());
+      stack.pop_back();
+      std::vector<Linked> children;
+      try {
+        children = document(doc.file, doc.collection);
+      } catch (const std::exception& e) {
+        if (doc.from.empty()) throw;
+        problem(doc.from, "", detail_of(e));
+      }
+      stack.insert(stack.end(), std::make_move_iterator(children.rbegin()), std::make_move_iterator(children.rend()));
+    }
+  }
+
+  // Reads `file`'s items; returns the documents it links to.
+  std::vector<Linked> document(const fs::path& file, const std::string& parent_collection) {
+    std::vector<Linked> links;
     const fs::path canonical = fs::weakly_canonical(file);
-    if (!seen.insert(canonical).second) return;  // catalogs may link back
+    if (!seen.insert(canonical).second) return links;  // catalogs may link back
     const json j = read_json_file(file);
     if (!j.is_object() || !j.contains("type"))
       throw StageError("ingest", fmt::format("{}: not STAC (no \"type\"; expected FeatureCollection, Feature, Catalog or Collection)",
@@ -199,7 +230,7 @@ struct Walker {
           continue;
         }
         try {
-          document(gdal_path_of_href(href, file.parent_path()), collection);
+          links.push_back({gdal_path_of_href(href, file.parent_path()), file, collection});
         } catch (const std::exception& e) {
           problem(file, "", detail_of(e));
         }
@@ -207,6 +238,7 @@ struct Walker {
     } else {
       throw StageError("ingest", fmt::format("{}: STAC type '{}' is not one eo-pipeline reads", file.string(), type));
     }
+    return links;
   }
 };
 
@@ -333,7 +365,7 @@ std::vector<CollectionMapping> load_collection_mappings(const fs::path& file) {
 
 StacReport read_stac(const fs::path& file, const std::vector<CollectionMapping>& mappings) {
   Walker w{mappings, {}, {}};
-  w.document(file, "");
+  w.walk(file);
   return std::move(w.report);
 }
 
