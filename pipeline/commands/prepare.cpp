@@ -9,6 +9,7 @@
 
 #include "pipeline/commands/commands.hpp"
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/lock.hpp"
 #include "pipeline/driver/inputs.hpp"
 #include "pipeline/driver/sinks.hpp"
 #include "pipeline/driver/tile_loop.hpp"
@@ -31,10 +32,18 @@ int run_prepare(const PrepareOptions& opts) {
   const Catalog catalog = load_catalog(*config);
   set_gdal_cache(config->warp.cache_mb);
   const std::filesystem::path out = config->output, chips = out / "chips";
+  // The lock `run` takes: two prepares, or a prepare and a run, never write one output at once.
+  std::optional<OutputLock> lock;
+  if (const std::string refused = take_output_lock(*config, fmt::format("eo-pipeline prepare ({} ranks)", comm.size()), comm, lock);
+      !refused.empty()) {
+    if (rank == 0) std::fprintf(stderr, "eo-pipeline: prepare refused: %s\n", refused.c_str());
+    return kExitUsage;
+  }
   comm.rank_zero_tries([&] {
-    if (const int n = remove_stale_temporaries(chips))
-      spdlog::info("removed {} unfinished chip stores of an interrupted run", n);
+    if (lock->first())
+      if (const int n = remove_stale_temporaries(chips)) spdlog::info("removed {} unfinished chip stores of an interrupted run", n);
     write_resolved_config(*config, out / "prepare" / "config.yaml");
+    lock->setup_done();
   });
   const Normalisation norm = ensure_normalisation(*config, catalog, comm);
   const TileReadOptions read_options = tile_read_options(*config, threads_per_rank(config->warp.threads, comm));

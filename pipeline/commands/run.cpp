@@ -17,6 +17,7 @@
 #include "pipeline/driver/readers.hpp"
 #include "pipeline/driver/sinks.hpp"
 #include "pipeline/driver/tile_loop.hpp"
+#include "pipeline/driver/verify.hpp"
 #include "schedulers/partition.hpp"
 
 namespace eo {
@@ -27,39 +28,13 @@ void add_run_command(CLI::App& app, RunOptions& opts) {
   add_choice_option(*cmd, "--partition", opts.partition, "overrides schedule.partition");
   add_choice_option(*cmd, "--inputs", opts.inputs, "overrides run.inputs");
   cmd->add_flag("--json", opts.json, "print the run report as JSON at the end");
+  cmd->add_flag("--verify", opts.verify, "first read back every file of every done tile (status --verify) and redo the "
+                                         "tiles whose files are damaged");
 }
 
 namespace {
 
 namespace fs = std::filesystem;
-
-// The tasks of one SLURM job array share the output (see OutputLock); a plain run has it
-// alone.
-std::string lock_group(const Config& config) {
-  if (config.partition != Partition::slurm_array) return "";
-  const std::string job = env_or("SLURM_ARRAY_JOB_ID", "");
-  if (job.empty())
-    throw ConfigError("SLURM_ARRAY_JOB_ID is not set: the slurm-array partition runs inside a SLURM job array "
-                      "(see slurm/submit.sh)");
-  return "slurm-array-" + job;
-}
-
-// One run per output at a time (the tasks of an array count as one): rank 0 takes the
-// lock, held for the whole run. Returns why it was refused, on every rank.
-std::string take_lock(const Config& config, const std::optional<ArrayTask>& task, const Comm& comm,
-                      std::optional<OutputLock>& lock) {
-  return comm.rank_zero_tries([&]() -> std::string {
-    const std::string what = task ? fmt::format("eo-pipeline run, array task {} of {} ({} ranks)", task->index,
-                                                task->count, comm.size())
-                                  : fmt::format("eo-pipeline run ({} ranks)", comm.size());
-    try {
-      lock.emplace(config.output / "run.lock", what, lock_group(config));
-    } catch (const LockedError& e) {
-      return e.what();
-    }
-    return "";
-  });
-}
 
 // By rank 0, holding the lock: the cube created once, before any rank writes.
 void set_up_output(const Config& config, const RunInputs& in, OutputLock& lock) {
@@ -132,13 +107,19 @@ int run_run(const RunOptions& opts) {
       config->partition == Partition::slurm_array ? std::optional(array_task_from_env()) : std::nullopt;
 
   std::optional<OutputLock> lock;
-  if (const std::string refused = take_lock(*config, task, comm, lock); !refused.empty()) {
+  const std::string what = task ? fmt::format("eo-pipeline run, array task {} of {} ({} ranks)", task->index, task->count, comm.size())
+                                : fmt::format("eo-pipeline run ({} ranks)", comm.size());
+  if (const std::string refused = take_output_lock(*config, what, comm, lock); !refused.empty()) {
     if (rank == 0) std::fprintf(stderr, "eo-pipeline: run refused: %s\n", refused.c_str());
     return kExitUsage;
   }
   failpoint("run-locked");
   const RunInputs in = load_run_inputs(*config, comm);
   set_gdal_cache(config->warp.cache_mb);
+  const int threads = threads_per_rank(config->run.threads, comm);
+  // The model is loaded before the output is touched: a run that cannot load it leaves
+  // OUTPUT/cube.zarr naming the cube it named.
+  const Embedder embedder(in.card, config->model, config->data.modalities, threads);
   try {
     comm.rank_zero_tries([&] { set_up_output(*config, in, *lock); });
   } catch (const std::exception& e) {
@@ -146,9 +127,14 @@ int run_run(const RunOptions& opts) {
     return kExitUsage;
   }
   failpoint("run-set-up");
+  if (opts.verify)
+    comm.rank_zero_tries([&] {
+      const Verification v = verify_outputs(config->output, JournalStage::run);
+      for (const Damage& d : v.damaged) spdlog::warn("tile {}: damaged, redone: {}", d.tile, d.problem);
+      spdlog::info("verified {} files of {} done tiles: {} damaged", v.files, v.tiles, v.damaged.size());
+      journal_damage(config->output, JournalStage::run, v.damaged);
+    });
 
-  const int threads = threads_per_rank(config->run.threads, comm);
-  const Embedder embedder(in.card, config->model, config->data.modalities, threads);
   const CubeWriter cube(in.cube, in.spec);
   const TileReadOptions read_options = tile_read_options(*config, threads_per_rank(config->warp.threads, comm));
   ScheduleSpec schedule = schedule_spec(*config);

@@ -5,12 +5,14 @@
 #include <fmt/format.h>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/commands/commands.hpp"
 #include "pipeline/core/journal.hpp"
 #include "pipeline/core/lock.hpp"
 #include "pipeline/core/plan.hpp"
+#include "pipeline/driver/verify.hpp"
 
 namespace eo {
 
@@ -19,6 +21,8 @@ void add_status_command(CLI::App& app, StatusOptions& opts) {
   add_common_options(*cmd, opts.common);
   add_choice_option(*cmd, "--stage", opts.stage, "the job to report on (default: run)");
   cmd->add_flag("--json", opts.json, "as JSON");
+  cmd->add_flag("--verify", opts.verify, "read back every file of every done tile and compare it with what the journal "
+                                         "recorded (size and hash); exit 1 when one is damaged");
 }
 
 namespace {
@@ -69,13 +73,8 @@ Standing standing(const Plan& plan, const JournalHistory& history, int max_attem
 
 // Who holds the output's run lock, if a run is in progress.
 std::string running_run(const Config& config) {
-  if (!std::filesystem::exists(config.output / "run.lock")) return "";
-  try {
-    OutputLock probe(config.output / "run.lock", "eo-pipeline status");
-  } catch (const LockedError& e) {
-    return e.what();
-  }
-  return "";
+  const std::string holder = lock_holder(config.output / "run.lock");
+  return holder.empty() ? "" : fmt::format("{} is in use ({})", config.output.string(), holder);
 }
 
 nlohmann::json as_json(const StatusOptions& opts, const Config& config, const Standing& s, const std::string& running) {
@@ -111,6 +110,20 @@ void print_table(const StatusOptions& opts, const Config& config, const Standing
                              f["error"].get<std::string>());
 }
 
+nlohmann::json verification_json(const Verification& v) {
+  nlohmann::json damaged = nlohmann::json::array();
+  for (const Damage& d : v.damaged) damaged.push_back({{"tile", d.tile}, {"problem", d.problem}});
+  return {{"tiles", v.tiles}, {"files", v.files}, {"unrecorded", v.unrecorded}, {"damaged", damaged}};
+}
+
+void print_verification(const Verification& v) {
+  std::cout << fmt::format("verified: {} files of {} done tiles; {} damaged", v.files, v.tiles, v.damaged.size());
+  if (v.unrecorded) std::cout << fmt::format("; {} tiles written by an older version list no files to check", v.unrecorded);
+  std::cout << '\n';
+  for (const Damage& d : v.damaged) std::cout << fmt::format("  damaged: tile {}: {}\n", d.tile, d.problem);
+  if (!v.damaged.empty()) std::cout << "  `run --verify` redoes these tiles\n";
+}
+
 }  // namespace
 
 int run_status(const StatusOptions& opts) {
@@ -118,13 +131,19 @@ int run_status(const StatusOptions& opts) {
   if (!config) return kExitOk;
   const int max_attempts = opts.stage == JournalStage::run ? config->run.max_attempts : config->prepare.max_attempts;
   const Standing s = standing(make_plan(load_aois(*config)), read_journal(config->output / "journal", opts.stage), max_attempts);
-  // A run holding the output's lock is in progress.
-  const std::string running = opts.stage == JournalStage::run ? running_run(*config) : "";
-  if (opts.json)
-    std::cout << as_json(opts, *config, s, running).dump(2) << '\n';
-  else
+  // A run or a prepare holding the output's lock is in progress.
+  const std::string running = running_run(*config);
+  std::optional<Verification> checked;
+  if (opts.verify) checked = verify_outputs(config->output, opts.stage);
+  if (opts.json) {
+    nlohmann::json j = as_json(opts, *config, s, running);
+    if (checked) j["verify"] = verification_json(*checked);
+    std::cout << j.dump(2) << '\n';
+  } else {
     print_table(opts, *config, s, running, max_attempts);
-  return kExitOk;
+    if (checked) print_verification(*checked);
+  }
+  return checked && !checked->damaged.empty() ? kExitTilesFailed : kExitOk;
 }
 
 }  // namespace eo

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <optional>
 #include <set>
+#include <spdlog/spdlog.h>
 #include <sstream>
 #include <sys/file.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 
 #include "pipeline/core/failpoint.hpp"
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/grid.hpp"
 
 namespace eo {
 
@@ -37,12 +39,18 @@ std::string new_run_id() {
 
 namespace {
 
+nlohmann::json files_json(const std::vector<RecordedFile>& files) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const RecordedFile& f : files) out.push_back({{"path", f.path}, {"bytes", f.bytes}, {"hash", f.hash}});
+  return out;
+}
+
 nlohmann::json to_json(const JournalRecord& r) {
   return {{"stage", name_str(r.stage)}, {"tile", r.tile}, {"status", name_str(r.status)},
           {"fingerprint", r.fingerprint}, {"config_hash", r.config_hash}, {"model_hash", r.model_hash},
           {"chips", r.chips},   {"nodata_chips", r.nodata_chips}, {"seconds", r.seconds},
           {"error", r.error},   {"rank", r.rank},          {"run_id", r.run_id},
-          {"time_ns", r.time_ns}};
+          {"time_ns", r.time_ns}, {"files", files_json(r.files)}};
 }
 
 // Throws on anything but a whole record.
@@ -61,16 +69,31 @@ JournalRecord from_json(const nlohmann::json& j) {
   r.rank = j.value("rank", 0);
   r.run_id = j.value("run_id", "");
   r.time_ns = j.value("time_ns", std::int64_t{0});
+  for (const auto& f : j.value("files", nlohmann::json::array()))
+    r.files.push_back({f.at("path").get<std::string>(), f.at("bytes").get<std::int64_t>(), f.at("hash").get<std::string>()});
+  // A record says what a tile came to: counts no tile can have are damage, not facts.
+  if (r.chips < 0 || r.chips > kChipsPerTile || r.nodata_chips < 0 || r.nodata_chips > kChipsPerTile)
+    throw std::invalid_argument(fmt::format("tile {}: {} chips and {} without data is not a tile of {} chips", r.tile, r.chips,
+                                            r.nodata_chips, kChipsPerTile));
   return r;
 }
 
-// The records of JSON lines; a torn line (a crash while writing) is skipped.
-void add_lines(std::istream& in, JournalHistory& out) {
+// The records of JSON lines; a torn line (a crash while writing) is skipped, and a whole
+// record that cannot be true is skipped with a warning: its tile is then redone.
+void add_lines(std::istream& in, JournalHistory& out, const std::filesystem::path& file, int line = 0) {
   for (std::string text; std::getline(in, text);) {
+    ++line;
+    nlohmann::json j;
     try {
-      JournalRecord r = from_json(nlohmann::json::parse(text));
-      out[r.tile].push_back(std::move(r));
+      j = nlohmann::json::parse(text);
     } catch (const std::exception&) {
+      continue;
+    }
+    try {
+      JournalRecord r = from_json(j);
+      out[r.tile].push_back(std::move(r));
+    } catch (const std::exception& e) {
+      spdlog::warn("journal {}:{}: record left out: {}", file.string(), line, e.what());
     }
   }
 }
@@ -113,7 +136,7 @@ Snapshot read_snapshot(const std::filesystem::path& file) {
     // records twice or lose them.
     throw std::runtime_error(fmt::format("journal snapshot {}: unreadable first line: {}", file.string(), e.what()));
   }
-  add_lines(in, s.history);
+  add_lines(in, s.history, file, 1);
   return s;
 }
 
@@ -206,7 +229,7 @@ JournalHistory read_journal(const std::filesystem::path& dir, JournalStage stage
       if (!is_run_file(entry.path(), stage) || snapshot.absorbed.count(entry.path().filename().string())) continue;
       std::ifstream in(entry.path());
       ++opened;
-      add_lines(in, out);
+      add_lines(in, out, entry.path());
     }
   order_by_time(out);
   if (files_opened) *files_opened = opened;
@@ -233,7 +256,7 @@ int compact_journal(const std::filesystem::path& dir, JournalStage stage, Journa
     FileLock lock(entry.path(), O_RDONLY, LOCK_EX | LOCK_NB);
     if (!lock.held()) continue;  // a writer still appends to it
     std::ifstream in(entry.path());
-    add_lines(in, snapshot.history);
+    add_lines(in, snapshot.history, entry.path());
     absorbed.insert(name);
     remove.push_back(entry.path());
     finished.push_back(std::move(lock));
@@ -266,7 +289,7 @@ std::string journal_to_text(const JournalHistory& history) {
 JournalHistory journal_from_text(const std::string& text) {
   JournalHistory out;
   std::istringstream in(text);
-  add_lines(in, out);
+  add_lines(in, out, "(as rank 0 read it)");
   return out;
 }
 

@@ -36,6 +36,13 @@ struct ChoiceTable<TileStatus> {
       {"done", TileStatus::done}, {"nodata", TileStatus::nodata}, {"failed", TileStatus::failed}};
 };
 
+// A file a tile wrote, as it was written: what `status --verify` compares it with.
+struct RecordedFile {
+  std::string path;  // relative to the output folder, or absolute when outside it
+  std::int64_t bytes = 0;
+  std::string hash;  // Hasher of the content
+};
+
 struct JournalRecord {
   JournalStage stage = JournalStage::run;
   std::string tile;
@@ -50,6 +57,7 @@ struct JournalRecord {
   int rank = 0;
   std::string run_id;
   std::int64_t time_ns = 0;  // wall clock, orders records across files
+  std::vector<RecordedFile> files;  // what the tile wrote (empty in records of older versions)
 };
 
 class JournalWriter {

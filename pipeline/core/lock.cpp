@@ -84,6 +84,17 @@ OutputLock::OutputLock(const std::filesystem::path& file, const std::string& wha
   if (group.empty()) setup_done();  // a run alone needs no ordering: others are refused
 }
 
+std::string lock_holder(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";  // never taken
+  // flock(2) needs no write access: an exclusive try fails while any holder has it.
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  if (!held) return "";
+  const Note holder = read_note(file);
+  return holder.who.empty() ? "unknown" : holder.who;
+}
+
 void OutputLock::setup_done() {
   if (setup_fd_ >= 0) ::close(setup_fd_);
   setup_fd_ = -1;

@@ -40,4 +40,8 @@ class OutputLock {
   bool first_ = false;
 };
 
+// Who holds the lock `file` (its holder's note), or "" when nobody does. Reads only, so
+// it answers on a read-only output, and takes the lock for no longer than the test.
+std::string lock_holder(const std::filesystem::path& file);
+
 }  // namespace eo

@@ -34,11 +34,11 @@ class ChipStoreSink : public TileSink {
   }
 
   TileOutcome finish(const std::string& error) override {
-    TileOutcome outcome{error.empty() ? TileStatus::done : TileStatus::failed, chips_, nodata_, error};
+    TileOutcome outcome{error.empty() ? TileStatus::done : TileStatus::failed, chips_, nodata_, error, {}};
     try {
       if (outcome.status == TileStatus::done && chips_ > 0) writer_->commit();
     } catch (const std::exception& e) {
-      outcome = {TileStatus::failed, chips_, nodata_, e.what()};
+      outcome = {TileStatus::failed, chips_, nodata_, e.what(), {}};
     }
     // Nothing to learn from: no file.
     if (outcome.status == TileStatus::done && chips_ == 0) outcome.status = TileStatus::nodata;

@@ -27,7 +27,7 @@ TileOutcome conclude(TileEmbeddings& out, const TilePlan& tile, const std::strin
     }
     outcome.status = outcome.chips > 0 ? TileStatus::done : TileStatus::nodata;
   }
-  cube.write_tile(out);
+  outcome.files = cube.write_tile(out);
   return outcome;
 }
 

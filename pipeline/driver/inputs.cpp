@@ -33,6 +33,33 @@ std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const
   return h.hex();
 }
 
+namespace {
+
+// The tasks of one SLURM job array share the output (see OutputLock); a plain run has it
+// alone.
+std::string lock_group(const Config& config) {
+  if (config.partition != Partition::slurm_array) return "";
+  const std::string job = env_or("SLURM_ARRAY_JOB_ID", "");
+  if (job.empty())
+    throw ConfigError("SLURM_ARRAY_JOB_ID is not set: the slurm-array partition runs inside a SLURM job array "
+                      "(see slurm/submit.sh)");
+  return "slurm-array-" + job;
+}
+
+}  // namespace
+
+std::string take_output_lock(const Config& config, const std::string& what, const Comm& comm,
+                             std::optional<OutputLock>& lock) {
+  return comm.rank_zero_tries([&]() -> std::string {
+    try {
+      lock.emplace(config.output / "run.lock", what, lock_group(config));
+    } catch (const LockedError& e) {
+      return e.what();
+    }
+    return "";
+  });
+}
+
 Catalog load_catalog(const Config& config) {
   const auto file = config.catalog_path();
   if (!std::filesystem::is_regular_file(file))

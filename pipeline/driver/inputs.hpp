@@ -8,9 +8,11 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "pipeline/core/config.hpp"
+#include "pipeline/core/lock.hpp"
 #include "pipeline/core/plan.hpp"
 #include "schedulers/comm.hpp"
 #include "schedulers/tile_source.hpp"
@@ -35,6 +37,13 @@ inline constexpr const char* kDataPathVersion = "data-path-2";
 // Hash of the tile's planned chips, its input files (path, size, mtime), the config's
 // chip-changing settings, the data path's version and `extra` (normalisation, model, ...).
 std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const Config& config, const std::string& extra);
+
+// The output's lock (DESIGN.md §5), taken by rank 0 for `what` (the command, its ranks)
+// and held while `lock` lives: one `run` or `prepare` writes an output at a time, and the
+// tasks of one SLURM job array share it. Returns why it was refused, on every rank, or "".
+// Collective.
+std::string take_output_lock(const Config& config, const std::string& what, const Comm& comm,
+                             std::optional<OutputLock>& lock);
 
 // The config's catalog; ConfigError saying how to make one when it is missing.
 Catalog load_catalog(const Config& config);

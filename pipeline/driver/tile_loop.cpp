@@ -99,7 +99,15 @@ class TileRun {
     record.status = outcome.status;
     record.chips = outcome.chips;
     record.nodata_chips = outcome.nodata_chips;
-    if (outcome.status == TileStatus::failed) record.error = fmt::format("tile {}: rank {}: {}", record.tile, rank_, outcome.error);
+    if (outcome.status == TileStatus::failed)
+      record.error = fmt::format("tile {}: rank {}: {}", record.tile, rank_, clipped(outcome.error, 2000));
+    // Relative to the output where they are in it, so that the output can be moved.
+    const auto output = std::filesystem::absolute(spec_.journal.parent_path()).lexically_normal();
+    for (const WrittenFile& f : outcome.files) {
+      const auto file = std::filesystem::absolute(f.file).lexically_normal(), inside = file.lexically_relative(output);
+      const bool under = !inside.empty() && *inside.begin() != "..";
+      record.files.push_back({(under ? inside : file).string(), f.bytes, f.hash});
+    }
     try {
       failpoint("tile-written");
       record.seconds = seconds_since(tile.t0);

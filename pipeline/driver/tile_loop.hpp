@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pipeline/core/chip_batch.hpp"
+#include "pipeline/core/files.hpp"
 #include "pipeline/core/journal.hpp"
 #include "pipeline/core/plan.hpp"
 #include "pipeline/driver/prefetcher.hpp"
@@ -30,6 +31,7 @@ struct TileOutcome {
   TileStatus status = TileStatus::done;
   int chips = 0, nodata_chips = 0;
   std::string error;   // failed: why (the stage names itself; the loop adds tile and rank)
+  std::vector<WrittenFile> files;  // what the tile wrote, for the journal
 };
 
 // What one command does with the rows of each tile.

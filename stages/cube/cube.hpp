@@ -18,6 +18,7 @@
 
 #include "pipeline/core/chip_batch.hpp"
 #include "pipeline/core/choices.hpp"
+#include "pipeline/core/files.hpp"
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/modality.hpp"
 
@@ -93,7 +94,8 @@ class CubeWriter {
   // Embedding chunks first, the status chunk last, each fsync'd and renamed into place:
   // a reader that sees a chip's status sees its embeddings. Chunks of arrays the tile
   // has nothing in are removed (a tile redone after a change leaves no stale chunk).
-  void write_tile(const TileEmbeddings& tile) const;
+  // Returns the files written, as written, for the journal.
+  std::vector<WrittenFile> write_tile(const TileEmbeddings& tile) const;
   // The tile's provenance file: <zone>/provenance/<tile id>.json beside the arrays (zarr
   // readers skip a folder that is neither array nor group).
   std::filesystem::path provenance_path(const TileId& tile) const;

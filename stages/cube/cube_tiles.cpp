@@ -183,7 +183,8 @@ fs::path CubeWriter::chunk_path(const TileId& tile, const std::string& array) co
   return chunk_file(root_, tile, array);
 }
 
-void CubeWriter::write_tile(const TileEmbeddings& t) const {
+std::vector<WrittenFile> CubeWriter::write_tile(const TileEmbeddings& t) const {
+  std::vector<WrittenFile> written;
   for (const std::string& name : spec_.embedding_arrays()) {
     const auto& values = t.arrays.at(name);
     const fs::path file = chunk_path(t.tile, name);
@@ -195,15 +196,15 @@ void CubeWriter::write_tile(const TileEmbeddings& t) const {
       continue;
     }
     std::vector<float> scales;
-    write_chunk(file, zarr::encode(values, spec_.dtype, &scales), "cube-chunk");
-    if (spec_.dtype == CubeDtype::int8) write_chunk(scale_file, compress(scales.data(), scales.size() * 4, 4));
+    written.push_back(write_chunk(file, zarr::encode(values, spec_.dtype, &scales), "cube-chunk"));
+    if (spec_.dtype == CubeDtype::int8) written.push_back(write_chunk(scale_file, compress(scales.data(), scales.size() * 4, 4)));
   }
   for (const auto& [name, values] : t.clear) {
     const fs::path file = chunk_path(t.tile, name);
     if (std::all_of(values.begin(), values.end(), [](float v) { return std::isnan(v); }))
       fs::remove(file);
     else
-      write_chunk(file, compress(values.data(), values.size() * 4, 4));
+      written.push_back(write_chunk(file, compress(values.data(), values.size() * 4, 4)));
   }
   const fs::path provenance = provenance_path(t.tile);
   if (t.provenance.empty()) {
@@ -212,9 +213,12 @@ void CubeWriter::write_tile(const TileEmbeddings& t) const {
     fs::create_directories(provenance.parent_path());
     nlohmann::json doc = t.provenance;
     doc["tile"] = t.tile.str();
-    write_atomically(provenance, doc.dump(1) + "\n");
+    const std::string text = doc.dump(1) + "\n";
+    write_atomically(provenance, text);
+    written.push_back(written_file(provenance, text));
   }
-  write_chunk(chunk_path(t.tile, "status"), compress(t.status.data(), t.status.size(), 1), "cube-chunk");
+  written.push_back(write_chunk(chunk_path(t.tile, "status"), compress(t.status.data(), t.status.size(), 1), "cube-chunk"));
+  return written;
 }
 
 }  // namespace eo

@@ -57,7 +57,7 @@ std::vector<char> compress(const void* data, std::size_t bytes, std::size_t type
   return out;
 }
 
-void write_chunk(const fs::path& file, const std::vector<char>& bytes, const char* crash_point) {
+WrittenFile write_chunk(const fs::path& file, const std::vector<char>& bytes, const char* crash_point) {
   publish_file(file, [&](const fs::path& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     const std::size_t half = std::max<std::size_t>(1, bytes.size() / 2);
@@ -69,12 +69,20 @@ void write_chunk(const fs::path& file, const std::vector<char>& bytes, const cha
     }
     if (!out.flush()) throw StageError("cube", fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
   });
+  return written_file(file, std::string_view(bytes.data(), bytes.size()));
 }
 
 std::optional<std::vector<char>> read_chunk(const fs::path& file, std::size_t bytes) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return std::nullopt;
   const std::vector<char> packed((std::istreambuf_iterator<char>(in)), {});
+  // blosc's decompressor trusts the header's lengths: a truncated or empty file is
+  // checked against its real length first.
+  std::size_t holds = 0;
+  if (packed.size() < BLOSC_MIN_HEADER_LENGTH || blosc_cbuffer_validate(packed.data(), packed.size(), &holds) != 0 ||
+      holds != bytes)
+    throw StageError("cube", fmt::format("{}: not a chunk of {} bytes ({} bytes on disk, not a whole blosc chunk of that size)",
+                                         file.string(), bytes, packed.size()));
   std::vector<char> out(bytes);
   const int n = blosc_decompress_ctx(packed.data(), out.data(), out.size(), 1);
   if (n != static_cast<int>(bytes))

@@ -12,6 +12,7 @@
 #include <vector>
 #include <xtensor/xtensor.hpp>
 
+#include "pipeline/core/files.hpp"
 #include "stages/cube/cube.hpp"
 
 namespace eo::zarr {
@@ -28,7 +29,7 @@ std::vector<char> compress(const void* data, std::size_t bytes, std::size_t type
 // Published (pipeline/core/files.hpp): a reader sees the old chunk or the new one, never
 // a part of one. `crash_point` names the failpoint between the chunk's two halves (for
 // the crash tests, which stop us in the middle of a chunk).
-void write_chunk(const std::filesystem::path& file, const std::vector<char>& bytes, const char* crash_point = nullptr);
+WrittenFile write_chunk(const std::filesystem::path& file, const std::vector<char>& bytes, const char* crash_point = nullptr);
 // A chunk's bytes, or nothing when the chunk was never written.
 std::optional<std::vector<char>> read_chunk(const std::filesystem::path& file, std::size_t bytes);
 
