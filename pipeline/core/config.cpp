@@ -1,6 +1,7 @@
 #include "pipeline/core/config.hpp"
 
 #include "pipeline/core/config_yaml.hpp"
+#include "pipeline/core/grid.hpp"
 #include "pipeline/core/hash.hpp"
 
 #include <cmath>
@@ -24,8 +25,17 @@ void bind(Io& io, Config& c) {
     g.number("pixel_size", c.pixel_size, 1, 4480);
     g.check("pixel_size", [&]() -> std::string {
       const double px = 4480.0 / c.pixel_size;
-      if (std::abs(px - std::round(px)) <= 1e-9) return "";
-      return fmt::format("{} m does not divide the 4480 m chip into whole pixels (use 10, 20, 40, 80, ...)", c.pixel_size);
+      if (std::abs(px - std::round(px)) > 1e-9)
+        return fmt::format("{} m does not divide the 4480 m chip into whole pixels (use 10, 20, 40, 80, ...)", c.pixel_size);
+      // Finer than this only interpolates, and memory grows with the square: refused
+      // before a warp tries it.
+      constexpr double kFinest = 10.0 / 4;
+      if (c.pixel_size < kFinest)
+        return fmt::format("{} m is finer than {} m, a quarter of Sentinel-2's 10 m (the finest source eo-pipeline reads): "
+                           "a chip would be {:.0f}x{:.0f} pixels, {:.1f} GB per channel for a row of {} chips, all of it "
+                           "interpolated. Use 10 m (the paper's) or coarser",
+                           c.pixel_size, kFinest, px, px, px * px * 4 * kChipsPerTileSide / 1e9, kChipsPerTileSide);
+      return "";
     });
   });
   io.aois("aois", c.aois);

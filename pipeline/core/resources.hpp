@@ -19,4 +19,7 @@ double current_rss_mib();
 // bounds its memory over many scenes (pipeline/main.cpp).
 void keep_freed_memory();
 
+// The machine's physical memory, bytes: what settings that need more are refused against.
+double physical_memory_bytes();
+
 }  // namespace eo

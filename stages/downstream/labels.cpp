@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -37,7 +38,7 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
   std::vector<Label> labels;
   bool numbers = false, classes = false;
   std::size_t outside = 0;
-  const std::vector<ChipId> all = embedded_chips(cube);
+  const ChipsByPlace all(embedded_chips(cube));
   for (std::size_t i = 0; i < doc["features"].size(); ++i) {
     const json& f = doc["features"][i];
     const std::string where = fmt::format("{}: feature {}", file.string(), i);
@@ -48,12 +49,17 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
     const json& v = props[property];
     if (v.is_number()) {
       label.value = v.get<double>();
+      // Labels are fitted in single precision: a value beyond it (1e39) would turn every
+      // score into nonsense.
+      if (!std::isfinite(static_cast<float>(label.value)))
+        throw StageConfigError("labels", fmt::format("{}: \"{}\" is {}, beyond what a label can be (finite, at most {:g} in magnitude)",
+                                                     where, property, v.dump(), std::numeric_limits<float>::max()));
       numbers = true;
     } else if (v.is_string()) {
       label.cls = v.get<std::string>();
       classes = true;
     } else {
-      throw StageConfigError("labels", fmt::format("{}: \"{}\" is {}, neither a number nor a class name", where, property, v.dump()));
+      throw StageConfigError("labels", fmt::format("{}: \"{}\" is {}, neither a number nor a class name", where, property, clipped(v.dump())));
     }
     if (numbers && classes)
       throw StageConfigError("labels", fmt::format("{}: \"{}\" mixes numbers and class names across features", where, property));
@@ -144,8 +150,14 @@ UserLabels raster_labels(const fs::path& file, const CubeReader& cube, double mi
       throw StageConfigError("labels", fmt::format("{}: {}", file.string(), CPLGetLastErrorMsg()));
     double sum = 0;
     std::size_t n = 0;
-    for (double v : px)
-      if (!std::isnan(v) && !(has_nodata && v == nodata)) sum += v, ++n;
+    for (double v : px) {
+      if (std::isnan(v) || (has_nodata && v == nodata)) continue;
+      if (!std::isfinite(static_cast<float>(v)))
+        throw StageConfigError("labels", fmt::format("{}: a pixel in rows {}..{}, columns {}..{} is {}, beyond what a label can be "
+                                                     "(finite, at most {:g} in magnitude; or the raster's nodata value)",
+                                                     file.string(), r0, r1 - 1, c0, c1 - 1, v, std::numeric_limits<float>::max()));
+      sum += v, ++n;
+    }
     if (static_cast<double>(n) < min_valid * whole) continue;
     out.chips[chip] = {static_cast<float>(sum / static_cast<double>(n))};
   }

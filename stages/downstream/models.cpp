@@ -122,6 +122,8 @@ std::vector<float> ridge(FitData train, FitData validation, const Rows& query) {
     for (std::size_t i = 0; i < p.size(); ++i) e += (p[i] - (*validation.y)[i]) * (p[i] - (*validation.y)[i]);
     if (e < best_error) best_error = e, best = w;
   }
+  // Only values beyond double precision's squares get here: the readers refuse non-finite labels.
+  if (best.empty()) throw StageError("fewshot", "ridge: no regularisation gives a finite validation error");
   return predict(best, query);
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -177,7 +178,40 @@ std::vector<ChipId> embedded_chips(const CubeReader& cube) {
   return out;
 }
 
-std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geometry, const std::vector<ChipId>& embedded) {
+namespace {
+constexpr double kCellDegrees = 0.1;
+std::int64_t cell_of(double lon, double lat) {
+  return static_cast<std::int64_t>(std::floor(lon / kCellDegrees)) * 4096 + static_cast<std::int64_t>(std::floor(lat / kCellDegrees));
+}
+}  // namespace
+
+ChipsByPlace::ChipsByPlace(std::vector<ChipId> chips) : chips_(std::move(chips)) {
+  for (std::size_t i = 0; i < chips_.size(); ++i) {
+    const ChipId& c = chips_[i];
+    centres_.push_back(utm_inverse(c.zone.number, c.zone.south, c.centre()));
+    cells_[cell_of(centres_.back().lon, centres_.back().lat)].push_back(i);
+  }
+}
+
+std::vector<std::size_t> ChipsByPlace::near(const LonLatBox& box) const {
+  std::vector<std::size_t> out;
+  for (double v : {box.lon0, box.lon1, box.lat0, box.lat1})
+    if (!(std::abs(v) <= 540)) return out;  // not degrees: no chip of the Earth is there
+  const double lon0 = std::floor(box.lon0 / kCellDegrees), lon1 = std::floor(box.lon1 / kCellDegrees);
+  const double lat0 = std::floor(box.lat0 / kCellDegrees), lat1 = std::floor(box.lat1 / kCellDegrees);
+  if (!((lon1 - lon0 + 1) * (lat1 - lat0 + 1) < static_cast<double>(cells_.size()))) {  // more cells than chips' cells: all
+    out.resize(chips_.size());
+    std::iota(out.begin(), out.end(), std::size_t{0});
+    return out;
+  }
+  for (auto lon = static_cast<std::int64_t>(lon0); lon <= static_cast<std::int64_t>(lon1); ++lon)
+    for (auto lat = static_cast<std::int64_t>(lat0); lat <= static_cast<std::int64_t>(lat1); ++lat)
+      if (const auto it = cells_.find(lon * 4096 + lat); it != cells_.end()) out.insert(out.end(), it->second.begin(), it->second.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geometry, const ChipsByPlace& embedded) {
   const std::string type = geometry.at("type").get<std::string>();
   const auto lonlat = [](const json& c) { return LonLat{c.at(0).get<double>(), c.at(1).get<double>()}; };
   std::vector<ChipId> chips;
@@ -190,9 +224,13 @@ std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geomet
     const json polygons = type == "Polygon" ? json::array({geometry.at("coordinates")}) : geometry.at("coordinates");
     for (const json& polygon : polygons) {
       Ring ring;
-      for (const json& c : polygon.at(0)) ring.push_back(lonlat(c));  // the outer ring
-      for (const ChipId& c : embedded)
-        if (inside(ring, utm_inverse(c.zone.number, c.zone.south, c.centre()))) chips.push_back(c);
+      LonLatBox box;
+      for (const json& c : polygon.at(0)) {  // the outer ring
+        ring.push_back(lonlat(c));
+        box.add(ring.back());
+      }
+      for (std::size_t i : embedded.near(box))
+        if (inside(ring, embedded.centre(i))) chips.push_back(embedded.chip(i));
     }
   } else {
     throw StageConfigError("similar", fmt::format("a {} (Point, Polygon or MultiPolygon)", type));
@@ -208,7 +246,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
   if (!features.is_array() || features.empty())
     throw StageConfigError("similar", fmt::format("{}: not a GeoJSON Feature or FeatureCollection with features", file.string()));
   Examples out;
-  std::optional<std::vector<ChipId>> embedded;  // read when a polygon needs them
+  std::optional<ChipsByPlace> embedded;  // read when a polygon needs them
   for (std::size_t i = 0; i < features.size(); ++i) {
     const json& f = features[i];
     const std::string where = fmt::format("{}: feature {}", file.string(), i);
@@ -222,7 +260,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
       if (props.contains("chip")) {
         chips.push_back(parse_chip_id(props["chip"].get<std::string>()));
       } else {
-        if (!embedded) embedded = embedded_chips(cube);
+        if (!embedded) embedded.emplace(embedded_chips(cube));
         chips = chips_of_geometry(cube, f.at("geometry"), *embedded);
         if (chips.empty()) throw StageConfigError("similar", "no embedded chip of the cube there");
       }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -52,11 +53,27 @@ ChipId chip_at_lonlat(const CubeReader& cube, LonLat p);
 // Every embedded chip of the cube.
 std::vector<ChipId> embedded_chips(const CubeReader& cube);
 
+// Chips by where their centres lie (cells of a tenth of a degree), so that matching a
+// polygon to chips costs the chips near it, not every chip: labels are matched in time
+// that grows with labels plus chips, not with their product.
+class ChipsByPlace {
+ public:
+  explicit ChipsByPlace(std::vector<ChipId> chips);
+  // Every chip whose centre lies in `box`, and some near it, in the order they were given.
+  std::vector<std::size_t> near(const LonLatBox& box) const;
+  const ChipId& chip(std::size_t i) const { return chips_[i]; }
+  LonLat centre(std::size_t i) const { return centres_[i]; }
+
+ private:
+  std::vector<ChipId> chips_;
+  std::vector<LonLat> centres_;
+  std::unordered_map<std::int64_t, std::vector<std::size_t>> cells_;
+};
+
 // The embedded chips a GeoJSON geometry names: a Point's chip (chip_at_lonlat), or every
 // chip of `embedded` whose centre a Polygon or MultiPolygon holds; empty when there is
 // none. Throws ConfigError for another geometry type.
-std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const nlohmann::json& geometry,
-                                      const std::vector<ChipId>& embedded);
+std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const nlohmann::json& geometry, const ChipsByPlace& embedded);
 
 // Examples from a GeoJSON FeatureCollection: Point features (the chip there), Polygon and
 // MultiPolygon features (every chip whose centre is inside), or a "chip" property (a

@@ -104,7 +104,7 @@ std::map<Modality, std::vector<float>> Embedder::embed(const ChipBatch& batch, c
       auto& dst = out.at(m);
       for (std::size_t j = 0; j < count; ++j)
         if (present[static_cast<long>(j)].item<bool>())
-          std::copy_n(cpu.data_ptr<float>() + j * dim, dim, dst.data() + chips[first + j] * dim);
+          take_embedding(cpu.data_ptr<float>() + j * dim, dim, dst.data() + chips[first + j] * dim, m);
     }
   };
 

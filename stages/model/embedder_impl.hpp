@@ -4,11 +4,16 @@
 
 #include <torch/torch.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <vector>
 
+#include "pipeline/core/error.hpp"
 #include "stages/model/embed.hpp"
 #include "stages/model/torchscript.hpp"
 #include "stages/model/vit.hpp"
@@ -26,6 +31,18 @@ MultiModal load_checkpoint_model(const ModelCard& card, const ModelConfig& mc);
 // Refuses a row whose chips of a modality to embed have other channels than the
 // statistics (StageError "embed"), before any of its chips is taken.
 void check_channels(const ChipBatch& row, const Normalisation& norm, const std::vector<Modality>& modalities);
+
+// A chip's embedding of modality `m` into `dst`. Throws StageError "embed" when the model
+// gave a value that is not finite: a broken model, not a chip without data, so the tile
+// fails with that reason instead of being journalled as no data.
+inline void take_embedding(const float* src, std::size_t dim, float* dst, Modality m) {
+  for (std::size_t i = 0; i < dim; ++i)
+    if (!std::isfinite(src[i]))
+      throw StageError("embed", fmt::format("the model's {} encoder returned {} for a chip with data (component {} of {}): "
+                                            "the model is broken, not the data",
+                                            info(m).name, src[i], i, dim));
+  std::copy_n(src, dim, dst);
+}
 
 struct Embedder::Impl {
   ModelConfig model_config;

@@ -10,6 +10,7 @@
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/hash.hpp"
+#include "pipeline/core/resources.hpp"
 #include "stages/model/embed.hpp"
 #include "stages/model/trainer.hpp"
 
@@ -47,6 +48,23 @@ TrainConfig train_config_of(const PretrainSpec& spec, int threads) {
   tc.device = spec.model.device;
   tc.bf16 = spec.model.bf16;
   return tc;
+}
+
+// A batch whose activations alone exceed the machine's memory is refused before LibTorch
+// tries to allocate them (on a GPU, the device's memory is what counts; its allocator
+// says so itself).
+void check_batch_fits(const ModelConfig& model, const TrainConfig& tc, const std::vector<Modality>& modalities,
+                      const Comm& comm) {
+  if (tc.device != Device::cpu) return;
+  int channels = 0;
+  for (Modality m : modalities) channels += static_cast<int>(info(m).bands.size()) * info(m).seasons;
+  const double need = activation_bytes_per_sample(model, channels) * tc.batch * comm.ranks_on_node();
+  const double have = physical_memory_bytes();
+  if (need > have)
+    throw ConfigError(fmt::format("pretrain.batch {}: the {} model's activations need at least {:.1f} GB for it ({} ranks on "
+                                  "this machine, {} channels a chip), and the machine has {:.1f} GB; no batch above {} can fit",
+                                  tc.batch, model.preset, need / 1e9, comm.ranks_on_node(), channels, have / 1e9,
+                                  static_cast<long long>(tc.batch * have / need)));
 }
 
 // Continues from the newest intact checkpoint, if any, when it is of this model; returns
@@ -166,6 +184,7 @@ PretrainReport run_pretraining(const PretrainSpec& spec, const Comm& comm, int t
 
   const ModelConfig model = model_config_of(spec);
   const TrainConfig tc = train_config_of(spec, threads);
+  check_batch_fits(model, tc, spec.modalities, comm);
   Trainer trainer(model, tc, data, comm);
   PretrainReport report;
   report.chips = data.size();

@@ -130,7 +130,7 @@ struct Embedder::Stream::State {
             dst.resize(chips.size() * dim, std::nanf(""));
             const auto out = f.out.find(m);
             if (out != f.out.end() && f.present.at(m)[static_cast<long>(j)].item<bool>())
-              std::copy_n(out->second.data_ptr<float>() + j * dim, dim, dst.data() + (chips.size() - 1) * dim);
+              take_embedding(out->second.data_ptr<float>() + j * dim, dim, dst.data() + (chips.size() - 1) * dim, m);
           }
         }
     } catch (const std::exception& e) {

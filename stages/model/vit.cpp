@@ -37,6 +37,12 @@ torch::Tensor resize_to_input(const torch::Tensor& chips, int input) {
                                                        .align_corners(false));
 }
 
+double activation_bytes_per_sample(const ModelConfig& m, int channels) {
+  const double side = m.input / m.patch, tokens = side * side + 1;
+  const double per_layer = tokens * m.dim * (16.0 + 2.0 * m.mlp_ratio) + 3.0 * m.heads * tokens * tokens;
+  return 4.0 * channels * (m.depth * per_layer + static_cast<double>(m.input) * m.input);
+}
+
 torch::Device torch_device(Device device) { return device == Device::cuda ? torch::kCUDA : torch::kCPU; }
 
 ModelConfig ModelConfig::from_preset(ModelPreset preset, int input) {

@@ -49,6 +49,13 @@ struct ModelConfig {
   static ModelConfig from_json(const nlohmann::json& j);  // throws nlohmann::json::exception
 };
 
+// A lower bound on the memory one sample's forward pass keeps for the backward pass, in
+// bytes, for a sample of `channels` channels (each channel is a sequence of its own): per
+// layer and channel, the tokens' activations (attention's projections, the MLP's hidden
+// layer, the norms and residuals, about (16 + 2 mlp_ratio) floats per token and width)
+// and the attention maps (3 per head); and the chips resized to the input.
+double activation_bytes_per_sample(const ModelConfig& model, int channels);
+
 // LibTorch's device for the config's.
 torch::Device torch_device(Device device);
 
