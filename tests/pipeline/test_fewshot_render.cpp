@@ -228,6 +228,15 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
       "bad.geojson: feature 0: a LineString");
   bad(R"({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}, "properties": {"value": 1}}]})",
       "0 labelled chips in");
+  // Values beyond single precision: one of 1e39 turned every R² into 0 and RMSE into inf,
+  // 1e308 crashed the ridge fit. Refused, naming the feature.
+  std::string huge = R"({"type": "FeatureCollection", "features": [)";
+  for (int i = 0; i < 200; ++i)
+    huge += fmt::format(R"({}{{"type": "Feature", "geometry": {{"type": "Point", "coordinates": [0, 0]}}, "properties": {{"value": {}}}}})",
+                        i ? "," : "", i % 4 == 3 ? "1e308" : std::to_string(i));
+  bad(huge + "]}", "bad.geojson: feature 3: \"value\" is 1e+308, beyond what a label can be");
+  bad(R"({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}, "properties": {"value": 1e39}}]})",
+      "bad.geojson: feature 0: \"value\" is 1e+39, beyond what a label can be");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <numeric>
 #include <random>
 
@@ -14,6 +15,7 @@
 #include "stages/cube/cube.hpp"
 #include "stages/downstream/models.hpp"
 #include "stages/downstream/probe.hpp"
+#include "stages/downstream/similar.hpp"
 #include "stages/downstream/split.hpp"
 #include "stages/downstream/targets.hpp"
 #include "support/run.hpp"
@@ -228,6 +230,32 @@ TEST(Probe, FindsWhatTheEmbeddingHoldsAndNothingElse) {
   EXPECT_GT(summary["s1coh"]["r2_means"].get<double>(), 0.99);
   EXPECT_LT(summary["s1coh"]["r2_spreads"].get<double>(), 0.1);
   EXPECT_NE(probe.markdown().find("| s1coh | "), std::string::npos) << probe.markdown();
+}
+
+// Labels are matched to chips through the chips' places: a box gets every chip whose
+// centre it holds (as a look at every chip finds), in the order given, and for a small
+// box few others, so that matching costs the chips near each label, not all chips.
+TEST(ChipsByPlace, FindsEveryChipInABoxAndFewOthers) {
+  std::vector<ChipId> chips;
+  const Zone zone = parse_zone("10N");
+  const ChipId origin = chip_at(zone, utm_forward(10, false, LonLat{-121.5, 36.0}));
+  for (int r = 0; r < 120; ++r)
+    for (int c = 0; c < 120; ++c) chips.push_back(ChipId{zone, origin.row - r, origin.col + c});
+  const ChipsByPlace index(chips);
+  std::mt19937 rng(32);
+  std::uniform_real_distribution<double> lon(-121.6, -120.3), lat(35.9, 37.2), size(0.001, 0.3);
+  for (int i = 0; i < 200; ++i) {
+    const double x = lon(rng), y = lat(rng), w = size(rng), h = size(rng);
+    const LonLatBox box{x, y, x + w, y + h};
+    const std::vector<std::size_t> near = index.near(box);
+    EXPECT_TRUE(std::is_sorted(near.begin(), near.end()));
+    std::vector<std::size_t> inside;
+    for (std::size_t k = 0; k < chips.size(); ++k)
+      if (box.contains(utm_inverse(10, false, chips[k].centre()))) inside.push_back(k);
+    EXPECT_TRUE(std::includes(near.begin(), near.end(), inside.begin(), inside.end())) << "box " << i;
+    if (w < 0.05 && h < 0.05) EXPECT_LT(near.size(), chips.size() / 20) << "box " << i;
+  }
+  EXPECT_TRUE(index.near(LonLatBox{600000, 4000000, 709800, 4109800}).empty());  // metres: no chip
 }
 
 TEST(Scores, WorkedByHand) {
