@@ -122,9 +122,12 @@ int run_run(const RunOptions& opts) {
   const Embedder embedder(in.card, config->model, config->data.modalities, threads);
   try {
     comm.rank_zero_tries([&] { set_up_output(*config, in, *lock); });
-  } catch (const std::exception& e) {
+  } catch (const ConfigError& e) {  // the settings: a cube of another model named, ...
     if (rank == 0) std::fprintf(stderr, "eo-pipeline: run: %s\n", e.what());
     return kExitUsage;
+  } catch (const std::exception& e) {  // the output could not be written: a run-time error
+    if (rank == 0) std::fprintf(stderr, "eo-pipeline: run: %s\n", e.what());
+    return kExitTilesFailed;
   }
   failpoint("run-set-up");
   if (opts.verify)

@@ -247,6 +247,11 @@ Aoi aoi_from_wkt(const std::string& text, const std::string& name, const std::st
 }
 
 Aoi load_aoi(const std::filesystem::path& file, const std::string& name) {
+  try {
+    require_regular_file(file);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(fmt::format("AOI {}", e.what()));
+  }
   std::ifstream in(file);
   if (!in) throw std::runtime_error(fmt::format("AOI {}: cannot open the file", file.string()));
   std::stringstream buf;

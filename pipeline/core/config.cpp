@@ -1,6 +1,7 @@
 #include "pipeline/core/config.hpp"
 
 #include "pipeline/core/config_yaml.hpp"
+#include "pipeline/core/files.hpp"
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/hash.hpp"
 
@@ -146,6 +147,11 @@ Config parse_config(const std::string& text, const std::string& source, const st
 }
 
 Config load_config(const std::filesystem::path& file) {
+  try {
+    require_regular_file(file);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(e.what());
+  }
   std::ifstream in(file);
   if (!in) throw ConfigError(fmt::format("{}: cannot open the config file", file.string()));
   std::stringstream buf;

@@ -249,7 +249,10 @@ class YamlIn {
         const std::filesystem::path f = r_.string(a["file"], path + ".file");
         spec.file = f.is_absolute() ? f : base_dir_ / f;
         if (!std::filesystem::is_regular_file(spec.file))
-          r_.fail(a["file"], path + ".file", fmt::format("no such file: {}", spec.file.string()));
+          r_.fail(a["file"], path + ".file",
+                  fmt::format("{}: {}", std::filesystem::exists(spec.file) ? "not a regular file (a FIFO, a device or a folder)"
+                                                                           : "no such file",
+                              spec.file.string()));
       } else {
         spec.wkt = r_.string(a["wkt"], path + ".wkt");
       }

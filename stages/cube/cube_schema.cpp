@@ -239,17 +239,18 @@ std::vector<Zone> cube_zones(const fs::path& root) {
 void create_cube(const fs::path& root, const CubeSpec& spec_in) {
   CubeSpec spec = spec_in;
   std::string created = utc_iso(std::chrono::system_clock::now());
+  // A cube of other settings there is the settings' fault (exit 2), not the run's.
   if (fs::exists(root / ".zattrs")) {
     const json old = read_json(root / ".zattrs");
     const json want = layout(spec);
     if (!old.contains("layout") || old["layout"] != want)
-      throw StageError("cube", fmt::format(
+      throw StageConfigError("cube", fmt::format(
           "{} holds a cube of another layout ({}) than this run makes ({}): write to another output or remove it",
           root.string(), old.value("layout", json()).dump(), want.dump()));
     // One model's embeddings per cube: another model's would mix with these unseen.
     const json had = old.value("model_hash", json()), has = spec.provenance.value("model_hash", json());
     if (!had.is_null() && !has.is_null() && had != has)
-      throw StageError("cube", fmt::format(
+      throw StageConfigError("cube", fmt::format(
           "{} holds the embeddings of model {} ({}); a new model writes a new cube, never into an old one: "
           "leave run.cube unset (each model then gets its own cube) or point it at a new path",
           root.string(), old.value("model_version", old.value("model", std::string("?"))), had.dump()));

@@ -111,6 +111,19 @@ TEST_F(Careless, SettingsThatCannotWorkAreRefusedWithTheMemoryTheyNeed) {
   EXPECT_NE(refused.output.find("4480x4480 pixels, 1.3 GB per channel"), std::string::npos) << refused.output;
 }
 
+TEST_F(Careless, FifosAndDevicesAreNotReadAsFiles) {
+  // /dev/zero as the config never ends; a FIFO as the AOI blocks until someone writes.
+  const auto zero = test::run("timeout 60 " + exe() + " plan /dev/zero");
+  EXPECT_EQ(zero.code, 2) << zero.output;
+  EXPECT_NE(zero.output.find("/dev/zero: not a regular file"), std::string::npos) << zero.output;
+  const fs::path fifo = dir_ / "aoi.geojson";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  const auto aoi = test::run("timeout 60 " + exe() + " plan " + config("", "  - name: a\n    file: " + fifo.string() + "\n").string());
+  EXPECT_EQ(aoi.code, 2) << aoi.output;
+  EXPECT_NE(aoi.output.find("config.yaml:7: aois[0].file: not a regular file (a FIFO, a device or a folder): " + fifo.string()),
+            std::string::npos) << aoi.output;
+}
+
 TEST_F(Careless, LongInputIsCutInMessages) {
   const std::string megabyte(1 << 20, 'x');
   const auto r = test::run(exe() + " plan " + config("run:\n  dtype: " + megabyte + "\n").string());

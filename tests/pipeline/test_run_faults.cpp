@@ -34,7 +34,7 @@ TEST_F(RunFaults, ASecondRunOnTheSameOutputIsRefused) {
   const auto r = test::run(fmt::format(
       "{} > {}/first.log 2>&1 & first=$!; "
       "for i in $(seq 1000); do [ -s {}/run.lock ] && break; sleep 0.02; done; "
-      "{} ; echo \"second exit $?\"; {} status {} --output {}; kill -9 $first; wait $first",
+      "{} 2>&1; echo \"second exit $?\"; {} status {} --output {}; kill -9 $first; wait $first",
       world_->command("locked", 0, "static", "EO_FAILPOINT=run-locked@1=sleep:60"), world_->dir.string(), out.string(),
       world_->command("locked", 0), EO_PIPELINE_EXE, world_->world->config_file.string(), out.string()));
   EXPECT_NE(r.output.find("second exit 2"), std::string::npos) << r.output;
