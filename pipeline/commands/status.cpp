@@ -5,8 +5,8 @@
 #include <fmt/format.h>
 #include <iostream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "pipeline/commands/commands.hpp"
 #include "pipeline/core/journal.hpp"
@@ -118,7 +118,9 @@ nlohmann::json verification_json(const Verification& v) {
 
 void print_verification(const Verification& v) {
   std::cout << fmt::format("verified: {} files of {} done tiles; {} damaged", v.files, v.tiles, v.damaged.size());
-  if (v.unrecorded) std::cout << fmt::format("; {} tiles written by an older version list no files to check", v.unrecorded);
+  if (v.unrecorded)
+    std::cout << fmt::format("; {} tiles list no files to check (chip stores are not listed, nor runs of older versions)",
+                             v.unrecorded);
   std::cout << '\n';
   for (const Damage& d : v.damaged) std::cout << fmt::format("  damaged: tile {}: {}\n", d.tile, d.problem);
   if (!v.damaged.empty()) std::cout << "  `run --verify` redoes these tiles\n";

@@ -39,9 +39,9 @@ std::string new_run_id() {
 
 namespace {
 
-nlohmann::json files_json(const std::vector<RecordedFile>& files) {
+nlohmann::json files_json(const std::vector<WrittenFile>& files) {
   nlohmann::json out = nlohmann::json::array();
-  for (const RecordedFile& f : files) out.push_back({{"path", f.path}, {"bytes", f.bytes}, {"hash", f.hash}});
+  for (const WrittenFile& f : files) out.push_back({{"path", f.file.string()}, {"bytes", f.bytes}, {"hash", f.hash}});
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pipeline/core/choice.hpp"
+#include "pipeline/core/files.hpp"
 
 namespace eo {
 
@@ -36,13 +37,6 @@ struct ChoiceTable<TileStatus> {
       {"done", TileStatus::done}, {"nodata", TileStatus::nodata}, {"failed", TileStatus::failed}};
 };
 
-// A file a tile wrote, as it was written: what `status --verify` compares it with.
-struct RecordedFile {
-  std::string path;  // relative to the output folder, or absolute when outside it
-  std::int64_t bytes = 0;
-  std::string hash;  // Hasher of the content
-};
-
 struct JournalRecord {
   JournalStage stage = JournalStage::run;
   std::string tile;
@@ -57,7 +51,9 @@ struct JournalRecord {
   int rank = 0;
   std::string run_id;
   std::int64_t time_ns = 0;  // wall clock, orders records across files
-  std::vector<RecordedFile> files;  // what the tile wrote (empty in records of older versions)
+  // What the tile wrote, relative to the output (absolute when outside it), as it was
+  // written: what `status --verify` compares the files with. Empty in older records.
+  std::vector<WrittenFile> files;
 };
 
 class JournalWriter {

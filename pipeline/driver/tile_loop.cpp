@@ -106,7 +106,7 @@ class TileRun {
     for (const WrittenFile& f : outcome.files) {
       const auto file = std::filesystem::absolute(f.file).lexically_normal(), inside = file.lexically_relative(output);
       const bool under = !inside.empty() && *inside.begin() != "..";
-      record.files.push_back({(under ? inside : file).string(), f.bytes, f.hash});
+      record.files.push_back({under ? inside : file, f.bytes, f.hash});
     }
     try {
       failpoint("tile-written");

@@ -14,8 +14,8 @@ namespace fs = std::filesystem;
 namespace {
 
 // What is wrong with a recorded file now, or "".
-std::string file_problem(const fs::path& output, const RecordedFile& f) {
-  const fs::path file = fs::path(f.path).is_absolute() ? fs::path(f.path) : output / f.path;
+std::string file_problem(const fs::path& output, const WrittenFile& f) {
+  const fs::path file = f.file.is_absolute() ? f.file : output / f.file;
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) return fmt::format("{}: missing", file.string());
   std::ifstream in(file, std::ios::binary);
@@ -36,7 +36,7 @@ Verification verify_outputs(const fs::path& output, JournalStage stage) {
     if (latest.status == TileStatus::failed) continue;
     ++v.tiles;
     if (latest.files.empty()) ++v.unrecorded;
-    for (const RecordedFile& f : latest.files) {
+    for (const WrittenFile& f : latest.files) {
       ++v.files;
       if (std::string problem = file_problem(output, f); !problem.empty()) v.damaged.push_back({tile, std::move(problem)});
     }

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "pipeline/core/error.hpp"
+#include "pipeline/core/files.hpp"
 
 namespace eo {
 
@@ -31,14 +32,11 @@ GdalDataset open_raster(const std::filesystem::path& path) {
   if (name.starts_with("/vsistdin"))
     throw StageError("ingest", fmt::format("{}: standard input is not an input eo-pipeline reads; name a file", name));
   if (!name.starts_with("/vsi")) {
-    const std::filesystem::path file = underlying_file(path);
-    std::error_code ec;
-    const auto type = std::filesystem::status(file, ec).type();
-    if (type == std::filesystem::file_type::not_found)
-      throw StageError("ingest", fmt::format("{}: no such file", name));
-    if (type != std::filesystem::file_type::regular && type != std::filesystem::file_type::none)  // none: GDAL says why
-      throw StageError("ingest", fmt::format("{}: not a regular file (a FIFO, a device or a folder); "
-                                             "eo-pipeline reads rasters from files", name));
+    try {
+      require_regular_file(underlying_file(path));
+    } catch (const std::runtime_error& e) {
+      throw StageError("ingest", e.what());
+    }
   }
   GdalDataset ds(GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
   if (!ds) throw StageError("ingest", fmt::format("{}: cannot open as a raster: {}", path.string(), gdal_error("unknown format")));

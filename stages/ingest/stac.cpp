@@ -179,15 +179,15 @@ struct Walker {
     report.used += used > 0;
   }
 
-  // A catalog's documents, depth first in the order of their links, walked with a stack
-  // of its own: a chain of child catalogs as long as a file system holds does not
-  // exhaust the call stack. A linked document that cannot be read is a problem of the
-  // document linking it; the first one, an error.
   struct Linked {
     fs::path file, from;  // `from` empty: the root
     std::string collection;
   };
 
+  // A catalog's documents, depth first in the order of their links, walked with a stack
+  // of its own: a chain of child catalogs as long as a file system holds does not
+  // exhaust the call stack. A linked document that cannot be read is a problem of the
+  // document linking it; the first one, an error.
   void walk(const fs::path& root) {
     std::vector<Linked> stack{{root, {}, ""}};
     while (!stack.empty()) {
