@@ -210,8 +210,10 @@ PretrainReport run_pretraining(const PretrainSpec& spec, const Comm& comm, int t
     log_progress(step, r, tc, step + 1 - report.first_step, std::chrono::duration<double>(Clock::now() - loop_t0).count(),
                  comm.size());
     if (!checkpoint) continue;
-    report.checkpoint = save_checkpoint(trainer, step + 1, model, spec, norm, checkpoints).string();
+    // The losses first: a checkpoint never outlives the curve up to it (killed between
+    // the two, a resume from it lost the curve's last rows).
     curve->publish();
+    report.checkpoint = save_checkpoint(trainer, step + 1, model, spec, norm, checkpoints).string();
   }
   report.steps = trainer.steps_done();
   report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
