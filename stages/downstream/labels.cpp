@@ -169,6 +169,11 @@ UserLabels raster_labels(const fs::path& file, const CubeReader& cube, double mi
 
 UserLabels read_labels(const fs::path& file, const std::string& property, const CubeReader& cube, double min_valid) {
   if (!fs::exists(file)) throw StageConfigError("labels", fmt::format("{}: no such labels file", file.string()));
+  try {
+    require_regular_file(file);  // a FIFO would block GDAL's open of a label raster
+  } catch (const std::runtime_error& e) {
+    throw StageConfigError("labels", e.what());
+  }
   const std::string ext = file.extension().string();
   GDALAllRegister();
   return ext == ".geojson" || ext == ".json" ? geojson_labels(file, property, cube) : raster_labels(file, cube, min_valid);

@@ -407,6 +407,11 @@ TEST_F(CarelessRun, InputsThatAreNotFilesFailTheirTilesInsteadOfBlocking) {
   const auto stdin_run = run_with_s2_at("/vsistdin/", "stdin");
   EXPECT_EQ(stdin_run.code, 1) << stdin_run.output;
   EXPECT_NE(stdin_run.output.find("/vsistdin/: standard input is not an input"), std::string::npos) << stdin_run.output;
+  // A FIFO as a label raster, too.
+  const auto labels = test::run("timeout 300 " + exe() + " fewshot -q " + world_->world->config_file.string() + " --output " +
+                                (world_->dir / "reference").string() + " --labels " + fifo.string());
+  EXPECT_EQ(labels.code, 2) << labels.output;
+  EXPECT_NE(labels.output.find("labels: " + fifo.string() + ": not a regular file"), std::string::npos) << labels.output;
   const auto status = test::run(exe() + " status " + world_->world->config_file.string() + " --output " +
                                 (world_->dir / "fifo").string());
   EXPECT_EQ(status.output.find("in progress"), std::string::npos) << status.output;
