@@ -53,6 +53,8 @@ struct WrittenFile {
   std::int64_t bytes = 0;
   std::string hash;  // content_hash
 };
+// One Hasher field over the whole content (file_hash, which hashes in 1 MiB pieces for
+// fingerprints, gives other values for the same bytes).
 std::string content_hash(std::string_view content);
 WrittenFile written_file(const std::filesystem::path& file, std::string_view content);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <torch/script.h>
 
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/run_world.hpp"
+#include "support/temp_dir.hpp"
 
 namespace eo {
 namespace {
@@ -36,10 +38,7 @@ std::string exe() { return EO_PIPELINE_EXE; }
 class Careless : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("eo_careless_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = test::fresh_temp_dir(std::string("careless_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
   void TearDown() override { fs::remove_all(dir_); }
 
