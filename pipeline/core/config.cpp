@@ -80,8 +80,11 @@ void bind(Io& io, Config& c) {
     m.check("input", [&] { return c.model.input % 16 == 0 ? "" : "must be a multiple of the 16 px patch"; });
     m.choice("pooling", c.model.pooling);
     m.flag("channel_embed", c.model.channel_embed);
+    m.flag("channel_proj", c.model.channel_proj);
     m.number("reconstruction", c.model.reconstruction, 0, 1000);
     m.whole("reconstruction_grid", c.model.reconstruction_grid, 1, 64);
+    m.flag("reconstruction_spread", c.model.reconstruction_spread);
+    m.flag("reconstruction_standardised", c.model.reconstruction_standardised);
     m.choice("device", c.model.device);
     m.flag("bf16", c.model.bf16);
     m.input_path("checkpoint", c.model.checkpoint);

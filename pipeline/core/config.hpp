@@ -73,11 +73,15 @@ struct ModelSection {
   int input = 0;                // pixels per side the encoders see; 0: the preset's
   std::optional<Pooling> pooling;  // none: the preset's
   bool channel_embed = true;    // a learned embedding per channel (ModelConfig::channel_embed)
+  bool channel_proj = true;     // a learned projection per channel (ModelConfig::channel_proj)
   // The weight of each modality's reconstruction of its own chip from its embedding, beside
   // the cross-modal contrastive loss (ModelConfig::reconstruction); 0: the paper's loss alone.
-  // 10 kept the most of what each modality sees on the demo (docs/decisions.md).
+  // 10 kept the most of what each modality sees on the demo, with channel projections and
+  // standardised means and spreads (docs/decisions.md).
   double reconstruction = 10;
   int reconstruction_grid = 4;  // cells per side of the chip the decoders reconstruct
+  bool reconstruction_spread = true;        // and each cell's spread beside its mean
+  bool reconstruction_standardised = true;  // each target in units of its spread across chips
   Device device = Device::cpu;
   bool bf16 = false;            // mixed precision where the device supports it
   // The checkpoint `run` embeds with (a step-N.pt beside its step-N.json); empty: the

@@ -174,7 +174,7 @@ std::vector<fs::path> export_model(const ModelCard& card, const Normalisation& n
                                {"checkpoint", fs::absolute(card.checkpoint).string()}, {"checkpoint_hash", card.hash},
                                {"takes", fmt::format("[N, 1, H, W] normalised single channels{}; embeddings are "
                                                      "averaged over a chip's channels and L2-normalised",
-                                                     mc.channel_embed ? " and their channel indices [N], in the "
+                                                     mc.channel_embed || mc.channel_proj ? " and their channel indices [N], in the "
                                                                         "order of normalisation.json's channels"
                                                                       : "")}};
   write_atomically(dir / "model.json", meta.dump(2) + "\n");

@@ -36,8 +36,11 @@ ModelConfig model_config_of(const PretrainSpec& spec) {
   ModelConfig model = ModelConfig::from_preset(spec.model.preset, spec.model.input);
   if (spec.model.pooling) model.pooling = *spec.model.pooling;
   model.channel_embed = spec.model.channel_embed;
+  model.channel_proj = spec.model.channel_proj;
   model.reconstruction = spec.model.reconstruction;
   model.reconstruction_grid = spec.model.reconstruction_grid;
+  model.reconstruction_spread = spec.model.reconstruction_spread;
+  model.reconstruction_standardised = spec.model.reconstruction_standardised;
   return model;
 }
 

@@ -20,7 +20,8 @@ void save_encoder_for_export(ChannelEncoder& encoder, const std::filesystem::pat
   const ModelConfig& c = encoder->config;
   const nlohmann::json j = {{"dim", c.dim}, {"depth", c.depth}, {"heads", c.heads}, {"mlp_ratio", c.mlp_ratio},
                             {"embed", c.embed}, {"patch", c.patch}, {"input", c.input}, {"pooling", name_str(c.pooling)},
-                            {"channels", encoder->channel_embed.defined() ? encoder->channel_embed.size(0) : 0}};
+                            {"channels", encoder->channel_embed.defined() ? encoder->channel_embed.size(0) : 0},
+                            {"channel_proj", encoder->channel_proj.defined() ? encoder->channel_proj.size(0) : 0}};
   write_atomically(config_file, j.dump(2) + "\n");
 }
 
@@ -55,7 +56,7 @@ def forward(self, x: Tensor{channel_arg}) -> Tensor:
 {add_channel})",
       fmt::arg("heads", c.heads), fmt::arg("scale", 1.0 / std::sqrt(static_cast<double>(c.dim / c.heads))),
       fmt::arg("patch", c.patch), fmt::arg("grid", grid), fmt::arg("dim", c.dim),
-      fmt::arg("channel_arg", c.channel_embed ? ", channel: Tensor" : ""),
+      fmt::arg("channel_arg", c.channel_embed || c.channel_proj ? ", channel: Tensor" : ""),
       fmt::arg("add_channel", c.channel_embed ? "    x = x + self.channel_embed[channel].unsqueeze(1)\n"
                                               : ""));
   for (int i = 0; i < c.depth; ++i)
@@ -65,8 +66,10 @@ def forward(self, x: Tensor{channel_arg}) -> Tensor:
         "self.{0}norm2_bias, self.{0}fc1_weight, self.{0}fc1_bias, self.{0}fc2_weight, self.{0}fc2_bias)\n",
         fmt::format("blocks_{}_", i));
   src += fmt::format("    x = torch.layer_norm(x, [{}], self.norm_weight, self.norm_bias, 1e-5)\n", c.dim);
-  src += c.pooling == Pooling::mean ? "    return torch.linear(x[:, 1:].mean(1), self.proj_weight)\n"
-                             : "    return torch.linear(x[:, 0], self.proj_weight)\n";
+  src += c.pooling == Pooling::mean ? "    pooled = x[:, 1:].mean(1)\n" : "    pooled = x[:, 0]\n";
+  src += c.channel_proj ? "    return torch.linear(pooled, self.proj_weight) + "
+                          "torch.bmm(pooled.unsqueeze(1), self.channel_proj[channel]).squeeze(1)\n"
+                        : "    return torch.linear(pooled, self.proj_weight)\n";
   return src;
 }
 
@@ -91,9 +94,10 @@ ScriptedEncoder::ScriptedEncoder(const std::filesystem::path& file) {
     throw StageError("model", fmt::format("{}: not a TorchScript encoder: {}", file.string(), e.what_without_backtrace()));
   }
   module_.eval();
-  // Encoders without channel embeddings (ours from before them, and most of other people's)
-  // take the image alone.
-  takes_channel_ = module_.hasattr("channel_embed") && !module_.attr("channel_embed").isNone();
+  // Encoders without channel embeddings or projections (ours from before them, and most of
+  // other people's) take the image alone.
+  const auto has = [&](const char* name) { return module_.hasattr(name) && !module_.attr(name).isNone(); };
+  takes_channel_ = has("channel_embed") || has("channel_proj");
 }
 
 torch::Tensor ScriptedEncoder::forward(const torch::Tensor& x, const torch::Tensor& channel) {

@@ -1,6 +1,7 @@
 #include "stages/model/trainer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -77,6 +78,43 @@ Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipD
   model_->to(torch_device(train.device));
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       model_->parameters(), torch::optim::AdamWOptions(train.lr).weight_decay(train.weight_decay));
+  if (model.reconstruction > 0 && model.reconstruction_standardised) target_scale_ = target_scales();
+}
+
+// Each channel's targets (its cells' means, and their spreads below them) measured on up to
+// 512 chips spread evenly over the data, 32 at a time: their mean and variance across
+// chips, over the cells of one kind, for the chips where the channel is present.
+std::map<Modality, Trainer::TargetScale> Trainer::target_scales() const {
+  torch::NoGradGuard no_grad;
+  const std::size_t n = data_.size(), count = std::min<std::size_t>(n, 512);
+  const int g = model_config_.reconstruction_grid;
+  std::map<Modality, std::array<torch::Tensor, 3>> sums;  // values present, their sum and sum of squares
+  for (std::size_t first = 0; first < count; first += 32) {
+    std::vector<std::size_t> rows;
+    for (std::size_t i = first; i < std::min(count, first + 32); ++i) rows.push_back(i * n / count);
+    const auto [x, masks] = make_batch(rows, 0, 0);
+    for (const auto& [m, chips] : x) {
+      const auto target = reconstruction_target(chips, g, model_config_.reconstruction_spread).to(torch::kFloat64);
+      const auto c = target.size(1);
+      const auto kinds = target.view({target.size(0), c, -1, g * g});  // [B, C, kinds, cells]
+      const auto present = masks.at(m).to(torch::kFloat64).view({-1, c, 1, 1});
+      const std::array<torch::Tensor, 3> batch{(present * torch::ones_like(kinds)).sum(std::vector<int64_t>{0, 3}),
+                                               (kinds * present).sum(std::vector<int64_t>{0, 3}), (kinds.square() * present).sum(std::vector<int64_t>{0, 3})};
+      auto& acc = sums[m];
+      for (std::size_t k = 0; k < 3; ++k) acc[k] = acc[k].defined() ? acc[k] + batch[k] : batch[k];
+    }
+  }
+  std::map<Modality, TargetScale> scales;
+  for (const auto& [m, acc] : sums) {
+    const auto values = acc[0].clamp_min(2);                                              // [C, kinds]
+    const auto mean = acc[1] / values;
+    const auto spread = ((acc[2] - acc[1] * mean) / (values - 1)).clamp_min(0).sqrt().clamp_min(1e-3);
+    const auto rows = [g](const torch::Tensor& t) {  // [C, kinds] -> [C, kinds * g, 1]
+      return t.unsqueeze(2).expand({-1, -1, g}).reshape({t.size(0), -1, 1}).to(torch::kFloat32);
+    };
+    scales[m] = {rows(mean), rows(spread)};
+  }
+  return scales;
 }
 
 std::vector<std::size_t> Trainer::batch_indices(int step) const {
@@ -329,8 +367,14 @@ torch::Tensor Trainer::reconstruction_loss(const std::map<Modality, torch::Tenso
   std::vector<torch::Tensor> errors;
   std::vector<float> totals;  // each modality's channels present, then its error, summed over ranks
   for (const auto& [m, z] : embeddings) {
-    const auto target = reconstruction_target(x.at(m), model_config_.reconstruction_grid);
-    errors.push_back(reconstruction_error(model_->reconstruct(m, z), target, masks.at(m)));
+    auto target = reconstruction_target(x.at(m), model_config_.reconstruction_grid,
+                                        model_config_.reconstruction_spread);
+    auto reconstructed = model_->reconstruct(m, z);
+    if (const auto scale = target_scale_.find(m); scale != target_scale_.end()) {
+      target = (target - scale->second.mean) / scale->second.spread;
+      reconstructed = (reconstructed - scale->second.mean) / scale->second.spread;
+    }
+    errors.push_back(reconstruction_error(reconstructed, target, masks.at(m)));
     totals.push_back(masks.at(m).sum().item<float>());
   }
   for (const auto& e : errors) totals.push_back(e.item<float>());

@@ -9,8 +9,9 @@ namespace eo {
 nlohmann::json ModelConfig::to_json() const {
   return {{"preset", preset}, {"input", input}, {"patch", patch}, {"dim", dim}, {"depth", depth},
           {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", name_str(pooling)},
-          {"channel_embed", channel_embed}, {"reconstruction", reconstruction},
-          {"reconstruction_grid", reconstruction_grid}};
+          {"channel_embed", channel_embed}, {"channel_proj", channel_proj}, {"reconstruction", reconstruction},
+          {"reconstruction_grid", reconstruction_grid}, {"reconstruction_spread", reconstruction_spread},
+          {"reconstruction_standardised", reconstruction_standardised}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -24,8 +25,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   j.at("embed").get_to(c.embed);
   c.pooling = parse_choice_or_throw<Pooling>(j.at("pooling").get<std::string>(), "pooling");
   c.channel_embed = j.value("channel_embed", false);  // absent in checkpoints from before it
+  c.channel_proj = j.value("channel_proj", false);    // likewise
   c.reconstruction = j.value("reconstruction", 0.0);  // likewise
   c.reconstruction_grid = j.value("reconstruction_grid", 4);
+  c.reconstruction_spread = j.value("reconstruction_spread", false);
+  c.reconstruction_standardised = j.value("reconstruction_standardised", false);
   return c;
 }
 
@@ -124,6 +128,7 @@ ChannelEncoderImpl::ChannelEncoderImpl(const ModelConfig& c, int channels) : con
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, c.dim}));
   pos_embed = register_parameter("pos_embed", torch::randn({1, grid * grid + 1, c.dim}) * 0.02);
   if (c.channel_embed) channel_embed = register_parameter("channel_embed", torch::randn({channels, c.dim}) * 0.02);
+  if (c.channel_proj) channel_proj = register_parameter("channel_proj", torch::zeros({channels, c.dim, c.embed}));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < c.depth; ++i) blocks->push_back(Block(c.dim, c.heads, c.mlp_ratio));
   norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim})));
@@ -156,7 +161,9 @@ torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x, const torch::Tensor& 
   x = norm(x);
   const auto pooled = config.pooling == Pooling::mean ? x.index({torch::indexing::Slice(), torch::indexing::Slice(1)}).mean(1)
                                                 : x.select(1, 0);
-  return proj(pooled);
+  if (!channel_proj.defined()) return proj(pooled);
+  TORCH_CHECK(channel.defined(), "an encoder with channel projections needs each row's channel index");
+  return proj(pooled) + torch::bmm(pooled.unsqueeze(1), channel_proj.index({channel})).squeeze(1);
 }
 
 torch::Tensor encode_channels(const EncodeChannel& encode, const torch::Tensor& x, const torch::Tensor& mask,
@@ -182,7 +189,7 @@ MultiModalImpl::MultiModalImpl(const ModelConfig& c, const std::vector<Modality>
   for (Modality m : mods) encoders.emplace(m, register_module(info(m).name, ChannelEncoder(c, info(m).channels())));
   if (c.reconstruction > 0)
     for (Modality m : mods) {
-      const int outputs = info(m).channels() * c.reconstruction_grid * c.reconstruction_grid;
+      const int outputs = info(m).channels() * c.reconstruction_grid * c.reconstruction_grid * (c.reconstruction_spread ? 2 : 1);
       decoders.emplace(m, register_module(fmt::format("decoder_{}", info(m).name), torch::nn::Linear(c.embed, outputs)));
     }
   // CLIP's initial temperature 0.07
@@ -204,11 +211,16 @@ torch::Tensor MultiModalImpl::temperature_scale() { return logit_scale.clamp_max
 
 torch::Tensor MultiModalImpl::reconstruct(Modality m, const torch::Tensor& embedding) {
   const int g = config.reconstruction_grid;
-  return decoders.at(m)->forward(embedding).view({embedding.size(0), info(m).channels(), g, g});
+  const int rows = config.reconstruction_spread ? 2 * g : g;
+  return decoders.at(m)->forward(embedding).view({embedding.size(0), info(m).channels(), rows, g});
 }
 
-torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid) {
-  return torch::adaptive_avg_pool2d(chips, {grid, grid});
+torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid, bool spread) {
+  torch::NoGradGuard no_grad;
+  const auto mean = torch::adaptive_avg_pool2d(chips, {grid, grid});
+  if (!spread) return mean;
+  const auto variance = torch::adaptive_avg_pool2d(chips.square(), {grid, grid}) - mean.square();
+  return torch::cat({mean, variance.clamp_min(0).sqrt()}, 2);
 }
 
 torch::Tensor reconstruction_error(const torch::Tensor& reconstructed, const torch::Tensor& target,

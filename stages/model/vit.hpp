@@ -32,6 +32,11 @@ struct ModelConfig {
   // A learned embedding per channel (band and season), added to the channel's tokens: without
   // it the shared encoder cannot tell red from blue or VV from VH (docs/decisions.md).
   bool channel_embed = false;
+  // A learned projection per channel beside the shared one: the channel's pooled tokens go
+  // through proj + channel_proj[channel], so that the mean over the channels can keep each
+  // channel's part in its own directions (docs/decisions.md). Starts at zero: the shared
+  // projection alone.
+  bool channel_proj = false;
   // Pretraining's weight of the modalities' reconstructions (beside the contrastive loss):
   // each modality's embedding decodes, through a linear layer, its chip's channels averaged
   // over a grid of reconstruction_grid² cells. A purely cross-modal loss keeps only what the
@@ -39,6 +44,13 @@ struct ModelConfig {
   // and no decoders.
   double reconstruction = 0;
   int reconstruction_grid = 4;
+  // The decoders reconstruct each cell's spread (standard deviation) beside its mean: the
+  // texture within a cell (parcels, speckle) that the means leave out.
+  bool reconstruction_spread = false;
+  // Each channel's cell means (and spreads) are reconstructed in units of their own spread
+  // across chips: otherwise the squared error weighs what varies most between chips and
+  // leaves out small differences (between seasons, in texture) that tell land covers apart.
+  bool reconstruction_standardised = false;
   Device device = Device::cpu;
   bool bf16 = false;
 
@@ -73,6 +85,7 @@ struct ChannelEncoderImpl : torch::nn::Module {
   ModelConfig config;
   torch::nn::Conv2d patch_embed{nullptr};
   torch::Tensor cls_token, pos_embed, channel_embed;  // channel_embed: [channels, dim], if used
+  torch::Tensor channel_proj;                         // [channels, dim, embed], if used
   torch::nn::ModuleList blocks;
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::Linear proj{nullptr};
@@ -95,7 +108,8 @@ struct MultiModalImpl : torch::nn::Module {
   std::map<Modality, torch::Tensor> forward(const std::map<Modality, torch::Tensor>& x,
                                             const std::map<Modality, torch::Tensor>& masks);
   torch::Tensor temperature_scale();  // exp(logit_scale), clamped to at most 100
-  // A modality's decoder (config.reconstruction > 0): embeddings [B, embed] -> [B, C, g, g].
+  // A modality's decoder (config.reconstruction > 0): embeddings [B, embed] -> [B, C, g, g]
+  // ([B, C, 2g, g] with the spreads: means above, spreads below).
   torch::Tensor reconstruct(Modality m, const torch::Tensor& embedding);
 
   ModelConfig config;
@@ -111,8 +125,9 @@ struct LossParts {
   std::map<std::string, double> per_pair;         // "s2rgb-s1amp" -> value
 };
 
-// What a modality's decoder reconstructs: its chips [B, C, H, W] averaged over g x g cells.
-torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid);
+// What a modality's decoder reconstructs: its chips [B, C, H, W] averaged over g x g cells,
+// [B, C, g, g], and with `spread` each cell's standard deviation below them, [B, C, 2g, g].
+torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid, bool spread);
 
 // The squared error of each channel's reconstruction, averaged over its cells, summed over
 // the channels present (mask [B, C]): a rank's share of the global batch's sum.

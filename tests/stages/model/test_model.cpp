@@ -53,8 +53,12 @@ TEST(Model, OtherInputSizesInterpolatePositions) {
 TEST(Model, ChannelMasksLeaveMissingChannelsOut) {
   torch::manual_seed(1);
   ModelConfig config = ModelConfig::from_preset(ModelPreset::nano);
-  config.channel_embed = true;
+  config.channel_embed = config.channel_proj = true;
   ChannelEncoder enc(config, 4);
+  {
+    torch::NoGradGuard no_grad;
+    enc->channel_proj.normal_(0, 0.2);  // as trained, not as initialised (zeros)
+  }
   enc->eval();
   const auto x = torch::randn({2, 4, 112, 112});
   auto mask = torch::ones({2, 4});
@@ -72,6 +76,30 @@ TEST(Model, ChannelMasksLeaveMissingChannelsOut) {
   changed[0][2] = 100;
   EXPECT_TRUE(torch::allclose(encode_channels(enc, changed, mask)[0], out[0], 1e-5, 1e-6));
   EXPECT_FALSE(torch::allclose(encode_channels(enc, changed, torch::ones({2, 4}))[0], out[0], 1e-3, 1e-3));
+}
+
+// The decoders' target: each g x g cell's mean of each channel, and with the spreads each
+// cell's standard deviation below the means; summed here pixel by pixel.
+TEST(Model, ReconstructionTargetHoldsEachCellsMeanAndSpread) {
+  torch::manual_seed(4);
+  const auto chips = torch::randn({2, 3, 8, 8}, torch::kFloat64) * 3 + 1;
+  const auto means = reconstruction_target(chips, 2, false);
+  const auto both = reconstruction_target(chips, 2, true);
+  ASSERT_EQ(means.sizes(), (std::vector<int64_t>{2, 3, 2, 2}));
+  ASSERT_EQ(both.sizes(), (std::vector<int64_t>{2, 3, 4, 2}));
+  const auto a = chips.accessor<double, 4>();
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) {
+          double sum = 0, squares = 0;
+          for (int r = 4 * i; r < 4 * i + 4; ++r)
+            for (int k = 4 * j; k < 4 * j + 4; ++k) sum += a[b][c][r][k], squares += a[b][c][r][k] * a[b][c][r][k];
+          const double mean = sum / 16, spread = std::sqrt(squares / 16 - mean * mean);
+          EXPECT_NEAR(means[b][c][i][j].item<double>(), mean, 1e-9);
+          EXPECT_NEAR(both[b][c][i][j].item<double>(), mean, 1e-9);
+          EXPECT_NEAR(both[b][c][2 + i][j].item<double>(), spread, 1e-9);
+        }
 }
 
 TEST(Model, InfoNceIsLowForMatchingPairsAndSkipsMissingRows) {

@@ -46,12 +46,21 @@ TrainConfig small_config(int batch) {
 // The contrastive loss alone (the paper's) and with the modalities' reconstructions.
 class PretrainMpi : public ::testing::TestWithParam<double> {};
 
+// The nano model at 32 px with the given reconstruction weight; with reconstructions, as
+// the config's defaults have it: channel embeddings and projections, and the cells' spreads
+// beside their means, each in units of its spread across chips.
+ModelConfig model_config(double reconstruction) {
+  ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
+  mc.reconstruction = reconstruction;
+  mc.channel_embed = mc.channel_proj = mc.reconstruction_spread = mc.reconstruction_standardised = reconstruction > 0;
+  return mc;
+}
+
 TEST_P(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
   const Comm world = Comm::world();
   const int b = 4;
   const ChipDataset data = random_chips(64, 32);
-  ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
-  mc.reconstruction = GetParam();
+  const ModelConfig mc = model_config(GetParam());
   Trainer distributed(mc, small_config(b), data, world);
   Trainer single(mc, small_config(b * world.size()), data, Comm::serial());
   for (int step = 0; step < 2; ++step) {
@@ -84,8 +93,7 @@ TEST_P(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
 TEST_P(PretrainMpi, EveryRankHoldsTheSameParametersAfterSteps) {
   const Comm world = Comm::world();
   const ChipDataset data = random_chips(48, 32);
-  ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
-  mc.reconstruction = GetParam();
+  const ModelConfig mc = model_config(GetParam());
   Trainer trainer(mc, small_config(4), data, world);
   for (int i = 0; i < 3; ++i) trainer.step();
   std::vector<float> flat;

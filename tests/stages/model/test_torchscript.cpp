@@ -2,6 +2,7 @@
 // as the C++ model, and an encoder scripted in Python (Debian's python3-torch) gives in
 // C++ the embeddings Python computed, to within 1e-5.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "stages/model/torchscript.hpp"
@@ -28,6 +29,13 @@ def save_expected(x, encoder, path):
         torch.jit.script(Expected(x, encoder(x))).save(path)
 )";
 
+// Channel projections start at zero (the shared projection alone); drawn at random, they
+// must come out of the export as they went in.
+void randomise_channel_proj(ChannelEncoder& enc) {
+  torch::NoGradGuard no_grad;
+  if (enc->channel_proj.defined()) enc->channel_proj.normal_(0, 0.2);
+}
+
 class TorchScript : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -39,12 +47,14 @@ class TorchScript : public ::testing::Test {
 };
 
 TEST_F(TorchScript, OurEncoderExportedGivesTheSameEmbeddings) {
-  for (const bool channel_embed : {false, true}) {
-    SCOPED_TRACE(channel_embed ? "with channel embeddings" : "without");
+  for (const auto& [channel_embed, channel_proj] : std::vector<std::pair<bool, bool>>{{false, false}, {true, false}, {false, true}, {true, true}}) {
+    SCOPED_TRACE(fmt::format("channel embeddings {}, channel projections {}", channel_embed, channel_proj));
     torch::manual_seed(3);
     ModelConfig config = ModelConfig::from_preset(ModelPreset::nano);
     config.channel_embed = channel_embed;
+    config.channel_proj = channel_proj;
     ChannelEncoder enc(config, 6);
+    randomise_channel_proj(enc);
     enc->eval();
     save_encoder_for_export(enc, dir_ / "s2rgb.pkl", dir_ / "s2rgb.json");
     const auto r = test::run("/usr/bin/python3 " + kMirror + " export " + (dir_ / "s2rgb.pkl").string() + " " +
@@ -69,14 +79,15 @@ TEST_F(TorchScript, OurEncoderExportedGivesTheSameEmbeddings) {
 // embeddings: the same embeddings in C++ (ScriptedEncoder), and in Python's torch.jit.load
 // on an input Python drew.
 TEST_F(TorchScript, ExportedByLibTorchGivesTheSameEmbeddingsInCppAndPython) {
-  for (const auto& [pooling, channel_embed] : std::vector<std::pair<Pooling, bool>>{{Pooling::cls, false}, {Pooling::mean, true}}) {
-    SCOPED_TRACE(name_str(pooling) + (channel_embed ? ", channel embeddings" : ""));
+  for (const auto& [pooling, by_channel] : std::vector<std::pair<Pooling, bool>>{{Pooling::cls, false}, {Pooling::mean, true}}) {
+    SCOPED_TRACE(name_str(pooling) + (by_channel ? ", channel embeddings and projections" : ""));
     torch::manual_seed(5);
     ModelConfig config = ModelConfig::from_preset(ModelPreset::nano);
     config.pooling = pooling;
-    config.channel_embed = channel_embed;
+    config.channel_embed = config.channel_proj = by_channel;
     config.depth = 3;
     ChannelEncoder enc(config, 4);
+    randomise_channel_proj(enc);
     enc->eval();
     const fs::path file = dir_ / ("ours_" + name_str(pooling) + ".pt");
     export_torchscript(enc, file);
@@ -88,21 +99,21 @@ TEST_F(TorchScript, ExportedByLibTorchGivesTheSameEmbeddingsInCppAndPython) {
       EXPECT_LE((enc->forward(x, channel) - scripted.forward(x, channel)).abs().max().item<float>(), 1e-5f)
           << size << " px";
     }
-    // Python calls it with the channels 0..3 when it has channel embeddings.
+    // Python calls it with the channels 0..3 when it has channel embeddings and projections.
     const std::string py = R"(
 import sys, torch, torch.nn as nn
 torch.manual_seed(1)
 enc = torch.jit.load(sys.argv[1])
 x = torch.randn(4, 1, 112, 112)
 channel = torch.arange(4)
-save_expected(x, (lambda x: enc(x, channel)) if hasattr(enc, 'channel_embed') else enc, sys.argv[2])
+save_expected(x, (lambda x: enc(x, channel)) if hasattr(enc, 'channel_proj') else enc, sys.argv[2])
 )";
     std::ofstream(dir_ / "run.py") << kSaveExpected << py;
     const auto r = test::run("/usr/bin/python3 " + (dir_ / "run.py").string() + " " + file.string() + " " +
                              (dir_ / "expected.pt").string());
     ASSERT_EQ(r.code, 0) << r.output;
     auto expected = torch::jit::load((dir_ / "expected.pt").string());
-    const auto got = enc->forward(expected.attr("x").toTensor(), channel_embed ? torch::arange(4) : torch::Tensor());
+    const auto got = enc->forward(expected.attr("x").toTensor(), by_channel ? torch::arange(4) : torch::Tensor());
     const auto y = expected.attr("y").toTensor();
     ASSERT_EQ(got.sizes(), y.sizes());
     EXPECT_LE((got - y).abs().max().item<float>(), 1e-5f);
