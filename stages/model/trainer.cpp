@@ -98,8 +98,9 @@ std::map<Modality, Trainer::TargetScale> Trainer::target_scales() const {
       const auto c = target.size(1);
       const auto kinds = target.view({target.size(0), c, -1, g * g});  // [B, C, kinds, cells]
       const auto present = masks.at(m).to(torch::kFloat64).view({-1, c, 1, 1});
-      const std::array<torch::Tensor, 3> batch{(present * torch::ones_like(kinds)).sum(std::vector<int64_t>{0, 3}),
-                                               (kinds * present).sum(std::vector<int64_t>{0, 3}), (kinds.square() * present).sum(std::vector<int64_t>{0, 3})};
+      const auto sum = [](const torch::Tensor& t) { return t.sum(std::vector<int64_t>{0, 3}); };  // [C, kinds]
+      const std::array<torch::Tensor, 3> batch{sum(present.expand_as(kinds)), sum(kinds * present),
+                                               sum(kinds.square() * present)};
       auto& acc = sums[m];
       for (std::size_t k = 0; k < 3; ++k) acc[k] = acc[k].defined() ? acc[k] + batch[k] : batch[k];
     }

@@ -163,7 +163,12 @@ torch::Tensor ChannelEncoderImpl::forward(torch::Tensor x, const torch::Tensor& 
                                                 : x.select(1, 0);
   if (!channel_proj.defined()) return proj(pooled);
   TORCH_CHECK(channel.defined(), "an encoder with channel projections needs each row's channel index");
-  return proj(pooled) + torch::bmm(pooled.unsqueeze(1), channel_proj.index({channel})).squeeze(1);
+  // Every channel's projection of every row, then each row's own through a one-hot: the
+  // gradient of an index into channel_proj accumulates in an order that varies with the
+  // CPU threads, and checkpoints would no longer be byte-identical; this is matrix products.
+  const auto all = torch::einsum("nd,cde->nce", {pooled, channel_proj});
+  const auto own = torch::one_hot(channel, channel_proj.size(0)).to(pooled.scalar_type()).unsqueeze(2);
+  return proj(pooled) + (all * own).sum(1);
 }
 
 torch::Tensor encode_channels(const EncodeChannel& encode, const torch::Tensor& x, const torch::Tensor& mask,
