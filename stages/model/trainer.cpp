@@ -82,9 +82,9 @@ Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipD
 }
 
 // Each channel's targets (its cells' means, and their spreads below them) measured on up to
-// 512 chips spread evenly over the data, 32 at a time: their mean and variance across
+// 512 chips spread evenly over the data, 32 at a time: their standard deviation across
 // chips, over the cells of one kind, for the chips where the channel is present.
-std::map<Modality, Trainer::TargetScale> Trainer::target_scales() const {
+std::map<Modality, torch::Tensor> Trainer::target_scales() const {
   torch::NoGradGuard no_grad;
   const std::size_t n = data_.size(), count = std::min<std::size_t>(n, 512);
   const int g = model_config_.reconstruction_grid;
@@ -105,15 +105,12 @@ std::map<Modality, Trainer::TargetScale> Trainer::target_scales() const {
       for (std::size_t k = 0; k < 3; ++k) acc[k] = acc[k].defined() ? acc[k] + batch[k] : batch[k];
     }
   }
-  std::map<Modality, TargetScale> scales;
+  std::map<Modality, torch::Tensor> scales;
   for (const auto& [m, acc] : sums) {
-    const auto values = acc[0].clamp_min(2);                                              // [C, kinds]
-    const auto mean = acc[1] / values;
-    const auto spread = ((acc[2] - acc[1] * mean) / (values - 1)).clamp_min(0).sqrt().clamp_min(1e-3);
-    const auto rows = [g](const torch::Tensor& t) {  // [C, kinds] -> [C, kinds * g, 1]
-      return t.unsqueeze(2).expand({-1, -1, g}).reshape({t.size(0), -1, 1}).to(torch::kFloat32);
-    };
-    scales[m] = {rows(mean), rows(spread)};
+    const auto values = acc[0].clamp_min(2);  // [C, kinds]
+    const auto spread = ((acc[2] - acc[1].square() / values) / (values - 1)).clamp_min(0).sqrt().clamp_min(1e-3);
+    // [C, kinds] -> [C, kinds * g, 1]: one value for the g rows of each kind
+    scales[m] = spread.unsqueeze(2).expand({-1, -1, g}).reshape({spread.size(0), -1, 1}).to(torch::kFloat32);
   }
   return scales;
 }
@@ -372,8 +369,8 @@ torch::Tensor Trainer::reconstruction_loss(const std::map<Modality, torch::Tenso
                                         model_config_.reconstruction_spread);
     auto reconstructed = model_->reconstruct(m, z);
     if (const auto scale = target_scale_.find(m); scale != target_scale_.end()) {
-      target = (target - scale->second.mean) / scale->second.spread;
-      reconstructed = (reconstructed - scale->second.mean) / scale->second.spread;
+      target = target / scale->second;  // only the difference counts: no mean to subtract
+      reconstructed = reconstructed / scale->second;
     }
     errors.push_back(reconstruction_error(reconstructed, target, masks.at(m)));
     totals.push_back(masks.at(m).sum().item<float>());

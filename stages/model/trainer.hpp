@@ -88,15 +88,11 @@ class Trainer {
   Batch make_batch(const std::vector<std::size_t>& indices, int step, std::size_t first_position) const;
 
  private:
-  // Each channel's reconstruction targets' mean and spread across chips, [C, rows, 1].
-  struct TargetScale {
-    torch::Tensor mean, spread;
-  };
   double learning_rate(int step) const;
   std::size_t first_position(int step) const;  // of this rank's rows in the global batch
   Batch load_batch(int step) const;
   void allreduce_gradients();
-  std::map<Modality, TargetScale> target_scales() const;
+  std::map<Modality, torch::Tensor> target_scales() const;
   torch::Tensor reconstruction_loss(const std::map<Modality, torch::Tensor>& embeddings, const Batch& batch,
                                     StepResult& r);
 
@@ -106,9 +102,9 @@ class Trainer {
   Comm comm_;
   MultiModal model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  // Per modality (model.reconstruction_standardised): functions of the data, the same on
-  // every rank.
-  std::map<Modality, TargetScale> target_scale_;
+  // Per modality (model.reconstruction_standardised), each channel's reconstruction targets'
+  // spread across chips, [C, rows, 1]: a function of the data, the same on every rank.
+  std::map<Modality, torch::Tensor> target_scale_;
   int step_ = 0;
   // The shuffle of the current pass over the data (a function of seed and pass).
   mutable std::vector<std::size_t> perm_;
