@@ -78,6 +78,9 @@ void bind(Io& io, Config& c) {
     m.choice("preset", c.model.preset);
     m.whole("input", c.model.input, 0, 4096);  // 0: the preset's
     m.check("input", [&] { return c.model.input % 16 == 0 ? "" : "must be a multiple of the 16 px patch"; });
+    m.whole("dim", c.model.dim, 0, 4096);  // 0: the preset's
+    m.whole("depth", c.model.depth, 0, 64);
+    m.whole("embed", c.model.embed, 0, 4096);
     m.choice("pooling", c.model.pooling);
     m.flag("channel_embed", c.model.channel_embed);
     m.flag("channel_proj", c.model.channel_proj);

@@ -71,6 +71,9 @@ struct SynthConfig {
 struct ModelSection {
   ModelPreset preset = ModelPreset::nano;
   int input = 0;                // pixels per side the encoders see; 0: the preset's
+  int dim = 0;                  // transformer width; 0: the preset's
+  int depth = 0;                // transformer blocks; 0: the preset's
+  int embed = 0;                // embedding dimensions per modality (the cube's); 0: the preset's
   std::optional<Pooling> pooling;  // none: the preset's
   bool channel_embed = true;    // a learned embedding per channel (ModelConfig::channel_embed)
   bool channel_proj = true;     // a learned projection per channel (ModelConfig::channel_proj)

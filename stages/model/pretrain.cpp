@@ -35,6 +35,12 @@ std::vector<fs::path> chip_stores(const fs::path& out) {
 ModelConfig model_config_of(const PretrainSpec& spec) {
   ModelConfig model = ModelConfig::from_preset(spec.model.preset, spec.model.input);
   if (spec.model.pooling) model.pooling = *spec.model.pooling;
+  if (spec.model.dim > 0) model.dim = spec.model.dim;
+  if (spec.model.depth > 0) model.depth = spec.model.depth;
+  if (spec.model.embed > 0) model.embed = spec.model.embed;
+  if (model.dim % model.heads != 0)
+    throw ConfigError(fmt::format("model.dim {} is not a multiple of the {} preset's {} attention heads", model.dim,
+                                  model.preset, model.heads));
   model.channel_embed = spec.model.channel_embed;
   model.channel_proj = spec.model.channel_proj;
   model.reconstruction = spec.model.reconstruction;

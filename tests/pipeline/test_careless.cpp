@@ -448,6 +448,15 @@ TEST_F(CarelessRun, ABatchWhoseActivationsExceedTheMachineIsRefusedUpFront) {
   EXPECT_TRUE(before == after) << "the refused pretraining changed the checkpoints";
 }
 
+TEST_F(CarelessRun, AWidthTheAttentionHeadsDoNotDivideIsRefused) {
+  const fs::path config = config_with("odd_width", {{"model:\n", "model:\n  dim: 99\n"}});
+  const auto r = test::run(exe() + " pretrain " + config.string());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.dim 99 is not a multiple of the nano preset's 2 attention heads"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("c10::Error"), std::string::npos) << r.output;
+}
+
 // `status` reads the lock and changes nothing of it (that it answers on a read-only
 // mount is Careless.ReadOnlyOutputIsReadByStatus).
 TEST_F(CarelessRun, StatusChangesNothingOfTheOutput) {
