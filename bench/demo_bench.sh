@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The demo's time by step: `bench/demo_bench.sh [CONFIG [OUT]]` runs scripts/demo_steps.sh
+# on CONFIG (default configs/demo.yaml) into a fresh output folder OUT (default
+# bench/work/demo_steps), then `fewshot` on its cube. Writes
+# bench/results/demo.json with the date, commit, machine (cores, CPU, a float32 matrix
+# product's GFLOP/s through numpy as a yardstick of its speed) and the command.
+# Run after scripts/build.sh, on an otherwise idle machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=${1:-configs/demo.yaml}
+out=${2:-bench/work/demo_steps}
+rm -rf "$out"
+mkdir -p "$out" bench/results
+times=$out/step_times.txt
+EO_STEP_TIMES=$times bash scripts/demo_steps.sh "$config" --output "$out"
+start=$(date +%s%N)
+./build/pipeline/eo-pipeline fewshot "$config" --output "$out" -q
+ms=$((($(date +%s%N) - start) / 1000000))
+printf 'fewshot %d.%03d\n' $((ms / 1000)) $((ms % 1000)) >> "$times"
+/usr/bin/python3 - "$config" "$out" "$times" <<'PY'
+import json, os, platform, subprocess, sys, time
+import numpy as np
+config, out, times = sys.argv[1:4]
+steps = {l.split()[0]: float(l.split()[1]) for l in open(times)}
+a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+a @ a
+t = time.perf_counter(); a @ a; a @ a; a @ a
+gflops = 3 * 2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9
+cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor())
+git = lambda *a: subprocess.run(['git', *a], capture_output=True, text=True).stdout.strip()
+report = json.load(open(f'{out}/pretrain/report.json'))
+result = {
+    'benchmark': f"the demo's main job from nothing (scripts/demo_steps.sh {config}), then its fewshot, "
+                 'wall-clock seconds per step',
+    'date': time.strftime('%Y-%m-%d'),
+    'commit': git('rev-parse', '--short', 'HEAD') + (' (with uncommitted changes)' if git('status', '--porcelain', '--untracked-files=no') else ''),
+    'machine': {'cores': os.cpu_count(), 'cpu': cpu, 'numpy_float32_matmul_gflops': round(gflops, 1)},
+    'command': f'bash bench/demo_bench.sh {config} {out}',
+    'seconds': {k: round(v, 1) for k, v in steps.items()},
+    'main_job_seconds': round(sum(v for k, v in steps.items() if k != 'fewshot'), 1),
+    'pretrain_seconds_per_step': round(report['seconds'] / report['steps'], 2),
+    'pretrain_steps': report['steps'],
+}
+json.dump(result, open('bench/results/demo.json', 'w'), indent=2)
+print(json.dumps(result, indent=2))
+PY
