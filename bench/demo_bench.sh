@@ -13,10 +13,8 @@ rm -rf "$out"
 mkdir -p "$out" bench/results
 times=$out/step_times.txt
 EO_STEP_TIMES=$times bash scripts/demo_steps.sh "$config" --output "$out"
-start=$(date +%s%N)
-./build/pipeline/eo-pipeline fewshot "$config" --output "$out" -q
-ms=$((($(date +%s%N) - start) / 1000000))
-printf 'fewshot %d.%03d\n' $((ms / 1000)) $((ms % 1000)) >> "$times"
+source scripts/step_times.sh
+EO_STEP_TIMES=$times step fewshot ./build/pipeline/eo-pipeline fewshot "$config" --output "$out" -q
 /usr/bin/python3 - "$config" "$out" "$times" <<'PY'
 import json, os, platform, subprocess, sys, time
 import numpy as np

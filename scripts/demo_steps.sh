@@ -9,14 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 exe=./build/pipeline/eo-pipeline
-step() {
-  local name=$1 start ms
-  shift
-  start=$(date +%s%N)
-  "$@"
-  ms=$((($(date +%s%N) - start) / 1000000))
-  if [ -n "${EO_STEP_TIMES:-}" ]; then printf '%s %d.%03d\n' "$name" $((ms / 1000)) $((ms % 1000)) >> "$EO_STEP_TIMES"; fi
-}
+source scripts/step_times.sh
 step plan $exe plan --ranks 2 "$@"
 step synth $exe synth "$@"
 step prepare mpirun -np 2 $exe prepare "$@"
