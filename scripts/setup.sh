@@ -24,6 +24,8 @@ packages=(
   libcairo2-dev libpango1.0-dev fonts-dejavu-core
   # stages/ingest/tiff_blocks decodes GeoTIFF blocks itself (libtiff for the layout)
   libtiff-dev libdeflate-dev
+  # remote inputs over http(s) and S3 (stages/ingest/remote): the libcurl GDAL links
+  libcurl4-gnutls-dev
   # LibTorch runs matrix products on the reference BLAS (~20x slower) without it; the
   # OpenMP build is the one eo-pipeline links to (stages/model/CMakeLists.txt)
   libopenblas0-pthread libopenblas0-openmp

@@ -49,7 +49,7 @@ void add_catalog_command(CLI::App& app, CatalogOptions& opts) {
 namespace {
 
 struct Counts {
-  int added = 0, skipped = 0, errors = 0;
+  int added = 0, skipped = 0, errors = 0, items = 0;
 };
 
 std::vector<std::filesystem::path> files_under(const std::string& dir, const std::string& pattern) {
@@ -66,14 +66,17 @@ std::vector<std::filesystem::path> files_under(const std::string& dir, const std
 
 void add_stac(const CatalogOptions& opts, Catalog& catalog, Counts& n) {
   const auto mappings = opts.collections.empty() ? std::vector<CollectionMapping>{} : load_collection_mappings(opts.collections);
-  for (const std::string& file : opts.stac) {
-    const StacReport r = read_stac(file, mappings);
-    for (const std::string& p : r.problems) spdlog::warn("left out {}", p);
-    for (const SourceRecord& rec : r.records) catalog.add(rec);
-    n.added += static_cast<int>(r.records.size());
-    n.errors += static_cast<int>(r.problems.size());
-    spdlog::info("{}: {} items, {} used, {} assets catalogued", file, r.items, r.used, r.records.size());
-  }
+  if (opts.stac.empty()) return;
+  // All files at once: a scene that two of them publish is catalogued once.
+  const StacReport r = read_stac(std::vector<std::filesystem::path>(opts.stac.begin(), opts.stac.end()), mappings);
+  for (const std::string& p : r.problems) spdlog::warn("left out {}", p);
+  for (const std::string& d : r.duplicates) spdlog::info("left out {}", d);
+  for (const SourceRecord& rec : r.records) catalog.add(rec);
+  n.added += static_cast<int>(r.records.size());
+  n.errors += static_cast<int>(r.problems.size());
+  n.items += r.items;
+  spdlog::info("{}: {} items, {} used, {} the same as another, {} assets catalogued", fmt::join(opts.stac, ", "), r.items,
+               r.used, r.duplicates.size(), r.records.size());
 }
 
 void add_global_coherence(const CatalogOptions& opts, Catalog& catalog, Counts& n) {
@@ -138,6 +141,12 @@ int run_catalog(const CatalogOptions& opts) {
     return kExitUsage;
   }
   if (!opts.dir.empty()) (opts.layout == FolderLayout::global_coherence ? add_global_coherence : add_files)(opts, catalog, n);
+  if (n.added == 0 && n.items == 0 && n.errors == 0 && opts.append && opts.dir.empty() && std::filesystem::exists(opts.out)) {
+    // The nightly `catalog --append ... && run`: a day without new scenes is a normal day.
+    std::cout << fmt::format("catalog {}: no new items in {}; unchanged, {} records\n", opts.out, fmt::join(opts.stac, ", "),
+                             catalog.records().size());
+    return kExitOk;
+  }
   if (n.added == 0) {
     spdlog::error("nothing could be catalogued from {}", opts.dir.empty() ? fmt::format("{}", fmt::join(opts.stac, ", ")) : opts.dir);
     return kExitUsage;

@@ -9,6 +9,7 @@
 #include "pipeline/core/hash.hpp"
 #include "schedulers/partition.hpp"
 #include "stages/cube/stac_out.hpp"
+#include "stages/ingest/remote.hpp"
 
 namespace eo {
 
@@ -23,11 +24,22 @@ std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const
                              const std::string& extra) {
   Hasher h;
   h.add(tile.id.str()).add(chip_mask_hex(tile.chips)).add(config_hash(config)).add(kDataPathVersion).add(extra);
-  for (const auto& path : tile_sources(catalog, tile, config.data.modalities)) {
+  for (const auto& [path, version] : tile_inputs(catalog, tile, config.data.modalities)) {
+    h.add(path.string());
+    if (!version.empty()) h.add(version);  // only then: fingerprints of files with none stay as they were
+    if (is_remote_path(path.string())) {
+      // What the publisher says is enough; else the object store's size and ETag (one
+      // request per object per run, whose bytes the reading needs anyway).
+      if (!version.empty()) continue;
+      const auto object = remote_object_info(path.string());
+      take_remote_failure();  // unreadable: the tile is tried, and its read says why
+      h.add(object ? object->size : -1).add(object ? object->etag : "");
+      continue;
+    }
     std::error_code ec;
     const auto size = std::filesystem::file_size(path, ec);
     const auto mtime = std::filesystem::last_write_time(path, ec);
-    h.add(path.string()).add(static_cast<std::int64_t>(ec ? -1 : static_cast<std::int64_t>(size)))
+    h.add(static_cast<std::int64_t>(ec ? -1 : static_cast<std::int64_t>(size)))
         .add(static_cast<std::int64_t>(ec ? 0 : mtime.time_since_epoch().count()));
   }
   return h.hex();

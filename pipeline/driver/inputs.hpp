@@ -34,7 +34,9 @@ int threads_per_rank(int configured, const Comm& comm);
 // 2: per-axis kernel scale per source, the lattice warp (issue 17).
 inline constexpr const char* kDataPathVersion = "data-path-2";
 
-// Hash of the tile's planned chips, its input files (path, size, mtime), the config's
+// Hash of the tile's planned chips, its input files (path, the publisher's version where
+// the catalog has one; a local file's size and mtime, a remote one's size and ETag where
+// the catalog has none), the config's
 // chip-changing settings, the data path's version and `extra` (normalisation, model, ...).
 std::string tile_fingerprint(const Catalog& catalog, const TilePlan& tile, const Config& config, const std::string& extra);
 

@@ -2,7 +2,7 @@
 
 #include <cmath>
 #include <fmt/format.h>
-#include <set>
+#include <map>
 #include <stdexcept>
 
 #include "pipeline/core/error.hpp"
@@ -109,19 +109,27 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
   }
 }
 
-std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const TilePlan& tile,
-                                                const std::vector<Modality>& modalities) {
+std::vector<TileInput> tile_inputs(const Catalog& catalog, const TilePlan& tile, const std::vector<Modality>& modalities) {
   const Box b = tile.id.bounds();
   const GridWindow whole{tile.id.zone, b.e0, b.n1, kChipSizeM, kChipsPerTileSide, kChipsPerTileSide};
   const LonLatBox box = padded(whole.lonlat_box());
-  std::set<std::filesystem::path> files;
+  std::map<std::filesystem::path, std::string> files;
   for (Modality m : modalities)
     for (int s = 0; s < info(m).seasons; ++s)
       for (const SourceRecord* r : catalog.query(m, s, box)) {
-        files.insert(underlying_file(r->path));
-        if (r->mask) files.insert(underlying_file(r->mask->path));
+        files.emplace(underlying_file(r->path), r->version);
+        if (r->mask) files.emplace(underlying_file(r->mask->path), r->mask->version);
       }
-  return {files.begin(), files.end()};
+  std::vector<TileInput> out;
+  for (auto& [path, version] : files) out.push_back({path, version});
+  return out;
+}
+
+std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const TilePlan& tile,
+                                                const std::vector<Modality>& modalities) {
+  std::vector<std::filesystem::path> paths;
+  for (const TileInput& input : tile_inputs(catalog, tile, modalities)) paths.push_back(input.path);
+  return paths;
 }
 
 bool chip_has_data(const ChipBatch& batch, std::size_t chip, double threshold) {

@@ -33,7 +33,14 @@ struct TileReadOptions {
 void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptions& options,
                const std::function<void(ChipBatch&&)>& row);
 
-// The files a tile reads (all modalities and seasons), for its fingerprint.
+// The files a tile reads (all modalities and seasons) and what the catalog says of their
+// versions, for its fingerprint; each file once, in the order of their paths.
+struct TileInput {
+  std::filesystem::path path;
+  std::string version;  // SourceRecord::version
+};
+std::vector<TileInput> tile_inputs(const Catalog& catalog, const TilePlan& tile, const std::vector<Modality>& modalities);
+// Their paths alone.
 std::vector<std::filesystem::path> tile_sources(const Catalog& catalog, const TilePlan& tile,
                                                 const std::vector<Modality>& modalities);
 

@@ -1,4 +1,5 @@
 #include "stages/ingest/catalog.hpp"
+#include "stages/ingest/remote.hpp"
 
 #include <gdal_priv.h>
 #include <ogr_spatialref.h>
@@ -39,8 +40,9 @@ bool is_connection_string(const std::string& path) {
 bool is_verbatim_path(const std::string& path) { return is_connection_string(path) || path.starts_with("/vsi"); }
 
 std::string SourceRecord::describe() const {
-  if (item.empty()) return path.string();
-  return fmt::format("{} (item {}, asset {})", path.string(), item, asset.empty() ? "?" : asset);
+  const std::string where = redact_url(path.string());  // a signed URL's signature is not for messages
+  if (item.empty()) return where;
+  return fmt::format("{} (item {}, asset {})", where, item, asset.empty() ? "?" : asset);
 }
 
 std::string footprint_problem(const LonLatBox& b) {
@@ -149,10 +151,12 @@ Catalog Catalog::load(const std::filesystem::path& file) {
       if (j.contains("offset")) r.offset = j["offset"].get<double>();
       if (j.contains("nodata")) r.nodata = j["nodata"].get<double>();
       if (j.contains("cloud_cover")) r.cloud_cover = j["cloud_cover"].get<double>();
+      r.version = j.value("version", "");
       r.units = parse_choice_or_throw<Units>(j.value("units", "native"), "units");
       if (j.contains("mask")) {
         const auto& m = j["mask"];
-        r.mask = MaskSpec{resolve(m.at("path").get<std::string>()), m.value("band", 1), m.at("valid").get<std::vector<int>>()};
+        r.mask = MaskSpec{resolve(m.at("path").get<std::string>()), m.value("band", 1), m.at("valid").get<std::vector<int>>(),
+                          m.value("version", "")};
       }
       c.add(std::move(r));
     } catch (const std::exception& e) {
@@ -184,7 +188,11 @@ void Catalog::save(const std::filesystem::path& file) const {
     if (r.nodata) j["nodata"] = *r.nodata;
     if (r.cloud_cover) j["cloud_cover"] = *r.cloud_cover;
     if (r.units != Units::native) j["units"] = name_str(r.units);
-    if (r.mask) j["mask"] = {{"path", relative(r.mask->path)}, {"band", r.mask->band}, {"valid", r.mask->valid}};
+    if (!r.version.empty()) j["version"] = r.version;
+    if (r.mask) {
+      j["mask"] = {{"path", relative(r.mask->path)}, {"band", r.mask->band}, {"valid", r.mask->valid}};
+      if (!r.mask->version.empty()) j["mask"]["version"] = r.mask->version;
+    }
     text += j.dump() + '\n';
   }
   write_atomically(file, text);

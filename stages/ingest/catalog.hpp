@@ -21,6 +21,7 @@ struct MaskSpec {
   std::filesystem::path path;  // absolute once loaded
   int band = 1;
   std::vector<int> valid;      // classes kept
+  std::string version;         // as SourceRecord::version, of the mask's file
   bool operator==(const MaskSpec&) const = default;
 };
 
@@ -59,6 +60,10 @@ struct SourceRecord {
   Units units = Units::native;
   std::optional<MaskSpec> mask;
   std::optional<double> cloud_cover;  // eo:cloud_cover, percent
+  // What the publisher says of the file's version (STAC: the item's `updated`, the asset's
+  // file:checksum and file:size), "" when nothing: a changed version redoes the tiles the
+  // file reaches without asking the object store (DESIGN.md §5).
+  std::string version;
 
   // Groups records into observations: the item, or the product's time.
   std::string observation() const { return item.empty() ? "product " + time : item; }

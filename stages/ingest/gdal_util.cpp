@@ -7,6 +7,7 @@
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
+#include "stages/ingest/remote.hpp"
 
 namespace eo {
 
@@ -15,10 +16,13 @@ void gdal_init() {
   std::call_once(once, [] {
     GDALAllRegister();
     CPLSetErrorHandler(CPLQuietErrorHandler);
+    install_remote_reader();
   });
 }
 
 std::string gdal_error(const std::string& fallback) {
+  // A remote read's own reason (the HTTP status, curl's words) before what GDAL made of it.
+  if (std::string remote = take_remote_failure(); !remote.empty()) return remote;
   const char* msg = CPLGetLastErrorMsg();
   return msg && *msg ? std::string(msg) : fallback;
 }
@@ -38,8 +42,10 @@ GdalDataset open_raster(const std::filesystem::path& path) {
       throw StageError("ingest", e.what());
     }
   }
-  GdalDataset ds(GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
-  if (!ds) throw StageError("ingest", fmt::format("{}: cannot open as a raster: {}", path.string(), gdal_error("unknown format")));
+  take_remote_failure();
+  GdalDataset ds(GDALDataset::FromHandle(
+      GDALOpenEx(readable_path(name).c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
+  if (!ds) throw StageError("ingest", fmt::format("{}: cannot open as a raster: {}", redact_url(name), gdal_error("unknown format")));
   return ds;
 }
 

@@ -15,6 +15,7 @@
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
+#include "stages/ingest/remote.hpp"
 
 namespace eo {
 namespace {
@@ -104,10 +105,47 @@ void scaling(const CollectionMapping& m, const json& item, const json& asset, So
   }
 }
 
+// What the publisher says of an asset's version: the item's `updated`, the asset's
+// file:checksum and file:size (the STAC file extension); "" when it says nothing.
+std::string version_of(const json& item, const json& asset) {
+  std::string v;
+  const json& props = item.at("properties");
+  if (props.contains("updated") && props["updated"].is_string()) v += "updated " + props["updated"].get<std::string>();
+  if (asset.contains("file:checksum") && asset["file:checksum"].is_string())
+    v += (v.empty() ? "" : "; ") + std::string("checksum ") + asset["file:checksum"].get<std::string>();
+  if (asset.contains("file:size") && asset["file:size"].is_number_integer())
+    v += (v.empty() ? "" : "; ") + fmt::format("size {}", asset["file:size"].get<std::int64_t>());
+  return v;
+}
+
+// The product an item holds, by which a scene published by two catalogs is known as one:
+// Sentinel-2's s2:product_uri (the ESA product's name), else the platform, the time to
+// the second and the MGRS tile; "" when the item does not say enough.
+std::string product_of(const json& props, Modality modality) {
+  const auto text = [&](const char* key) {
+    return props.contains(key) && props[key].is_string() ? props[key].get<std::string>() : std::string();
+  };
+  const auto number_text = [&](const char* key) {
+    return props.contains(key) && props[key].is_number() ? fmt::format("{}", props[key].get<double>()) : text(key);
+  };
+  std::string uri = text("s2:product_uri");
+  if (uri.ends_with(".SAFE")) uri.resize(uri.size() - 5);
+  if (!uri.empty()) return fmt::format("{} {}", info(modality).name, uri);
+  std::string platform = text("platform");
+  std::transform(platform.begin(), platform.end(), platform.begin(), ::tolower);
+  std::string tile = text("s2:mgrs_tile");
+  if (tile.empty() && props.contains("mgrs:utm_zone"))
+    tile = number_text("mgrs:utm_zone") + text("mgrs:latitude_band") + text("mgrs:grid_square");
+  const std::string time = datetime_of(props).substr(0, 19);  // publishers write fractions of a second differently
+  if (platform.empty() || tile.empty() || time.size() < 19) return "";
+  return fmt::format("{} {} {} {}", info(modality).name, platform, time, tile);
+}
+
 struct Walker {
   const std::vector<CollectionMapping>& mappings;
   StacReport report;
   std::set<fs::path> seen;
+  std::map<std::string, std::string> products;  // product -> "item I of FILE" that holds it
 
   void problem(const fs::path& file, const std::string& item, const std::string& what) {
     report.problems.push_back(item.empty() ? fmt::format("{}: {}", file.string(), what)
@@ -141,17 +179,31 @@ struct Walker {
       if (!assets.contains(m->mask_asset) || !assets[m->mask_asset].contains("href"))
         return problem(file, id, fmt::format("asset {}: missing; {} of {} need it as their cloud mask", m->mask_asset,
                                              m->collection, m->publisher));
-      mask = MaskSpec{gdal_path_of_href(assets[m->mask_asset]["href"].get<std::string>(), file.parent_path()), 1, m->mask_valid};
+      mask = MaskSpec{gdal_path_of_href(assets[m->mask_asset]["href"].get<std::string>(), file.parent_path()), 1, m->mask_valid,
+                      version_of(it, assets[m->mask_asset])};
+    }
+    // An item without one of the bands is left out whole: a composite whose bands come from
+    // different scenes mixes their clear pixels and their acquisitions' gain.
+    for (std::size_t b = 0; b < m->assets.size(); ++b) {
+      const std::string& key = m->assets[b];
+      if (!assets.contains(key) || !assets[key].contains("href"))
+        return problem(file, id, fmt::format("asset {}: missing ({} band {} of {}); the item is left out for all of {}", key,
+                                             m->collection, info(m->modality).bands[b], info(m->modality).name,
+                                             info(m->modality).name));
+    }
+    if (const std::string product = product_of(it["properties"], m->modality); !product.empty()) {
+      const std::string here = fmt::format("item {} of {}", id, file.string());
+      const auto [kept, first] = products.emplace(product, here);
+      if (!first) {
+        report.duplicates.push_back(fmt::format("{}: item {}: the same product ({}) as {}, which is kept", file.string(), id,
+                                                product, kept->second));
+        return;
+      }
     }
     const auto cloud = number(it["properties"], "eo:cloud_cover");
     int used = 0;
     for (std::size_t b = 0; b < m->assets.size(); ++b) {
       const std::string& key = m->assets[b];
-      if (!assets.contains(key) || !assets[key].contains("href")) {
-        problem(file, id, fmt::format("asset {}: missing ({} band {} of {})", key, m->collection,
-                                      info(m->modality).bands[b], info(m->modality).name));
-        continue;
-      }
       const json& asset = assets[key];
       SourceRecord r;
       r.path = gdal_path_of_href(asset["href"].get<std::string>(), file.parent_path());
@@ -172,6 +224,7 @@ struct Walker {
       r.units = m->units;
       r.mask = mask;
       r.cloud_cover = cloud;
+      r.version = version_of(it, asset);
       scaling(*m, it, asset, r);
       report.records.push_back(std::move(r));
       ++used;
@@ -294,7 +347,7 @@ const std::vector<CollectionMapping>& known_collections() {
 
 std::string gdal_path_of_href(const std::string& href, const fs::path& base) {
   if (href.starts_with("file://")) return href.substr(7);
-  if (href.starts_with("http://") || href.starts_with("https://")) return "/vsicurl/" + href;
+  if (href.starts_with("http://") || href.starts_with("https://")) return "/vsicurl/" + unsigned_href(href);
   if (href.starts_with("s3://")) return "/vsis3/" + href.substr(5);
   if (href.starts_with("/vsi") || fs::path(href).is_absolute()) return href;
   return (base / href).lexically_normal().string();
@@ -363,10 +416,14 @@ std::vector<CollectionMapping> load_collection_mappings(const fs::path& file) {
   return out;
 }
 
-StacReport read_stac(const fs::path& file, const std::vector<CollectionMapping>& mappings) {
-  Walker w{mappings, {}, {}};
-  w.walk(file);
+StacReport read_stac(const std::vector<fs::path>& files, const std::vector<CollectionMapping>& mappings) {
+  Walker w{mappings, {}, {}, {}};
+  for (const fs::path& file : files) w.walk(file);
   return std::move(w.report);
+}
+
+StacReport read_stac(const fs::path& file, const std::vector<CollectionMapping>& mappings) {
+  return read_stac(std::vector<fs::path>{file}, mappings);
 }
 
 std::optional<SourceRecord> global_coherence_record(const fs::path& file, Modality modality, const std::string& coherence) {

@@ -61,6 +61,9 @@ struct StacReport {
   int items = 0;                      // items read
   int used = 0;                       // items that gave records
   std::vector<std::string> problems;  // "FILE: item I: asset A: ..." for each left-out asset or item
+  // "FILE: item I: the same product as item J of FILE2 (...), which is kept": one
+  // scene published twice (Earth Search and Planetary Computer) is composited once.
+  std::vector<std::string> duplicates;
 };
 
 // Reads a STAC JSON file (ItemCollection, Item, Catalog or Collection, whose item and
@@ -68,6 +71,8 @@ struct StacReport {
 // Throws std::runtime_error naming the file when it is not JSON or not STAC; an item or
 // asset that cannot be used is reported in `problems` and left out.
 StacReport read_stac(const std::filesystem::path& file, const std::vector<CollectionMapping>& mappings = {});
+// Several files as one: a product in two of them is kept once, from the first.
+StacReport read_stac(const std::vector<std::filesystem::path>& files, const std::vector<CollectionMapping>& mappings = {});
 
 // A STAC href as GDAL opens it: relative hrefs resolved against `base` (the JSON file's
 // folder), file:// stripped, http(s) as /vsicurl/, s3:// as /vsis3/.

@@ -30,6 +30,10 @@ class Cli : public ::testing::Test {
     std::ofstream(p) << text;
     return p.string();
   }
+  static std::string read(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
   std::string exe() const { return EO_PIPELINE_EXE; }
   fs::path dir_;
 };
@@ -193,7 +197,8 @@ TEST_F(Cli, ChoiceOptionsTakeTheNamesOfTheirTables) {
 }
 
 // STAC in: a file that is not JSON stops the command naming it; an item lacking an asset
-// its collection needs is left out by name, and the command says it had problems.
+// its collection needs is left out whole, by name, and the command says it had problems;
+// a day without new items appends nothing and is no failure.
 TEST_F(Cli, CatalogOfStacNamesBadFilesItemsAndAssets) {
   const std::string broken = write("broken.json", "{\"type\": \"FeatureCollection\", \"features\": [");
   const auto bad = run(exe() + " catalog --stac " + broken + " --out " + (dir_ / "c.jsonl").string());
@@ -204,12 +209,26 @@ TEST_F(Cli, CatalogOfStacNamesBadFilesItemsAndAssets) {
     {"type": "Feature", "stac_version": "1.0.0", "id": "S1A_IW_GRDH_1SDV_20210704T015813_20210704T015838_038623_048EA1_rtc",
      "collection": "sentinel-1-rtc", "bbox": [-120.5, 36.5, -119.5, 37.5],
      "properties": {"datetime": "2021-07-04T01:58:13Z", "proj:epsg": 32610},
-     "assets": {"vv": {"href": "vv.tiff"}}}]})");
+     "assets": {"vv": {"href": "vv.tiff"}}},
+    {"type": "Feature", "stac_version": "1.0.0", "id": "S1A_IW_GRDH_1SDV_20210716T015813_20210716T015838_038798_0493C1_rtc",
+     "collection": "sentinel-1-rtc", "bbox": [-120.5, 36.5, -119.5, 37.5],
+     "properties": {"datetime": "2021-07-16T01:58:13Z", "proj:epsg": 32610},
+     "assets": {"vv": {"href": "vv2.tiff"}, "vh": {"href": "vh2.tiff"}}}]})");
   const auto partial = run(exe() + " catalog --stac " + items + " --out " + (dir_ / "c.jsonl").string());
   EXPECT_EQ(partial.code, 1) << partial.output;
   EXPECT_NE(partial.output.find("item S1A_IW_GRDH_1SDV_20210704T015813_20210704T015838_038623_048EA1_rtc: asset vh: missing"),
             std::string::npos) << partial.output;
-  EXPECT_NE(partial.output.find("1 records added"), std::string::npos) << partial.output;
+  EXPECT_NE(partial.output.find("the item is left out for all of s1amp"), std::string::npos) << partial.output;
+  EXPECT_NE(partial.output.find("2 records added"), std::string::npos) << "the complete item's VV and VH only: " << partial.output;
+  const std::string catalogued = read(dir_ / "c.jsonl");
+  EXPECT_EQ(catalogued.find("vv.tiff"), std::string::npos) << "the incomplete item's VV was catalogued";
+
+  // The nightly `catalog --append ... && run` on a day with nothing new.
+  const std::string empty = write("empty.json", R"({"type": "FeatureCollection", "features": []})");
+  const auto quiet = run(exe() + " catalog --stac " + empty + " --append --out " + (dir_ / "c.jsonl").string());
+  EXPECT_EQ(quiet.code, 0) << quiet.output;
+  EXPECT_NE(quiet.output.find("no new items"), std::string::npos) << quiet.output;
+  EXPECT_EQ(read(dir_ / "c.jsonl"), catalogued);
 }
 
 TEST_F(Cli, MissingConfigAndUnknownCommand) {

@@ -127,6 +127,27 @@ TEST_F(Composite, StacRecordsFollowEachPublishersConventions) {
   EXPECT_EQ(back.records()[0].bands, red.bands);
 }
 
+// One scene found through both publishers is one observation: kept once, from the first
+// file, and each left-out item names the one kept.
+TEST_F(Composite, AScenePublishedTwiceIsCataloguedOnce) {
+  const StacReport both = read_stac(std::vector<fs::path>{*dir_ / "earth-search-s2.json", *dir_ / "planetary-computer-s2.json"});
+  EXPECT_EQ(both.items, 10);
+  EXPECT_EQ(both.records.size(), 15u);
+  for (const SourceRecord& r : both.records) EXPECT_NE(r.asset.front(), 'B') << "Planetary Computer's " << r.item << " kept";
+  ASSERT_EQ(both.duplicates.size(), 5u);
+  EXPECT_NE(both.duplicates[0].find("which is kept"), std::string::npos) << both.duplicates[0];
+  EXPECT_NE(both.duplicates[0].find("item S2B_10SGF_20230604_0_L2A of " + (*dir_ / "earth-search-s2.json").string()),
+            std::string::npos) << both.duplicates[0];
+  EXPECT_TRUE(both.problems.empty());
+  // Composited once: the clear count of the pair is that of one publisher.
+  const GridWindow w = window(10);
+  Catalog pair;
+  for (const SourceRecord& r : both.records) pair.add(r);
+  const WarpedModality once = ModalitySources(pair, Modality::s2rgb, w.lonlat_box()).warp(w, settings());
+  const WarpedModality es = ModalitySources(catalog_of(*dir_ / "earth-search-s2.json"), Modality::s2rgb, w.lonlat_box()).warp(w, settings());
+  EXPECT_EQ(once.clear, es.clear);
+}
+
 TEST_F(Composite, EarthSearchAndPlanetaryComputerGiveTheSameComposite) {
   const GridWindow w = window(10);
   const WarpedModality es = ModalitySources(catalog_of(*dir_ / "earth-search-s2.json"), Modality::s2rgb, w.lonlat_box()).warp(w, settings());
@@ -190,7 +211,7 @@ TEST_F(Composite, BadInputsAreNamed) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find((*dir_ / "broken.json").string() + ": not JSON"), std::string::npos) << e.what();
   }
-  // An item without an asset the collection needs: that asset is left out, by name.
+  // An item without an asset the collection needs: left out whole (its other bands too), by name.
   json items;
   std::ifstream(*dir_ / "earth-search-s2.json") >> items;
   items["features"][1]["assets"].erase("green");
@@ -200,7 +221,8 @@ TEST_F(Composite, BadInputsAreNamed) {
   const StacReport report = read_stac(*dir_ / "bad.json");
   ASSERT_EQ(report.problems.size(), 1u);
   EXPECT_NE(report.problems[0].find("item S2B_10SGF_20230619_0_L2A: asset green: missing"), std::string::npos) << report.problems[0];
-  EXPECT_EQ(report.records.size(), 14u);
+  EXPECT_EQ(report.records.size(), 12u);
+  for (const SourceRecord& r : report.records) EXPECT_NE(r.item, "S2B_10SGF_20230619_0_L2A") << r.asset;
   // A CRS GDAL cannot resolve, and a file that is not there: the warp names file, item and asset.
   const GridWindow w = window(10);
   for (const char* id : {"S2B_10SGF_20230709_0_L2A", "S2B_10SGF_20230724_0_L2A"}) {

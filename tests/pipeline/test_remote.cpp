@@ -1,0 +1,337 @@
+// Remote inputs (issue 29): the demo's kind of world read over HTTP, S3 and signed blob
+// URLs from an object store the test starts (tests/support/object_store.py), with the
+// faults object stores produce. What is read must be what the same files on disk give,
+// a fault must cost a retry and not a tile, a missing object only the tiles it reaches,
+// a changed one exactly those tiles' work again, and no token may appear in any output.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fmt/format.h>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "pipeline/driver/inputs.hpp"
+#include "stages/chip/chipper.hpp"
+#include "stages/ingest/remote.hpp"
+#include "support/run.hpp"
+#include "support/world.hpp"
+
+namespace eo {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string read(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// The object store as a child process, stopped when the test is done with it.
+class ObjectStore {
+ public:
+  ObjectStore(const fs::path& root, const fs::path& dir, const std::string& args) : dir_(dir) {
+    fs::create_directories(dir_);
+    fs::remove(dir_ / "port");
+    fs::remove(dir_ / "log.jsonl");
+    const std::string command =
+        fmt::format("exec /usr/bin/python3 {}/tests/support/object_store.py {} --port-file {} --log {} {} 2>{}", EO_SOURCE_DIR,
+                    root.string(), (dir_ / "port").string(), (dir_ / "log.jsonl").string(), args, (dir_ / "stderr").string());
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 300 && !fs::exists(dir_ / "port"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    port_ = std::stoi(read(dir_ / "port"));
+  }
+  ~ObjectStore() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::string url() const { return fmt::format("http://127.0.0.1:{}", port_); }
+  int port() const { return port_; }
+  std::vector<json> requests() const {
+    std::vector<json> out;
+    std::ifstream in(dir_ / "log.jsonl");
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+    return out;
+  }
+
+ private:
+  fs::path dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// Two patches in different zones, coherence cells and Sentinel-2 tiles: some files reach
+// some of the tiles and not all, so that "only the tiles it reaches" can be told.
+constexpr const char* kTwoPatches =
+    "MULTIPOLYGON(((-120.55 37.40, -120.45 37.40, -120.45 37.50, -120.55 37.50, -120.55 37.40)),"
+    "((-119.05 36.40, -118.95 36.40, -118.95 36.50, -119.05 36.50, -119.05 36.40)))";
+
+class Remote : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    world_ = test::make_world("remote", kTwoPatches, "  layout: scenes\n").release();
+    // The reference: the same files read from disk.
+    const auto r = test::run(fmt::format("{} prepare {} -q", EO_PIPELINE_EXE, world_->config_file.string()));
+    ASSERT_EQ(r.code, 0) << r.output;
+    // Path-style S3 and the blob container read the world under a name of their own.
+    fs::create_directory_symlink(world_->config.world_dir(), world_->dir / "eo-bucket");
+    fs::create_directory_symlink(world_->config.world_dir(), world_->dir / "blob");
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(world_->dir);
+    delete world_;
+  }
+  void SetUp() override {
+    name_ = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    dir_ = world_->dir / name_;
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+
+  // The world's catalog with every path (and mask) as `prefix` + its path in the world.
+  fs::path remote_catalog(const std::string& prefix) {
+    const fs::path world = world_->config.world_dir();
+    Catalog remote;
+    for (SourceRecord r : world_->catalog.records()) {
+      r.path = prefix + r.path.lexically_relative(world).string();
+      if (r.mask) r.mask->path = prefix + r.mask->path.lexically_relative(world).string();
+      remote.add(std::move(r));
+    }
+    const fs::path file = dir_ / "catalog.jsonl";
+    remote.save(file);
+    return file;
+  }
+  // A config reading `catalog` into dir_/`out`.
+  fs::path config(const fs::path& catalog, const std::string& out = "out") {
+    std::string yaml = read(world_->config_file);
+    yaml.replace(yaml.find("output: "), yaml.find('\n', yaml.find("output: ")) - yaml.find("output: "),
+                 "output: " + (dir_ / out).string());
+    yaml += "  output: " + world_->config.world_dir().string() + "\ndata:\n  catalog: " + catalog.string() + "\n";
+    const fs::path file = dir_ / (out + ".yaml");
+    std::ofstream(file) << yaml;
+    return file;
+  }
+  test::RunResult prepare(const fs::path& config, const std::string& env = "") {
+    return test::run(fmt::format("{} EO_HTTP_RETRY_S=0.05 EO_HTTP_TIMEOUT_S=20 {} prepare {}", env, EO_PIPELINE_EXE, config.string()));
+  }
+  // The chip stores against those read from disk: every value, every attribute but the
+  // fingerprint, which names the inputs by their paths.
+  void expect_same_chips(const fs::path& out) {
+    const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/compare_chip_stores.py {} {} --ignore-attr fingerprint",
+                                         EO_SOURCE_DIR, (world_->config.output / "chips").string(), (out / "chips").string()));
+    EXPECT_EQ(r.code, 0) << r.output;
+  }
+  json report(const fs::path& out) { return json::parse(read(out / "prepare" / "report.json")); }
+
+  // The tiles that read each file of the world (its path in the world), as the
+  // fingerprint's tile_sources names them.
+  static std::map<std::string, std::set<std::string>> tiles_reading() {
+    std::map<std::string, std::set<std::string>> reached;
+    for (const TilePlan& t : world_->plan.tiles)
+      for (const fs::path& path : tile_sources(world_->catalog, t, world_->config.data.modalities))
+        reached[path.lexically_relative(world_->config.world_dir()).string()].insert(t.id.str());
+    return reached;
+  }
+  // A Sentinel-2 green band that some tiles read and not all.
+  static const SourceRecord& green_of_some_tiles() {
+    const auto reached = tiles_reading();
+    for (const SourceRecord& r : world_->catalog.records())
+      if (r.asset == "green" &&
+          reached.at(r.path.lexically_relative(world_->config.world_dir()).string()).size() < world_->plan.tiles.size())
+        return r;
+    throw std::runtime_error("every green band of the world reaches every tile: the test would not tell");
+  }
+
+  static test::TestWorld* world_;
+  std::string name_;
+  fs::path dir_;
+};
+test::TestWorld* Remote::world_ = nullptr;
+
+TEST_F(Remote, OverHttpTheChipsAreThoseOfTheFilesOnDisk) {
+  ObjectStore store(world_->config.world_dir(), dir_ / "store", "");
+  const auto r = prepare(config(remote_catalog("/vsicurl/" + store.url() + "/")));
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_same_chips(dir_ / "out");
+  // Byte ranges only (no whole-file GET), and no side-car file asked for.
+  for (const json& q : store.requests()) {
+    EXPECT_TRUE(q["range"].is_string()) << q.dump();
+    EXPECT_EQ(q["status"], 206) << q.dump();
+  }
+}
+
+TEST_F(Remote, OverS3PathStyleUnsignedTheChipsAreThoseOfTheFilesOnDisk) {
+  ObjectStore store(world_->dir, dir_ / "store", "");
+  const auto r = prepare(config(remote_catalog("/vsis3/eo-bucket/")),
+                         fmt::format("AWS_S3_ENDPOINT=127.0.0.1:{} AWS_HTTPS=NO AWS_VIRTUAL_HOSTING=FALSE AWS_NO_SIGN_REQUEST=YES",
+                                     store.port()));
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_same_chips(dir_ / "out");
+  const auto requests = store.requests();
+  ASSERT_FALSE(requests.empty());
+  for (const json& q : requests) EXPECT_TRUE(q["path"].get<std::string>().starts_with("/eo-bucket/")) << q.dump();
+}
+
+TEST_F(Remote, FaultsAreRetriedAndNoTileIsLostOrDamaged) {
+  ObjectStore store(world_->config.world_dir(), dir_ / "store", "--p503 0.01 --once 429,reset,truncate --seed 3");
+  const auto r = prepare(config(remote_catalog("/vsicurl/" + store.url() + "/")));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(report(dir_ / "out")["done"], static_cast<int>(world_->plan.tiles.size()));
+  expect_same_chips(dir_ / "out");
+  std::map<std::string, int> faults;
+  const auto requests = store.requests();
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const json& q = requests[i];
+    if (q["fault"].is_null()) continue;
+    ++faults[q["fault"].get<std::string>()];
+    if (q["fault"] == "429") {
+      // Retry-After: 1 is honoured: the same range asked for again no sooner.
+      for (std::size_t k = i + 1; k < requests.size(); ++k)
+        if (requests[k]["path"] == q["path"] && requests[k]["range"] == q["range"]) {
+          EXPECT_GE(requests[k]["t"].get<double>() - q["t"].get<double>(), 0.99);
+          break;
+        }
+    }
+  }
+  EXPECT_EQ(faults["429"], 1);
+  EXPECT_EQ(faults["reset"], 1);
+  EXPECT_EQ(faults["truncate"], 1);
+  EXPECT_GE(faults["503"], 1) << "at 1%, some of the requests were to fail";
+}
+
+TEST_F(Remote, AMissingObjectFailsOnlyTheTilesThatNeedItAndNamesIt) {
+  // One asset of one scene answers 404; the tiles that read it are those tile_sources names.
+  const SourceRecord& green = green_of_some_tiles();
+  const std::string file = green.path.lexically_relative(world_->config.world_dir()).string();
+  const std::set<std::string> needing = tiles_reading().at(file);
+
+  ObjectStore store(world_->config.world_dir(), dir_ / "store", "--not-found " + file);
+  const auto r = prepare(config(remote_catalog("/vsicurl/" + store.url() + "/")));
+  EXPECT_EQ(r.code, 1) << r.output;
+  const json rep = report(dir_ / "out");
+  std::set<std::string> failed;
+  for (const json& f : rep["failures"]) {
+    failed.insert(f["tile"].get<std::string>());
+    const std::string error = f["error"].get<std::string>();
+    for (const std::string& part : {fmt::format("{}/{}", store.url(), file), "item " + green.item,
+                                    std::string("asset green"), std::string("HTTP 404")})
+      EXPECT_NE(error.find(part), std::string::npos) << "'" << part << "' not in: " << error;
+  }
+  EXPECT_EQ(failed, needing);
+  EXPECT_EQ(rep["done"], static_cast<int>(world_->plan.tiles.size() - needing.size()));
+}
+
+TEST_F(Remote, AnObjectChangedBetweenRunsRedoesExactlyItsTiles) {
+  // The copy of the world the store serves: one file of it is written anew between runs.
+  const fs::path served = dir_ / "served";
+  fs::copy(world_->config.world_dir(), served, fs::copy_options::recursive);
+  ObjectStore store(served, dir_ / "store", "");
+  const fs::path cfg = config(remote_catalog("/vsicurl/" + store.url() + "/"));
+  ASSERT_EQ(prepare(cfg).code, 0);
+
+  // A file that some tiles read and not all.
+  auto reached = tiles_reading();
+  const std::string file = green_of_some_tiles().path.lexically_relative(world_->config.world_dir()).string();
+  // The same bytes written again: a new ETag, as an object store gives a re-upload.
+  const std::string bytes = read(served / file);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ofstream(served / file, std::ios::binary | std::ios::trunc) << bytes;
+
+  const auto r = prepare(cfg);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json rep = report(dir_ / "out");
+  EXPECT_EQ(rep["done"], static_cast<int>(reached[file].size())) << file;
+  EXPECT_EQ(rep["skipped_done"], static_cast<int>(world_->plan.tiles.size() - reached[file].size()));
+}
+
+TEST_F(Remote, ThePublishersVersionDecidesWithoutAskingTheStore) {
+  // A catalog whose records carry the STAC's version, pointing at a port nobody listens
+  // on: the fingerprints are made without a request, and a new version of one file
+  // changes the fingerprints of exactly the tiles it reaches.
+  Catalog catalog;
+  for (SourceRecord r : world_->catalog.records()) {
+    r.path = "/vsicurl/http://127.0.0.1:9/" + r.path.lexically_relative(world_->config.world_dir()).string();
+    r.version = "updated 2026-01-01T00:00:00Z; size 100";
+    if (r.mask) {
+      r.mask->path = "/vsicurl/http://127.0.0.1:9/" + r.mask->path.lexically_relative(world_->config.world_dir()).string();
+      r.mask->version = "size 10";
+    }
+    catalog.add(std::move(r));
+  }
+  const RemoteStats before = remote_stats();
+  std::vector<std::string> first;
+  for (const TilePlan& t : world_->plan.tiles) first.push_back(tile_fingerprint(catalog, t, world_->config, ""));
+  EXPECT_EQ(remote_stats().requests, before.requests);
+
+  Catalog changed;
+  const SourceRecord& green = green_of_some_tiles();
+  for (SourceRecord r : catalog.records()) {
+    if (r.item == green.item && r.asset == "green") r.version = "updated 2026-02-01T00:00:00Z; size 100";
+    changed.add(std::move(r));
+  }
+  const auto reading = tiles_reading().at(green.path.lexically_relative(world_->config.world_dir()).string());
+  for (std::size_t i = 0; i < world_->plan.tiles.size(); ++i) {
+    const TilePlan& t = world_->plan.tiles[i];
+    EXPECT_EQ(tile_fingerprint(changed, t, world_->config, "") != first[i], reading.count(t.id.str()) == 1) << t.id.str();
+  }
+}
+
+TEST_F(Remote, SignedBlobsNeedATokenAndNoTokenAppearsInAnyOutput) {
+  // Planetary Computer's way: a SAS token per container from the token endpoint; the
+  // store revokes the first after 40 uses, so the reader must fetch another on the 403.
+  ObjectStore store(world_->dir, dir_ / "store", "--sas-prefix /blob/ --sas-revoke-after 40");
+  const fs::path catalog = remote_catalog("/vsicurl/" + store.url() + "/blob/");
+  const std::string sas = fmt::format("EO_SAS_HOSTS={0}/ EO_SAS_TOKEN_URL={0}/api/sas/v1/token", store.url());
+
+  // Unsigned: every blob is refused, and the message says so.
+  const auto refused = prepare(config(catalog, "unsigned"), fmt::format("EO_SAS_HOSTS=none"));
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(report(dir_ / "unsigned")["failures"][0]["error"].get<std::string>().find("HTTP 403"), std::string::npos);
+
+  const auto r = prepare(config(catalog), sas);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_same_chips(dir_ / "out");
+  int tokens = 0;
+  for (const json& q : store.requests()) tokens += q["path"].get<std::string>().starts_with("/api/sas/v1/token/");
+  EXPECT_GE(tokens, 2) << "the revoked token was to be replaced";
+  EXPECT_LE(tokens, 4) << "a token is kept until it expires or is refused";
+
+  // The tokens' signatures are SECRET<n>x...: in no file written and in no message.
+  EXPECT_EQ(r.output.find("SECRET"), std::string::npos) << r.output;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "out"))
+    if (e.is_regular_file()) EXPECT_EQ(read(e.path()).find("SECRET"), std::string::npos) << e.path();
+
+  // Items saved signed (planetary_computer.sign): the catalog keeps the hrefs without it.
+  const SourceRecord& green = green_of_some_tiles();
+  const std::string href = fmt::format("{}/blob/{}?st=2026-12-07&se=2026-12-08&sp=rl&sig=SECRETxSAVED", store.url(),
+                                       green.path.lexically_relative(world_->config.world_dir()).string());
+  std::ofstream(dir_ / "signed.json") << json{
+      {"type", "FeatureCollection"},
+      {"features",
+       {{{"type", "Feature"}, {"stac_version", "1.0.0"}, {"id", green.item}, {"collection", "sentinel-2-l2a"},
+         {"bbox", {green.footprint.lon0, green.footprint.lat0, green.footprint.lon1, green.footprint.lat1}},
+         {"properties", {{"datetime", green.time}, {"proj:epsg", 32610}}},
+         {"assets", {{"B04", {{"href", href}}}, {"B03", {{"href", href}}}, {"B02", {{"href", href}}},
+                     {"SCL", {{"href", href}}}}}}}}}.dump();
+  const auto catalogued = test::run(fmt::format("{} {} catalog --stac {} --out {}", sas, EO_PIPELINE_EXE,
+                                                (dir_ / "signed.json").string(), (dir_ / "signed.jsonl").string()));
+  ASSERT_EQ(catalogued.code, 0) << catalogued.output;
+  const std::string lines = read(dir_ / "signed.jsonl");
+  EXPECT_NE(lines.find(fmt::format("{}/blob/", store.url())), std::string::npos) << lines;
+  EXPECT_EQ(lines.find("SECRET"), std::string::npos) << lines;
+  EXPECT_EQ(catalogued.output.find("SECRET"), std::string::npos) << catalogued.output;
+}
+
+}  // namespace
+}  // namespace eo
