@@ -191,6 +191,7 @@ struct Request {
   std::string content_range, retry_after;
   int attempts = 0;
   Clock::time_point first, wake;
+  bool sign = true;   // false: the token endpoint's own request
   std::string token;  // the SAS token the last attempt was signed with
   bool renewed_token = false;
   char error[CURL_ERROR_SIZE] = {};
@@ -240,7 +241,7 @@ std::string signed_url(Request& r) {
 
 CURL* start(Request& r, curl_slist*& headers) {
   CURL* e = curl_easy_init();
-  curl_easy_setopt(e, CURLOPT_URL, signed_url(r).c_str());
+  curl_easy_setopt(e, CURLOPT_URL, (r.sign ? signed_url(r) : r.url).c_str());
   curl_easy_setopt(e, CURLOPT_PRIVATE, &r);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
@@ -296,7 +297,7 @@ Outcome judge(Request& r, CURLcode code, std::string& why) {
     why = fmt::format("HTTP {}", r.status);
     return Outcome::retry;
   }
-  if (r.status == 403 && !r.renewed_token && !SasTokens::key_of(r.url).empty()) {
+  if (r.status == 403 && r.sign && !r.renewed_token && !SasTokens::key_of(r.url).empty()) {
     // An expired or revoked SAS token: fetched anew, once.
     r.renewed_token = true;
     sas().token(SasTokens::key_of(r.url), r.token);
@@ -347,7 +348,7 @@ double backoff_s(const Request& r) {
 
 // Performs the requests, up to EO_HTTP_IN_FLIGHT at once, each retried as settings say.
 // "" when all succeeded; else why the first that failed did (the caller names the object).
-std::string perform(std::vector<Request>& requests) {
+std::string perform(std::vector<Request>& requests, CURLM* handle = multi.handle) {
   const Settings& s = settings();
   std::deque<Request*> ready;
   std::vector<Request*> waiting;
@@ -358,7 +359,7 @@ std::string perform(std::vector<Request>& requests) {
   std::map<CURL*, curl_slist*> active;
   std::string failure;
   const auto finish = [&](CURL* e) {
-    curl_multi_remove_handle(multi.handle, e);
+    curl_multi_remove_handle(handle, e);
     curl_slist_free_all(active.at(e));
     active.erase(e);
     curl_easy_cleanup(e);
@@ -375,7 +376,7 @@ std::string perform(std::vector<Request>& requests) {
       try {
         CURL* e = start(*r, headers);
         active[e] = headers;
-        curl_multi_add_handle(multi.handle, e);
+        curl_multi_add_handle(handle, e);
       } catch (const std::exception& ex) {  // a SAS token that cannot be had
         curl_slist_free_all(headers);
         failure = ex.what();
@@ -383,9 +384,9 @@ std::string perform(std::vector<Request>& requests) {
     }
     if (!failure.empty()) break;
     int running = 0;
-    curl_multi_perform(multi.handle, &running);
+    curl_multi_perform(handle, &running);
     int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi.handle, &left)) {
+    while (CURLMsg* msg = curl_multi_info_read(handle, &left)) {
       if (msg->msg != CURLMSG_DONE) continue;
       CURL* e = msg->easy_handle;
       const CURLcode code = msg->data.result;
@@ -414,7 +415,7 @@ std::string perform(std::vector<Request>& requests) {
       for (Request* r : waiting) wake = std::min(wake, r->wake);
       std::this_thread::sleep_until(wake);
     } else if (!active.empty()) {
-      curl_multi_poll(multi.handle, nullptr, 0, 100, nullptr);
+      curl_multi_poll(handle, nullptr, 0, 100, nullptr);
     }
   }
   while (!active.empty()) finish(active.begin()->first);
@@ -426,32 +427,14 @@ std::string SasTokens::token(const std::string& key, const std::string& refused)
   const std::time_t now = std::time(nullptr);
   auto it = tokens_.find(key);
   if (it != tokens_.end() && it->second.expiry - 60 > now && it->second.query != refused) return it->second.query;
-  // Not through perform(): the token endpoint's URL is never itself signed.
-  Request q;
-  q.url = env("EO_SAS_TOKEN_URL", "https://planetarycomputer.microsoft.com/api/sas/v1/token") + "/" + key;
-  CURL* e = curl_easy_init();
-  curl_easy_setopt(e, CURLOPT_URL, q.url.c_str());
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &q);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q.error);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(settings().timeout_s * 1000));
-  std::string failure;
-  for (int attempt = 1; attempt <= settings().attempts; ++attempt) {
-    q.body.clear();
-    const CURLcode code = curl_easy_perform(e);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &q.status);
-    if (code == CURLE_OK && q.status == 200) {
-      failure.clear();
-      break;
-    }
-    failure = code != CURLE_OK ? std::string(q.error[0] ? q.error : curl_easy_strerror(code)) : fmt::format("HTTP {}", q.status);
-    if (code == CURLE_OK && q.status != 429 && q.status < 500) break;
-    std::this_thread::sleep_for(std::chrono::duration<double>(settings().retry_s * attempt));
-  }
-  curl_easy_cleanup(e);
-  if (!failure.empty()) throw std::runtime_error(fmt::format("no SAS token from {}: {}", redact_url(q.url), failure));
+  std::vector<Request> request(1);
+  Request& q = request.front();
+  q.url = q.object = env("EO_SAS_TOKEN_URL", "https://planetarycomputer.microsoft.com/api/sas/v1/token") + "/" + key;
+  q.sign = false;
+  // A multi handle of its own: this runs inside a transfer of the thread's.
+  Multi own;
+  if (const std::string failure = perform(request, own.handle); !failure.empty())
+    throw std::runtime_error(fmt::format("no SAS token from {}: {}", redact_url(q.url), failure));
   Token t;
   try {
     const auto j = nlohmann::json::parse(q.body);

@@ -17,6 +17,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "support/read_file.hpp"
 #include "support/run_world.hpp"
 #include "support/temp_dir.hpp"
 
@@ -26,10 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string read(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 std::string exe() { return EO_PIPELINE_EXE; }
 
@@ -101,7 +98,7 @@ TEST_F(Careless, AoiRingsMustBeAreas) {
 
 TEST_F(Careless, SettingsThatCannotWorkAreRefusedWithTheMemoryTheyNeed) {
   // 1 m pixels ran for minutes on 4 chips and reached 2.9 GB.
-  std::string yaml = read(config());
+  std::string yaml = test::read_file(config());
   yaml.replace(yaml.find("pixel_size: 40"), 14, "pixel_size: 1");
   const fs::path fine = write("fine.yaml", yaml);
   const auto refused = test::run(exe() + " plan " + fine.string());
@@ -197,18 +194,18 @@ TEST_F(Careless, AChainOfChildCatalogsAsLongAsTheDiskHoldsIsWalked) {
 TEST_F(Careless, AnOutputThatIsAnInputIsRefused) {
   const fs::path stac = write("items.json", R"({"type": "FeatureCollection", "features": [)" +
                                                 rtc_item("one", "[-121.3, 36.6, -121.2, 36.7]") + "]}");
-  const std::string before = read(stac);
+  const std::string before = test::read_file(stac);
   for (const std::string& out : {stac.string(), (dir_ / "." / "items.json").string()}) {
     const auto r = test::run(exe() + " catalog --stac " + stac.string() + " --out " + out);
     EXPECT_EQ(r.code, 2) << r.output;
     EXPECT_NE(r.output.find("the output " + out + " is the input " + stac.string() + " (--stac)"), std::string::npos) << r.output;
-    EXPECT_EQ(read(stac), before) << "the STAC file was overwritten";
+    EXPECT_EQ(test::read_file(stac), before) << "the STAC file was overwritten";
   }
   // Through a link, too.
   fs::create_symlink(stac, dir_ / "link.jsonl");
   const auto linked = test::run(exe() + " catalog --stac " + stac.string() + " --out " + (dir_ / "link.jsonl").string());
   EXPECT_EQ(linked.code, 2) << linked.output;
-  EXPECT_EQ(read(stac), before);
+  EXPECT_EQ(test::read_file(stac), before);
 }
 
 TEST_F(Careless, SynthDoesNotReplaceAWorldItDidNotMake) {
@@ -219,21 +216,21 @@ TEST_F(Careless, SynthDoesNotReplaceAWorldItDidNotMake) {
   EXPECT_EQ(refused.code, 2) << refused.output;
   EXPECT_NE(refused.output.find(mine.string() + " already holds a catalog that synth did not write"), std::string::npos)
       << refused.output;
-  EXPECT_EQ(read(mine), "{\"a user's\": \"catalog\"}\n");
+  EXPECT_EQ(test::read_file(mine), "{\"a user's\": \"catalog\"}\n");
   EXPECT_EQ(std::distance(fs::directory_iterator(world), {}), 1) << "synth wrote beside the user's catalog";
   // --force replaces it; synth again with the same settings (the demo run twice) goes ahead.
   const auto forced = test::run(exe() + " synth -q --force " + config(settings).string());
   ASSERT_EQ(forced.code, 0) << forced.output;
-  const std::string synthesised = read(mine);
+  const std::string synthesised = test::read_file(mine);
   EXPECT_NE(synthesised.find("s2rgb"), std::string::npos);
   const auto again = test::run(exe() + " synth -q " + config(settings).string());
   EXPECT_EQ(again.code, 0) << again.output;
-  EXPECT_EQ(read(mine), synthesised);
+  EXPECT_EQ(test::read_file(mine), synthesised);
   // Other settings make another world: refused without --force.
   const auto other = test::run(exe() + " synth -q " + config("synth:\n  resolution_scale: 8\n  seed: 4\n").string());
   EXPECT_EQ(other.code, 2) << other.output;
   EXPECT_NE(other.output.find("already holds a catalog of a world other settings made"), std::string::npos) << other.output;
-  EXPECT_EQ(read(mine), synthesised);
+  EXPECT_EQ(test::read_file(mine), synthesised);
 }
 
 TEST_F(Careless, AJournalRecordNoTileCanHaveIsLeftOutAndItsTileRedone) {
@@ -290,7 +287,7 @@ class CarelessRun : public ::testing::Test {
 
   // The world's config with each `from` replaced by `to`, as NAME.yaml.
   static fs::path config_with(const std::string& name, const std::vector<std::pair<std::string, std::string>>& edits) {
-    std::string yaml = read(world_->world->config_file);
+    std::string yaml = test::read_file(world_->world->config_file);
     for (const auto& [from, to] : edits) {
       const auto at = yaml.find(from);
       if (at == std::string::npos) throw std::runtime_error(from + " not in " + yaml);
@@ -370,7 +367,7 @@ TEST_F(CarelessRun, AnEncoderThatReturnsNaNFailsItsTilesSayingSo) {
     for (torch::Tensor p : m.parameters()) p.fill_(std::nanf(""));
     m.save((exported / "s2rgb.pt").string());
   }
-  const std::string yaml = read(world_->world->config_file);
+  const std::string yaml = test::read_file(world_->world->config_file);
   const auto at = yaml.find("  checkpoint: ");
   const auto r = test::run(run_in(config_with("nan", {{yaml.substr(at, yaml.find('\n', at) - at), "  torchscript: " + exported.string()}}),
                                   "nan"));
@@ -436,7 +433,7 @@ TEST_F(CarelessRun, ABatchWhoseActivationsExceedTheMachineIsRefusedUpFront) {
   // pretrain.batch 65536 died with LibTorch's stack trace after trying to allocate 39 GB.
   const fs::path checkpoints = fs::path(checkpoint()).parent_path();
   std::map<std::string, std::string> before;
-  for (const auto& e : fs::directory_iterator(checkpoints)) before[e.path().filename()] = read(e.path());
+  for (const auto& e : fs::directory_iterator(checkpoints)) before[e.path().filename()] = test::read_file(e.path());
   const fs::path config = config_with("huge_batch", {{"batch: 8", "batch: 65536"}});
   const auto r = test::run(fmt::format("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpiexec -n 2 --oversubscribe "
                                        "{} pretrain {}", exe(), config.string()));
@@ -444,7 +441,7 @@ TEST_F(CarelessRun, ABatchWhoseActivationsExceedTheMachineIsRefusedUpFront) {
   EXPECT_NE(r.output.find("pretrain.batch 65536: the nano model's activations need at least"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("c10::Error"), std::string::npos) << r.output;
   std::map<std::string, std::string> after;
-  for (const auto& e : fs::directory_iterator(checkpoints)) after[e.path().filename()] = read(e.path());
+  for (const auto& e : fs::directory_iterator(checkpoints)) after[e.path().filename()] = test::read_file(e.path());
   EXPECT_TRUE(before == after) << "the refused pretraining changed the checkpoints";
 }
 
@@ -461,11 +458,11 @@ TEST_F(CarelessRun, AWidthTheAttentionHeadsDoNotDivideIsRefused) {
 // mount is Careless.ReadOnlyOutputIsReadByStatus).
 TEST_F(CarelessRun, StatusChangesNothingOfTheOutput) {
   const fs::path out = world_->dir / "reference";
-  const std::string lock = read(out / "run.lock");
+  const std::string lock = test::read_file(out / "run.lock");
   const auto time = fs::last_write_time(out / "run.lock");
   const auto r = test::run(exe() + " status " + world_->world->config_file.string() + " --output " + out.string());
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_EQ(read(out / "run.lock"), lock);
+  EXPECT_EQ(test::read_file(out / "run.lock"), lock);
   EXPECT_EQ(fs::last_write_time(out / "run.lock"), time);
 }
 

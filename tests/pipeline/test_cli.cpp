@@ -7,6 +7,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "support/read_file.hpp"
 #include "support/run.hpp"
 
 namespace eo {
@@ -29,10 +30,6 @@ class Cli : public ::testing::Test {
     const fs::path p = dir_ / name;
     std::ofstream(p) << text;
     return p.string();
-  }
-  static std::string read(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), {});
   }
   std::string exe() const { return EO_PIPELINE_EXE; }
   fs::path dir_;
@@ -220,7 +217,7 @@ TEST_F(Cli, CatalogOfStacNamesBadFilesItemsAndAssets) {
             std::string::npos) << partial.output;
   EXPECT_NE(partial.output.find("the item is left out for all of s1amp"), std::string::npos) << partial.output;
   EXPECT_NE(partial.output.find("2 records added"), std::string::npos) << "the complete item's VV and VH only: " << partial.output;
-  const std::string catalogued = read(dir_ / "c.jsonl");
+  const std::string catalogued = test::read_file(dir_ / "c.jsonl");
   EXPECT_EQ(catalogued.find("vv.tiff"), std::string::npos) << "the incomplete item's VV was catalogued";
 
   // The nightly `catalog --append ... && run` on a day with nothing new.
@@ -228,7 +225,7 @@ TEST_F(Cli, CatalogOfStacNamesBadFilesItemsAndAssets) {
   const auto quiet = run(exe() + " catalog --stac " + empty + " --append --out " + (dir_ / "c.jsonl").string());
   EXPECT_EQ(quiet.code, 0) << quiet.output;
   EXPECT_NE(quiet.output.find("no new items"), std::string::npos) << quiet.output;
-  EXPECT_EQ(read(dir_ / "c.jsonl"), catalogued);
+  EXPECT_EQ(test::read_file(dir_ / "c.jsonl"), catalogued);
 }
 
 TEST_F(Cli, MissingConfigAndUnknownCommand) {

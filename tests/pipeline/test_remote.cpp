@@ -20,6 +20,7 @@
 #include "pipeline/driver/inputs.hpp"
 #include "stages/chip/chipper.hpp"
 #include "stages/ingest/remote.hpp"
+#include "support/read_file.hpp"
 #include "support/run.hpp"
 #include "support/world.hpp"
 
@@ -29,10 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string read(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
 
 // The object store as a child process, stopped when the test is done with it.
 class ObjectStore {
@@ -50,7 +47,7 @@ class ObjectStore {
       _exit(127);
     }
     for (int i = 0; i < 300 && !fs::exists(dir_ / "port"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    port_ = std::stoi(read(dir_ / "port"));
+    port_ = std::stoi(test::read_file(dir_ / "port"));
   }
   ~ObjectStore() {
     kill(pid_, SIGTERM);
@@ -114,7 +111,7 @@ class Remote : public ::testing::Test {
   }
   // A config reading `catalog` into dir_/`out`.
   fs::path config(const fs::path& catalog, const std::string& out = "out") {
-    std::string yaml = read(world_->config_file);
+    std::string yaml = test::read_file(world_->config_file);
     yaml.replace(yaml.find("output: "), yaml.find('\n', yaml.find("output: ")) - yaml.find("output: "),
                  "output: " + (dir_ / out).string());
     yaml += "  output: " + world_->config.world_dir().string() + "\ndata:\n  catalog: " + catalog.string() + "\n";
@@ -127,12 +124,12 @@ class Remote : public ::testing::Test {
   }
   // The chip stores against those read from disk: every value, every attribute but the
   // fingerprint, which names the inputs by their paths.
-  void expect_same_chips(const fs::path& out) {
-    const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/compare_chip_stores.py {} {} --ignore-attr fingerprint",
-                                         EO_SOURCE_DIR, (world_->config.output / "chips").string(), (out / "chips").string()));
+  void expect_same_chips(const fs::path& out, const std::string& more = "") {
+    const auto r = test::run(fmt::format("/usr/bin/python3 {}/tests/python/compare_chip_stores.py {} {} --ignore-attr fingerprint {}",
+                                         EO_SOURCE_DIR, (world_->config.output / "chips").string(), (out / "chips").string(), more));
     EXPECT_EQ(r.code, 0) << r.output;
   }
-  json report(const fs::path& out) { return json::parse(read(out / "prepare" / "report.json")); }
+  json report(const fs::path& out) { return json::parse(test::read_file(out / "prepare" / "report.json")); }
 
   // The tiles that read each file of the world (its path in the world), as the
   // fingerprint's tile_sources names them.
@@ -244,7 +241,7 @@ TEST_F(Remote, AnObjectChangedBetweenRunsRedoesExactlyItsTiles) {
   auto reached = tiles_reading();
   const std::string file = green_of_some_tiles().path.lexically_relative(world_->config.world_dir()).string();
   // The same bytes written again: a new ETag, as an object store gives a re-upload.
-  const std::string bytes = read(served / file);
+  const std::string bytes = test::read_file(served / file);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::ofstream(served / file, std::ios::binary | std::ios::trunc) << bytes;
 
@@ -253,6 +250,37 @@ TEST_F(Remote, AnObjectChangedBetweenRunsRedoesExactlyItsTiles) {
   const json rep = report(dir_ / "out");
   EXPECT_EQ(rep["done"], static_cast<int>(reached[file].size())) << file;
   EXPECT_EQ(rep["skipped_done"], static_cast<int>(world_->plan.tiles.size() - reached[file].size()));
+}
+
+TEST_F(Remote, AnObjectChangedDuringARunFailsItsTileByNameAndTheNextRunMendsIt) {
+  // How many ranged reads a run makes: the change comes half-way.
+  int reads = 0;
+  {
+    ObjectStore count(world_->config.world_dir(), dir_ / "count", "");
+    ASSERT_EQ(prepare(config(remote_catalog("/vsicurl/" + count.url() + "/"), "count")).code, 0);
+    for (const json& q : count.requests()) reads += q["range"].is_string();
+  }
+  // Then every object gets a new ETag (uploaded anew): a tile that had begun to read an
+  // object with the old one must not mix the two; it fails, naming it.
+  ObjectStore store(world_->config.world_dir(), dir_ / "store", fmt::format("--new-etags-after {}", reads / 2));
+  const fs::path cfg = config(remote_catalog("/vsicurl/" + store.url() + "/"));
+  const auto changed = prepare(cfg);
+  EXPECT_EQ(changed.code, 1) << changed.output;
+  const json rep = report(dir_ / "out");
+  ASSERT_FALSE(rep["failures"].empty());
+  for (const json& f : rep["failures"]) {
+    const std::string error = f["error"].get<std::string>();
+    EXPECT_NE(error.find("the object changed during the run"), std::string::npos) << error;
+    EXPECT_NE(error.find(store.url() + "/"), std::string::npos) << error;
+  }
+  // The next run reads the new objects from their start: every tile, the same chips.
+  // Known problem, left open (issue 29's note): half-way is still inside the normalisation
+  // statistics' sample, which leaves out the files it could not read, as it does a broken
+  // local file, and keeps the statistics made without them; so they differ from a clean
+  // run's, and are not compared here.
+  const auto again = prepare(cfg);
+  ASSERT_EQ(again.code, 0) << again.output;
+  expect_same_chips(dir_ / "out", "--ignore-attr normalisation");
 }
 
 TEST_F(Remote, ThePublishersVersionDecidesWithoutAskingTheStore) {
@@ -310,7 +338,7 @@ TEST_F(Remote, SignedBlobsNeedATokenAndNoTokenAppearsInAnyOutput) {
   // The tokens' signatures are SECRET<n>x...: in no file written and in no message.
   EXPECT_EQ(r.output.find("SECRET"), std::string::npos) << r.output;
   for (const auto& e : fs::recursive_directory_iterator(dir_ / "out"))
-    if (e.is_regular_file()) EXPECT_EQ(read(e.path()).find("SECRET"), std::string::npos) << e.path();
+    if (e.is_regular_file()) EXPECT_EQ(test::read_file(e.path()).find("SECRET"), std::string::npos) << e.path();
 
   // Items saved signed (planetary_computer.sign): the catalog keeps the hrefs without it.
   const SourceRecord& green = green_of_some_tiles();
@@ -327,7 +355,7 @@ TEST_F(Remote, SignedBlobsNeedATokenAndNoTokenAppearsInAnyOutput) {
   const auto catalogued = test::run(fmt::format("{} {} catalog --stac {} --out {}", sas, EO_PIPELINE_EXE,
                                                 (dir_ / "signed.json").string(), (dir_ / "signed.jsonl").string()));
   ASSERT_EQ(catalogued.code, 0) << catalogued.output;
-  const std::string lines = read(dir_ / "signed.jsonl");
+  const std::string lines = test::read_file(dir_ / "signed.jsonl");
   EXPECT_NE(lines.find(fmt::format("{}/blob/", store.url())), std::string::npos) << lines;
   EXPECT_EQ(lines.find("SECRET"), std::string::npos) << lines;
   EXPECT_EQ(catalogued.output.find("SECRET"), std::string::npos) << catalogued.output;

@@ -8,6 +8,7 @@ endpoint and checks the token on the blobs it guards.
 
     object_store.py ROOT --port-file F [--latency-ms 50] [--rate-mbps 100]
                     [--p503 0.01] [--once 429,reset,truncate] [--not-found REGEX]
+                    [--new-etags-after N]
                     [--sas-prefix /blob/ --sas-lifetime-s 3600 --sas-revoke-after N] [--log F]
 
 The port it listens on (127.0.0.1, chosen by the system) is written to --port-file once
@@ -118,8 +119,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.simple(404, b"<Error><Code>NoSuchKey</Code></Error>", rng=rng)
         st = os.stat(file)
         size = st.st_size
+        with srv.log_lock:
+            srv.ranged += rng is not None
+            # Every object "uploaded anew" after so many ranged reads: new ETags, same bytes.
+            generation = 1 if 0 < srv.new_etags_after <= srv.ranged else 0
         headers = {
-            "ETag": '"%x-%x"' % (st.st_mtime_ns, size),
+            "ETag": '"%x-%x-%d"' % (st.st_mtime_ns, size, generation),
             "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
             "Accept-Ranges": "bytes",
             "Content-Type": "image/tiff",
@@ -229,6 +234,7 @@ def main():
     p.add_argument("--sas-prefix", default="", help="blobs under this path need a SAS token's query string")
     p.add_argument("--sas-lifetime-s", type=float, default=3600)
     p.add_argument("--sas-revoke-after", type=int, default=0, help="signed requests after which the tokens given are revoked")
+    p.add_argument("--new-etags-after", type=int, default=0, help="ranged reads after which every ETag changes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log", default="")
     args = p.parse_args()
@@ -240,6 +246,8 @@ def main():
     srv.sas_prefix = args.sas_prefix
     srv.sas_lifetime = args.sas_lifetime_s
     srv.sas_revoke_after = args.sas_revoke_after
+    srv.new_etags_after = args.new_etags_after
+    srv.ranged = 0
     srv.signed_uses = 0
     srv.tokens_issued = 0
     srv.valid_sigs = {}
