@@ -11,6 +11,7 @@
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/hash.hpp"
+#include "stages/ingest/remote.hpp"
 #include "stages/reproject/warp.hpp"
 
 namespace eo {
@@ -77,9 +78,13 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
           const SourceRecord* r = all[i * all.size() / count];
           std::vector<float> values;
           // A broken file fails only the tiles that read it: here it is left out of the sample.
+          // A remote one that could not be read now is not broken: the statistics, kept for
+          // good once written, must not depend on the network's luck; the run stops instead.
           try {
             values = SourceSet({r}, {b}).sample(0, 1, 512);
           } catch (const std::exception& e) {
+            if (take_transient_remote_failure())
+              throw StageError("chip", fmt::format("normalisation: {}; nothing is written: run again", detail_of(e)));
             if (warn) warn(fmt::format("normalisation: left out {}", e.what()));
           }
           for (float v : values) {

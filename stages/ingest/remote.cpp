@@ -68,6 +68,7 @@ const Settings& settings() {
 
 std::atomic<std::int64_t> n_requests{0}, n_retries{0}, n_bytes{0}, n_hits{0};
 thread_local std::string last_failure;
+thread_local bool last_failure_transient = false;
 
 // --- Where an object is and how a request for it is signed ----------------------------
 
@@ -407,6 +408,7 @@ std::string perform(std::vector<Request>& requests, CURLM* handle = multi.handle
         waiting.push_back(r);
       } else if (o != Outcome::ok && failure.empty()) {
         failure = o == Outcome::retry ? fmt::format("{} ({} attempts in {:.1f} s)", why, r->attempts, spent) : why;
+        last_failure_transient = o == Outcome::retry;
       }
     }
     if (!failure.empty()) break;
@@ -537,7 +539,8 @@ std::string fetch_runs(const std::string& object, const std::vector<std::pair<st
         got[c] = std::move(chunk);
       }
     }
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // the object changed during the run: a run again reads the new one
+    last_failure_transient = true;
     return e.what();
   }
   return "";
@@ -739,6 +742,8 @@ std::string redact_url(const std::string& url) {
 std::string unsigned_href(const std::string& url) { return SasTokens::key_of(url).empty() ? url : redact_url(url); }
 
 std::string take_remote_failure() { return std::exchange(last_failure, std::string()); }
+
+bool take_transient_remote_failure() { return std::exchange(last_failure_transient, false); }
 
 std::optional<RemoteObjectInfo> remote_object_info(const std::string& path) {
   install_remote_reader();

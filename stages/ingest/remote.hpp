@@ -51,6 +51,10 @@ std::string unsigned_href(const std::string& url);
 // Why the calling thread's last remote read or open failed: "HTTP 404 Not Found",
 // "Connection reset by peer (6 attempts in 11.2 s)"; "" when none did. Taken once.
 std::string take_remote_failure();
+// Whether the calling thread's last remote failure since it last opened a raster was one
+// that passes (retries spent on 429/5xx, resets or timeouts; the object changed during the
+// run), as against one that stays (404, 403): a run again reads it. Taken once.
+bool take_transient_remote_failure();
 
 // Size and ETag of a remote object, from the reader's cache or one ranged request;
 // nullopt, with take_remote_failure() saying why, when it cannot be read.
