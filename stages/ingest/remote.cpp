@@ -66,7 +66,7 @@ const Settings& settings() {
   return s;
 }
 
-std::atomic<std::int64_t> n_requests{0}, n_retries{0}, n_bytes{0}, n_hits{0};
+std::atomic<std::int64_t> n_requests{0};
 thread_local std::string last_failure;
 thread_local bool last_failure_transient = false;
 
@@ -276,7 +276,6 @@ CURL* start(Request& r, curl_slist*& headers) {
   r.status = 0;
   ++r.attempts;
   ++n_requests;
-  if (r.attempts > 1) ++n_retries;
   return e;
 }
 
@@ -293,7 +292,6 @@ Outcome judge(Request& r, CURLcode code, std::string& why) {
                            code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_SSL_CACERT_BADFILE;
     return permanent ? Outcome::fail : Outcome::retry;
   }
-  n_bytes += static_cast<std::int64_t>(r.body.size());
   if (r.status == 429 || r.status == 408 || r.status >= 500) {
     why = fmt::format("HTTP {}", r.status);
     return Outcome::retry;
@@ -573,7 +571,6 @@ bool read_ranges(const std::string& object, int n, void** buffers, const vsi_l_o
       if (got.count(c)) continue;
       if (Chunk chunk = store().get(object, c)) {
         got[c] = std::move(chunk);
-        ++n_hits;
       } else {
         got[c] = nullptr;
         missing.push_back(c);
@@ -755,6 +752,6 @@ std::optional<RemoteObjectInfo> remote_object_info(const std::string& path) {
   return RemoteObjectInfo{s->size, s->etag};
 }
 
-RemoteStats remote_stats() { return {n_requests.load(), n_retries.load(), n_bytes.load(), n_hits.load()}; }
+std::int64_t remote_requests() { return n_requests.load(); }
 
 }  // namespace eo

@@ -64,12 +64,7 @@ struct RemoteObjectInfo {
 };
 std::optional<RemoteObjectInfo> remote_object_info(const std::string& path);
 
-struct RemoteStats {
-  std::int64_t requests = 0;  // HTTP requests sent (attempts)
-  std::int64_t retries = 0;   // of which retries
-  std::int64_t bytes = 0;     // body bytes received
-  std::int64_t cache_hits = 0;  // chunks served from the cache
-};
-RemoteStats remote_stats();
+// HTTP requests sent by this process (every attempt), for tests that a path makes none.
+std::int64_t remote_requests();
 
 }  // namespace eo
