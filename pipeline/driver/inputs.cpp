@@ -88,7 +88,7 @@ Normalisation ensure_normalisation(const Config& config, const Catalog& catalog,
     spdlog::info("computing normalisation statistics from up to {} files per modality and season",
                  config.data.normalisation_files);
     compute_normalisation(catalog, config.data.modalities, config.data.normalisation_files,
-                          [](const std::string& w) { spdlog::warn("{}", w); })
+                          [](const std::string& w) { spdlog::warn("{}", w); }, threads_per_rank(config.warp.threads, comm))
         .save(file);
   });
   return Normalisation::load(file);

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "pipeline/core/error.hpp"
+#include "stages/ingest/remote.hpp"
 
 namespace eo {
 
@@ -21,6 +22,10 @@ TileReadOptions TileReadOptions::from(double pixel_size, const DataConfig& data,
 }
 
 namespace {
+
+// What is fetched of each remote file before it is opened: its header, with the offsets of
+// its blocks (a COG's first few KB; a 10980 px Sentinel-2 band's is under 20 KB).
+constexpr std::int64_t kRemoteHeaderBytes = 64 * 1024;
 
 // The tile's planned chips in one row: their column span.
 struct RowSpan {
@@ -43,6 +48,11 @@ RowSpan row_span(const TilePlan& tile, int row) {
 void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptions& options,
                const std::function<void(ChipBatch&&)>& row) {
   const int size = static_cast<int>(std::lround(kChipSizeM / options.pixel));
+  // Remote files' headers all at once, before they are opened one by one (a round trip each).
+  std::vector<RemoteRange> headers;
+  for (const TileInput& input : tile_inputs(catalog, tile, options.modalities))
+    headers.push_back({input.path.string(), 0, kRemoteHeaderBytes});
+  fetch_remote(headers);
   // Sources are opened once per tile and warped row by row.
   const LonLatBox area = chip_window(tile.id, options.pixel, 0, kChipsPerTileSide, 0, kChipsPerTileSide).lonlat_box();
   std::vector<ModalitySources> sources;
@@ -53,10 +63,28 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       rethrow_with_context(e, "ingest", info(m).name);
     }
   }
-  for (int r = 0; r < kChipsPerTileSide; ++r) {
-    const RowSpan span = row_span(tile, r);
-    if (span.empty()) continue;
-    const GridWindow window = chip_window(tile.id, options.pixel, r, 1, span.col0, span.col1 - span.col0 + 1);
+  std::vector<RowSpan> spans;
+  std::vector<GridWindow> windows;
+  for (int r = 0; r < kChipsPerTileSide; ++r)
+    if (const RowSpan span = row_span(tile, r); !span.empty()) {
+      spans.push_back(span);
+      windows.push_back(chip_window(tile.id, options.pixel, r, 1, span.col0, span.col1 - span.col0 + 1));
+    }
+  const auto settings_of = [&](Modality m) { return WarpSettings{options.resampling.at(m), options.threads, options.memory_mb}; };
+  // Remote files' blocks of the next row fetched while this one is warped.
+  std::vector<RemoteRange> ahead;
+  for (std::size_t i = 0; i < options.modalities.size(); ++i) {
+    try {
+      sources[i].remote_ranges(windows, settings_of(options.modalities[i]), ahead);
+    } catch (const std::exception&) {  // a source that cannot be read says so, with its context, when warped
+    }
+  }
+  RemotePrefetch prefetch(std::move(ahead));
+  for (std::size_t step = 0; step < spans.size(); ++step) {
+    prefetch.reached(static_cast<int>(step));
+    const RowSpan& span = spans[step];
+    const int r = span.row;
+    const GridWindow& window = windows[step];
     ChipBatch batch;
     batch.tile = tile.id;
     batch.size = size;
@@ -68,10 +96,9 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       }
     for (std::size_t i = 0; i < options.modalities.size(); ++i) {
       const Modality m = options.modalities[i];
-      WarpSettings settings{options.resampling.at(m), options.threads, options.memory_mb};
       WarpedModality warped;
       try {
-        warped = sources[i].warp(window, settings);
+        warped = sources[i].warp(window, settings_of(m));
       } catch (const std::exception& e) {
         rethrow_with_context(e, "reproject", info(m).name);
       }

@@ -1,5 +1,6 @@
 #include "stages/chip/normalise.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <fmt/format.h>
@@ -11,10 +12,16 @@
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
 #include "pipeline/core/hash.hpp"
+#include "pipeline/core/parallel.hpp"
 #include "stages/ingest/remote.hpp"
 #include "stages/reproject/warp.hpp"
 
 namespace eo {
+
+namespace {
+// Remote files sampled at once for the statistics, at least.
+constexpr int kRemoteSampleReaders = 16;
+}  // namespace
 
 std::string Normalisation::to_json() const {
   nlohmann::json j = nlohmann::json::object();
@@ -60,8 +67,18 @@ Normalisation Normalisation::load(const std::filesystem::path& file) {
 }
 
 Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Modality>& modalities, int files,
-                                    const std::function<void(const std::string&)>& warn) {
-  Normalisation n;
+                                    const std::function<void(const std::string&)>& warn, int threads) {
+  // Every sample to read, in the order the sums take them.
+  struct Sample {
+    Modality modality;
+    int band = 0;
+    const SourceRecord* record = nullptr;
+    std::vector<float> values;
+    std::string left_out;
+  };
+  std::vector<Sample> samples;
+  std::vector<std::pair<std::size_t, std::size_t>> channel_samples;  // per modality's channel, in order: [first, last)
+  bool remote = false;
   for (Modality m : modalities) {
     const ModalityInfo& mi = info(m);
     const int nb = static_cast<int>(mi.bands.size());
@@ -72,35 +89,51 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
         for (const SourceRecord& r : catalog.records())
           if (r.modality == m && r.season == season && r.bands[static_cast<std::size_t>(b)] > 0) all.push_back(&r);
         const std::size_t count = std::min<std::size_t>(all.size(), static_cast<std::size_t>(files));
-        double sum = 0, sum2 = 0;
-        std::size_t k = 0;
+        const std::size_t first = samples.size();
         for (std::size_t i = 0; i < count; ++i) {
-          const SourceRecord* r = all[i * all.size() / count];
-          std::vector<float> values;
-          // A broken file fails only the tiles that read it: here it is left out of the sample.
-          // A remote one that could not be read now is not broken: the statistics, kept for
-          // good once written, must not depend on the network's luck; the run stops instead.
-          try {
-            values = SourceSet({r}, {b}).sample(0, 1, 512);
-          } catch (const std::exception& e) {
-            if (take_transient_remote_failure())
-              throw StageError("chip", fmt::format("normalisation: {}; nothing is written: run again", detail_of(e)));
-            if (warn) warn(fmt::format("normalisation: left out {}", e.what()));
-          }
-          for (float v : values) {
-            sum += v;
-            sum2 += static_cast<double>(v) * v;
-            ++k;
-          }
+          samples.push_back({m, b, all[i * all.size() / count], {}, {}});
+          remote |= is_remote_path(samples.back().record->path.string());
         }
-        ChannelStats st;
-        if (k > 0) {
-          st.mean = sum / k;
-          st.std = std::sqrt(std::max(sum2 / k - st.mean * st.mean, 0.0));
-        }
-        if (!(st.std > 1e-6)) st.std = 1;  // a constant or absent channel: leave its scale alone
-        n.channels[m].push_back(st);
+        channel_samples.emplace_back(first, samples.size());
       }
+  }
+  // Remote files are read many at once: their time is latency, not the cores'.
+  parallel_for(samples.size(), remote ? std::max(threads, kRemoteSampleReaders) : threads, [&](std::size_t i) {
+    Sample& s = samples[i];
+    // A broken file fails only the tiles that read it: here it is left out of the sample.
+    // A remote one that could not be read now is not broken: the statistics, kept for
+    // good once written, must not depend on the network's luck; the run stops instead.
+    try {
+      s.values = SourceSet({s.record}, {s.band}).sample(0, 1, 512);
+    } catch (const std::exception& e) {
+      if (take_transient_remote_failure())
+        throw StageError("chip", fmt::format("normalisation: {}; nothing is written: run again", detail_of(e)));
+      s.left_out = fmt::format("normalisation: left out {}", e.what());
+    }
+  });
+  Normalisation n;
+  std::size_t channel = 0;
+  for (Modality m : modalities) {
+    const ModalityInfo& mi = info(m);
+    for (int c = 0; c < mi.seasons * static_cast<int>(mi.bands.size()); ++c, ++channel) {
+      double sum = 0, sum2 = 0;
+      std::size_t k = 0;
+      for (std::size_t i = channel_samples[channel].first; i < channel_samples[channel].second; ++i) {
+        if (!samples[i].left_out.empty() && warn) warn(samples[i].left_out);
+        for (float v : samples[i].values) {
+          sum += v;
+          sum2 += static_cast<double>(v) * v;
+          ++k;
+        }
+      }
+      ChannelStats st;
+      if (k > 0) {
+        st.mean = sum / k;
+        st.std = std::sqrt(std::max(sum2 / k - st.mean * st.mean, 0.0));
+      }
+      if (!(st.std > 1e-6)) st.std = 1;  // a constant or absent channel: leave its scale alone
+      n.channels[m].push_back(st);
+    }
   }
   return n;
 }

@@ -29,9 +29,10 @@ struct Normalisation {
   static Normalisation load(const std::filesystem::path& file);
 };
 
-// From up to `files` evenly spaced sources per modality and season, read decimated.
+// From up to `files` evenly spaced sources per modality and season, read decimated on
+// `threads` threads (16 at least for remote files); the same statistics for any number.
 // Unreadable files are left out and reported through `warn`.
 Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Modality>& modalities, int files,
-                                    const std::function<void(const std::string&)>& warn = {});
+                                    const std::function<void(const std::string&)>& warn = {}, int threads = 1);
 
 }  // namespace eo

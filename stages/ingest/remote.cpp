@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -22,8 +23,10 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace eo {
@@ -58,7 +61,7 @@ struct Settings {
   double retry_s = env_number("EO_HTTP_RETRY_S", 0.5);
   double max_wait_s = env_number("EO_HTTP_MAX_WAIT_S", 120);
   double timeout_s = env_number("EO_HTTP_TIMEOUT_S", 60);
-  int in_flight = static_cast<int>(std::max(1.0, env_number("EO_HTTP_IN_FLIGHT", 16)));
+  int in_flight = static_cast<int>(std::max(1.0, env_number("EO_HTTP_IN_FLIGHT", 64)));
   std::int64_t cache_bytes = static_cast<std::int64_t>(env_number("EO_HTTP_CACHE_MB", 256) * 1024 * 1024);
 };
 const Settings& settings() {
@@ -449,6 +452,12 @@ std::string SasTokens::token(const std::string& key, const std::string& refused)
   return t.query;
 }
 
+// GDAL hands the handler's callbacks the name without the prefix; ours with it.
+std::string object_of(const char* filename) {
+  const std::string name = filename;
+  return name.starts_with(kPrefix) ? name.substr(std::strlen(kPrefix)) : name;
+}
+
 // --- Objects and the chunk cache -----------------------------------------------------------
 
 struct ObjectState {
@@ -484,6 +493,32 @@ class Store {
     lru_.splice(lru_.begin(), lru_, it->second.second);
     return it->second.first;
   }
+  // Claims a chunk for the calling thread to fetch; false when it is cached or another
+  // thread is fetching it (a prefetch ahead of the reads): await() it instead of fetching
+  // it twice.
+  bool claim(const std::string& object, std::int64_t index) {
+    const std::string k = key(object, index);
+    std::lock_guard lock(mutex_);
+    return !chunks_.count(k) && pending_.insert(k).second;
+  }
+  void release(const std::string& object, const std::vector<std::int64_t>& indices) {
+    if (indices.empty()) return;
+    {
+      std::lock_guard lock(mutex_);
+      for (std::int64_t i : indices) pending_.erase(key(object, i));
+    }
+    fetched_.notify_all();
+  }
+  // The chunk once no thread is fetching it; null when it was not had (a failed prefetch).
+  Chunk await(const std::string& object, std::int64_t index) {
+    const std::string k = key(object, index);
+    std::unique_lock lock(mutex_);
+    fetched_.wait(lock, [&] { return !pending_.count(k); });
+    auto it = chunks_.find(k);
+    if (it == chunks_.end()) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second.second);
+    return it->second.first;
+  }
   void put(const std::string& object, std::int64_t index, Chunk chunk) {
     std::lock_guard lock(mutex_);
     const std::string k = key(object, index);
@@ -505,6 +540,8 @@ class Store {
   std::unordered_map<std::string, ObjectState> objects_;
   std::list<std::string> lru_;
   std::unordered_map<std::string, std::pair<Chunk, std::list<std::string>::iterator>> chunks_;
+  std::unordered_set<std::string> pending_;  // chunks a thread is fetching
+  std::condition_variable fetched_;
   std::int64_t bytes_ = 0;
 };
 Store& store() {
@@ -514,27 +551,33 @@ Store& store() {
 
 std::string url_of(const std::string& object) { return object.starts_with("s3://") ? s3_url(object) : object; }
 
-// Fetches chunks [first, last] of each run; puts them in the cache and in `got`.
-std::string fetch_runs(const std::string& object, const std::vector<std::pair<std::int64_t, std::int64_t>>& runs,
-                       std::map<std::int64_t, Chunk>& got) {
+// Chunks [first, last] of an object, fetched in one request.
+struct Run {
+  std::string object;
+  std::int64_t first = 0, last = 0;
+};
+
+// Fetches the runs (of one object or many) at once and puts their chunks in the cache, and
+// in `got` when given (runs of one object).
+std::string fetch_runs(const std::vector<Run>& runs, std::map<std::int64_t, Chunk>* got = nullptr) {
   std::vector<Request> requests(runs.size());
   for (std::size_t i = 0; i < runs.size(); ++i) {
-    requests[i].object = object;
-    requests[i].url = url_of(object);
+    requests[i].object = runs[i].object;
+    requests[i].url = url_of(runs[i].object);
     requests[i].offset = runs[i].first * kChunk;
-    requests[i].length = (runs[i].second - runs[i].first + 1) * kChunk;
+    requests[i].length = (runs[i].last - runs[i].first + 1) * kChunk;
   }
   if (std::string failure = perform(requests); !failure.empty()) return failure;
   try {
     for (std::size_t i = 0; i < runs.size(); ++i) {
       Request& r = requests[i];
-      store().observe(object, r.total, r.etag);
-      for (std::int64_t c = runs[i].first; c <= runs[i].second; ++c) {
+      store().observe(r.object, r.total, r.etag);
+      for (std::int64_t c = runs[i].first; c <= runs[i].last; ++c) {
         const std::int64_t at = (c - runs[i].first) * kChunk;
         if (at >= static_cast<std::int64_t>(r.body.size())) break;  // past the end of the object
         auto chunk = std::make_shared<const std::string>(r.body.substr(static_cast<std::size_t>(at), kChunk));
-        store().put(object, c, chunk);
-        got[c] = std::move(chunk);
+        store().put(r.object, c, chunk);
+        if (got) (*got)[c] = std::move(chunk);
       }
     }
   } catch (const std::exception& e) {  // the object changed during the run: a run again reads the new one
@@ -544,49 +587,76 @@ std::string fetch_runs(const std::string& object, const std::vector<std::pair<st
   return "";
 }
 
+// Sorted chunks of an object as runs, those close together merged into one request.
+void add_runs(const std::string& object, std::vector<std::int64_t> chunks, std::vector<Run>& runs) {
+  std::sort(chunks.begin(), chunks.end());
+  const std::size_t first = runs.size();
+  for (std::int64_t c : chunks)
+    if (runs.size() > first && c - runs.back().last <= kMergeGapChunks && c - runs.back().first < kMaxRunChunks)
+      runs.back().last = c;
+    else
+      runs.push_back({object, c, c});
+}
+
+// Chunks this thread claimed, released however the fetch ends.
+struct Claims {
+  std::map<std::string, std::vector<std::int64_t>> chunks;
+  ~Claims() {
+    for (const auto& [object, indices] : chunks) store().release(object, indices);
+  }
+};
+
 // The object's size, fetching its first chunk (which a reader of its header needs next)
 // when it is not known yet; -1 with the failure recorded when it cannot be had.
 std::int64_t object_size(const std::string& object) {
-  if (auto s = store().state(object); s && s->size >= 0) return s->size;
-  std::map<std::int64_t, Chunk> got;
-  if (std::string failure = fetch_runs(object, {{0, 0}}, got); !failure.empty()) {
+  const auto known = [&] {
+    const auto s = store().state(object);
+    return s ? s->size : -1;
+  };
+  if (known() >= 0) return known();
+  // Another thread fetching the first chunk (a prefetch of the header) learns it as well.
+  Claims claims;
+  if (store().claim(object, 0)) claims.chunks[object] = {0};
+  else if (store().await(object, 0) && known() >= 0) return known();
+  if (std::string failure = fetch_runs({{object, 0, 0}}); !failure.empty()) {
     last_failure = failure;
     return -1;
   }
-  return store().state(object)->size;
+  return known();
 }
 
-// Reads the ranges of the object into the buffers: from the cache, and the rest in runs of
-// adjacent chunks fetched at once. False, with the failure recorded, when any cannot be had.
+// Reads the ranges of the object into the buffers: from the cache, the rest in runs of
+// adjacent chunks fetched at once; chunks a prefetch is fetching are waited for. False,
+// with the failure recorded, when any cannot be had.
 bool read_ranges(const std::string& object, int n, void** buffers, const vsi_l_offset* offsets, const size_t* sizes) {
   const std::int64_t size = object_size(object);
   if (size < 0) return false;
   std::map<std::int64_t, Chunk> got;
-  std::vector<std::int64_t> missing;
   for (int i = 0; i < n; ++i) {
-    if (sizes[i] == 0) continue;
     const auto off = static_cast<std::int64_t>(offsets[i]);
     const std::int64_t end = std::min(size, off + static_cast<std::int64_t>(sizes[i]));
-    for (std::int64_t c = off / kChunk; c * kChunk < end; ++c) {
-      if (got.count(c)) continue;
-      if (Chunk chunk = store().get(object, c)) {
-        got[c] = std::move(chunk);
-      } else {
-        got[c] = nullptr;
-        missing.push_back(c);
-      }
-    }
+    for (std::int64_t c = off / kChunk; sizes[i] > 0 && c * kChunk < end; ++c) got.emplace(c, nullptr);
   }
-  std::sort(missing.begin(), missing.end());
-  std::vector<std::pair<std::int64_t, std::int64_t>> runs;
-  for (std::int64_t c : missing)
-    if (!runs.empty() && c - runs.back().second <= kMergeGapChunks && c - runs.back().first < kMaxRunChunks) runs.back().second = c;
-    else runs.emplace_back(c, c);
-  if (!runs.empty())
-    if (std::string failure = fetch_runs(object, runs, got); !failure.empty()) {
-      last_failure = failure;
-      return false;
+  // First what is cached, then what another thread fetches, then the rest; a chunk a
+  // failed prefetch did not get is fetched here, in a second round.
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::int64_t> mine, awaited;
+    for (auto& [c, chunk] : got) {
+      if (chunk || (chunk = store().get(object, c))) continue;
+      if (round == 0 && !store().claim(object, c)) awaited.push_back(c);
+      else mine.push_back(c);
     }
+    Claims claims;
+    if (round == 0) claims.chunks[object] = mine;
+    std::vector<Run> runs;
+    add_runs(object, mine, runs);
+    if (!runs.empty())
+      if (std::string failure = fetch_runs(runs, &got); !failure.empty()) {
+        last_failure = failure;
+        return false;
+      }
+    for (std::int64_t c : awaited) got[c] = store().await(object, c);
+  }
   for (int i = 0; i < n; ++i) {
     auto off = static_cast<std::int64_t>(offsets[i]);
     const std::int64_t end = off + static_cast<std::int64_t>(sizes[i]);
@@ -611,6 +681,29 @@ bool read_ranges(const std::string& object, int n, void** buffers, const vsi_l_o
   return true;
 }
 
+// Fetches the ranges' chunks that are neither cached nor being fetched, all at once;
+// failures are left to the reads, which fetch again and say why.
+void fetch_ahead(const std::vector<RemoteRange>& ranges) {
+  std::map<std::string, std::set<std::int64_t>> wanted;
+  for (const RemoteRange& r : ranges) {
+    const std::string readable = readable_path(r.path);
+    if (!readable.starts_with(kPrefix) || r.length <= 0) continue;
+    const std::string object = object_of(readable.c_str());
+    for (std::int64_t c = r.offset / kChunk; c * kChunk < r.offset + r.length; ++c) wanted[object].insert(c);
+  }
+  Claims claims;
+  std::vector<Run> runs;
+  for (const auto& [object, chunks] : wanted) {
+    std::vector<std::int64_t>& mine = claims.chunks[object];
+    for (std::int64_t c : chunks)
+      if (store().claim(object, c)) mine.push_back(c);
+    add_runs(object, mine, runs);
+  }
+  if (!runs.empty()) fetch_runs(runs);
+  last_failure.clear();
+  last_failure_transient = false;
+}
+
 // --- The GDAL file system handler ----------------------------------------------------------
 
 struct Handle {
@@ -618,12 +711,6 @@ struct Handle {
   std::int64_t size = 0, pos = 0;
   bool eof = false;
 };
-
-// GDAL hands the handler's callbacks the name without the prefix; ours with it.
-std::string object_of(const char* filename) {
-  const std::string name = filename;
-  return name.starts_with(kPrefix) ? name.substr(std::strlen(kPrefix)) : name;
-}
 
 int on_stat(void*, const char* filename, VSIStatBufL* st, int) {
   const std::int64_t size = object_size(object_of(filename));
@@ -750,6 +837,60 @@ std::optional<RemoteObjectInfo> remote_object_info(const std::string& path) {
   if (object_size(object) < 0) return std::nullopt;
   const auto s = store().state(object);
   return RemoteObjectInfo{s->size, s->etag};
+}
+
+bool read_remote_ranges(const std::string& path, int n, void** buffers, const std::uint64_t* offsets, const std::size_t* sizes) {
+  install_remote_reader();
+  const std::string readable = readable_path(path);
+  if (!readable.starts_with(kPrefix)) {
+    last_failure = path + " is not a remote path";
+    return false;
+  }
+  static_assert(sizeof(vsi_l_offset) == sizeof(std::uint64_t));
+  return read_ranges(object_of(readable.c_str()), n, buffers, reinterpret_cast<const vsi_l_offset*>(offsets), sizes);
+}
+
+void fetch_remote(const std::vector<RemoteRange>& ranges) {
+  install_remote_reader();
+  fetch_ahead(ranges);
+}
+
+RemotePrefetch::RemotePrefetch(std::vector<RemoteRange> ranges) : ranges_(std::move(ranges)) {
+  install_remote_reader();
+  std::stable_sort(ranges_.begin(), ranges_.end(), [](const RemoteRange& a, const RemoteRange& b) { return a.step < b.step; });
+  if (!ranges_.empty()) thread_ = std::thread([this] { loop(); });
+}
+
+RemotePrefetch::~RemotePrefetch() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RemotePrefetch::reached(int step) {
+  {
+    std::lock_guard lock(mutex_);
+    reached_ = std::max(reached_, step);
+  }
+  changed_.notify_all();
+}
+
+void RemotePrefetch::loop() {
+  for (std::size_t first = 0, next = 0; first < ranges_.size(); first = next) {
+    const int step = ranges_[first].step;
+    next = first;
+    while (next < ranges_.size() && ranges_[next].step == step) ++next;
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return stop_ || reached_ >= step - 1; });
+      if (stop_) return;
+      if (reached_ > step) continue;  // the reads are past it already
+    }
+    fetch_ahead({ranges_.begin() + static_cast<std::ptrdiff_t>(first), ranges_.begin() + static_cast<std::ptrdiff_t>(next)});
+  }
 }
 
 std::int64_t remote_requests() { return n_requests.load(); }

@@ -1,6 +1,7 @@
 #include "stages/ingest/tiff_blocks.hpp"
 
 #include "stages/ingest/gdal_mirror.hpp"
+#include "stages/ingest/remote.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,10 +15,13 @@
 #include <atomic>
 #include <cstring>
 #include <emmintrin.h>
+#include <fmt/format.h>
 #include <list>
 #include <memory>
 #include <type_traits>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -27,8 +31,7 @@ namespace {
 
 // A file as it is now: a file replaced or rewritten under the same name is another file.
 struct FileId {
-  dev_t dev = 0;
-  ino_t ino = 0;
+  std::string name;  // a local file's device and inode; a remote file's URL and ETag
   std::int64_t mtime_ns = 0, size = 0;
   bool operator==(const FileId&) const = default;
 };
@@ -41,9 +44,9 @@ struct BlockKey {
 
 struct BlockKeyHash {
   std::size_t operator()(const BlockKey& k) const {
-    std::size_t h = std::hash<std::uint64_t>()(k.file.ino);
-    for (std::uint64_t v : {static_cast<std::uint64_t>(k.file.dev), static_cast<std::uint64_t>(k.file.mtime_ns),
-                            static_cast<std::uint64_t>(k.file.size), static_cast<std::uint64_t>(k.index)})
+    std::size_t h = std::hash<std::string>()(k.file.name);
+    for (std::uint64_t v : {static_cast<std::uint64_t>(k.file.mtime_ns), static_cast<std::uint64_t>(k.file.size),
+                            static_cast<std::uint64_t>(k.index)})
       h = h * 0x9E3779B97F4A7C15ull + std::hash<std::uint64_t>()(v);
     return h;
   }
@@ -73,12 +76,41 @@ struct Layout {
 
 int quiet(TIFF*, void*, const char*, const char*, va_list) { return 1; }
 
+// libtiff over GDAL's virtual files, for a remote file (its header from the remote reader's cache).
+VSILFILE* vsi(thandle_t h) { return static_cast<VSILFILE*>(h); }
+tmsize_t vsi_read(thandle_t h, void* buffer, tmsize_t n) {
+  return static_cast<tmsize_t>(VSIFReadL(buffer, 1, static_cast<size_t>(n), vsi(h)));
+}
+tmsize_t vsi_write(thandle_t, void*, tmsize_t) { return 0; }
+toff_t vsi_seek(thandle_t h, toff_t offset, int whence) {
+  return VSIFSeekL(vsi(h), offset, whence) == 0 ? VSIFTellL(vsi(h)) : static_cast<toff_t>(-1);
+}
+int vsi_close(thandle_t h) { return VSIFCloseL(vsi(h)); }
+toff_t vsi_size(thandle_t h) {
+  const vsi_l_offset at = VSIFTellL(vsi(h));
+  VSIFSeekL(vsi(h), 0, SEEK_END);
+  const vsi_l_offset size = VSIFTellL(vsi(h));
+  VSIFSeekL(vsi(h), at, SEEK_SET);
+  return size;
+}
+int vsi_map(thandle_t, void**, toff_t*) { return 0; }
+void vsi_unmap(thandle_t, void*, toff_t) {}
+
+TIFF* open_tiff(const char* path, bool remote, TIFFOpenOptions* options) {
+  if (!remote) return TIFFOpenExt(path, "rm", options);
+  VSILFILE* f = VSIFOpenL(path, "rb");
+  if (!f) return nullptr;
+  TIFF* tif = TIFFClientOpenExt(path, "rm", f, vsi_read, vsi_write, vsi_seek, vsi_close, vsi_size, vsi_map, vsi_unmap, options);
+  if (!tif) VSIFCloseL(f);  // libtiff closes the handle only once it has opened
+  return tif;
+}
+
 // The layout of a file if this module decodes it.
-std::shared_ptr<const Layout> read_layout(const char* path) {
+std::shared_ptr<const Layout> read_layout(const char* path, bool remote) {
   TIFFOpenOptions* options = TIFFOpenOptionsAlloc();
   TIFFOpenOptionsSetErrorHandlerExtR(options, quiet, nullptr);
   TIFFOpenOptionsSetWarningHandlerExtR(options, quiet, nullptr);  // GeoTIFF's tags are not libtiff's
-  TIFF* tif = TIFFOpenExt(path, "rm", options);
+  TIFF* tif = open_tiff(path, remote, options);
   TIFFOpenOptionsFree(options);
   if (!tif) return nullptr;
   auto layout = std::make_shared<Layout>();
@@ -254,14 +286,14 @@ struct FileIdHash {
 };
 
 // Layouts of the files seen (nullptr: a file left to GDAL); cleared when it grows large.
-std::shared_ptr<const Layout> layout_of(const char* path, const FileId& id) {
+std::shared_ptr<const Layout> layout_of(const char* path, bool remote, const FileId& id) {
   static std::mutex mutex;
   static std::unordered_map<FileId, std::shared_ptr<const Layout>, FileIdHash> layouts;
   {
     std::lock_guard lock(mutex);
     if (const auto it = layouts.find(id); it != layouts.end()) return it->second;
   }
-  auto layout = read_layout(path);
+  auto layout = read_layout(path, remote);
   std::lock_guard lock(mutex);
   if (layouts.size() > 4096) layouts.clear();
   layouts.emplace(id, layout);
@@ -270,20 +302,11 @@ std::shared_ptr<const Layout> layout_of(const char* path, const FileId& id) {
 
 std::atomic<std::int64_t> windows_read{0}, windows_declined{0}, blocks_decoded{0}, blocks_reused{0};
 
-// One block, decoded, or nullptr if it cannot be (sparse, short, not DEFLATE): GDAL then
-// reads the window and says what is wrong.
-Block decode(const Layout& l, int fd, const FileId& id, std::size_t index) {
-  const BlockKey key{id, index};
-  if (Block b = cache().find(key)) {
-    ++blocks_reused;
-    return b;
-  }
-  const std::uint64_t offset = l.offsets[index], count = l.counts[index];
+// One block from its bytes as stored, decoded, or nullptr if it cannot be (short, corrupt):
+// GDAL then reads the window and says what is wrong.
+Block decode(const Layout& l, std::vector<std::uint8_t> raw, const FileId& id, std::size_t index, bool remote) {
   const int rows = l.rows_in(index);
   const std::size_t expected = static_cast<std::size_t>(l.block_w) * rows * l.per_pixel() * l.bytes();
-  if (offset == 0 || count == 0) return nullptr;  // a sparse block: GDAL fills it
-  std::vector<std::uint8_t> raw(count);
-  if (::pread(fd, raw.data(), count, static_cast<off_t>(offset)) != static_cast<ssize_t>(count)) return nullptr;
   auto out = std::make_shared<std::vector<std::uint8_t>>();
   if (!l.deflate) {
     if (raw.size() < expected) return nullptr;
@@ -300,7 +323,8 @@ Block decode(const Layout& l, int fd, const FileId& id, std::size_t index) {
   }
   undo_predictor(l, out->data(), rows);
   ++blocks_decoded;
-  if (l.deflate) cache().keep(key, out);  // an uncompressed block costs a read from the page cache: not worth memory
+  // An uncompressed local block costs a read from the page cache, not worth memory; a remote one a request.
+  if (l.deflate || remote) cache().keep({id, index}, out);
   return out;
 }
 
@@ -338,50 +362,122 @@ GDALDataType gdal_type(Sample s) {
   return GDT_Unknown;
 }
 
+// A band of a GeoTIFF this module decodes, with what it needs to read the band's blocks.
+struct Decodable {
+  std::string path;
+  bool remote = false;
+  FileId id;
+  std::shared_ptr<const Layout> layout;
+  // The band's blocks under a window, in row order.
+  std::vector<std::size_t> blocks(int band, int x0, int y0, int width, int height) const {
+    const Layout& l = *layout;
+    const std::size_t plane = static_cast<std::size_t>(l.across) * l.down;
+    std::vector<std::size_t> out;
+    for (int by = y0 / l.block_h; by <= (y0 + height - 1) / l.block_h; ++by)
+      for (int bx = x0 / l.block_w; bx <= (x0 + width - 1) / l.block_w; ++bx)
+        out.push_back((l.separate ? static_cast<std::size_t>(band - 1) * plane : 0) + static_cast<std::size_t>(by) * l.across +
+                      static_cast<std::size_t>(bx));
+    return out;
+  }
+};
+
+// The band as this module reads it, if it does: a GeoTIFF of a layout it decodes, on local
+// disk or remote (stages/ingest/remote), the window inside it.
+std::optional<Decodable> decodable(GDALRasterBand& band, int x0, int y0, int width, int height) {
+  GDALDataset* ds = band.GetDataset();
+  if (!ds || !ds->GetDriver() || std::strcmp(ds->GetDriver()->GetDescription(), "GTiff") != 0) return std::nullopt;
+  if (x0 < 0 || y0 < 0 || width <= 0 || height <= 0 || x0 + width > band.GetXSize() || y0 + height > band.GetYSize())
+    return std::nullopt;
+  Decodable d;
+  d.path = ds->GetDescription();
+  d.remote = is_remote_path(d.path);
+  if (d.remote) {
+    const auto object = remote_object_info(d.path);  // known since GDAL opened it: no request
+    if (!object) return std::nullopt;
+    d.id = {d.path + "\n" + object->etag, 0, object->size};
+  } else {
+    struct stat st {};
+    if (d.path.starts_with("/vsi") || ::stat(d.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    d.id = {fmt::format("{}:{}", st.st_dev, st.st_ino),
+            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, static_cast<std::int64_t>(st.st_size)};
+  }
+  d.layout = layout_of(d.path.c_str(), d.remote, d.id);
+  const int b = band.GetBand();
+  const Layout* l = d.layout.get();
+  if (!l || l->width != ds->GetRasterXSize() || l->height != ds->GetRasterYSize() || l->width != band.GetXSize() ||
+      l->height != band.GetYSize() ||  // an overview's band is not
+      l->spp != ds->GetRasterCount() || b < 1 || b > l->spp || band.GetRasterDataType() != gdal_type(l->sample))
+    return std::nullopt;
+  return d;
+}
+
+// The stored bytes of blocks of a file: a local one's read one by one, a remote one's all
+// at once (one round trip for the window, or none after a prefetch). Empty where a block
+// cannot be had (sparse, short, a failed request): GDAL then reads the window.
+std::vector<std::vector<std::uint8_t>> stored_bytes(const Decodable& d, const std::vector<std::size_t>& indices) {
+  const Layout& l = *d.layout;
+  std::vector<std::vector<std::uint8_t>> raw(indices.size());
+  std::vector<void*> buffers;
+  std::vector<std::uint64_t> offsets;
+  std::vector<std::size_t> sizes;
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    const std::uint64_t offset = l.offsets[indices[i]], count = l.counts[indices[i]];
+    if (offset == 0 || count == 0) continue;  // a sparse block: GDAL fills it
+    raw[i].resize(count);
+    buffers.push_back(raw[i].data()), offsets.push_back(offset), sizes.push_back(count);
+  }
+  if (d.remote) {
+    if (!buffers.empty() &&
+        !read_remote_ranges(d.path, static_cast<int>(buffers.size()), buffers.data(), offsets.data(), sizes.data()))
+      for (auto& r : raw) r.clear();
+    return raw;
+  }
+  const int fd = ::open(d.path.c_str(), O_RDONLY | O_CLOEXEC);
+  for (std::size_t i = 0; i < raw.size(); ++i)
+    if (!raw[i].empty() && (fd < 0 || ::pread(fd, raw[i].data(), raw[i].size(), static_cast<off_t>(l.offsets[indices[i]])) !=
+                                          static_cast<ssize_t>(raw[i].size())))
+      raw[i].clear();
+  if (fd >= 0) ::close(fd);
+  return raw;
+}
+
 template <typename Out>
 bool read_window(GDALRasterBand& band, int x0, int y0, int width, int height, Out* out) {
   if (!gdal_mirror_holds(GdalMirror::tiff_blocks)) {
     ++windows_declined;
     return false;
   }
-  GDALDataset* ds = band.GetDataset();
-  if (!ds || !ds->GetDriver() || std::strcmp(ds->GetDriver()->GetDescription(), "GTiff") != 0) return false;
-  const char* path = ds->GetDescription();
-  struct stat st {};
-  if (std::strncmp(path, "/vsi", 4) == 0 || ::stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  if (x0 < 0 || y0 < 0 || width <= 0 || height <= 0 || x0 + width > band.GetXSize() || y0 + height > band.GetYSize())
+  const auto d = decodable(band, x0, y0, width, height);
+  // GDAL rounds floats to integers; a cast would not.
+  if (!d || (std::is_integral_v<Out> && d->layout->sample == Sample::f32)) {
+    ++windows_declined;
     return false;
-  const FileId id{st.st_dev, st.st_ino, static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-                  static_cast<std::int64_t>(st.st_size)};
-  const auto layout = layout_of(path, id);
+  }
+  const Layout& l = *d->layout;
   const int b = band.GetBand();
-  if (!layout || layout->width != ds->GetRasterXSize() || layout->height != ds->GetRasterYSize() ||
-      layout->width != band.GetXSize() || layout->height != band.GetYSize() ||  // an overview's band is not
-      layout->spp != ds->GetRasterCount() || b < 1 || b > layout->spp || band.GetRasterDataType() != gdal_type(layout->sample) ||
-      (std::is_integral_v<Out> && layout->sample == Sample::f32)) {  // GDAL rounds floats to integers; a cast would not
-    ++windows_declined;
-    return false;
-  }
-  const Layout& l = *layout;
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    ++windows_declined;
-    return false;
-  }
-  const std::size_t plane = static_cast<std::size_t>(l.across) * l.down;
+  const std::vector<std::size_t> indices = d->blocks(b, x0, y0, width, height);
+  std::vector<Block> blocks(indices.size());
+  std::vector<std::size_t> missing;  // positions in indices
+  for (std::size_t i = 0; i < indices.size(); ++i)
+    if ((blocks[i] = cache().find({d->id, indices[i]}))) ++blocks_reused;
+    else missing.push_back(i);
+  std::vector<std::size_t> wanted;
+  for (std::size_t i : missing) wanted.push_back(indices[i]);
+  std::vector<std::vector<std::uint8_t>> raw = stored_bytes(*d, wanted);
+  for (std::size_t k = 0; k < missing.size(); ++k)
+    if (!raw[k].empty() && !(blocks[missing[k]] = decode(l, std::move(raw[k]), d->id, wanted[k], d->remote))) break;
   const int component = l.separate ? 0 : b - 1;
-  bool ok = true;
-  for (int by = y0 / l.block_h; ok && by <= (y0 + height - 1) / l.block_h; ++by)
-    for (int bx = x0 / l.block_w; ok && bx <= (x0 + width - 1) / l.block_w; ++bx) {
-      const std::size_t index = (l.separate ? static_cast<std::size_t>(b - 1) * plane : 0) +
-                                static_cast<std::size_t>(by) * l.across + static_cast<std::size_t>(bx);
-      const Block block = decode(l, fd, id, index);
-      if (!block) ok = false;
-      else copy_block(l, block->data(), component, bx, by, x0, y0, width, height, out);
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    if (!blocks[i]) {
+      ++windows_declined;
+      return false;
     }
-  ::close(fd);
-  ok ? ++windows_read : ++windows_declined;
-  return ok;
+    const int bx = static_cast<int>(indices[i] % (static_cast<std::size_t>(l.across) * l.down) % l.across);
+    const int by = static_cast<int>(indices[i] % (static_cast<std::size_t>(l.across) * l.down) / l.across);
+    copy_block(l, blocks[i]->data(), component, bx, by, x0, y0, width, height, out);
+  }
+  ++windows_read;
+  return true;
 }
 
 }  // namespace
@@ -392,6 +488,17 @@ bool read_tiff_window(GDALRasterBand& band, int x0, int y0, int width, int heigh
 
 bool read_tiff_window(GDALRasterBand& band, int x0, int y0, int width, int height, std::int32_t* out) {
   return read_window(band, x0, y0, width, height, out);
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> remote_tiff_ranges(GDALRasterBand& band, int x0, int y0, int width,
+                                                                        int height) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+  const auto d = decodable(band, x0, y0, width, height);
+  if (!d || !d->remote) return ranges;
+  for (std::size_t index : d->blocks(band.GetBand(), x0, y0, width, height))
+    if (d->layout->offsets[index] != 0 && d->layout->counts[index] != 0 && !cache().find({d->id, index}))
+      ranges.emplace_back(d->layout->offsets[index], d->layout->counts[index]);
+  return ranges;
 }
 
 void set_tiff_block_cache(std::size_t bytes) { cache().set_budget(bytes); }

@@ -8,9 +8,13 @@
 // border of two tiles was decoded twice. The values are the file's bits, as GDAL reads
 // them (tested against GDAL's RasterIO); any other layout is left to GDAL, and so is
 // every file where the running GDAL is not the one that was proven (gdal_mirror.hpp).
+// Remote files (stages/ingest/remote) are decoded the same way, the blocks of a window
+// fetched all at once.
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
 
 class GDALRasterBand;
 
@@ -21,6 +25,12 @@ namespace eo {
 // caller reads through GDAL, which also gives the error for a damaged file).
 bool read_tiff_window(GDALRasterBand& band, int x0, int y0, int width, int height, float* out);
 bool read_tiff_window(GDALRasterBand& band, int x0, int y0, int width, int height, std::int32_t* out);
+
+// The byte ranges of a remote band's blocks under a window that are not decoded already,
+// for a prefetch ahead of the reads (stages/ingest/remote); none for a local file or a
+// layout this module does not know.
+std::vector<std::pair<std::uint64_t, std::uint64_t>> remote_tiff_ranges(GDALRasterBand& band, int x0, int y0, int width,
+                                                                        int height);
 
 // The decoded blocks kept (per process, all threads), in bytes; 0 keeps none.
 void set_tiff_block_cache(std::size_t bytes);

@@ -83,6 +83,13 @@ std::vector<std::vector<ObservationInfo>> ModalitySources::observations() const 
   return out;
 }
 
+void ModalitySources::remote_ranges(const std::vector<GridWindow>& windows, const WarpSettings& settings,
+                                    std::vector<RemoteRange>& out) const {
+  for (const auto& season : seasons_)
+    for (const Observation& o : season)
+      for (const auto& set : o.parts) set->remote_ranges(windows, settings, out);
+}
+
 namespace {
 
 // An observation's values in the space its modality composites in: linear power for

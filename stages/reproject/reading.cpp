@@ -70,33 +70,45 @@ GdalDataset mem_over(float* values, int width, int height, int bands, const doub
 }
 
 PixelWindow source_window(GDALDataset& src, const GridWindow& window, int margin) {
+  return source_windows(src, {window}, margin).front();
+}
+
+std::vector<PixelWindow> source_windows(GDALDataset& src, const std::vector<GridWindow>& windows, int margin) {
+  std::vector<PixelWindow> out;
+  if (windows.empty()) return out;
   double gt[6], inv[6];
   src.GetGeoTransform(gt);
   if (!GDALInvGeoTransform(gt, inv))
     throw StageError("reproject", fmt::format("{}: its geotransform cannot be inverted", src.GetDescription()));
   OGRSpatialReference dst_srs;
-  dst_srs.importFromEPSG(window.zone.epsg());
+  dst_srs.importFromEPSG(windows.front().zone.epsg());
   dst_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
   OGRSpatialReference src_srs(*src.GetSpatialRef());
   src_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
   std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&dst_srs, &src_srs));
   if (!ct) throw StageError("reproject", fmt::format("{}: no transformation from the tile's CRS to the file's", src.GetDescription()));
-  const Box b = window.box();
-  constexpr int kSteps = 32;
-  double px0 = 1e300, py0 = 1e300, px1 = -1e300, py1 = -1e300;
-  for (int i = 0; i <= kSteps; ++i)
-    for (int edge = 0; edge < 4; ++edge) {
-      const double t = static_cast<double>(i) / kSteps;
-      double x = edge == 0 ? b.e0 + t * (b.e1 - b.e0) : edge == 1 ? b.e1 : edge == 2 ? b.e1 - t * (b.e1 - b.e0) : b.e0;
-      double y = edge == 0 ? b.n1 : edge == 1 ? b.n1 - t * (b.n1 - b.n0) : edge == 2 ? b.n0 : b.n0 + t * (b.n1 - b.n0);
-      if (!ct->Transform(1, &x, &y)) continue;
-      const double px = inv[0] + x * inv[1] + y * inv[2], py = inv[3] + x * inv[4] + y * inv[5];
-      px0 = std::min(px0, px), px1 = std::max(px1, px), py0 = std::min(py0, py), py1 = std::max(py1, py);
-    }
-  if (px0 > px1) return {};
   const auto clampi = [](double v, int hi) { return static_cast<int>(std::clamp(v, 0.0, static_cast<double>(hi))); };
-  return {clampi(std::floor(px0) - margin, src.GetRasterXSize()), clampi(std::floor(py0) - margin, src.GetRasterYSize()),
-          clampi(std::ceil(px1) + margin, src.GetRasterXSize()), clampi(std::ceil(py1) + margin, src.GetRasterYSize())};
+  for (const GridWindow& window : windows) {
+    const Box b = window.box();
+    constexpr int kSteps = 32;
+    double px0 = 1e300, py0 = 1e300, px1 = -1e300, py1 = -1e300;
+    for (int i = 0; i <= kSteps; ++i)
+      for (int edge = 0; edge < 4; ++edge) {
+        const double t = static_cast<double>(i) / kSteps;
+        double x = edge == 0 ? b.e0 + t * (b.e1 - b.e0) : edge == 1 ? b.e1 : edge == 2 ? b.e1 - t * (b.e1 - b.e0) : b.e0;
+        double y = edge == 0 ? b.n1 : edge == 1 ? b.n1 - t * (b.n1 - b.n0) : edge == 2 ? b.n0 : b.n0 + t * (b.n1 - b.n0);
+        if (!ct->Transform(1, &x, &y)) continue;
+        const double px = inv[0] + x * inv[1] + y * inv[2], py = inv[3] + x * inv[4] + y * inv[5];
+        px0 = std::min(px0, px), px1 = std::max(px1, px), py0 = std::min(py0, py), py1 = std::max(py1, py);
+      }
+    if (px0 > px1) {
+      out.emplace_back();
+      continue;
+    }
+    out.push_back({clampi(std::floor(px0) - margin, src.GetRasterXSize()), clampi(std::floor(py0) - margin, src.GetRasterYSize()),
+                   clampi(std::ceil(px1) + margin, src.GetRasterXSize()), clampi(std::ceil(py1) + margin, src.GetRasterYSize())});
+  }
+  return out;
 }
 
 std::vector<float> read_masked(GDALDataset& src, const std::vector<BandSource>& sources, const PixelWindow& w, int out_w,

@@ -36,6 +36,8 @@ struct PixelWindow {
   bool empty() const { return x1 <= x0 || y1 <= y0; }
 };
 PixelWindow source_window(GDALDataset& src, const GridWindow& window, int margin);
+// The same for windows of one zone (the rows of a tile), with one transformation.
+std::vector<PixelWindow> source_windows(GDALDataset& src, const std::vector<GridWindow>& windows, int margin);
 
 // Reads bands of one grid over a window as Float32 (at out_w x out_h: decimated when
 // smaller), no-data as NaN, and sets the pixels a mask does not keep to NaN.

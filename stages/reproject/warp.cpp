@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <limits>
+#include <set>
 #include <stdexcept>
 
 #include "pipeline/core/error.hpp"
@@ -24,6 +25,7 @@ using reading::mem_over;
 using reading::PixelWindow;
 using reading::read_masked;
 using reading::source_window;
+using reading::source_windows;
 
 LonLatBox GridWindow::lonlat_box() const { return lonlat_bounds(zone, box()); }
 
@@ -103,6 +105,13 @@ std::optional<Aligned> aligned(GDALDataset& src, const GridWindow& window, Resam
 
 std::atomic<std::int64_t> aligned_count{0}, lattice_count{0};
 
+// Enough source pixels around a window for any kernel GDAL uses (lanczos: 3 source pixels,
+// widened by the downsampling factor), so a strip reads what the whole would.
+int kernel_margin(const WarpSettings& settings) {
+  const double factor = std::max(1.0, 1.0 / std::max(std::min(settings.xscale, settings.yscale), 1e-6));
+  return 4 + static_cast<int>(std::ceil(3 * factor));
+}
+
 }  // namespace
 
 std::int64_t aligned_reads() { return aligned_count.load(); }
@@ -153,11 +162,7 @@ std::unique_ptr<SourceSet::Cutout> SourceSet::cutout(std::size_t first, std::siz
                                                      const WarpSettings& settings) const {
   const std::vector<BandSource> sources = band_sources(first, count);
   GDALDataset* src = GDALDataset::FromHandle(datasets_[first]);
-  // Enough source pixels around the window for any kernel GDAL uses (lanczos: 3 source
-  // pixels, widened by the downsampling factor), so a strip reads what the whole would.
-  const double factor = std::max(1.0, 1.0 / std::max(std::min(settings.xscale, settings.yscale), 1e-6));
-  const int margin = 4 + static_cast<int>(std::ceil(3 * factor));
-  const PixelWindow w = source_window(*src, window, margin);
+  const PixelWindow w = source_window(*src, window, kernel_margin(settings));
   if (w.empty()) return nullptr;
   auto cut = std::make_unique<Cutout>();
   cut->x0 = w.x0, cut->y0 = w.y0;
@@ -274,6 +279,31 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
     }
     throw StageError("reproject", fmt::format("warp of {} source(s) ({}...) failed: {}", records_.size(),
                                          records_.empty() ? "" : records_.front()->describe(), reason));
+  }
+}
+
+void SourceSet::remote_ranges(const std::vector<GridWindow>& windows, const WarpSettings& settings,
+                              std::vector<RemoteRange>& out) const {
+  if (suspended_ || windows.empty()) return;
+  // Each band the warp reads, over each window with the widest margin a read takes.
+  const auto add = [&](GDALDataset& file, const std::vector<int>& bands, int margin) {
+    const std::vector<PixelWindow> pixels = source_windows(file, windows, margin);
+    std::set<std::uint64_t> seen;  // a block under two windows is wanted by the first
+    for (std::size_t step = 0; step < pixels.size(); ++step) {
+      const PixelWindow& w = pixels[step];
+      if (w.empty()) continue;
+      for (int band : bands)
+        for (const auto& [offset, length] : remote_tiff_ranges(*file.GetRasterBand(band), w.x0, w.y0, w.x1 - w.x0, w.y1 - w.y0))
+          if (seen.insert(offset).second)
+            out.push_back({file.GetDescription(), static_cast<std::int64_t>(offset), static_cast<std::int64_t>(length),
+                           static_cast<int>(step)});
+    }
+  };
+  for (std::size_t i = 0; i < datasets_.size(); ++i) {
+    if (!is_remote_path(records_[i]->path.string())) continue;
+    const int margin = kernel_margin(scaled(settings, windows.front(), i));
+    add(*GDALDataset::FromHandle(datasets_[i]), source_bands_[i], margin);
+    if (masks_[i]) add(*GDALDataset::FromHandle(masks_[i]), {records_[i]->mask->band}, margin);
   }
 }
 

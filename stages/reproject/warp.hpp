@@ -15,6 +15,7 @@
 #include "pipeline/core/grid.hpp"
 #include "pipeline/core/modality.hpp"
 #include "stages/ingest/catalog.hpp"
+#include "stages/ingest/remote.hpp"
 
 class GDALRasterBand;
 
@@ -114,6 +115,10 @@ class SourceSet {
   // Closes the files until the next warp reopens them: a season of many scenes keeps
   // only a few open (each open file holds a few MB of decoder buffers).
   void suspend();
+  // The bytes of remote files that warps onto the windows will read and are not decoded
+  // yet, each with the index of the first window that needs it (for a RemotePrefetch).
+  // None while suspended.
+  void remote_ranges(const std::vector<GridWindow>& windows, const WarpSettings& settings, std::vector<RemoteRange>& out) const;
 
  private:
   void open();
@@ -154,6 +159,8 @@ class ModalitySources {
   WarpedModality warp(const GridWindow& window, const WarpSettings& settings) const;
   // Per season, the observations over the area, in composite order.
   std::vector<std::vector<ObservationInfo>> observations() const;
+  // SourceSet::remote_ranges of every season's sources.
+  void remote_ranges(const std::vector<GridWindow>& windows, const WarpSettings& settings, std::vector<RemoteRange>& out) const;
 
  private:
   struct Observation;

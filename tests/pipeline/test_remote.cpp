@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fmt/format.h>
 #include <fstream>
 #include <iterator>
@@ -19,7 +20,9 @@
 
 #include "pipeline/driver/inputs.hpp"
 #include "stages/chip/chipper.hpp"
+#include "stages/ingest/gdal_util.hpp"
 #include "stages/ingest/remote.hpp"
+#include "stages/ingest/tiff_blocks.hpp"
 #include "support/read_file.hpp"
 #include "support/run.hpp"
 #include "support/world.hpp"
@@ -109,14 +112,18 @@ class Remote : public ::testing::Test {
     remote.save(file);
     return file;
   }
-  // A config reading `catalog` into dir_/`out`.
-  fs::path config(const fs::path& catalog, const std::string& out = "out") {
+  // The world's config with its output in dir_/`out` (its synth section last).
+  std::string yaml_into(const std::string& out) {
     std::string yaml = test::read_file(world_->config_file);
     yaml.replace(yaml.find("output: "), yaml.find('\n', yaml.find("output: ")) - yaml.find("output: "),
                  "output: " + (dir_ / out).string());
-    yaml += "  output: " + world_->config.world_dir().string() + "\ndata:\n  catalog: " + catalog.string() + "\n";
+    return yaml;
+  }
+  // A config reading `catalog` into dir_/`out`.
+  fs::path config(const fs::path& catalog, const std::string& out = "out") {
     const fs::path file = dir_ / (out + ".yaml");
-    std::ofstream(file) << yaml;
+    std::ofstream(file) << yaml_into(out) << "  output: " << world_->config.world_dir().string() << "\ndata:\n  catalog: "
+                        << catalog.string() << "\n";
     return file;
   }
   test::RunResult prepare(const fs::path& config, const std::string& env = "") {
@@ -166,6 +173,58 @@ TEST_F(Remote, OverHttpTheChipsAreThoseOfTheFilesOnDisk) {
     EXPECT_TRUE(q["range"].is_string()) << q.dump();
     EXPECT_EQ(q["status"], 206) << q.dump();
   }
+}
+
+TEST_F(Remote, ARemoteBandIsDecodedHereAsGdalReadsTheFileOnDisk) {
+  ObjectStore store(world_->config.world_dir(), dir_ / "store", "");
+  const SourceRecord& green = green_of_some_tiles();
+  GdalDataset remote = open_raster("/vsicurl/" + store.url() + "/" + green.path.lexically_relative(world_->config.world_dir()).string());
+  GdalDataset local = open_raster(green.path);
+  GDALRasterBand& band = *remote->GetRasterBand(1);
+  const int w = band.GetXSize(), h = band.GetYSize();
+  // Before the read, every block of the window is wanted by a prefetch; after it, none.
+  EXPECT_FALSE(remote_tiff_ranges(band, 0, 0, w, h).empty());
+  const std::int64_t decoded = tiff_block_stats().windows;
+  std::vector<float> got(static_cast<std::size_t>(w) * h), want(got.size());
+  ASSERT_TRUE(read_tiff_window(band, 0, 0, w, h, got.data())) << take_remote_failure();
+  EXPECT_EQ(tiff_block_stats().windows, decoded + 1);
+  ASSERT_EQ(local->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, w, h, want.data(), w, h, GDT_Float32, 0, 0), CE_None);
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+  EXPECT_TRUE(remote_tiff_ranges(band, 0, 0, w, h).empty());
+}
+
+TEST_F(Remote, APrefetchFetchesEachByteOnceAndNoFurtherThanAStepAheadOfTheReads) {
+  // Latency, so that reads and the prefetch meet while its requests are on the way.
+  ObjectStore store(world_->config.world_dir(), dir_ / "store", "--latency-ms 30");
+  fs::path largest;
+  for (const auto& e : fs::recursive_directory_iterator(world_->config.world_dir()))
+    if (e.path().extension() == ".tif" && (largest.empty() || e.file_size() > fs::file_size(largest))) largest = e.path();
+  const std::int64_t size = static_cast<std::int64_t>(fs::file_size(largest));
+  constexpr std::int64_t kChunk = 64 * 1024;
+  ASSERT_GE(size / 4, kChunk) << "the steps' ranges would share a chunk";
+  const std::string path = "/vsicurl/" + store.url() + "/" + largest.lexically_relative(world_->config.world_dir()).string();
+  const std::string bytes = test::read_file(largest);
+  std::vector<RemoteRange> ranges;
+  for (int step = 0; step < 4; ++step) ranges.push_back({path, step * (size / 4), 1000, step});
+  {
+    RemotePrefetch prefetch(ranges);
+    prefetch.reached(0);  // steps 0 and 1 may be fetched, not 2 or 3
+    for (int step = 0; step < 2; ++step) {
+      std::string got(1000, '\0');
+      void* buffers[] = {got.data()};
+      const auto offset = static_cast<std::uint64_t>(ranges[step].offset);
+      const std::size_t n = got.size();
+      ASSERT_TRUE(read_remote_ranges(path, 1, buffers, &offset, &n)) << take_remote_failure();
+      EXPECT_EQ(got, bytes.substr(offset, n)) << "step " << step;
+    }
+  }
+  // One request per chunk read, whoever made it first; none for the steps not reached.
+  std::multiset<std::string> asked, expected;
+  for (const json& q : store.requests()) asked.insert(q["range"].get<std::string>());
+  for (int step = 0; step < 2; ++step)
+    for (std::int64_t c = ranges[step].offset / kChunk; c <= (ranges[step].offset + ranges[step].length - 1) / kChunk; ++c)
+      expected.insert(fmt::format("bytes={}-{}", c * kChunk, c * kChunk + kChunk - 1));
+  EXPECT_EQ(asked, expected);
 }
 
 TEST_F(Remote, OverS3PathStyleUnsignedTheChipsAreThoseOfTheFilesOnDisk) {
