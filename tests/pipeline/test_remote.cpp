@@ -239,6 +239,35 @@ TEST_F(Remote, OverS3PathStyleUnsignedTheChipsAreThoseOfTheFilesOnDisk) {
   for (const json& q : requests) EXPECT_TRUE(q["path"].get<std::string>().starts_with("/eo-bucket/")) << q.dump();
 }
 
+TEST_F(Remote, SignedS3WithCredentialsFromTheEnvironmentOrAProfileAndRequesterPays) {
+  // The store checks AWS Signature Version 4 with its own secret (recomputed in Python from
+  // the request as it arrived, not by libcurl) and wants the requester-pays header.
+  const std::string secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+  ObjectStore store(world_->dir, dir_ / "store", "--s3-key AKIDEXAMPLE:" + secret + " --requester-pays");
+  const std::string s3 = fmt::format("AWS_S3_ENDPOINT=127.0.0.1:{} AWS_HTTPS=NO AWS_VIRTUAL_HOSTING=FALSE AWS_REGION=us-west-2 "
+                                     "AWS_REQUEST_PAYER=requester",
+                                     store.port());
+  const fs::path catalog = remote_catalog("/vsis3/eo-bucket/");
+  auto r = prepare(config(catalog, "env"), s3 + " AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=" + secret);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_same_chips(dir_ / "env");
+  const fs::path credentials = dir_ / "credentials";
+  std::ofstream(credentials) << "[default]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = other\n\n"
+                             << "[eo]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = " << secret << "\n";
+  r = prepare(config(catalog, "profile"), s3 + " AWS_SHARED_CREDENTIALS_FILE=" + credentials.string() + " AWS_PROFILE=eo");
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_same_chips(dir_ / "profile");
+  const auto requests = store.requests();
+  ASSERT_FALSE(requests.empty());
+  for (const json& q : requests) EXPECT_EQ(q["status"], 206) << q.dump();
+  // Another secret: every request refused, the tiles fail saying so, and no secret is shown.
+  r = prepare(config(catalog, "wrong"), s3 + " AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=not-the-secret");
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("HTTP 403 Forbidden"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("not-the-secret"), std::string::npos) << r.output;
+  EXPECT_EQ(store.requests().back()["fault"], "signature: the signature does not match");
+}
+
 TEST_F(Remote, FaultsAreRetriedAndNoTileIsLostOrDamaged) {
   ObjectStore store(world_->config.world_dir(), dir_ / "store", "--p503 0.01 --once 429,reset,truncate --seed 3");
   const auto r = prepare(config(remote_catalog("/vsicurl/" + store.url() + "/")));

@@ -4,12 +4,15 @@ ranges, ETag and Last-Modified, as S3 and Azure blob storage serve COGs, and mis
 the way they do when told to: latency per request, a bandwidth cap per connection, and
 injected faults (503 at a rate, 429 with Retry-After, a reset mid-body, a short body,
 404 and 403 for chosen paths). It also stands in for Planetary Computer's SAS token
-endpoint and checks the token on the blobs it guards.
+endpoint and checks the token on the blobs it guards, and as S3 it checks AWS Signature
+Version 4 (recomputed from the request as received, with the secret it is given) and the
+requester-pays header.
 
     object_store.py ROOT --port-file F [--latency-ms 50] [--rate-mbps 100]
                     [--p503 0.01] [--once 429,reset,truncate] [--not-found REGEX]
                     [--new-etags-after N]
-                    [--sas-prefix /blob/ --sas-lifetime-s 3600 --sas-revoke-after N] [--log F]
+                    [--sas-prefix /blob/ --sas-lifetime-s 3600 --sas-revoke-after N]
+                    [--s3-key KEY_ID:SECRET] [--requester-pays] [--log F]
 
 The port it listens on (127.0.0.1, chosen by the system) is written to --port-file once
 it accepts connections. Each request is logged to --log as one JSON line: method, path
@@ -19,6 +22,8 @@ and fault. Faults are drawn from a seeded generator: a run is repeatable.
 
 import argparse
 import email.utils
+import hashlib
+import hmac
 import http.server
 import json
 import os
@@ -104,6 +109,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.token(path.rsplit("/", 1)[-1])
         if srv.sas_prefix and path.startswith(srv.sas_prefix) and not self.signed(query):
             return self.simple(403, b"<Error><Code>AuthenticationFailed</Code></Error>", fault="unsigned")
+        if srv.s3_key:
+            problem = self.sigv4_problem()
+            if problem:
+                return self.simple(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>", fault="signature: " + problem)
+        if srv.requester_pays and self.headers.get("x-amz-request-payer") != "requester":
+            return self.simple(403, b"<Error><Code>AccessDenied</Code></Error>", fault="not requester-pays")
         rng = self.headers.get("Range")
         fault = srv.faults.draw(path, rng is not None)
         if fault == "404":
@@ -190,6 +201,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if ahead > 0:
                     time.sleep(ahead)
 
+    def sigv4_problem(self):
+        """Why the request's AWS Signature Version 4 does not hold (None when it does): the
+        canonical request rebuilt from what arrived, over the headers it says it signed,
+        and the signature computed with the store's secret, as S3 does."""
+        key_id, secret = self.server.s3_key
+        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,\s*"
+                         r"SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})", self.headers.get("Authorization", "").strip())
+        if not m:
+            return "no AWS4-HMAC-SHA256 authorization"
+        key, day, region, service, signed, signature = m.groups()
+        if key != key_id:
+            return "unknown access key " + key
+        amz_date = self.headers.get("x-amz-date", "")
+        names = signed.split(";")
+        if not amz_date.startswith(day) or "host" not in names:
+            return "x-amz-date or host not signed for the day of the credential"
+        url = urllib.parse.urlsplit(self.path)
+        query = "&".join("%s=%s" % (urllib.parse.quote(k, safe="-_.~"), urllib.parse.quote(v, safe="-_.~"))
+                         for k, v in sorted(urllib.parse.parse_qsl(url.query, keep_blank_values=True)))
+        headers = "".join("%s:%s\n" % (n, " ".join(self.headers.get(n, "").split())) for n in names)
+        payload = self.headers.get("x-amz-content-sha256", hashlib.sha256(b"").hexdigest())
+        canonical = "\n".join([self.command, url.path, query, headers, signed, payload])
+        scope = "%s/%s/%s/aws4_request" % (day, region, service)
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        k = ("AWS4" + secret).encode()
+        for part in (day, region, service, "aws4_request"):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        expected = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+        return None if hmac.compare_digest(expected, signature) else "the signature does not match"
+
     # Planetary Computer's SAS tokens: GET /api/sas/v1/token/{collection} gives
     # {"token": "st=...&se=...&sp=rl&sig=...", "msft:expiry": "..."}; a blob under the
     # guarded prefix needs the query string of a token not yet expired.
@@ -243,6 +284,8 @@ def main():
     p.add_argument("--sas-lifetime-s", type=float, default=3600)
     p.add_argument("--sas-revoke-after", type=int, default=0, help="signed requests after which the tokens given are revoked")
     p.add_argument("--new-etags-after", type=int, default=0, help="ranged reads after which every ETag changes")
+    p.add_argument("--s3-key", default="", help="KEY_ID:SECRET: every request must be signed with it (SigV4)")
+    p.add_argument("--requester-pays", action="store_true", help="every request must say x-amz-request-payer: requester")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log", default="")
     args = p.parse_args()
@@ -255,6 +298,8 @@ def main():
     srv.sas_lifetime = args.sas_lifetime_s
     srv.sas_revoke_after = args.sas_revoke_after
     srv.new_etags_after = args.new_etags_after
+    srv.s3_key = tuple(args.s3_key.split(":", 1)) if args.s3_key else None
+    srv.requester_pays = args.requester_pays
     srv.ranged = 0
     srv.signed_uses = 0
     srv.tokens_issued = 0
