@@ -23,7 +23,8 @@ int run_plan(const PlanOptions& opts);
 
 struct SynthOptions {
   CommonOptions common;
-  bool force = false;  // replace a world these settings did not make
+  bool force = false;      // replace a world these settings did not make
+  std::string stac_hrefs;  // the URL the world is served from, for the STAC's hrefs
 };
 void add_synth_command(CLI::App& app, SynthOptions& opts);
 int run_synth(const SynthOptions& opts);

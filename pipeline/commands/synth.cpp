@@ -19,6 +19,9 @@ void add_synth_command(CLI::App& app, SynthOptions& opts) {
   auto* cmd = app.add_subcommand("synth", "write a synthetic multi-modal world (S2, S1, coherence, labels) and its catalog");
   add_common_options(*cmd, opts.common);
   cmd->add_flag("--force", opts.force, "replace a world (its catalog and rasters) that other settings made");
+  cmd->add_option("--stac-hrefs", opts.stac_hrefs,
+                  "publish the STAC (and catalog) with asset hrefs under this URL, where the world is to be served "
+                  "(http(s)://HOST/PATH/ or s3://BUCKET/PREFIX/; tests/support/object_store.py serves it)");
 }
 
 namespace {
@@ -26,8 +29,9 @@ namespace {
 // What decides the world synth writes: its settings and the plan's tiles. Written beside
 // the catalog, so that synth again with the same settings (the demo run twice) rewrites
 // the same world, and anything else in the folder is not replaced unasked.
-std::string world_fingerprint(const SynthConfig& s, const Plan& plan) {
+std::string world_fingerprint(const SynthConfig& s, const Plan& plan, const std::string& href_base) {
   Hasher h;
+  if (!href_base.empty()) h.add(href_base);  // a world read from elsewhere has another catalog
   h.add(static_cast<std::int64_t>(s.seed)).add(std::int64_t{s.resolution_scale}).add(std::int64_t{s.year});
   for (double v : {s.s1_tile_deg, s.missing_fraction, s.cloud_fraction, s.acquisition_effects}) h.add(fmt::format("{}", v));
   h.add(name_str(s.layout)).add(std::int64_t{s.s2_scenes}).add(std::int64_t{s.s1_scenes});
@@ -42,7 +46,15 @@ int run_synth(const SynthOptions& opts) {
   if (!config) return kExitOk;
   const Plan plan = make_plan(load_aois(*config));
   const std::filesystem::path stamp = config->world_dir() / "synth.json", catalog = config->world_dir() / "catalog.jsonl";
-  const std::string fingerprint = world_fingerprint(config->synth, plan);
+  std::string href_base = opts.stac_hrefs;
+  if (!href_base.empty()) {
+    if (!href_base.starts_with("http://") && !href_base.starts_with("https://") && !href_base.starts_with("s3://"))
+      throw ConfigError(fmt::format("--stac-hrefs {}: give an http(s):// or s3:// URL", href_base));
+    if (config->synth.layout != WorldLayout::scenes)
+      throw ConfigError("--stac-hrefs: only the scenes layout (synth.layout: scenes) publishes a STAC");
+    if (!href_base.ends_with('/')) href_base += '/';
+  }
+  const std::string fingerprint = world_fingerprint(config->synth, plan, href_base);
   if (std::filesystem::exists(catalog) && !opts.force) {
     std::string written;
     if (std::filesystem::exists(stamp)) written = read_json_file(stamp).value("fingerprint", "");
@@ -58,7 +70,7 @@ int run_synth(const SynthOptions& opts) {
   write_atomically(stamp, nlohmann::json{{"fingerprint", fingerprint}}.dump() + "\n");
   const auto t0 = std::chrono::steady_clock::now();
   const synth::SynthReport report = synth::write_world(config->synth, config->world_dir(), plan,
-                                                       [](const std::string& what) { spdlog::info("wrote {}", what); });
+                                                       [](const std::string& what) { spdlog::info("wrote {}", what); }, href_base);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   write_resolved_config(*config, config->world_dir() / "config.yaml");
   std::string files;

@@ -240,6 +240,7 @@ void Writer::coherence_tiles() {
       out.save("GTiff", path, {"TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1"});
       if (auto rec = global_coherence_record(path, Modality::s1coh)) {
         rec->time = season_interval(synth_.year, season);
+        rec->path = catalogued(path);
         catalog_.add(std::move(*rec));
       }
       count(path, Modality::s1coh);

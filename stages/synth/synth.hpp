@@ -24,7 +24,9 @@ struct SynthReport {
 World world_of(const SynthConfig& synth, const Plan& plan);
 
 // The world's products and their catalog, written into `dir` (the config's world_dir()).
+// With an href_base (the scenes layout), the STAC's assets are that URL followed by their
+// path in `dir`, and so is the catalog made from it: the world read from where it is served.
 SynthReport write_world(const SynthConfig& synth, const std::filesystem::path& dir, const Plan& plan,
-                        const std::function<void(const std::string&)>& progress);
+                        const std::function<void(const std::string&)>& progress, const std::string& href_base = "");
 
 }  // namespace eo::synth

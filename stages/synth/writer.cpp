@@ -52,7 +52,9 @@ bool Writer::left_out(Modality m, const std::string& tile) {
 }
 
 void Writer::record(const std::filesystem::path& path, Modality m, int season) {
-  catalog_.add(describe_raster(path, m, season, info(m).seasons > 1 ? season_interval(synth_.year, season) : std::to_string(synth_.year)));
+  SourceRecord r = describe_raster(path, m, season, info(m).seasons > 1 ? season_interval(synth_.year, season) : std::to_string(synth_.year));
+  r.path = catalogued(path);
+  catalog_.add(std::move(r));
   ++report_.files[info(m).name];
   report_.bytes += std::filesystem::file_size(path);
 }
@@ -72,8 +74,8 @@ World world_of(const SynthConfig& synth, const Plan& plan) {
 }
 
 SynthReport write_world(const SynthConfig& synth, const std::filesystem::path& dir, const Plan& plan,
-                        const std::function<void(const std::string&)>& progress) {
-  return Writer(synth, dir, plan, progress).run();
+                        const std::function<void(const std::string&)>& progress, const std::string& href_base) {
+  return Writer(synth, dir, plan, progress, href_base).run();
 }
 
 }  // namespace eo::synth

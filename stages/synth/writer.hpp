@@ -21,6 +21,7 @@
 #include "pipeline/core/hash.hpp"
 #include "stages/ingest/catalog.hpp"
 #include "stages/ingest/gdal_util.hpp"
+#include "stages/ingest/stac.hpp"
 #include "stages/synth/products.hpp"
 #include "stages/synth/synth.hpp"
 
@@ -92,9 +93,9 @@ inline OGRSpatialReference epsg(int code) {
 class Writer {
  public:
   Writer(const SynthConfig& synth, std::filesystem::path dir, const Plan& plan,
-         const std::function<void(const std::string&)>& progress)
+         const std::function<void(const std::string&)>& progress, std::string href_base)
       : synth_(synth), plan_(plan), progress_(progress), world_(world_of(synth, plan)), areas_(plan_areas(plan)),
-        extent_(bounds_of(areas_)), dir_(std::move(dir)), scale_(synth.resolution_scale) {}
+        extent_(bounds_of(areas_)), dir_(std::move(dir)), href_base_(std::move(href_base)), scale_(synth.resolution_scale) {}
 
   SynthReport run();
 
@@ -206,8 +207,15 @@ class Writer {
   nlohmann::json item(const std::string& id, const std::string& collection, const std::string& datetime, const LonLatBox& box,
                       nlohmann::json properties, nlohmann::json assets, const std::string& publisher_url);
 
+  // A file as the STAC names it: relative to the STAC's folder, or under href_base_.
   std::string href(const std::filesystem::path& file) const {
+    if (!href_base_.empty()) return href_base_ + std::filesystem::relative(file, dir_).generic_string();
     return std::filesystem::relative(file, dir_ / "stac").generic_string();
+  }
+  // A file catalogued without a STAC (by its name, as users do for these products): where
+  // it is, or where the world is served.
+  std::filesystem::path catalogued(const std::filesystem::path& file) const {
+    return href_base_.empty() ? file : std::filesystem::path(gdal_path_of_href(href(file), dir_ / "stac"));
   }
 
   // Sentinel-2 L2A scenes as Earth Search v1 publishes them: per date and MGRS tile one
@@ -240,6 +248,7 @@ class Writer {
   std::vector<LonLatBox> areas_;
   LonLatBox extent_;
   std::filesystem::path dir_;
+  std::string href_base_;  // where the world is served from (synth --stac-hrefs), ending in '/'
   int scale_;
   Catalog catalog_;
   SynthReport report_;

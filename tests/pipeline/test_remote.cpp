@@ -227,6 +227,34 @@ TEST_F(Remote, APrefetchFetchesEachByteOnceAndNoFurtherThanAStepAheadOfTheReads)
   EXPECT_EQ(asked, expected);
 }
 
+TEST_F(Remote, SynthPublishesItsWorldToBeReadWhereItIsServed) {
+  // synth --stac-hrefs URL: the STAC, and the catalog made from it, name every file under
+  // the URL; the world served from there is read over HTTP and gives the chips of the same
+  // world on disk.
+  const fs::path served = dir_ / "served";
+  fs::create_directories(served);
+  ObjectStore store(served, dir_ / "store", "");
+  const fs::path file = dir_ / "synth.yaml";
+  std::ofstream(file) << yaml_into("out") << "  output: " << served.string() << "\n";
+  const auto refused = test::run(fmt::format("{} synth {} --stac-hrefs ftp://host/world -q", EO_PIPELINE_EXE, file.string()));
+  EXPECT_EQ(refused.code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("--stac-hrefs ftp://host/world: give an http(s):// or s3:// URL"), std::string::npos)
+      << refused.output;
+  const auto s = test::run(fmt::format("{} synth {} --stac-hrefs {} -q", EO_PIPELINE_EXE, file.string(), store.url()));
+  ASSERT_EQ(s.code, 0) << s.output;
+  const Catalog catalog = Catalog::load(served / "catalog.jsonl");
+  ASSERT_EQ(catalog.records().size(), world_->catalog.records().size());
+  for (const SourceRecord& r : catalog.records()) {
+    EXPECT_TRUE(r.path.string().starts_with("/vsicurl/" + store.url() + "/")) << r.path;
+    if (r.mask) EXPECT_TRUE(r.mask->path.string().starts_with("/vsicurl/" + store.url() + "/")) << r.mask->path;
+  }
+  EXPECT_TRUE(store.requests().empty()) << "synth read what it had just written from the store";
+  const auto r = prepare(file);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_same_chips(dir_ / "out");
+  EXPECT_FALSE(store.requests().empty());
+}
+
 TEST_F(Remote, OverS3PathStyleUnsignedTheChipsAreThoseOfTheFilesOnDisk) {
   ObjectStore store(world_->dir, dir_ / "store", "");
   const auto r = prepare(config(remote_catalog("/vsis3/eo-bucket/")),
