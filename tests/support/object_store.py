@@ -8,14 +8,14 @@ endpoint and checks the token on the blobs it guards, and as S3 it checks AWS Si
 Version 4 (recomputed from the request as received, with the secret it is given) and the
 requester-pays header.
 
-    object_store.py ROOT --port-file F [--latency-ms 50] [--rate-mbps 100]
+    object_store.py ROOT [--port N] [--port-file F] [--latency-ms 50] [--rate-mbps 100]
                     [--p503 0.01] [--once 429,reset,truncate] [--not-found REGEX]
                     [--new-etags-after N]
                     [--sas-prefix /blob/ --sas-lifetime-s 3600 --sas-revoke-after N]
                     [--s3-key KEY_ID:SECRET] [--requester-pays] [--log F]
 
-The port it listens on (127.0.0.1, chosen by the system) is written to --port-file once
-it accepts connections. Each request is logged to --log as one JSON line: method, path
+It listens on 127.0.0.1, on --port or one the system chooses, written to --port-file
+once it accepts connections. Each request is logged to --log as one JSON line: method, path
 (with its query string, so that tests can check what the client sent), range, status
 and fault. Faults are drawn from a seeded generator: a run is repeatable.
 """
@@ -273,7 +273,8 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("root")
-    p.add_argument("--port-file", required=True)
+    p.add_argument("--port", type=int, default=0, help="0: one the system chooses")
+    p.add_argument("--port-file", default="", help="where to write the port once it accepts connections")
     p.add_argument("--latency-ms", type=float, default=0)
     p.add_argument("--rate-mbps", type=float, default=0, help="MB/s per connection; 0: no cap")
     p.add_argument("--p503", type=float, default=0)
@@ -289,7 +290,7 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log", default="")
     args = p.parse_args()
-    srv = Server(("127.0.0.1", 0), Handler)
+    srv = Server(("127.0.0.1", args.port), Handler)
     srv.root = os.path.realpath(args.root)
     srv.latency = args.latency_ms / 1000.0
     srv.rate = args.rate_mbps * 1e6
@@ -306,10 +307,11 @@ def main():
     srv.valid_sigs = {}
     srv.log_lock = threading.Lock()
     srv.log = open(args.log, "a") if args.log else None
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % srv.server_address[1])
-    os.replace(tmp, args.port_file)
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % srv.server_address[1])
+        os.replace(tmp, args.port_file)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
