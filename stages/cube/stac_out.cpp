@@ -33,9 +33,14 @@ class Hrefs {
  public:
   Hrefs(const fs::path& cube, const fs::path& dir) : cube_(fs::weakly_canonical(cube)), dir_(fs::weakly_canonical(dir)) {}
   std::string operator()(const std::string& target) const {
-    if (target.find("://") != std::string::npos) return target;
-    if (target.starts_with("/vsicurl/")) return target.substr(9);
+    // GDAL's names of remote files (a catalog's) as the URLs they stand for, with no query
+    // string: a signed URL's signature is a secret, and expires.
+    if (target.starts_with("/vsicurl/")) {
+      const std::string url = target.substr(9);
+      return url.substr(0, url.find('?'));
+    }
     if (target.starts_with("/vsis3/")) return "s3://" + target.substr(7);
+    if (target.find("://") != std::string::npos) return target;
     const fs::path path = fs::weakly_canonical(target), inside = path.lexically_relative(cube_);
     if (inside.empty() || *inside.begin() == "..") return path.generic_string();
     return path.lexically_relative(dir_).generic_string();

@@ -25,6 +25,7 @@
 #include "stages/ingest/tiff_blocks.hpp"
 #include "support/read_file.hpp"
 #include "support/run.hpp"
+#include "support/run_world.hpp"
 #include "support/world.hpp"
 
 namespace eo {
@@ -294,6 +295,50 @@ TEST_F(Remote, SignedS3WithCredentialsFromTheEnvironmentOrAProfileAndRequesterPa
   EXPECT_NE(r.output.find("HTTP 403 Forbidden"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("not-the-secret"), std::string::npos) << r.output;
   EXPECT_EQ(store.requests().back()["fault"], "signature: the signature does not match");
+}
+
+TEST_F(Remote, TheCubeFromRemoteInputsIsTheCubeFromTheFilesOnDisk) {
+  // A model of two steps trained on the files on disk; `run` then warps every tile from its
+  // sources, once from disk and once over HTTP, into cubes that must be the same bytes. The
+  // cube names its catalog: both runs read theirs from one path (remote_catalog's).
+  ObjectStore store(world_->config.world_dir(), dir_ / "store", "--latency-ms 5");
+  const fs::path checkpoint = dir_ / "local" / "pretrain" / "checkpoints" / "step-000002.pt";
+  const auto write_config = [&](const std::string& out, const fs::path& catalog) {
+    const fs::path file = dir_ / (out + ".yaml");
+    std::ofstream(file) << yaml_into(out) << "  output: " << world_->config.world_dir().string() << "\ndata:\n  catalog: "
+                        << catalog.string() << "\npretrain:\n  steps: 2\n  batch: 8\n  threads: 1\nmodel:\n  checkpoint: "
+                        << checkpoint.string() << "\n";
+    return file;
+  };
+  const fs::path catalog = remote_catalog(world_->config.world_dir().string() + "/");  // the files on disk
+  const fs::path local = write_config("local", catalog);
+  for (const char* step : {"prepare", "pretrain", "run"}) {
+    const auto r = test::run(fmt::format("{} {} {} -q", EO_PIPELINE_EXE, step, local.string()));
+    ASSERT_EQ(r.code, 0) << step << ": " << r.output;
+  }
+  ASSERT_EQ(remote_catalog("/vsicurl/" + store.url() + "/"), catalog);  // over the local one, at its path
+  const auto r = test::run(fmt::format("EO_HTTP_RETRY_S=0.05 {} run {} -q", EO_PIPELINE_EXE, write_config("remote", catalog).string()));
+  ASSERT_EQ(r.code, 0) << r.output;
+  // The same bytes but for each STAC item's links to its sources: the files on disk, and
+  // the URLs (as URLs) over HTTP.
+  std::size_t sources = 0;
+  const auto without_sources = [&](std::map<std::string, std::string> files, const std::string& prefix) {
+    for (auto& [name, bytes] : files) {
+      if (!name.starts_with("stac/items/")) continue;
+      json item = json::parse(bytes), links = json::array();
+      for (const json& l : item["links"])
+        if (l["rel"] != "emb:source-data") links.push_back(l);
+        else if (!prefix.empty() && ++sources) EXPECT_TRUE(l["href"].get<std::string>().starts_with(prefix)) << l.dump();
+      item["links"] = links;
+      bytes = item.dump();
+    }
+    return files;
+  };
+  const auto reference = without_sources(test::cube_files(dir_ / "local" / "cube.zarr"), "");
+  ASSERT_GT(reference.size(), 3u);
+  EXPECT_EQ(test::cube_difference(reference, without_sources(test::cube_files(dir_ / "remote" / "cube.zarr"), store.url() + "/")), "");
+  EXPECT_GT(sources, 0u);
+  EXPECT_FALSE(store.requests().empty());
 }
 
 TEST_F(Remote, FaultsAreRetriedAndNoTileIsLostOrDamaged) {
