@@ -70,7 +70,6 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
                                     const std::function<void(const std::string&)>& warn, int threads) {
   // Every sample to read, in the order the sums take them.
   struct Sample {
-    Modality modality;
     int band = 0;
     const SourceRecord* record = nullptr;
     std::vector<float> values;
@@ -91,7 +90,7 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
         const std::size_t count = std::min<std::size_t>(all.size(), static_cast<std::size_t>(files));
         const std::size_t first = samples.size();
         for (std::size_t i = 0; i < count; ++i) {
-          samples.push_back({m, b, all[i * all.size() / count], {}, {}});
+          samples.push_back({b, all[i * all.size() / count], {}, {}});
           remote |= is_remote_path(samples.back().record->path.string());
         }
         channel_samples.emplace_back(first, samples.size());
