@@ -134,7 +134,9 @@ std::string product_of(const json& props, Modality modality) {
   std::string platform = text("platform");
   std::transform(platform.begin(), platform.end(), platform.begin(), ::tolower);
   std::string tile = text("s2:mgrs_tile");
-  if (tile.empty() && props.contains("mgrs:utm_zone"))
+  // The MGRS extension names a tile only by all three parts; a zone alone is not a tile.
+  if (tile.empty() && props.contains("mgrs:utm_zone") && !text("mgrs:latitude_band").empty() &&
+      !text("mgrs:grid_square").empty())
     tile = number_text("mgrs:utm_zone") + text("mgrs:latitude_band") + text("mgrs:grid_square");
   const std::string time = datetime_of(props).substr(0, 19);  // publishers write fractions of a second differently
   if (platform.empty() || tile.empty() || time.size() < 19) return "";

@@ -148,6 +148,29 @@ TEST_F(Composite, AScenePublishedTwiceIsCataloguedOnce) {
   EXPECT_EQ(once.clear, es.clear);
 }
 
+// Another item of the same platform and time is the same scene only where it names the
+// same tile. An item whose MGRS properties stop at the zone (as synth's do) names no tile:
+// scenes of one zone taken together are each kept.
+TEST_F(Composite, AnotherItemIsTheSameSceneOnlyWhereItNamesTheSameTile) {
+  const auto copy = [&](const std::string& name, bool zone_only) {
+    json items = json::parse(std::ifstream(*dir_ / "earth-search-s2.json"));
+    for (json& it : items["features"]) {
+      it["id"] = it["id"].get<std::string>() + "_" + name;
+      if (zone_only) it["properties"].erase("mgrs:latitude_band"), it["properties"].erase("mgrs:grid_square");
+    }
+    std::ofstream(*dir_ / name) << items.dump();
+    return *dir_ / name;
+  };
+  const StacReport same_tile = read_stac(std::vector<fs::path>{*dir_ / "earth-search-s2.json", copy("same-tile.json", false)});
+  EXPECT_EQ(same_tile.records.size(), 15u);
+  EXPECT_EQ(same_tile.duplicates.size(), 5u);
+  const fs::path zone_only = copy("zone-only.json", true);
+  const StacReport zone = read_stac(std::vector<fs::path>{zone_only, copy("zone-only-2.json", true)});
+  EXPECT_EQ(zone.records.size(), 30u);
+  EXPECT_TRUE(zone.duplicates.empty()) << zone.duplicates.front();
+  EXPECT_TRUE(zone.problems.empty());
+}
+
 TEST_F(Composite, EarthSearchAndPlanetaryComputerGiveTheSameComposite) {
   const GridWindow w = window(10);
   const WarpedModality es = ModalitySources(catalog_of(*dir_ / "earth-search-s2.json"), Modality::s2rgb, w.lonlat_box()).warp(w, settings());
