@@ -10,7 +10,7 @@ requester-pays header.
 
     object_store.py ROOT [--port N] [--port-file F] [--latency-ms 50] [--rate-mbps 100]
                     [--p503 0.01] [--once 429,reset,truncate] [--not-found REGEX]
-                    [--new-etags-after N]
+                    [--new-etag-after KEY=N]
                     [--sas-prefix /blob/ --sas-lifetime-s 3600 --sas-revoke-after N]
                     [--s3-key KEY_ID:SECRET] [--requester-pays] [--log F]
 
@@ -131,9 +131,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = os.stat(file)
         size = st.st_size
         with srv.log_lock:
-            srv.ranged += rng is not None
-            # Every object "uploaded anew" after so many ranged reads: new ETags, same bytes.
-            generation = 1 if 0 < srv.new_etags_after <= srv.ranged else 0
+            # The object "uploaded anew" after so many ranged reads of it: a new ETag, the
+            # same bytes. Counted per object, so that the change falls inside its reads
+            # whatever order a client reads objects in.
+            reads = srv.ranged_reads.get(path, 0)
+            srv.ranged_reads[path] = reads + (rng is not None)
+            generation = 1 if path == srv.new_etag_key and 0 < srv.new_etag_after <= reads else 0
         headers = {
             "ETag": '"%x-%x-%d"' % (st.st_mtime_ns, size, generation),
             "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
@@ -284,7 +287,7 @@ def main():
     p.add_argument("--sas-prefix", default="", help="blobs under this path need a SAS token's query string")
     p.add_argument("--sas-lifetime-s", type=float, default=3600)
     p.add_argument("--sas-revoke-after", type=int, default=0, help="signed requests after which the tokens given are revoked")
-    p.add_argument("--new-etags-after", type=int, default=0, help="ranged reads after which every ETag changes")
+    p.add_argument("--new-etag-after", default="", help="KEY=N: the object at path KEY gets a new ETag after N ranged reads of it")
     p.add_argument("--s3-key", default="", help="KEY_ID:SECRET: every request must be signed with it (SigV4)")
     p.add_argument("--requester-pays", action="store_true", help="every request must say x-amz-request-payer: requester")
     p.add_argument("--seed", type=int, default=1)
@@ -298,10 +301,11 @@ def main():
     srv.sas_prefix = args.sas_prefix
     srv.sas_lifetime = args.sas_lifetime_s
     srv.sas_revoke_after = args.sas_revoke_after
-    srv.new_etags_after = args.new_etags_after
+    key, _, n = args.new_etag_after.rpartition("=")
+    srv.new_etag_key, srv.new_etag_after = key, int(n or 0)
     srv.s3_key = tuple(args.s3_key.split(":", 1)) if args.s3_key else None
     srv.requester_pays = args.requester_pays
-    srv.ranged = 0
+    srv.ranged_reads = {}
     srv.signed_uses = 0
     srv.tokens_issued = 0
     srv.valid_sigs = {}
