@@ -100,12 +100,13 @@ Normalisation compute_normalisation(const Catalog& catalog, const std::vector<Mo
   parallel_for(samples.size(), remote ? std::max(threads, kRemoteSampleReaders) : threads, [&](std::size_t i) {
     Sample& s = samples[i];
     // A broken file fails only the tiles that read it: here it is left out of the sample.
-    // A remote one that could not be read now is not broken: the statistics, kept for
-    // good once written, must not depend on the network's luck; the run stops instead.
+    // A remote one that could not be read now, or could not be reached at all, is not
+    // broken: the statistics, kept for good once written, must not depend on the
+    // network's luck or a setting; the run stops instead.
     try {
       s.values = SourceSet({s.record}, {s.band}).sample(0, 1, 512);
     } catch (const std::exception& e) {
-      if (take_transient_remote_failure())
+      if (take_remote_failure_not_the_objects())
         throw StageError("chip", fmt::format("normalisation: {}; nothing is written: run again", detail_of(e)));
       s.left_out = fmt::format("normalisation: left out {}", e.what());
     }

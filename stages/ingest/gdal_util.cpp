@@ -43,7 +43,7 @@ GdalDataset open_raster(const std::filesystem::path& path) {
     }
   }
   take_remote_failure();
-  take_transient_remote_failure();
+  take_remote_failure_not_the_objects();
   GdalDataset ds(GDALDataset::FromHandle(
       GDALOpenEx(readable_path(name).c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, nullptr, nullptr)));
   if (!ds) throw StageError("ingest", fmt::format("{}: cannot open as a raster: {}", redact_url(name), gdal_error("unknown format")));

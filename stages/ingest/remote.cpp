@@ -71,7 +71,7 @@ const Settings& settings() {
 
 std::atomic<std::int64_t> n_requests{0};
 thread_local std::string last_failure;
-thread_local bool last_failure_transient = false;
+thread_local bool last_failure_not_the_objects = false;
 
 // --- Where an object is and how a request for it is signed ----------------------------
 
@@ -259,6 +259,9 @@ CURL* start(Request& r, curl_slist*& headers) {
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);
   curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);  // wait for an HTTP/2 connection to multiplex over
   curl_easy_setopt(e, CURLOPT_USERAGENT, "eo-pipeline");
+  // The certificate authorities GDAL's own requests trust, where they are set.
+  const char* ca = CPLGetConfigOption("CURL_CA_BUNDLE", CPLGetConfigOption("SSL_CERT_FILE", nullptr));
+  if (ca && *ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
   const std::string range = r.length >= 0 ? fmt::format("{}-{}", r.offset, r.offset + r.length - 1) : "";
   if (!range.empty()) curl_easy_setopt(e, CURLOPT_RANGE, range.c_str());
   if (r.object.starts_with("s3://")) {
@@ -282,18 +285,20 @@ CURL* start(Request& r, curl_slist*& headers) {
   return e;
 }
 
-enum class Outcome { ok, retry, fail };
+// fail: the object's own answer (404, 403, a wrong length); access: no answer can come
+// until the user mends something that is not the object (the URL, the host's name, the
+// certificates trusted); retry: anything on the way, which may pass.
+enum class Outcome { ok, retry, fail, access };
 
 // Whether the response is the range asked for, whole and of the object already seen.
 Outcome judge(Request& r, CURLcode code, std::string& why) {
   const auto reason = [&] { return std::string(r.error[0] ? r.error : curl_easy_strerror(code)); };
   if (code != CURLE_OK) {
     why = reason();
-    // A URL curl cannot use is the user's to fix; anything on the way (a reset, a
-    // timeout, a short body, a refused connection) may pass.
-    const bool permanent = code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL ||
-                           code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_SSL_CACERT_BADFILE;
-    return permanent ? Outcome::fail : Outcome::retry;
+    const bool access = code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL ||
+                        code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_SSL_CACERT_BADFILE ||
+                        code == CURLE_PEER_FAILED_VERIFICATION;
+    return access ? Outcome::access : Outcome::retry;
   }
   if (r.status == 429 || r.status == 408 || r.status >= 500) {
     why = fmt::format("HTTP {}", r.status);
@@ -409,7 +414,7 @@ std::string perform(std::vector<Request>& requests, CURLM* handle = multi.handle
         waiting.push_back(r);
       } else if (o != Outcome::ok && failure.empty()) {
         failure = o == Outcome::retry ? fmt::format("{} ({} attempts in {:.1f} s)", why, r->attempts, spent) : why;
-        last_failure_transient = o == Outcome::retry;
+        last_failure_not_the_objects = o == Outcome::retry || o == Outcome::access;
       }
     }
     if (!failure.empty()) break;
@@ -581,7 +586,7 @@ std::string fetch_runs(const std::vector<Run>& runs, std::map<std::int64_t, Chun
       }
     }
   } catch (const std::exception& e) {  // the object changed during the run: a run again reads the new one
-    last_failure_transient = true;
+    last_failure_not_the_objects = true;
     return e.what();
   }
   return "";
@@ -701,7 +706,7 @@ void fetch_ahead(const std::vector<RemoteRange>& ranges) {
   }
   if (!runs.empty()) fetch_runs(runs);
   last_failure.clear();
-  last_failure_transient = false;
+  last_failure_not_the_objects = false;
 }
 
 // --- The GDAL file system handler ----------------------------------------------------------
@@ -827,7 +832,7 @@ std::string unsigned_href(const std::string& url) { return SasTokens::key_of(url
 
 std::string take_remote_failure() { return std::exchange(last_failure, std::string()); }
 
-bool take_transient_remote_failure() { return std::exchange(last_failure_transient, false); }
+bool take_remote_failure_not_the_objects() { return std::exchange(last_failure_not_the_objects, false); }
 
 std::optional<RemoteObjectInfo> remote_object_info(const std::string& path) {
   install_remote_reader();

@@ -59,10 +59,12 @@ std::string unsigned_href(const std::string& url);
 // Why the calling thread's last remote read or open failed: "HTTP 404 Not Found",
 // "Connection reset by peer (6 attempts in 11.2 s)"; "" when none did. Taken once.
 std::string take_remote_failure();
-// Whether the calling thread's last remote failure since it last opened a raster was one
-// that passes (retries spent on 429/5xx, resets or timeouts; the object changed during the
-// run), as against one that stays (404, 403): a run again reads it. Taken once.
-bool take_transient_remote_failure();
+// Whether the calling thread's last remote failure since it last opened a raster said
+// nothing of the object itself: one that passes (retries spent on 429/5xx, resets or
+// timeouts; the object changed during the run) or one of access (a host name that does
+// not resolve, a certificate not trusted), as against the object's own answer (404, 403).
+// A run again, or with its access mended, reads the object. Taken once.
+bool take_remote_failure_not_the_objects();
 
 // Size and ETag of a remote object, from the reader's cache or one ranged request;
 // nullopt, with take_remote_failure() saying why, when it cannot be read.
