@@ -33,6 +33,8 @@ packages=(
   python3 python3-zarr python3-xarray python3-netcdf4 python3-gdal python3-numpy python3-h5py hdf5-tools python3-jsonschema
   python3-torch python3-faiss
   slurm-wlm munge
+  # an HTTPS server speaking HTTP/2 for the remote reader's tests, and its certificate
+  nginx openssl
   # process tools the tests use (pkill, time -v)
   procps time
 )

@@ -4,8 +4,12 @@
 // a fault must cost a retry and not a tile, a missing object only the tiles it reaches,
 // a changed one exactly those tiles' work again, and no token may appear in any output.
 
+#include <arpa/inet.h>
+#include <cpl_conv.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,6 +73,97 @@ class ObjectStore {
   }
 
  private:
+  fs::path dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// nginx from Debian serving a folder over TLS with HTTP/2, as CDNs and cloud object
+// stores do (the test store speaks HTTP/1.1 only), under a certificate made for it here.
+// Each request is logged with its protocol and its connection.
+class Https {
+ public:
+  Https(const fs::path& root, const fs::path& dir) : dir_(dir) {
+    fs::create_directories(dir_ / "temp");
+    const auto cert = test::run(fmt::format(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+        "-keyout {0}/key.pem -out {0}/cert.pem",
+        dir_.string()));
+    if (cert.code != 0) throw std::runtime_error("openssl: " + cert.output);
+    port_ = free_port();
+    std::ofstream(dir_ / "nginx.conf") << fmt::format(R"(daemon off;
+{user}
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{}}
+http {{
+  log_format connections '$server_protocol $connection $status $request_uri';
+  access_log {d}/access.log connections;
+  client_body_temp_path {d}/temp/body;
+  proxy_temp_path {d}/temp/proxy;
+  fastcgi_temp_path {d}/temp/fastcgi;
+  uwsgi_temp_path {d}/temp/uwsgi;
+  scgi_temp_path {d}/temp/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {d}/cert.pem;
+    ssl_certificate_key {d}/key.pem;
+    root {root};
+  }}
+}}
+)", fmt::arg("user", geteuid() == 0 ? "user root;" : ""), fmt::arg("d", dir_.string()), fmt::arg("port", port_),
+                                                   fmt::arg("root", root.string()));
+    const std::string command = fmt::format("exec nginx -p {0} -c {0}/nginx.conf -e {0}/error.log 2>{0}/stderr", dir_.string());
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 200 && !accepts(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!accepts()) throw std::runtime_error("nginx did not start: " + test::read_file(dir_ / "stderr") + test::read_file(dir_ / "error.log"));
+  }
+  ~Https() {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::string url() const { return fmt::format("https://127.0.0.1:{}", port_); }
+  fs::path certificate() const { return dir_ / "cert.pem"; }
+  struct Request {
+    std::string protocol;
+    long connection;
+    int status;
+    std::string uri;
+  };
+  std::vector<Request> requests() const {
+    std::vector<Request> out;
+    std::ifstream in(dir_ / "access.log");
+    for (Request q; in >> q.protocol >> q.connection >> q.status >> q.uri;) out.push_back(q);
+    return out;
+  }
+
+ private:
+  static int free_port() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    bind(fd, reinterpret_cast<sockaddr*>(&a), n);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+    close(fd);
+    return ntohs(a.sin_port);
+  }
+  bool accepts() const {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port_));
+    const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(fd);
+    return ok;
+  }
   fs::path dir_;
   pid_t pid_ = -1;
   int port_ = 0;
@@ -176,6 +271,42 @@ TEST_F(Remote, OverHttpTheChipsAreThoseOfTheFilesOnDisk) {
     EXPECT_TRUE(q["range"].is_string()) << q.dump();
     EXPECT_EQ(q["status"], 206) << q.dump();
   }
+}
+
+TEST_F(Remote, OverHttpsTheRequestsShareHttp2ConnectionsAndTheChipsAreThoseOfTheFilesOnDisk) {
+  Https server(world_->config.world_dir(), dir_ / "nginx");
+  const fs::path cfg = config(remote_catalog("/vsicurl/" + server.url() + "/"));
+  // A certificate nobody said to trust stops the run at once, and says why.
+  const auto untrusted = prepare(cfg);
+  EXPECT_NE(untrusted.code, 0) << untrusted.output;
+  EXPECT_NE(untrusted.output.find("certificate"), std::string::npos) << untrusted.output;
+  EXPECT_NE(untrusted.output.find(server.url() + "/"), std::string::npos) << untrusted.output;
+  const std::size_t refused = server.requests().size();
+
+  const auto r = prepare(cfg, "CURL_CA_BUNDLE=" + server.certificate().string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_same_chips(dir_ / "out");
+  const auto requests = server.requests();
+  ASSERT_GT(requests.size(), refused);
+  for (const auto& q : requests) {
+    EXPECT_EQ(q.protocol, "HTTP/2.0") << "connection " << q.connection;
+    EXPECT_EQ(q.status, 206) << "connection " << q.connection;
+  }
+  // Multiplexed: the heads of 20 files asked for at once, from one thread, go over one
+  // connection (HTTP/1.1 would open one per request in flight).
+  std::vector<RemoteRange> heads;
+  for (const auto& e : fs::recursive_directory_iterator(world_->config.world_dir()))
+    if (e.path().extension() == ".tif" && heads.size() < 20)
+      heads.push_back({"/vsicurl/" + server.url() + "/" + e.path().lexically_relative(world_->config.world_dir()).string(), 0, 1000, 0});
+  ASSERT_EQ(heads.size(), 20u);
+  CPLSetThreadLocalConfigOption("CURL_CA_BUNDLE", server.certificate().c_str());
+  fetch_remote(heads);
+  CPLSetThreadLocalConfigOption("CURL_CA_BUNDLE", nullptr);
+  const auto after = server.requests();
+  ASSERT_EQ(after.size(), requests.size() + heads.size());
+  std::set<long> connections;
+  for (std::size_t i = requests.size(); i < after.size(); ++i) connections.insert(after[i].connection);
+  EXPECT_EQ(connections.size(), 1u);
 }
 
 TEST_F(Remote, ARemoteBandIsDecodedHereAsGdalReadsTheFileOnDisk) {
