@@ -44,12 +44,17 @@ int fewshot_on_labels(const Config& config, const FewshotOptions& opts, const fs
     samples.push_back(s);
     samples.back().targets = it->second;
   }
+  // Labels all outside, that would fall on chips the other way round: latitude first.
+  const std::string swapped =
+      labels.outside_swapped > 0
+          ? fmt::format(" ({} of them would, read as latitude, longitude: GeoJSON gives longitude first)", labels.outside_swapped)
+          : "";
   if (labels.outside > 0)
-    spdlog::warn("{}: {} of {} labels fall on no embedded chip of {}: left out", opts.labels, labels.outside,
-                 labels.labels, cube_path.string());
+    spdlog::warn("{}: {} of {} labels fall on no embedded chip of {}: left out{}", opts.labels, labels.outside,
+                 labels.labels, cube_path.string(), swapped);
   if (samples.size() < 20)
-    throw ConfigError(fmt::format("{}: {} labelled chips in {}: too few for a few-shot model (20 at least)", opts.labels,
-                                  samples.size(), cube_path.string()));
+    throw ConfigError(fmt::format("{}: {} labelled chips in {}: too few for a few-shot model (20 at least){}", opts.labels,
+                                  samples.size(), cube_path.string(), swapped));
   const fs::path dir = config.output / "fewshot" / ("labels-" + fs::path(opts.labels).stem().string());
   FewshotInput in{config.name, cube_path, &cube.spec(), std::move(samples), labels.targets, t0, &everywhere};
   const std::string md = run_fewshot_experiment(config.fewshot, in, dir);

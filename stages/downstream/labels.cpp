@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -37,7 +38,8 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
   };
   std::vector<Label> labels;
   bool numbers = false, classes = false;
-  std::size_t outside = 0;
+  std::size_t outside = 0, outside_swapped = 0;
+  const GeoJsonCrs crs(doc, file.string(), "labels");
   const ChipsByPlace all(embedded_chips(cube));
   for (std::size_t i = 0; i < doc["features"].size(); ++i) {
     const json& f = doc["features"][i];
@@ -63,13 +65,20 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
     }
     if (numbers && classes)
       throw StageConfigError("labels", fmt::format("{}: \"{}\" mixes numbers and class names across features", where, property));
+    json geometry;
     try {
-      label.chips = chips_of_geometry(cube, f.at("geometry"), all);
+      geometry = crs.lonlat(f.at("geometry"));
+      label.chips = chips_of_geometry(cube, geometry, all);
     } catch (const std::exception& e) {
       throw StageConfigError("labels", fmt::format("{}: {}", where, detail_of(e)));
     }
     if (label.chips.empty()) {  // labels often reach beyond the cube: counted and reported, not an error
       ++outside;
+      // Where it would fall read the other way round: a file written as latitude, longitude.
+      try {
+        outside_swapped += !crs.declared() && !chips_of_geometry(cube, swapped_axes(geometry), all).empty();
+      } catch (const std::exception&) {  // not a place either way
+      }
       continue;
     }
     labels.push_back(std::move(label));
@@ -77,13 +86,22 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
   UserLabels out;
   out.labels = doc["features"].size();
   out.outside = outside;
+  out.outside_swapped = outside_swapped;
   std::vector<std::string> names;
   if (numbers) {
+    if (!labels.empty() && std::all_of(labels.begin(), labels.end(), [&](const Label& l) { return l.value == labels[0].value; }))
+      throw StageConfigError("labels", fmt::format("{}: every label on the cube's chips is {} = {:g}: nothing varies, so nothing "
+                                                   "can be learnt", file.string(), property, labels[0].value));
     names.push_back(property);
     out.targets.push_back({property, Modality::treecover, -1});
   } else {
     std::set<std::string> seen;
     for (const Label& l : labels) seen.insert(l.cls);
+    // One class is nothing to tell apart: the model would learn a constant.
+    if (seen.size() == 1)
+      throw StageConfigError("labels", fmt::format("{}: every label on the cube's chips is of class \"{}\": a few-shot map needs "
+                                                   "two classes at least (label some chips that are not {} too)",
+                                                   file.string(), *seen.begin(), *seen.begin()));
     int code = 0;
     for (const std::string& c : seen) {
       names.push_back(c);

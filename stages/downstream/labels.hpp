@@ -21,11 +21,13 @@ struct UserLabels {
   std::vector<TargetSpec> targets;
   std::map<ChipId, std::vector<float>> chips;  // per labelled chip, per target
   std::size_t labels = 0, outside = 0;         // read; on no embedded chip of the cube
+  std::size_t outside_swapped = 0;             // of those outside, on a chip read as latitude, longitude
 };
 
 // GeoJSON (.geojson, .json): Point, Polygon and MultiPolygon features, the label in
 // `property`; a point labels the chip it falls in, a polygon every chip whose centre it
-// holds. Anything else is read as a raster through GDAL: a chip's target is the mean of
+// holds. Positions are longitude, latitude, or in the CRS a `crs` member names
+// (GeoJsonCrs). Anything else is read as a raster through GDAL: a chip's target is the mean of
 // the raster's valid pixels in the chip's footprint, kept where at least `min_valid` of
 // them are valid. Throws ConfigError naming the file, and the feature or property.
 UserLabels read_labels(const std::filesystem::path& file, const std::string& property, const CubeReader& cube,

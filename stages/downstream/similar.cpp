@@ -14,6 +14,7 @@
 #include <optional>
 
 #include <nlohmann/json.hpp>
+#include <ogr_spatialref.h>
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/config.hpp"
@@ -238,6 +239,75 @@ std::vector<ChipId> chips_of_geometry(const CubeReader& cube, const json& geomet
   return chips;
 }
 
+namespace {
+
+constexpr const char* kCrsExample = R"({"type": "name", "properties": {"name": "EPSG:32610"}})";
+
+// Calls fn on each position (an array of numbers) of a GeoJSON coordinates member.
+void for_each_position(json& coordinates, const std::function<void(json&)>& fn) {
+  if (!coordinates.is_array() || coordinates.empty()) return;
+  if (coordinates[0].is_number()) return fn(coordinates);
+  for (json& c : coordinates) for_each_position(c, fn);
+}
+
+}  // namespace
+
+GeoJsonCrs::GeoJsonCrs(const json& doc, const std::string& source, const std::string& stage) {
+  if (!doc.is_object() || !doc.contains("crs") || doc["crs"].is_null()) return;
+  const json& crs = doc["crs"];
+  const json props = crs.is_object() ? crs.value("properties", json::object()) : json();
+  const std::string type = crs.is_object() ? crs.value("type", "") : "";
+  if (type == "name" && props.is_object() && props.contains("name") && props["name"].is_string())
+    name_ = props["name"].get<std::string>();
+  else if (type == "EPSG" && props.is_object() && props.contains("code") && props["code"].is_number_integer())
+    name_ = fmt::format("EPSG:{}", props["code"].get<int>());
+  else
+    throw StageConfigError(stage, fmt::format("{}: crs {} is not one read here: name it, as {}, or reproject the file to "
+                                              "longitude and latitude (ogr2ogr -t_srs EPSG:4326)",
+                                              source, clipped(crs.dump()), kCrsExample));
+  OGRSpatialReference from, lonlat;
+  if (from.SetFromUserInput(name_.c_str()) != OGRERR_NONE)
+    throw StageConfigError(stage, fmt::format("{}: crs \"{}\" is not a CRS that PROJ knows", source, name_));
+  lonlat.importFromEPSG(4326);
+  // GeoJSON positions are easting (or longitude) first, whatever the CRS's own axis order.
+  from.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  lonlat.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+  to_.reset(OGRCreateCoordinateTransformation(&from, &lonlat));
+  if (!to_) throw StageConfigError(stage, fmt::format("{}: no transformation from crs \"{}\" to longitude and latitude", source, name_));
+}
+
+json GeoJsonCrs::lonlat(const json& geometry) const {
+  json g = geometry;
+  if (!g.is_object() || !g.contains("coordinates")) return g;
+  for_each_position(g["coordinates"], [&](json& p) {
+    if (p.size() < 2 || !p[0].is_number() || !p[1].is_number()) throw ConfigError(fmt::format("position {} is not two numbers", clipped(p.dump())));
+    double x = p[0].get<double>(), y = p[1].get<double>();
+    if (to_ && !to_->Transform(1, &x, &y)) throw ConfigError(fmt::format("position {} cannot be transformed from {}", p.dump(), name_));
+    if (!(std::abs(x) <= 180 && std::abs(y) <= 90)) {
+      if (to_) throw ConfigError(fmt::format("position {} in {} is no place on Earth (longitude {:g}, latitude {:g})", p.dump(), name_, x, y));
+      throw ConfigError(fmt::format(
+          "position {} is not longitude and latitude in degrees{}: a GeoJSON without a crs member is WGS 84 longitude, "
+          "latitude (RFC 7946); name its CRS in a crs member, as {}, or reproject it (ogr2ogr -t_srs EPSG:4326)",
+          p.dump(),
+          std::abs(x) > 1000 || std::abs(y) > 1000 ? " (metres, it seems)"
+          : std::abs(y) <= 180 && std::abs(x) <= 90 ? " (latitude, longitude, it seems: GeoJSON gives longitude first)"
+                                                    : "",
+          kCrsExample));
+    }
+    p[0] = x, p[1] = y;
+  });
+  return g;
+}
+
+json swapped_axes(const json& geometry) {
+  json g = geometry;
+  if (g.is_object() && g.contains("coordinates"))
+    for_each_position(g["coordinates"], [](json& p) {
+      if (p.size() >= 2) std::swap(p[0], p[1]);
+    });
+  return g;
+}
+
 Examples read_examples(const CubeReader& cube, const fs::path& file) {
   const json doc = read_user_json_file(file);
   const json features = doc.value("type", "") == "FeatureCollection" ? doc.value("features", json::array())
@@ -245,6 +315,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
                                                                        : json();
   if (!features.is_array() || features.empty())
     throw StageConfigError("similar", fmt::format("{}: not a GeoJSON Feature or FeatureCollection with features", file.string()));
+  const GeoJsonCrs crs(doc, file.string(), "similar");
   Examples out;
   std::optional<ChipsByPlace> embedded;  // read when a polygon needs them
   for (std::size_t i = 0; i < features.size(); ++i) {
@@ -261,7 +332,7 @@ Examples read_examples(const CubeReader& cube, const fs::path& file) {
         chips.push_back(parse_chip_id(props["chip"].get<std::string>()));
       } else {
         if (!embedded) embedded.emplace(embedded_chips(cube));
-        chips = chips_of_geometry(cube, f.at("geometry"), *embedded);
+        chips = chips_of_geometry(cube, crs.lonlat(f.at("geometry")), *embedded);
         if (chips.empty()) throw StageConfigError("similar", "no embedded chip of the cube there");
       }
     } catch (const std::exception& e) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -16,6 +17,8 @@
 
 #include "pipeline/core/grid.hpp"
 #include "stages/cube/cube.hpp"
+
+class OGRCoordinateTransformation;
 
 namespace eo {
 
@@ -52,6 +55,27 @@ ChipId chip_at_lonlat(const CubeReader& cube, LonLat p);
 
 // Every embedded chip of the cube.
 std::vector<ChipId> embedded_chips(const CubeReader& cube);
+
+// A GeoJSON's positions as longitude and latitude. RFC 7946 knows only WGS 84 longitude,
+// latitude, but files from QGIS and older ogr2ogr still carry GeoJSON 2008's `crs` member
+// naming their CRS (UTM metres, say): it is honoured. Without one, a position that is not
+// degrees is refused, saying what it looks like.
+class GeoJsonCrs {
+ public:
+  // Throws ConfigError of `stage` naming `source` when the `crs` member cannot be read.
+  GeoJsonCrs(const nlohmann::json& doc, const std::string& source, const std::string& stage);
+  // The geometry with its positions in longitude and latitude. Throws ConfigError when a
+  // position is not degrees or cannot be transformed.
+  nlohmann::json lonlat(const nlohmann::json& geometry) const;
+  bool declared() const { return !name_.empty(); }
+
+ private:
+  std::string name_;                                 // the `crs` member's, "" when none
+  std::shared_ptr<OGRCoordinateTransformation> to_;  // null without a crs member
+};
+// The geometry with each position's two numbers swapped: what a file written as latitude,
+// longitude meant.
+nlohmann::json swapped_axes(const nlohmann::json& geometry);
 
 // Chips by where their centres lie (cells of a tenth of a degree), so that matching a
 // polygon to chips costs the chips near it, not every chip: labels are matched in time

@@ -4,7 +4,9 @@
 // search agrees with numpy's brute force over what zarr-python reads; the FAISS index
 // agrees with the exact search and refuses a cube changed since; the command writes
 // GeoJSON GDAL reads; a missing chip, a point outside every zone, a cube without the
-// asked modality and a stale index are clear errors.
+// asked modality and a stale index are clear errors. A user's labels in UTM metres under
+// a crs member name the chips they name in degrees; careless positions and labels with
+// nothing to learn are named.
 
 #include <gtest/gtest.h>
 
@@ -15,7 +17,9 @@
 
 #include "pipeline/core/config.hpp"
 #include "stages/cube/cube.hpp"
+#include "pipeline/core/utm.hpp"
 #include "stages/downstream/index.hpp"
+#include "stages/downstream/labels.hpp"
 #include "stages/downstream/similar.hpp"
 #include "support/run.hpp"
 
@@ -288,6 +292,85 @@ TEST_F(Similar, BadQueriesAreClearErrors) {
   EXPECT_NE(message([&] { SearchSpace::of(reader.spec(), reader.root(), "s1coh"); }).find("has no s1coh embeddings (it holds s2rgb, s1amp, fused, or concat)"),
             std::string::npos);
   EXPECT_NE(message([&] { index_search(reader, fused, {{}}, 5, 0); }).find("no index of the fused embeddings"), std::string::npos);
+}
+
+// A user's labels (fewshot --labels) on a cube in zone 31, at longitudes 0-6 E, where a
+// latitude, longitude pair is a place too: positions in UTM metres under a crs member name
+// the chips that degrees name; without the member they are refused as metres; swapped,
+// they fall outside, and how many would fall on chips the other way round is counted;
+// one class, or one value, is refused.
+TEST(Labels, ACrsMemberIsHonouredAndCarelessPositionsAreNamed) {
+  const fs::path dir = temp_dir("labels");
+  CubeSpec spec;
+  spec.zones = {Zone{31, false}};
+  spec.modalities = {Modality::s2rgb};
+  spec.dim = 8;
+  spec.chip_pixels = 112;
+  spec.pixel_size = 40;
+  spec.provenance = {{"model", "test"}, {"model_hash", "m1"}, {"model_version", "test-m1"}};
+  create_cube(dir / "cube.zarr", spec);
+  const TileId tile{Zone{31, false}, 72, 8};
+  TileEmbeddings t(tile, spec);
+  std::vector<ChipId> chips;
+  std::map<Modality, std::vector<float>> emb;
+  for (int pos = 0; pos < kChipsPerTile; ++pos) {
+    chips.push_back(tile.chip(pos));
+    for (int i = 0; i < spec.dim; ++i) emb[Modality::s2rgb].push_back(static_cast<float>(pos % 7 + i));
+  }
+  t.add(chips, emb);
+  CubeWriter(dir / "cube.zarr", spec).write_tile(t);
+  const CubeReader cube(dir / "cube.zarr");
+
+  // 30 chips' centres, as longitude, latitude and as UTM 31N metres.
+  const auto labels = [&](const std::string& name, const std::function<json(const EastNorth&, const LonLat&)>& position,
+                          const json& crs, const std::function<json(int)>& value) {
+    json doc = {{"type", "FeatureCollection"}, {"features", json::array()}};
+    if (!crs.is_null()) doc["crs"] = crs;
+    for (int i = 0; i < 30; ++i) {
+      const EastNorth c = chips[static_cast<std::size_t>(i * 7)].centre();
+      doc["features"].push_back({{"type", "Feature"},
+                                 {"geometry", {{"type", "Point"}, {"coordinates", position(c, utm_inverse(31, false, c))}}},
+                                 {"properties", {{"value", value(i)}}}});
+    }
+    std::ofstream(dir / name) << doc.dump();
+    return dir / name;
+  };
+  const auto degrees = [](const EastNorth&, const LonLat& p) { return json::array({p.lon, p.lat}); };
+  const auto metres = [](const EastNorth& c, const LonLat&) { return json::array({c.e, c.n}); };
+  const auto latlon = [](const EastNorth&, const LonLat& p) { return json::array({p.lat, p.lon}); };
+  const auto number = [](int i) { return json(i); };
+  const json utm = {{"type", "name"}, {"properties", {{"name", "urn:ogc:def:crs:EPSG::32631"}}}};
+
+  const UserLabels in_degrees = read_labels(labels("degrees.geojson", degrees, nullptr, number), "value", cube, 0.5);
+  ASSERT_EQ(in_degrees.chips.size(), 30u);
+  const UserLabels in_metres = read_labels(labels("metres.geojson", metres, utm, number), "value", cube, 0.5);
+  EXPECT_EQ(in_metres.chips, in_degrees.chips);
+  const UserLabels swapped = read_labels(labels("swapped.geojson", latlon, nullptr, number), "value", cube, 0.5);
+  EXPECT_TRUE(swapped.chips.empty());
+  EXPECT_EQ(swapped.outside, 30u);
+  EXPECT_EQ(swapped.outside_swapped, 30u);
+
+  const auto message = [&](const fs::path& file) {
+    try {
+      read_labels(file, "value", cube, 0.5);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string bare = message(labels("bare.geojson", metres, nullptr, number));
+  EXPECT_NE(bare.find("bare.geojson: feature 0: position ["), std::string::npos) << bare;
+  EXPECT_NE(bare.find("is not longitude and latitude in degrees (metres, it seems)"), std::string::npos) << bare;
+  const std::string link = message(labels("link.geojson", metres, json{{"type", "link"}, {"properties", {{"href", "x.prj"}}}}, number));
+  EXPECT_NE(link.find("link.geojson: crs {\"properties\""), std::string::npos) << link;
+  EXPECT_NE(link.find("is not one read here"), std::string::npos) << link;
+  const std::string unknown = message(labels("unknown.geojson", metres, json{{"type", "name"}, {"properties", {{"name", "EPSG:99999999"}}}}, number));
+  EXPECT_NE(unknown.find("crs \"EPSG:99999999\" is not a CRS that PROJ knows"), std::string::npos) << unknown;
+  const std::string one_class = message(labels("forest.geojson", degrees, nullptr, [](int) { return json("forest"); }));
+  EXPECT_NE(one_class.find("forest.geojson: every label on the cube's chips is of class \"forest\""), std::string::npos) << one_class;
+  const std::string constant = message(labels("flat.geojson", degrees, nullptr, [](int) { return json(3); }));
+  EXPECT_NE(constant.find("flat.geojson: every label on the cube's chips is value = 3: nothing varies"), std::string::npos) << constant;
+  fs::remove_all(dir);
 }
 
 // The command: examples from GeoJSON (a point and a chip property as positives, a
