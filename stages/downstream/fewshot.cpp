@@ -340,6 +340,23 @@ std::vector<std::string> draw_curves(const FewshotInput& in, const std::vector<s
   return files;
 }
 
+// A class far more (or far less) often labelled than the map finds it: labels picked where
+// a class is easy to find teach the model the labels' balance, not the area's.
+void warn_if_unbalanced(const std::string& name, const std::vector<float>& train, const std::vector<float>& validation,
+                        const std::vector<float>& predicted) {
+  const auto mean = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double sum = 0;
+    for (float v : a) sum += v;
+    for (float v : b) sum += v;
+    return sum / static_cast<double>(std::max<std::size_t>(1, a.size() + b.size()));
+  };
+  const double labelled = mean(train, validation), mapped = mean(predicted, {});
+  if (std::abs(labelled - mapped) > 0.05 && (labelled > 2 * mapped || mapped > 2 * labelled))
+    spdlog::warn("fewshot: class {} is {:.0f}% of the labelled chips but {:.0f}% of the map: label the classes about as "
+                 "often as the area has them, or the map leans towards the labels' balance",
+                 name, 100 * labelled, 100 * mapped);
+}
+
 // The map: every target predicted for every chip (of the samples, or of the whole cube)
 // by gradient-boosted trees on the fused embeddings of all training chips, beside the
 // observed targets. Returns the files.
@@ -368,6 +385,7 @@ std::vector<std::string> write_maps(const FewshotConfig& fewshot, const FewshotI
     const auto predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, everything, 0, threads, fewshot.max_bin);
     for (std::size_t i = 0; i < mapped.size(); ++i)
       maps.at(mapped[i].chip.zone).at(static_cast<int>(t), mapped[i].chip) = predicted[i];
+    if (in.map_chips && targets[t].proportion()) warn_if_unbalanced(targets[t].name, yt, yv, predicted);
     for (const ChipSample& s : samples)
       if (maps.count(s.chip.zone)) maps.at(s.chip.zone).at(static_cast<int>(targets.size() + t), s.chip) = s.targets[t];
   }
@@ -385,6 +403,19 @@ std::vector<std::string> write_maps(const FewshotConfig& fewshot, const FewshotI
     }
   }
   return files;
+}
+
+// A run again into the same folder, with other labels or targets: the pictures and maps
+// of the run before that this one did not write again would pass for its own. Removed once
+// this run's files are all published, so that a run that fails leaves the last one whole.
+void remove_earlier_pictures(const fs::path& dir, const std::vector<std::string>& pictures) {
+  const std::set<std::string> now(pictures.begin(), pictures.end());
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    const bool ours = (name.starts_with("curve_") && name.ends_with(".png")) ||
+                      (name.starts_with("predicted_") && (name.ends_with(".png") || name.ends_with(".tif")));
+    if (ours && e.is_regular_file() && !now.count(e.path().string())) fs::remove(e.path());
+  }
 }
 
 }  // namespace
@@ -416,6 +447,7 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
   summary["files"] = pictures;
   summary["seconds"] = seconds_since(in.started);
   write_atomically(dir / "summary.json", summary.dump(2) + "\n");
+  remove_earlier_pictures(dir, pictures);
   return md;
 }
 

@@ -6,10 +6,12 @@
 #include <gdal_priv.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "support/read_file.hpp"
 #include "support/run_world.hpp"
 
 namespace eo {
@@ -208,6 +210,49 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
   EXPECT_EQ(n2, labelled);  // each label on a chip of its own, observed there
   EXPECT_GT((n2 * sxy2 - sx2 * sy2) / std::sqrt((n2 * sxx2 - sx2 * sx2) * (n2 * syy2 - sy2 * sy2)), 0.5);
 
+  // Run again into the same folder with another target: what the first run drew for its
+  // target is gone, and the folder's pictures are the ones summary.json lists.
+  {
+    json other = json::parse(test::read_file(labels));
+    for (json& f : other["features"]) f["properties"] = {{"cover", f["properties"]["trees"]}};
+    fs::create_directories(world.dir / "again");
+    std::ofstream(world.dir / "again" / "trees.geojson") << other.dump();
+    const auto again = test::run(fmt::format("{} fewshot {} --labels {} --label-property cover", EO_PIPELINE_EXE, args,
+                                             (world.dir / "again" / "trees.geojson").string()));
+    ASSERT_EQ(again.code, 0) << again.output;
+    std::set<std::string> listed, present;
+    const json summary = json::parse(test::read_file(own_dir / "summary.json"));
+    for (const json& f : summary["files"]) listed.insert(f.get<std::string>());
+    for (const auto& e : fs::directory_iterator(own_dir))
+      if (e.path().extension() == ".png" || e.path().extension() == ".tif") present.insert(e.path().string());
+    EXPECT_EQ(present, listed);
+    for (const std::string& f : present) EXPECT_EQ(f.find("_trees"), std::string::npos) << f;
+    EXPECT_NE(std::find_if(present.begin(), present.end(), [](const std::string& f) { return f.find("predicted_cover_") != std::string::npos; }),
+              present.end());
+  }
+
+  // Classes labelled far from the area's balance: every chip of dense tree cover, one in
+  // ten of the others. Warned, naming the class and both shares.
+  {
+    json doc = json::parse(test::read_file(labels));
+    std::vector<double> cover;
+    for (const json& f : doc["features"]) cover.push_back(f["properties"]["trees"].get<double>());
+    std::nth_element(cover.begin(), cover.begin() + static_cast<long>(cover.size() / 2), cover.end());
+    const double median = cover[cover.size() / 2];
+    json picked = json::array();
+    int sparse = 0;
+    for (const json& f : doc["features"]) {
+      const bool dense = f["properties"]["trees"].get<double>() >= median;
+      if (!dense && sparse++ % 10 != 0) continue;
+      picked.push_back({{"type", "Feature"}, {"geometry", f["geometry"]}, {"properties", {{"value", dense ? "dense" : "sparse"}}}});
+    }
+    doc["features"] = picked;
+    std::ofstream(world.dir / "classes.geojson") << doc.dump();
+    const auto lopsided = test::run(fmt::format("{} fewshot {} --labels {}", EO_PIPELINE_EXE, args, (world.dir / "classes.geojson").string()));
+    ASSERT_EQ(lopsided.code, 0) << lopsided.output;
+    EXPECT_NE(lopsided.output.find("fewshot: class sparse is "), std::string::npos) << lopsided.output;
+  }
+
   // The same from the tree-cover raster itself: a target per chip, its mean there.
   const auto raster = test::run(fmt::format("{} fewshot {} --labels {}", EO_PIPELINE_EXE, args, vrt.string()));
   ASSERT_EQ(raster.code, 0) << raster.output;
@@ -228,6 +273,9 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
       "bad.geojson: feature 0: a LineString");
   bad(R"({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}, "properties": {"value": 1}}]})",
       "0 labelled chips in");
+  // Latitude first, as people write it: refused, saying so.
+  bad(R"({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [37.45, -120.5]}, "properties": {"value": 1}}]})",
+      "bad.geojson: feature 0: position [37.45,-120.5] is not longitude and latitude in degrees (latitude, longitude, it seems");
   // Values beyond single precision: one of 1e39 turned every R² into 0 and RMSE into inf,
   // 1e308 crashed the ridge fit. Refused, naming the feature.
   std::string huge = R"({"type": "FeatureCollection", "features": [)";
