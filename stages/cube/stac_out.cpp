@@ -21,6 +21,10 @@ using json = nlohmann::json;
 constexpr const char* kEmbeddingExtension = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json";
 constexpr const char* kProjectionExtension = "https://stac-extensions.github.io/projection/v2.0.0/schema.json";
 constexpr const char* kProcessingExtension = "https://stac-extensions.github.io/processing/v1.2.0/schema.json";
+// What the embeddings asset holds: the zone's group, opened by xarray whole.
+constexpr const char* kEmbeddingsTitle =
+    "the zone's Zarr group (xr.open_zarr opens it): fused and per-modality embeddings (y, x, dim) and status (y, x)";
+constexpr const char* kItemAssetsExtension = "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json";
 constexpr const char* kZarr = "application/vnd+zarr";
 constexpr const char* kJson = "application/json";
 
@@ -41,8 +45,10 @@ class Hrefs {
     }
     if (target.starts_with("/vsis3/")) return "s3://" + target.substr(7);
     if (target.find("://") != std::string::npos) return target;
+    // Inside the cube, relative (the cube moves as one); outside it, a file:// URI, as the
+    // geoemb: attributes name the model and the sources: never a bare absolute path.
     const fs::path path = fs::weakly_canonical(target), inside = path.lexically_relative(cube_);
-    if (inside.empty() || *inside.begin() == "..") return path.generic_string();
+    if (inside.empty() || *inside.begin() == "..") return file_uri(path);
     return path.lexically_relative(dir_).generic_string();
   }
 
@@ -174,21 +180,29 @@ json tile_properties(const CubeStac& c, const TileId& tile, const std::vector<st
   return properties;
 }
 
-// A tile's assets: its chunks of each array, and its provenance.
+// A tile's assets: its zone's group (what xr.open_zarr opens), each array of which the
+// tile is one chunk, and its provenance. An array asset's proj:shape and proj:transform
+// are the whole zone array's, which is what its href holds; the Item's own describe the
+// tile.
 json tile_assets(const CubeStac& c, const TileId& tile, const json& tile_provenance) {
   const fs::path zone_dir = c.path / tile.zone.name();
   const std::string chunk = fmt::format("chunk {}.{}.0", tile.row, tile.col);
+  // The zone group's grid (its spatial:shape and spatial:transform).
+  const json zone_grid = {{"proj:shape", {zone_rows(tile.zone), zone_cols()}},
+                          {"proj:transform", {kChipSizeM, 0.0, 0.0, 0.0, -kChipSizeM, tile.zone.origin_northing()}}};
   json assets = json::object();
-  const auto array_asset = [&](const std::string& name, const std::string& title) {
-    return json{{"href", c.from_item((zone_dir / name).string())}, {"type", kZarr}, {"roles", {"data"}}, {"title", title}};
+  const auto array_asset = [&](const fs::path& href, const std::string& title) {
+    json a = {{"href", c.from_item(href.string())}, {"type", kZarr}, {"roles", {"data"}}, {"title", title}};
+    a.update(zone_grid);
+    return a;
   };
-  assets["embeddings"] = array_asset(
-      "fused", fmt::format("fused embeddings (y, x, dim), {} of zone group {}: the mean of the modalities' ", chunk,
-                           tile.zone.name()) + "embeddings a chip has");
+  assets["embeddings"] = array_asset(zone_dir, fmt::format("{}; this tile is {} of each", kEmbeddingsTitle, chunk));
   for (Modality m : c.spec.modalities)
-    assets[info(m).name] = array_asset(info(m).name, fmt::format("{} embeddings (y, x, dim), {}", info(m).name, chunk));
-  assets["status"] = array_asset("status", fmt::format("chip status (y, x), chunk {}.{}: 1 embedded, 2 no data, 3 failed",
-                                                       tile.row, tile.col));
+    assets[info(m).name] = array_asset(zone_dir / info(m).name, fmt::format("{} embeddings (y, x, dim), {}", info(m).name, chunk));
+  assets["fused"] = array_asset(zone_dir / "fused", fmt::format("fused embeddings (y, x, dim): the mean of the modalities' "
+                                                                 "embeddings a chip has, {}", chunk));
+  assets["status"] = array_asset(zone_dir / "status", fmt::format("chip status (y, x), chunk {}.{}: 1 embedded, 2 no data, "
+                                                                  "3 failed", tile.row, tile.col));
   if (!tile_provenance.empty())
     assets["provenance"] = {{"href", c.from_item(c.cube.provenance_path(tile).string())},
                             {"type", kJson}, {"roles", {"metadata"}},
@@ -228,7 +242,8 @@ json collection_of(const CubeStac& c, const LonLatBox& extent, const Span& time,
 
   const std::string created = c.provenance.value("created", utc_iso(std::chrono::system_clock::now()));
   return {
-      {"type", "Collection"}, {"stac_version", "1.0.0"}, {"stac_extensions", {kEmbeddingExtension, kProjectionExtension}},
+      {"type", "Collection"}, {"stac_version", "1.0.0"},
+      {"stac_extensions", {kEmbeddingExtension, kProjectionExtension, kItemAssetsExtension}},
       {"id", c.collection_id},
       {"title", fmt::format("eo-pipeline chip embeddings, model {}", c.model_version)},
       {"description", fmt::format("One {}-dimensional embedding per {} m chip of the UTM chip grid, for each of {} and "
@@ -250,7 +265,7 @@ json collection_of(const CubeStac& c, const LonLatBox& extent, const Span& time,
       {"emb:fit_for_use", {"classification", "regression", "retrieval"}},
       {"summaries", {{"proj:code", zones.empty() ? json::array({"unknown"}) : zones}}},
       {"item_assets",
-       {{"embeddings", {{"type", kZarr}, {"roles", {"data"}}, {"title", "fused embeddings (y, x, dim) of the tile's zone"}}}}},
+       {{"embeddings", {{"type", kZarr}, {"roles", {"data"}}, {"title", kEmbeddingsTitle}}}}},
       {"links", links}};
 }
 

@@ -14,12 +14,14 @@ from urllib.parse import unquote, urlparse
 
 import jsonschema
 import numpy as np
+import xarray as xr
 import zarr
 
 import lonlat
 
 SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "schemas")
 EMB = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
+ITEM_ASSETS = "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 
 
@@ -56,6 +58,8 @@ def validate(v, doc, what):
 
 def local(href, base):
     """The local path an href names, or None for a URL or URN."""
+    if href.startswith("/"):
+        fail(f"href {href} is a bare absolute path: relative inside the cube, a file:// URI outside it")
     if href.startswith("file://"):
         return unquote(urlparse(href).path)
     if "://" in href or href.startswith("urn:"):
@@ -83,6 +87,8 @@ def main(cube):
     validate(emb, collection, collection_file)
     if EMB not in collection["stac_extensions"]:
         fail("the collection does not declare the embedding extension")
+    if "item_assets" in collection and ITEM_ASSETS not in collection["stac_extensions"]:
+        fail("the collection has item_assets but does not declare the item-assets extension")
 
     root = zarr.open_group(cube, mode="r")
     attrs = root.attrs.asdict()
@@ -110,6 +116,7 @@ def main(cube):
     model = local(rels["emb:model"][0]["href"], stac)
 
     items_expected = {}
+    opened, group_shapes = {}, {}
     zones = sorted(k for k in root.group_keys())
     for zone in zones:
         group = root[zone]
@@ -123,6 +130,7 @@ def main(cube):
             fail(f"{zone}: geoemb:model {g['geoemb:model']} is not the collection's emb:model {model}")
         if group["fused"].shape[2] != collection["emb:dimensions"] or str(group["fused"].dtype) != dtype:
             fail(f"{zone}/fused is {group['fused'].shape} {group['fused'].dtype}")
+        group_shapes[zone] = {name: tuple(a.shape) for name, a in group.arrays()}
         status = group["status"][:]
         for r in range(0, status.shape[0], 16):
             for c in range(0, status.shape[1], 16):
@@ -157,8 +165,22 @@ def main(cube):
         if not any(l["rel"] == "emb:source-data" for l in item["links"]):
             fail(f"{path}: no emb:source-data link")
         emb_href = local(item["assets"]["embeddings"]["href"], base)
-        if emb_href != os.path.normpath(os.path.join(cube, zone, "fused")):
-            fail(f"{path}: the embeddings asset names {emb_href}")
+        if emb_href != os.path.normpath(os.path.join(cube, zone)):
+            fail(f"{path}: the embeddings asset names {emb_href}, not the zone group")
+        if emb_href not in opened:  # what a user does with it: xarray opens the group
+            opened[emb_href] = xr.open_zarr(emb_href, consolidated=False)
+        ds = opened[emb_href]
+        if ds["fused"].dims != ("y", "x", "dim") or ds["fused"].shape != group_shapes[zone]["fused"]:
+            fail(f"{path}: xarray opens the embeddings asset's fused as {ds['fused'].dims} {ds['fused'].shape}")
+        # An asset's proj:shape and proj:transform are those of what it holds.
+        for key, a in item["assets"].items():
+            if "proj:shape" not in a:
+                continue
+            array = "fused" if key == "embeddings" else key
+            if tuple(a["proj:shape"]) != group_shapes[zone][array][:2]:
+                fail(f"{path}: asset {key} has proj:shape {a['proj:shape']}, its array {group_shapes[zone][array]}")
+            if not np.allclose(a["proj:transform"], g["spatial:transform"]):
+                fail(f"{path}: asset {key} has proj:transform {a['proj:transform']}, its group {g['spatial:transform']}")
         counts = props["eo-pipeline:chips"]
         if counts["embedded"] != int((window == 1).sum()) or counts["no_data"] != int((window == 2).sum()):
             fail(f"{path}: chip counts {counts}, the status chunk has {int((window == 1).sum())} embedded")
