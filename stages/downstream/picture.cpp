@@ -14,6 +14,7 @@
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
+#include "pipeline/core/utm.hpp"
 #include "stages/ingest/gdal_util.hpp"
 
 namespace eo {
@@ -199,21 +200,30 @@ float& ChipRaster::at(int band, const ChipId& c) {
   return values[(static_cast<std::size_t>(band) * rows + (c.row - row0)) * cols + (c.col - col0)];
 }
 
-void ChipRaster::save_geotiff(const std::filesystem::path& file, const std::vector<std::string>& band_names) const {
+namespace {
+
+// A GeoTIFF on the raster's chip grid in the zone's EPSG, being written at `tmp`.
+GdalDataset create_on_chip_grid(const ChipRaster& r, const fs::path& file, const fs::path& tmp, int bands, GDALDataType type,
+                                char** options) {
   GDALAllRegister();
+  GDALDriver* gtiff = GetGDALDriverManager()->GetDriverByName("GTiff");
+  GdalDataset ds(gtiff->Create(tmp.c_str(), r.cols, r.rows, bands, type, options));
+  CSLDestroy(options);
+  if (!ds) throw StageError("picture", fmt::format("cannot create {}: {}", file.string(), CPLGetLastErrorMsg()));
+  const Box b = ChipId{r.zone, r.row0, r.col0}.bounds();
+  double gt[6] = {b.e0, kChipSizeM, 0, b.n1, 0, -kChipSizeM};
+  ds->SetGeoTransform(gt);
+  OGRSpatialReference srs;
+  srs.importFromEPSG(r.zone.epsg());
+  ds->SetSpatialRef(&srs);
+  return ds;
+}
+
+}  // namespace
+
+void ChipRaster::save_geotiff(const std::filesystem::path& file, const std::vector<std::string>& band_names) const {
   publish_file(file, [&](const fs::path& tmp) {
-    GDALDriver* gtiff = GetGDALDriverManager()->GetDriverByName("GTiff");
-    char** options = CSLSetNameValue(nullptr, "COMPRESS", "DEFLATE");
-    GdalDataset ds(gtiff->Create(tmp.c_str(), cols, rows, bands, GDT_Float32, options));
-    CSLDestroy(options);
-    if (!ds) throw StageError("picture", fmt::format("cannot create {}: {}", file.string(), CPLGetLastErrorMsg()));
-    const ChipId first{zone, row0, col0};
-    const Box b = first.bounds();
-    double gt[6] = {b.e0, kChipSizeM, 0, b.n1, 0, -kChipSizeM};
-    ds->SetGeoTransform(gt);
-    OGRSpatialReference srs;
-    srs.importFromEPSG(zone.epsg());
-    ds->SetSpatialRef(&srs);
+    GdalDataset ds = create_on_chip_grid(*this, file, tmp, bands, GDT_Float32, CSLSetNameValue(nullptr, "COMPRESS", "DEFLATE"));
     for (int k = 0; k < bands; ++k) {
       GDALRasterBand* band = ds->GetRasterBand(k + 1);
       band->SetNoDataValue(std::nan(""));
@@ -226,6 +236,72 @@ void ChipRaster::save_geotiff(const std::filesystem::path& file, const std::vect
   });
 }
 
+void ChipRaster::save_rgb_geotiff(const std::filesystem::path& file) const {
+  const std::size_t plane = static_cast<std::size_t>(rows) * cols;
+  std::vector<std::uint8_t> bytes(4 * plane, 0);
+  for (std::size_t i = 0; i < plane; ++i) {
+    if (std::isnan(values[i])) continue;
+    for (std::size_t k = 0; k < 3; ++k) bytes[k * plane + i] = static_cast<std::uint8_t>(std::clamp(std::lround(values[k * plane + i]), 0L, 255L));
+    bytes[3 * plane + i] = 255;
+  }
+  publish_file(file, [&](const fs::path& tmp) {
+    char** options = CSLSetNameValue(nullptr, "COMPRESS", "DEFLATE");
+    options = CSLSetNameValue(options, "PHOTOMETRIC", "RGB");
+    options = CSLSetNameValue(options, "ALPHA", "YES");
+    GdalDataset ds = create_on_chip_grid(*this, file, tmp, 4, GDT_Byte, options);
+    if (ds->RasterIO(GF_Write, 0, 0, cols, rows, bytes.data(), cols, rows, GDT_Byte, 4, nullptr, 0, 0, 0, nullptr) != CE_None)
+      throw StageError("picture", fmt::format("cannot write {}", file.string()));
+    ds.reset();
+  });
+}
+
+namespace {
+
+std::string degrees(LonLat p) {
+  return fmt::format("{:.3f}°{}, {:.3f}°{}", std::abs(p.lat), p.lat < 0 ? "S" : "N", std::abs(p.lon), p.lon < 0 ? "W" : "E");
+}
+
+}  // namespace
+
+ChipMapPlacement save_chip_figure(const fs::path& png, const std::string& title, const ChipRaster& r,
+                                  const std::function<std::optional<Rgb>(int row, int col)>& colour,
+                                  const std::function<void(Painter&, double left, double top)>& legend,
+                                  const std::vector<Outline>& outlines, bool svg) {
+  ChipMapPlacement at;
+  at.chip_px = std::max(2, 560 / std::max(r.rows, r.cols));
+  at.x = 16, at.y = 58;
+  const int map_w = r.cols * at.chip_px, map_h = r.rows * at.chip_px;
+  const int width = std::max(map_w, 560) + 2 * at.x, height = at.y + map_h + 112;
+  // The map's corners on the ground: its north-west and south-east chips' outer corners.
+  const Box nw = ChipId{r.zone, r.row0, r.col0}.bounds(), se = ChipId{r.zone, r.row0 + r.rows - 1, r.col0 + r.cols - 1}.bounds();
+  const LonLat top_left = utm_inverse(r.zone.number, r.zone.south, {nw.e0, nw.n1});
+  const LonLat bottom_right = utm_inverse(r.zone.number, r.zone.south, {se.e1, se.n0});
+  save_figure(png, width, height, [&](Painter& p) {
+    p.text(at.x, 12, title, 14, Painter::Anchor::left, true);
+    p.text(at.x, at.y - 16, degrees(top_left) + fmt::format("  (UTM zone {}, north up)", r.zone.name()), 10);
+    p.fill(at.x, at.y, map_w, map_h, {215, 215, 215});
+    for (int y = 0; y < r.rows; ++y)
+      for (int x = 0; x < r.cols; ++x)
+        if (const auto c = colour(y, x)) p.fill(at.x + x * at.chip_px, at.y + y * at.chip_px, at.chip_px, at.chip_px, *c);
+    for (const Outline& o : outlines)
+      for (const ChipId& c : o.chips)
+        if (r.contains(c))
+          p.frame(at.x + (c.col - r.col0) * at.chip_px, at.y + (c.row - r.row0) * at.chip_px, at.chip_px, at.chip_px, o.colour, 2);
+    p.frame(at.x, at.y, map_w, map_h, {120, 120, 120});
+    p.text(at.x + map_w, at.y + map_h + 4, degrees(bottom_right), 10, Painter::Anchor::right);
+    const double below = at.y + map_h + 26;
+    legend(p, at.x, below);
+    double key = at.x + 270;
+    for (const Outline& o : outlines) {  // below the map: the key covers no chip
+      p.fill(key, below, 14, 14, {170, 170, 170});
+      p.frame(key, below, 14, 14, o.colour, 2);
+      key += 32 + p.text(key + 20, below, o.label, 10);
+    }
+    p.scale_bar(width - at.x - 150, below + 46, kChipSizeM / at.chip_px, 140);
+  }, svg);
+  return at;
+}
+
 void save_chip_map(const fs::path& png, const std::string& title, const ChipRaster& r, int band,
                    const std::string& bar_title, const std::vector<Outline>& outlines) {
   const std::size_t plane = static_cast<std::size_t>(r.rows) * r.cols;
@@ -234,32 +310,14 @@ void save_chip_map(const fs::path& png, const std::string& title, const ChipRast
   for (std::size_t i = 0; i < plane; ++i)
     if (!std::isnan(v[i])) lo = std::min(lo, v[i]), hi = std::max(hi, v[i]);
   if (!(hi >= lo)) lo = 0, hi = 1;
-  const int scale = std::max(2, 560 / std::max(r.rows, r.cols)), margin = 16, top = 40;
-  const int map_w = r.cols * scale, map_h = r.rows * scale;
-  const int width = std::max(map_w, 560) + 2 * margin, height = top + map_h + 96;
-  save_figure(png, width, height, [&](Painter& p) {
-    p.text(margin, 12, title, 14, Painter::Anchor::left, true);
-    p.fill(margin, top, map_w, map_h, {215, 215, 215});
-    for (int y = 0; y < r.rows; ++y)
-      for (int x = 0; x < r.cols; ++x) {
+  save_chip_figure(
+      png, title, r,
+      [&](int y, int x) -> std::optional<Rgb> {
         const float value = v[static_cast<std::size_t>(y) * r.cols + x];
-        if (!std::isnan(value))
-          p.fill(margin + x * scale, top + y * scale, scale, scale, ramp(hi > lo ? (value - lo) / (hi - lo) : 0.5));
-      }
-    for (const Outline& o : outlines)
-      for (const ChipId& c : o.chips)
-        if (r.contains(c)) p.frame(margin + (c.col - r.col0) * scale, top + (c.row - r.row0) * scale, scale, scale, o.colour, 2);
-    p.frame(margin, top, map_w, map_h, {120, 120, 120});
-    const double below = top + map_h + 14;
-    p.colour_bar(margin, below, 240, 12, lo, hi, bar_title);
-    double legend = margin + 270;
-    for (const Outline& o : outlines) {  // below the map: the legend covers no chip
-      p.fill(legend, below, 14, 14, {170, 170, 170});
-      p.frame(legend, below, 14, 14, o.colour, 2);
-      legend += 32 + p.text(legend + 20, below, o.label, 10);
-    }
-    p.scale_bar(width - margin - 150, below + 40, kChipSizeM / scale, 140);
-  });
+        if (std::isnan(value)) return std::nullopt;
+        return ramp(hi > lo ? (value - lo) / (hi - lo) : 0.5);
+      },
+      [&](Painter& p, double left, double top) { p.colour_bar(left, top, 240, 12, lo, hi, bar_title); }, outlines);
 }
 
 }  // namespace eo

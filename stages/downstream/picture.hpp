@@ -67,6 +67,9 @@ struct ChipRaster {
   float& at(int band, const ChipId& c);  // throws std::out_of_range for a chip it does not contain
   // GeoTIFF in the zone's EPSG, 4480 m pixels on the chip grid, NaN no-data.
   void save_geotiff(const std::filesystem::path& file, const std::vector<std::string>& band_names) const;
+  // Its first three bands (0-255) as an RGB GeoTIFF of bytes with an alpha band: opaque
+  // where a chip has a value, transparent where none.
+  void save_rgb_geotiff(const std::filesystem::path& file) const;
 };
 
 // Chips to outline on a map, with the legend's word for them.
@@ -76,9 +79,23 @@ struct Outline {
   std::string label;
 };
 
-// One band of a chip raster as a map (PNG and SVG): chips as squares, north up, grey
-// where there is none, outlines, the title above, a colour bar of the band's range and a
-// scale bar in km below.
+// Where a chip map lies in its figure: the top-left pixel of its first chip, and the
+// pixels a chip takes on each side.
+struct ChipMapPlacement {
+  int x = 0, y = 0, chip_px = 1;
+};
+
+// A chip raster drawn as a map (PNG and, with `svg`, SVG): the title above; the map's
+// north-west corner in degrees and its zone; chips as squares in `colour` (none: grey),
+// north up; outlines; its south-east corner in degrees; `legend` drawn below the map at
+// (left, top); the outlines' key and a scale bar in km.
+ChipMapPlacement save_chip_figure(const std::filesystem::path& png, const std::string& title, const ChipRaster& raster,
+                                  const std::function<std::optional<Rgb>(int row, int col)>& colour,
+                                  const std::function<void(Painter&, double left, double top)>& legend,
+                                  const std::vector<Outline>& outlines = {}, bool svg = true);
+
+// One band of a chip raster as a map (save_chip_figure), with a colour bar of the band's
+// range as its legend.
 void save_chip_map(const std::filesystem::path& png, const std::string& title, const ChipRaster& raster, int band,
                    const std::string& bar_title, const std::vector<Outline>& outlines = {});
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
+#include <optional>
 #include <stdexcept>
 
 #include "pipeline/core/error.hpp"
@@ -29,6 +30,8 @@ std::vector<std::pair<double, double>> stretch(const std::vector<std::vector<dou
   }
   return out;
 }
+
+bool inside(double v, std::pair<double, double> range) { return v >= range.first && v <= range.second; }
 
 double scaled(double v, std::pair<double, double> range) {
   return std::clamp((v - range.first) / (range.second - range.first), 0.0, 1.0);
@@ -63,29 +66,45 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
   for (std::size_t i = 0; i < samples.size(); ++i)
     for (int c = 0; c < 3; ++c)
       rasters.at(samples[i]->chip.zone).at(c, samples[i]->chip) =
-          static_cast<float>(255 * scaled(points[i][static_cast<std::size_t>(c)], range[static_cast<std::size_t>(c)]));
-  nlohmann::json written = nlohmann::json::array();
+          static_cast<float>(std::round(255 * scaled(points[i][static_cast<std::size_t>(c)], range[static_cast<std::size_t>(c)])));
+  // Each component's share of the embeddings' variance, for the legend.
+  double total = 0;
+  for (std::size_t d = 0; d < fit_rows[0].size(); ++d) {
+    double sum = 0, sum2 = 0;
+    for (const auto& r : fit_rows) sum += r[d], sum2 += static_cast<double>(r[d]) * r[d];
+    const double mean = sum / static_cast<double>(fit_rows.size());
+    total += std::max(0.0, sum2 / static_cast<double>(fit_rows.size()) - mean * mean);
+  }
+  const auto share = [&](std::size_t k) { return total > 0 ? 100 * pca.variance[k] / total : 0.0; };
+  nlohmann::json written = nlohmann::json::array(), maps = nlohmann::json::array();
   for (const auto& [zone, raster] : rasters) {
     const fs::path tif = dir / fmt::format("pca_{}_{}.tif", array, zone.name());
-    raster.save_geotiff(tif, {"PC1", "PC2", "PC3"});
-    // The PNG: chips as squares of `scale` pixels, north up, grey where there is none;
-    // nothing else on it, so that it lies over the GeoTIFF's grid pixel for pixel.
-    const int scale = std::max(1, 600 / std::max(raster.rows, raster.cols));
+    raster.save_rgb_geotiff(tif);
     const fs::path file = dir / fmt::format("pca_{}_{}.png", array, zone.name());
-    save_figure(file, raster.cols * scale, raster.rows * scale, [&](Painter& p) {
-      p.fill(0, 0, raster.cols * scale, raster.rows * scale, {200, 200, 200});
-      const std::size_t plane = static_cast<std::size_t>(raster.rows) * raster.cols;
-      for (int r = 0; r < raster.rows; ++r)
-        for (int c = 0; c < raster.cols; ++c) {
-          const std::size_t at = static_cast<std::size_t>(r) * raster.cols + c;
-          if (std::isnan(raster.values[at])) continue;
-          p.fill(c * scale, r * scale, scale, scale,
-                 {static_cast<std::uint8_t>(raster.values[at]), static_cast<std::uint8_t>(raster.values[plane + at]),
-                  static_cast<std::uint8_t>(raster.values[2 * plane + at])});
-        }
-    }, false);
+    const std::size_t plane = static_cast<std::size_t>(raster.rows) * raster.cols;
+    const ChipMapPlacement at = save_chip_figure(
+        file, fmt::format("{} embeddings, zone {}: principal components 1-3 as RGB", array, zone.name()),
+        raster,
+        [&](int r, int c) -> std::optional<Rgb> {
+          const std::size_t i = static_cast<std::size_t>(r) * raster.cols + c;
+          if (std::isnan(raster.values[i])) return std::nullopt;
+          return Rgb{static_cast<std::uint8_t>(raster.values[i]), static_cast<std::uint8_t>(raster.values[plane + i]),
+                     static_cast<std::uint8_t>(raster.values[2 * plane + i])};
+        },
+        [&](Painter& p, double left, double top) {
+          const Rgb key[3] = {{220, 40, 40}, {40, 170, 60}, {50, 80, 220}};
+          const char* names[3] = {"red", "green", "blue"};
+          double x = left;
+          for (std::size_t k = 0; k < 3; ++k) {
+            p.fill(x, top, 12, 12, key[k]);
+            x += 20 + p.text(x + 16, top, fmt::format("{}: PC{} ({:.0f}% of the variance)", names[k], k + 1, share(k)), 10);
+          }
+          p.text(left, top + 18, "each from its 2nd (dark) to its 98th percentile (bright); grey: no chip", 10);
+        },
+        {}, false);
     written.push_back(tif.string());
     written.push_back(file.string());
+    maps.push_back({{"png", file.string()}, {"tif", tif.string()}, {"x", at.x}, {"y", at.y}, {"chip_px", at.chip_px}});
   }
 
   // The scatter: PC1 across, PC2 up (ticked at their values), each chip coloured by its
@@ -95,6 +114,8 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
   const double plot = size - left - right;
   auto sx = [&](double v) { return left + scaled(v, range[0]) * plot; };
   auto sy = [&](double v) { return top + (1 - scaled(v, range[1])) * (size - top - bottom); };
+  std::size_t drawn_points = 0;
+  for (const auto& q : points) drawn_points += inside(q[0], range[0]) && inside(q[1], range[1]);
   const fs::path scatter_file = dir / fmt::format("scatter_{}_tree_cover.png", array);
   save_figure(scatter_file, size, size, [&](Painter& p) {
     p.text(left, 12, fmt::format("{} embeddings: first two principal components", array), 14, Painter::Anchor::left, true);
@@ -111,15 +132,20 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
     p.line(left, top, left, size - bottom, axis);
     p.text(left + plot / 2, size - bottom + 22, "PC1", 11, Painter::Anchor::centre);
     p.vertical_text(16, (top + size - bottom) / 2.0, "PC2", 11);
+    // Chips beyond the stretch are not drawn: clamped, they would pile up on the frame.
     for (std::size_t i = 0; i < samples.size(); ++i) {
+      if (!inside(points[i][0], range[0]) || !inside(points[i][1], range[1])) continue;
       const float v = samples[i]->targets[colour_by];
       p.dot(sx(points[i][0]), sy(points[i][1]), 2.5, std::isnan(v) ? Rgb{160, 160, 160} : ramp(v / 100.0));
     }
+    p.text(left, 30, fmt::format("{} of {} chips; {} beyond the 2nd-98th percentiles not drawn", drawn_points,
+                                 samples.size(), samples.size() - drawn_points), 10);
     p.colour_bar(left, size - 50, 240, 12, 0, 100, "tree cover on the ground, %");
   });
   written.push_back(scatter_file.string());
   const nlohmann::json summary = {{"cube", cube_path.string()}, {"array", array}, {"chips", rows.size()},
-                                  {"explained_variance", pca.variance}, {"files", written}};
+                                  {"explained_variance", pca.variance}, {"files", written}, {"maps", maps},
+                                  {"scatter_drawn", drawn_points}};
   write_atomically(dir / "summary.json", summary.dump(2) + "\n");
   return summary;
 }

@@ -121,21 +121,29 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
   const double corr = (n * sxy - sx * sy) / std::sqrt((n * sxx - sx * sx) * (n * syy - sy * sy));
   EXPECT_GT(corr, 0.5) << "the predicted tree cover does not follow the observed one";
 
-  // The PCA picture: the size the grid gives, varied, and chips of much and of little tree
-  // cover far apart in colour (the GeoTIFF holds the same colours on the chip grid).
+  // The PCA picture: varied, and chips of much and of little tree cover far apart in
+  // colour. The GeoTIFF holds the same colours on the chip grid, as RGB bytes with an
+  // alpha band that is opaque exactly where a chip is.
   const Raster pca_tif = read_raster(out / "render" / fmt::format("pca_fused_{}.tif", zone.name()));
   ASSERT_EQ(pca_tif.width, map.width);
   ASSERT_EQ(pca_tif.height, map.height);
+  ASSERT_EQ(pca_tif.bands, 4);
+  {
+    GDALDataset* ds = GDALDataset::Open((out / "render" / fmt::format("pca_fused_{}.tif", zone.name())).c_str(), GDAL_OF_RASTER);
+    ASSERT_NE(ds, nullptr);
+    EXPECT_EQ(ds->GetRasterBand(1)->GetRasterDataType(), GDT_Byte);
+    EXPECT_EQ(ds->GetRasterBand(1)->GetColorInterpretation(), GCI_RedBand);
+    EXPECT_EQ(ds->GetRasterBand(4)->GetColorInterpretation(), GCI_AlphaBand);
+    GDALClose(ds);
+  }
   const Raster pca_png = read_raster(out / "render" / fmt::format("pca_fused_{}.png", zone.name()));
-  const int scale = std::max(1, 600 / std::max(pca_tif.width, pca_tif.height));
-  EXPECT_EQ(pca_png.width, pca_tif.width * scale);
-  EXPECT_EQ(pca_png.height, pca_tif.height * scale);
   EXPECT_GT(colours(pca_png), 10u);
   std::vector<std::pair<float, std::array<double, 3>>> chips;
   for (int r = 0; r < map.height; ++r)
-    for (int c = 0; c < map.width; ++c)
-      if (!std::isnan(map.at(9, r, c)) && !std::isnan(pca_tif.at(0, r, c)))
+    for (int c = 0; c < map.width; ++c) {
+      if (!std::isnan(map.at(9, r, c)) && pca_tif.at(3, r, c) == 255)
         chips.push_back({map.at(9, r, c), {pca_tif.at(0, r, c), pca_tif.at(1, r, c), pca_tif.at(2, r, c)}});
+    }
   std::sort(chips.begin(), chips.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   ASSERT_GE(chips.size(), 8u);
   const std::size_t q = chips.size() / 4;
@@ -144,13 +152,34 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
     for (int k = 0; k < 3; ++k) low[k] += chips[i].second[k] / q, high[k] += chips[chips.size() - 1 - i].second[k] / q;
   const double distance = std::hypot(low[0] - high[0], low[1] - high[1], low[2] - high[2]);
   EXPECT_GT(distance, 40) << "the least and the most wooded quarters of the chips have about the same colour";
-  // And in the PNG, at the chips' places, the same colours as the GeoTIFF.
+  // And in the PNG, at the chips' places (summary.json says where the map lies), the same
+  // colours as the GeoTIFF; the title, corners, legend and scale around it.
+  const json rendered = json::parse(test::read_file(out / "render" / "summary.json"));
+  json placed;
+  for (const json& m : rendered["maps"])
+    if (m["png"] == (out / "render" / fmt::format("pca_fused_{}.png", zone.name())).string()) placed = m;
+  ASSERT_TRUE(placed.is_object()) << rendered.dump();
+  const int x0 = placed["x"], y0 = placed["y"], chip_px = placed["chip_px"];
+  EXPECT_GT(y0, 20) << "no room for a title";
+  EXPECT_GT(pca_png.height, y0 + pca_tif.height * chip_px + 40) << "no room for a legend";
   for (int r = 0; r < pca_tif.height; ++r)
     for (int c = 0; c < pca_tif.width; ++c)
-      if (!std::isnan(pca_tif.at(0, r, c)))
+      if (pca_tif.at(3, r, c) == 255)
         for (int k = 0; k < 3; ++k)
-          ASSERT_EQ(static_cast<int>(pca_png.at(k, r * scale + scale / 2, c * scale + scale / 2)),
+          ASSERT_EQ(static_cast<int>(pca_png.at(k, y0 + r * chip_px + chip_px / 2, x0 + c * chip_px + chip_px / 2)),
                     static_cast<int>(pca_tif.at(k, r, c)));
+  // Opaque exactly where a chip was drawn: as many opaque pixels, over the zones, as chips.
+  std::size_t opaque = 0;
+  for (const json& m : rendered["maps"]) {
+    const Raster t = read_raster(m["tif"].get<std::string>());
+    for (int r = 0; r < t.height; ++r)
+      for (int c = 0; c < t.width; ++c) opaque += t.at(3, r, c) == 255;
+  }
+  EXPECT_EQ(opaque, rendered["chips"].get<std::size_t>());
+  // The scatter leaves out the chips beyond its stretch (2nd to 98th percentile on each
+  // axis) instead of piling them on its frame.
+  EXPECT_LT(rendered["scatter_drawn"].get<std::size_t>(), rendered["chips"].get<std::size_t>());
+  EXPECT_GE(rendered["scatter_drawn"].get<double>(), 0.8 * rendered["chips"].get<double>());
 
   const Raster scatter = read_raster(out / "render" / "scatter_fused_tree_cover.png");
   EXPECT_EQ(scatter.width, 640);
