@@ -1,5 +1,6 @@
 """Reads an eo-pipeline cube with the real readers (zarr-python, xarray, GDAL's
-multidimensional API) and checks it against what the pipeline says it wrote.
+multidimensional API) and checks it against what the pipeline says it wrote, and makes
+GeoTIFFs of its arrays with GDAL as the README says and checks them too.
 
 usage: /usr/bin/python3 check_cube.py EXPECTED.json
 
@@ -8,7 +9,10 @@ EXPECTED.json: {"cube": path, "dtype": "float32"|"float16"|"int8", "dim": D,
   null}, "lonlat_bounds": [lon0, lat0, lon1, lat1]}]}. Exits 1 naming the first mismatch.
 """
 import json
+import os
+import shutil
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -38,6 +42,12 @@ def close(got, want, dtype, what):
         tol = np.abs(want).max() / 127 / 2 * 1.0001 + 1e-7
     if got.shape != want.shape or not np.all(np.abs(got - want) <= tol):
         fail(f"{what}: got {got[:4]}..., want {want[:4]}... (tolerance {tol})")
+
+
+def mine_of(attrs):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(attrs["epsg"])
+    return srs
 
 
 def main():
@@ -106,6 +116,29 @@ def main():
                     else:
                         close(got, want, dtype, f"{where} {name} ({reader})")
                 checked += 1
+    # GeoTIFFs as the README says to make them (GDAL 3.6's classic raster view of a 3-D
+    # array takes its last two dimensions, x and dim, as the raster): the 2-D status array
+    # through gdal_translate, a 3-D array through gdalmdimtranslate with the embedding
+    # dimension moved first (a band per dimension). Each is the zarr array, on the grid.
+    tmp = tempfile.mkdtemp()
+    for z in zones:
+        t = root[z].attrs["spatial:transform"]
+        want_gt = (t[2], t[0], t[1], t[5], t[3], t[4])
+        status_tif = os.path.join(tmp, f"{z}_status.tif")
+        gdal.Translate(status_tif, f'ZARR:"{path}/{z}":/status')
+        name = exp["arrays"][0]
+        emb_tif = os.path.join(tmp, f"{z}_{name}.tif")
+        gdal.MultiDimTranslate(emb_tif, f"{path}/{z}", arraySpecs=[f"name={name},transpose=[2,0,1]"])
+        for tif, want in ((status_tif, root[z]["status"][:]), (emb_tif, np.moveaxis(root[z][name][:], 2, 0))):
+            ds = gdal.Open(tif)
+            if not np.allclose(ds.GetGeoTransform(), want_gt):
+                fail(f"{tif}: geotransform {ds.GetGeoTransform()}, the group's spatial:transform gives {want_gt}")
+            got = ds.ReadAsArray()
+            if got.shape != want.shape or not np.array_equal(got, want, equal_nan=np.issubdtype(want.dtype, np.floating)):
+                fail(f"{tif}: {got.shape} values are not the zarr array's {want.shape}")
+            if not osr.SpatialReference(wkt=ds.GetProjection()).IsSame(mine_of(root[z].attrs)):
+                fail(f"{tif}: not in the zone's CRS")
+    shutil.rmtree(tmp)
     print(f"CUBE OK: {len(exp['chips'])} chips, {checked} embeddings read back by zarr, xarray and GDAL")
 
 
