@@ -27,9 +27,10 @@ struct UserLabels {
 // GeoJSON (.geojson, .json): Point, Polygon and MultiPolygon features, the label in
 // `property`; a point labels the chip it falls in, a polygon every chip whose centre it
 // holds. Positions are longitude, latitude, or in the CRS a `crs` member names
-// (GeoJsonCrs). Anything else is read as a raster through GDAL: a chip's target is the mean of
-// the raster's valid pixels in the chip's footprint, kept where at least `min_valid` of
-// them are valid. Throws ConfigError naming the file, and the feature or property.
+// (GeoJsonCrs). Anything else is read as a raster through GDAL: a chip's target is the
+// mean of the raster's valid pixels in the chip's footprint, kept where at least
+// `min_valid` of them are valid. Throws ConfigError naming the file, and the feature or
+// property; labels with nothing to learn (one class, one value) are refused.
 UserLabels read_labels(const std::filesystem::path& file, const std::string& property, const CubeReader& cube,
                        double min_valid);
 
