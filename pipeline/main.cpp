@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   eo::add_similar_command(app, similar);
   eo::IndexOptions index;
   eo::add_index_command(app, index);
+  eo::ServeOptions serve;
+  eo::add_serve_command(app, serve);
 
   try {
     app.parse(argc, argv);
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("render")) return eo::run_render(render);
     if (app.got_subcommand("similar")) return eo::run_similar(similar);
     if (app.got_subcommand("index")) return eo::run_index(index);
+    if (app.got_subcommand("serve")) return eo::run_serve(serve);
   } catch (const eo::ConfigError& e) {
     std::fprintf(stderr, "eo-pipeline: config error: %s\n", eo::clipped(e.what(), 2000).c_str());
     eo::MpiSession::abort_all(eo::kExitUsage);

@@ -16,6 +16,8 @@ packages=(
   libopenmpi-dev openmpi-bin xtensor-dev libfmt-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libblosc-dev libspdlog-dev
   libxgboost-dev
+  # `serve`'s HTTP server (and the tests' client)
+  libcpp-httplib-dev
   # AOI polygons checked for validity (holes inside their ring, no self-intersection)
   libgeos-dev
   # similarity search: exact through BLAS (cblas.h), approximate through FAISS

@@ -132,6 +132,16 @@ struct IndexOptions {
 void add_index_command(CLI::App& app, IndexOptions& opts);
 int run_index(const IndexOptions& opts);
 
+struct ServeOptions {
+  CommonOptions common;
+  std::string cube;
+  std::string host = "127.0.0.1";
+  int port = 8765;
+  int threads = 0;
+};
+void add_serve_command(CLI::App& app, ServeOptions& opts);
+int run_serve(const ServeOptions& opts);
+
 // How the folder `catalog` walks is laid out.
 enum class FolderLayout { files, global_coherence };
 template <>

@@ -123,6 +123,9 @@ class CubeReader {
   std::vector<std::uint8_t> read_status(const TileId& tile) const;
   // Its provenance file's contents; an empty object when it has none.
   nlohmann::json read_provenance(const TileId& tile) const;
+  // Its clear observations per chip and season, "<modality>_clear" -> (16, 16, seasons),
+  // NaN where none were recorded.
+  std::map<std::string, xt::xtensor<float, 3>> read_clear(const TileId& tile) const;
   // The tiles of a zone that a run has finished (their status chunk exists), in order.
   std::vector<TileId> written_tiles(Zone zone) const;
   std::filesystem::path chunk_path(const TileId& tile, const std::string& array) const;

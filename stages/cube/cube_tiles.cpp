@@ -152,6 +152,13 @@ std::vector<std::uint8_t> CubeReader::read_status(const TileId& tile) const {
   return status;
 }
 
+std::map<std::string, xt::xtensor<float, 3>> CubeReader::read_clear(const TileId& tile) const {
+  auto clear = TileEmbeddings(tile, spec_).clear;
+  for (auto& [name, values] : clear)
+    if (const auto raw = read_chunk(chunk_file(root_, tile, name), values.size() * 4)) std::memcpy(values.data(), raw->data(), values.size() * 4);
+  return clear;
+}
+
 json CubeReader::read_provenance(const TileId& tile) const {
   const fs::path file = provenance_path(tile);
   return fs::exists(file) ? read_json(file) : json::object();
