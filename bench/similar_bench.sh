@@ -18,6 +18,11 @@ queries=${QUERIES:-256}
 batch=${BATCH:-64}
 k=${K:-10}
 threads=$(nproc)
+# The same threads on both sides, and no BLAS threads beneath them: our exact search runs
+# `threads` tiles at once, each through single-threaded BLAS; FAISS runs `threads` OpenMP
+# threads. Left to themselves, OpenBLAS's own threads multiply under both and fight for
+# the cores (the comparison before 2026-12-07 let them).
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=$threads
 mkdir -p "$work"
 results=()
 for dim in ${DIMS:-64 768}; do
@@ -40,7 +45,13 @@ done
 python3 - "$out" "${results[@]}" <<'PY'
 import json, sys
 cases = [json.loads(r) for r in sys.argv[2:]]
-json.dump({"benchmark": "similar at scale (bench/similar_bench.sh)", "cases": cases}, open(sys.argv[1], "w"), indent=2)
+import os, subprocess
+json.dump({"benchmark": "similar at scale (bench/similar_bench.sh)",
+           "date": subprocess.run(["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"], capture_output=True, text=True).stdout.strip(),
+           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+           "threads": {"ours_exact_tiles_at_once": int(os.environ["OMP_NUM_THREADS"]), "faiss_omp": int(os.environ["OMP_NUM_THREADS"]),
+                       "openblas_per_thread": int(os.environ["OPENBLAS_NUM_THREADS"])},
+           "cases": cases}, open(sys.argv[1], "w"), indent=2)
 for c in cases:
     e, i, p = c["ours_exact"], c["ours_index"], c["python_faiss"]
     print(f"dim {c['dim']}: {c['make']['chips']} chips, cube {c['cube_mib']} MiB | exact: ours {e['queries_per_second']:.1f} q/s "
