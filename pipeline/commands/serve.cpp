@@ -8,7 +8,6 @@
 #include <thread>
 
 #include "pipeline/commands/commands.hpp"
-#include "pipeline/core/resources.hpp"
 #include "pipeline/driver/inputs.hpp"
 #include "stages/serve/server.hpp"
 
