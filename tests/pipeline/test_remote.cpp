@@ -8,9 +8,7 @@
 #include <cpl_conv.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +19,7 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -29,6 +28,7 @@
 #include "stages/ingest/gdal_util.hpp"
 #include "stages/ingest/remote.hpp"
 #include "stages/ingest/tiff_blocks.hpp"
+#include "support/background.hpp"
 #include "support/read_file.hpp"
 #include "support/run.hpp"
 #include "support/run_world.hpp"
@@ -44,24 +44,13 @@ using json = nlohmann::json;
 // The object store as a child process, stopped when the test is done with it.
 class ObjectStore {
  public:
-  ObjectStore(const fs::path& root, const fs::path& dir, const std::string& args) : dir_(dir) {
-    fs::create_directories(dir_);
-    fs::remove(dir_ / "port");
-    fs::remove(dir_ / "log.jsonl");
-    const std::string command =
-        fmt::format("exec /usr/bin/python3 {}/tests/support/object_store.py {} --port-file {} --log {} {} 2>{}", EO_SOURCE_DIR,
-                    root.string(), (dir_ / "port").string(), (dir_ / "log.jsonl").string(), args, (dir_ / "stderr").string());
-    pid_ = fork();
-    if (pid_ == 0) {
-      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
+  ObjectStore(const fs::path& root, const fs::path& dir, const std::string& args)
+      : dir_(prepared(dir)),
+        process_(fmt::format("exec /usr/bin/python3 {}/tests/support/object_store.py {} --port-file {} --log {} {} 2>{}",
+                             EO_SOURCE_DIR, root.string(), (dir_ / "port").string(), (dir_ / "log.jsonl").string(), args,
+                             (dir_ / "stderr").string())) {
     for (int i = 0; i < 300 && !fs::exists(dir_ / "port"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     port_ = std::stoi(test::read_file(dir_ / "port"));
-  }
-  ~ObjectStore() {
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
   }
   std::string url() const { return fmt::format("http://127.0.0.1:{}", port_); }
   int port() const { return port_; }
@@ -73,8 +62,15 @@ class ObjectStore {
   }
 
  private:
+  // The store's folder, without the port and log of a store before.
+  static fs::path prepared(const fs::path& dir) {
+    fs::create_directories(dir);
+    fs::remove(dir / "port");
+    fs::remove(dir / "log.jsonl");
+    return dir;
+  }
   fs::path dir_;
-  pid_t pid_ = -1;
+  test::Background process_;
   int port_ = 0;
 };
 
@@ -114,18 +110,9 @@ http {{
 }}
 )", fmt::arg("user", geteuid() == 0 ? "user root;" : ""), fmt::arg("d", dir_.string()), fmt::arg("port", port_),
                                                    fmt::arg("root", root.string()));
-    const std::string command = fmt::format("exec nginx -p {0} -c {0}/nginx.conf -e {0}/error.log 2>{0}/stderr", dir_.string());
-    pid_ = fork();
-    if (pid_ == 0) {
-      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
+    process_.emplace(fmt::format("exec nginx -p {0} -c {0}/nginx.conf -e {0}/error.log 2>{0}/stderr", dir_.string()));
     for (int i = 0; i < 200 && !accepts(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (!accepts()) throw std::runtime_error("nginx did not start: " + test::read_file(dir_ / "stderr") + test::read_file(dir_ / "error.log"));
-  }
-  ~Https() {
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
   }
   std::string url() const { return fmt::format("https://127.0.0.1:{}", port_); }
   fs::path certificate() const { return dir_ / "cert.pem"; }
@@ -165,7 +152,7 @@ http {{
     return ok;
   }
   fs::path dir_;
-  pid_t pid_ = -1;
+  std::optional<test::Background> process_;
   int port_ = 0;
 };
 

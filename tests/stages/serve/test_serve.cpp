@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +21,7 @@
 
 #include "pipeline/core/utm.hpp"
 #include "stages/serve/server.hpp"
+#include "support/background.hpp"
 #include "support/read_file.hpp"
 #include "support/small_cube.hpp"
 
@@ -188,13 +188,8 @@ TEST_F(Serve, TwoClientsAtOnceGetTheSameAnswers) {
 
 TEST_F(Serve, TheCommandServesUntilSigtermOnThisMachineOnly) {
   const fs::path log = *dir_ / "serve.log";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const std::string cmd = fmt::format("exec {} serve --cube {} --port 0 > {} 2>&1", EO_PIPELINE_EXE,
-                                        (*dir_ / "cube.zarr").string(), log.string());
-    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  test::Background serve(
+      fmt::format("exec {} serve --cube {} --port 0 > {} 2>&1", EO_PIPELINE_EXE, (*dir_ / "cube.zarr").string(), log.string()));
   // The port it chose, from what it says.
   int port = 0;
   for (int i = 0; i < 200 && port == 0; ++i) {
@@ -209,9 +204,7 @@ TEST_F(Serve, TheCommandServesUntilSigtermOnThisMachineOnly) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(json::parse(r->body)["dim"], test::kDim);
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = serve.stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_file(log);
   EXPECT_NE(test::read_file(log).find("stopped"), std::string::npos) << test::read_file(log);
 }
