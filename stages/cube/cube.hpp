@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -57,6 +58,9 @@ std::string utc_iso(std::chrono::system_clock::time_point t);
 // Rows and columns of chips of a zone's grid: chunk (tile) indices are tile ids.
 int zone_rows(Zone zone);
 int zone_cols();
+// The zone grid's affine transform, as the group's spatial:transform and the STAC's
+// proj:transform write it: [a, b, x0, d, e, y0] with x = a col + x0, y = e row + y0.
+std::array<double, 6> zone_transform(Zone zone);
 
 // Creates the cube's metadata (groups, arrays, coordinates, attributes, consolidated
 // metadata), or checks that an existing cube has the same layout and brings its

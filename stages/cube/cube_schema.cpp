@@ -121,7 +121,6 @@ std::map<std::string, ArrayMeta> zone_arrays(Zone zone, const CubeSpec& spec) {
 }
 
 json zone_attributes(Zone zone, const CubeSpec& spec) {
-  const double n0 = zone.origin_northing();
   json attrs = geoemb_attributes(spec);
   attrs.update(json{{"zone", zone.name()},
           {"epsg", zone.epsg()},
@@ -129,7 +128,7 @@ json zone_attributes(Zone zone, const CubeSpec& spec) {
           {"proj:code", fmt::format("EPSG:{}", zone.epsg())},
           {"proj:epsg", zone.epsg()},
           {"spatial:dimensions", {"y", "x"}},
-          {"spatial:transform", {kChipSizeM, 0.0, 0.0, 0.0, -kChipSizeM, n0}},
+          {"spatial:transform", zone_transform(zone)},
           {"spatial:shape", {zone_rows(zone), zone_cols()}},
           {"spatial:registration", "pixel"},
           {"chip_size_m", kChipSizeM},
@@ -221,6 +220,7 @@ std::vector<std::string> CubeSpec::clear_arrays() const {
 
 int zone_rows(Zone zone) { return static_cast<int>(zone.origin_northing() / kChipSizeM); }
 int zone_cols() { return kZoneCols; }
+std::array<double, 6> zone_transform(Zone zone) { return {kChipSizeM, 0.0, 0.0, 0.0, -kChipSizeM, zone.origin_northing()}; }
 
 std::vector<Zone> cube_zones(const fs::path& root) {
   std::vector<Zone> zones;

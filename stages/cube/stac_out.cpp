@@ -188,8 +188,7 @@ json tile_assets(const CubeStac& c, const TileId& tile, const json& tile_provena
   const fs::path zone_dir = c.path / tile.zone.name();
   const std::string chunk = fmt::format("chunk {}.{}.0", tile.row, tile.col);
   // The zone group's grid (its spatial:shape and spatial:transform).
-  const json zone_grid = {{"proj:shape", {zone_rows(tile.zone), zone_cols()}},
-                          {"proj:transform", {kChipSizeM, 0.0, 0.0, 0.0, -kChipSizeM, tile.zone.origin_northing()}}};
+  const json zone_grid = {{"proj:shape", {zone_rows(tile.zone), zone_cols()}}, {"proj:transform", zone_transform(tile.zone)}};
   json assets = json::object();
   const auto array_asset = [&](const fs::path& href, const std::string& title) {
     json a = {{"href", c.from_item(href.string())}, {"type", kZarr}, {"roles", {"data"}}, {"title", title}};
