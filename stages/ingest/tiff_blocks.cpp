@@ -368,15 +368,21 @@ struct Decodable {
   bool remote = false;
   FileId id;
   std::shared_ptr<const Layout> layout;
-  // The band's blocks under a window, in row order.
-  std::vector<std::size_t> blocks(int band, int x0, int y0, int width, int height) const {
+  // The band's blocks under a window, in row order: their index in the file and their
+  // column and row in the band's grid of blocks.
+  struct At {
+    std::size_t index;
+    int bx, by;
+  };
+  std::vector<At> blocks(int band, int x0, int y0, int width, int height) const {
     const Layout& l = *layout;
     const std::size_t plane = static_cast<std::size_t>(l.across) * l.down;
-    std::vector<std::size_t> out;
+    std::vector<At> out;
     for (int by = y0 / l.block_h; by <= (y0 + height - 1) / l.block_h; ++by)
       for (int bx = x0 / l.block_w; bx <= (x0 + width - 1) / l.block_w; ++bx)
-        out.push_back((l.separate ? static_cast<std::size_t>(band - 1) * plane : 0) + static_cast<std::size_t>(by) * l.across +
-                      static_cast<std::size_t>(bx));
+        out.push_back({(l.separate ? static_cast<std::size_t>(band - 1) * plane : 0) + static_cast<std::size_t>(by) * l.across +
+                           static_cast<std::size_t>(bx),
+                       bx, by});
     return out;
   }
 };
@@ -455,26 +461,24 @@ bool read_window(GDALRasterBand& band, int x0, int y0, int width, int height, Ou
   }
   const Layout& l = *d->layout;
   const int b = band.GetBand();
-  const std::vector<std::size_t> indices = d->blocks(b, x0, y0, width, height);
-  std::vector<Block> blocks(indices.size());
-  std::vector<std::size_t> missing;  // positions in indices
-  for (std::size_t i = 0; i < indices.size(); ++i)
-    if ((blocks[i] = cache().find({d->id, indices[i]}))) ++blocks_reused;
+  const auto at = d->blocks(b, x0, y0, width, height);
+  std::vector<Block> blocks(at.size());
+  std::vector<std::size_t> missing;  // positions in `at`
+  for (std::size_t i = 0; i < at.size(); ++i)
+    if ((blocks[i] = cache().find({d->id, at[i].index}))) ++blocks_reused;
     else missing.push_back(i);
   std::vector<std::size_t> wanted;
-  for (std::size_t i : missing) wanted.push_back(indices[i]);
+  for (std::size_t i : missing) wanted.push_back(at[i].index);
   std::vector<std::vector<std::uint8_t>> raw = stored_bytes(*d, wanted);
   for (std::size_t k = 0; k < missing.size(); ++k)
     if (!raw[k].empty() && !(blocks[missing[k]] = decode(l, std::move(raw[k]), d->id, wanted[k], d->remote))) break;
   const int component = l.separate ? 0 : b - 1;
-  for (std::size_t i = 0; i < indices.size(); ++i) {
+  for (std::size_t i = 0; i < at.size(); ++i) {
     if (!blocks[i]) {
       ++windows_declined;
       return false;
     }
-    const int bx = static_cast<int>(indices[i] % (static_cast<std::size_t>(l.across) * l.down) % l.across);
-    const int by = static_cast<int>(indices[i] % (static_cast<std::size_t>(l.across) * l.down) / l.across);
-    copy_block(l, blocks[i]->data(), component, bx, by, x0, y0, width, height, out);
+    copy_block(l, blocks[i]->data(), component, at[i].bx, at[i].by, x0, y0, width, height, out);
   }
   ++windows_read;
   return true;
@@ -495,9 +499,10 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> remote_tiff_ranges(GDALRast
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
   const auto d = decodable(band, x0, y0, width, height);
   if (!d || !d->remote) return ranges;
-  for (std::size_t index : d->blocks(band.GetBand(), x0, y0, width, height))
-    if (d->layout->offsets[index] != 0 && d->layout->counts[index] != 0 && !cache().find({d->id, index}))
-      ranges.emplace_back(d->layout->offsets[index], d->layout->counts[index]);
+  const Layout& l = *d->layout;
+  for (const auto& block : d->blocks(band.GetBand(), x0, y0, width, height))
+    if (l.offsets[block.index] != 0 && l.counts[block.index] != 0 && !cache().find({d->id, block.index}))
+      ranges.emplace_back(l.offsets[block.index], l.counts[block.index]);
   return ranges;
 }
 
