@@ -340,28 +340,59 @@ std::vector<std::string> draw_curves(const FewshotInput& in, const std::vector<s
   return files;
 }
 
-// A class far more (or far less) often labelled than the map finds it: labels picked where
-// a class is easy to find teach the model the labels' balance, not the area's.
-void warn_if_unbalanced(const std::string& name, const std::vector<float>& train, const std::vector<float>& validation,
-                        const std::vector<float>& predicted) {
-  const auto mean = [](const std::vector<float>& a, const std::vector<float>& b) {
+}  // namespace
+
+std::string balance_warning(const std::string& name, const std::vector<float>& labelled, const std::vector<float>& mapped) {
+  const auto mean = [](const std::vector<float>& a) {
     double sum = 0;
     for (float v : a) sum += v;
-    for (float v : b) sum += v;
-    return sum / static_cast<double>(std::max<std::size_t>(1, a.size() + b.size()));
+    return sum / static_cast<double>(std::max<std::size_t>(1, a.size()));
   };
-  const double labelled = mean(train, validation), mapped = mean(predicted, {});
-  if (std::abs(labelled - mapped) > 0.05 && (labelled > 2 * mapped || mapped > 2 * labelled))
-    spdlog::warn("fewshot: class {} is {:.0f}% of the labelled chips but {:.0f}% of the map: label the classes about as "
-                 "often as the area has them, or the map leans towards the labels' balance",
-                 name, 100 * labelled, 100 * mapped);
+  const double l = mean(labelled), m = mean(mapped);
+  if (std::abs(l - m) <= 0.05 || (l <= 2 * m && m <= 2 * l)) return "";
+  return fmt::format("class {} is {:.0f}% of the labelled chips but {:.0f}% of the map: label the classes about as often "
+                     "as the area has them, or the map leans towards the labels' balance", name, 100 * l, 100 * m);
 }
+
+std::vector<SplitSet> split_samples(const FewshotConfig& fewshot, const std::vector<ChipSample>& samples) {
+  std::vector<Point> points;
+  for (const ChipSample& s : samples) points.push_back(s.at);
+  return stripe_split(points, fewshot.split_angle, fewshot.stripes);
+}
+
+std::optional<LabelMap> fit_label_map(const FewshotConfig& fewshot, const std::vector<ChipSample>& samples,
+                                      std::size_t target, const std::vector<SplitSet>& split, const Rows& query,
+                                      double threshold, int threads) {
+  Rows xt, xv, x = query;  // the test chips are predicted with the map, in the same call
+  std::vector<float> yt, yv, y_test;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const float y = samples[i].targets[target];
+    if (std::isnan(y)) continue;
+    const std::vector<float>& f = samples[i].features.at("fused");
+    if (split[i] == SplitSet::train) xt.push_back(f), yt.push_back(y);
+    else if (split[i] == SplitSet::validation) xv.push_back(f), yv.push_back(y);
+    else x.push_back(f), y_test.push_back(y);
+  }
+  if (xt.size() < 2 || xv.empty()) return std::nullopt;
+  std::vector<float> predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, x, 0, threads, fewshot.max_bin);
+  LabelMap out;
+  out.train = xt.size(), out.validation = xv.size(), out.test_chips = y_test.size();
+  const std::vector<float> on_test(predicted.begin() + static_cast<long>(query.size()), predicted.end());
+  const double nan = std::nan("");
+  out.test = y_test.empty() ? Scores{nan, nan, nan, nan} : score(y_test, on_test, threshold);
+  predicted.resize(query.size());
+  out.predicted = std::move(predicted);
+  return out;
+}
+
+namespace {
 
 // The map: every target predicted for every chip (of the samples, or of the whole cube)
 // by gradient-boosted trees on the fused embeddings of all training chips, beside the
-// observed targets. Returns the files.
+// observed targets, and each target's map scored on the test chips (into `scores`).
+// Returns the files.
 std::vector<std::string> write_maps(const FewshotConfig& fewshot, const FewshotInput& in, const std::vector<SplitSet>& split,
-                                    int threads, const fs::path& dir) {
+                                    int threads, const fs::path& dir, json& scores) {
   const std::vector<ChipSample>& samples = in.samples;
   const std::vector<TargetSpec>& targets = in.targets;
   const std::vector<ChipSample>& mapped = in.map_chips ? *in.map_chips : samples;
@@ -374,18 +405,21 @@ std::vector<std::string> write_maps(const FewshotConfig& fewshot, const FewshotI
   Rows everything;
   for (const ChipSample& s : mapped) everything.push_back(s.features.at("fused"));
   for (std::size_t t = 0; t < targets.size(); ++t) {
-    Rows xt, xv;
-    std::vector<float> yt, yv;
-    for (std::size_t i = 0; i < samples.size(); ++i) {
-      if (std::isnan(samples[i].targets[t])) continue;
-      if (split[i] == SplitSet::train) xt.push_back(samples[i].features.at("fused")), yt.push_back(samples[i].targets[t]);
-      if (split[i] == SplitSet::validation) xv.push_back(samples[i].features.at("fused")), yv.push_back(samples[i].targets[t]);
-    }
-    if (xt.size() < 2 || xv.empty()) continue;
-    const auto predicted = fit_predict(ModelKind::gbt, {&xt, &yt}, {&xv, &yv}, everything, 0, threads, fewshot.max_bin);
+    const double threshold = targets[t].proportion() ? fewshot.presence_threshold : std::nan("");
+    const auto map = fit_label_map(fewshot, samples, t, split, everything, threshold, threads);
+    if (!map) continue;
     for (std::size_t i = 0; i < mapped.size(); ++i)
-      maps.at(mapped[i].chip.zone).at(static_cast<int>(t), mapped[i].chip) = predicted[i];
-    if (in.map_chips && targets[t].proportion()) warn_if_unbalanced(targets[t].name, yt, yv, predicted);
+      maps.at(mapped[i].chip.zone).at(static_cast<int>(t), mapped[i].chip) = map->predicted[i];
+    scores[targets[t].name] = {{"train", map->train}, {"validation", map->validation}, {"test", map->test_chips},
+                               {"r2", map->test.r2}, {"rmse", map->test.rmse}, {"f1", map->test.f1},
+                               {"accuracy", map->test.accuracy}};
+    if (in.map_chips && targets[t].proportion()) {
+      std::vector<float> labelled;
+      for (const ChipSample& s : samples)
+        if (!std::isnan(s.targets[t])) labelled.push_back(s.targets[t]);
+      if (const std::string w = balance_warning(targets[t].name, labelled, map->predicted); !w.empty())
+        spdlog::warn("fewshot: {}", w);
+    }
     for (const ChipSample& s : samples)
       if (maps.count(s.chip.zone)) maps.at(s.chip.zone).at(static_cast<int>(targets.size() + t), s.chip) = s.targets[t];
   }
@@ -421,9 +455,7 @@ void remove_earlier_pictures(const fs::path& dir, const std::vector<std::string>
 }  // namespace
 
 std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotInput& in, const fs::path& dir) {
-  std::vector<Point> points;
-  for (const ChipSample& s : in.samples) points.push_back(s.at);
-  const std::vector<SplitSet> split = stripe_split(points, fewshot.split_angle, fewshot.stripes);
+  const std::vector<SplitSet> split = split_samples(fewshot, in.samples);
   const std::vector<std::string> feature_sets = feature_sets_of(in);
   const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
@@ -443,7 +475,9 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
   write_atomically(dir / "results.md", md);
 
   std::vector<std::string> pictures = draw_curves(in, feature_sets, r2, sweep.counts, dir);
-  for (const std::string& f : write_maps(fewshot, in, split, threads, dir)) pictures.push_back(f);
+  json map_scores = json::object();
+  for (const std::string& f : write_maps(fewshot, in, split, threads, dir, map_scores)) pictures.push_back(f);
+  summary["map_test_scores"] = map_scores;
   summary["files"] = pictures;
   summary["seconds"] = seconds_since(in.started);
   write_atomically(dir / "summary.json", summary.dump(2) + "\n");

@@ -24,12 +24,9 @@ namespace eo {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
-
-UserLabels geojson_labels(const fs::path& file, const std::string& property, const CubeReader& cube) {
-  const json doc = read_user_json_file(file);
-  if (doc.value("type", "") != "FeatureCollection" || !doc.contains("features") || !doc["features"].is_array())
-    throw StageConfigError("labels", fmt::format("{}: not a GeoJSON FeatureCollection", file.string()));
+UserLabels geojson_labels(const json& doc, const std::string& source, const std::string& property, const CubeReader& cube) {
+  if (!doc.is_object() || doc.value("type", "") != "FeatureCollection" || !doc.contains("features") || !doc["features"].is_array())
+    throw StageConfigError("labels", fmt::format("{}: not a GeoJSON FeatureCollection", source));
   // First the labels as read: where (the chips) and what (a number or a class).
   struct Label {
     std::vector<ChipId> chips;
@@ -39,11 +36,11 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
   std::vector<Label> labels;
   bool numbers = false, classes = false;
   std::size_t outside = 0, outside_swapped = 0;
-  const GeoJsonCrs crs(doc, file.string(), "labels");
+  const GeoJsonCrs crs(doc, source, "labels");
   const ChipsByPlace all(embedded_chips(cube));
   for (std::size_t i = 0; i < doc["features"].size(); ++i) {
     const json& f = doc["features"][i];
-    const std::string where = fmt::format("{}: feature {}", file.string(), i);
+    const std::string where = fmt::format("{}: feature {}", source, i);
     const json props = f.contains("properties") && f["properties"].is_object() ? f["properties"] : json::object();
     if (!props.contains(property))
       throw StageConfigError("labels", fmt::format("{}: no property \"{}\" (the label; --label-property names another)", where, property));
@@ -91,7 +88,7 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
   if (numbers) {
     if (!labels.empty() && std::all_of(labels.begin(), labels.end(), [&](const Label& l) { return l.value == labels[0].value; }))
       throw StageConfigError("labels", fmt::format("{}: every label on the cube's chips is {} = {:g}: nothing varies, so nothing "
-                                                   "can be learnt", file.string(), property, labels[0].value));
+                                                   "can be learnt", source, property, labels[0].value));
     names.push_back(property);
     out.targets.push_back({property, Modality::treecover, -1});
   } else {
@@ -101,7 +98,7 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
     if (seen.size() == 1)
       throw StageConfigError("labels", fmt::format("{}: every label on the cube's chips is of class \"{}\": a few-shot map needs "
                                                    "two classes at least (label some chips that are not {} too)",
-                                                   file.string(), *seen.begin(), *seen.begin()));
+                                                   source, *seen.begin(), *seen.begin()));
     int code = 0;
     for (const std::string& c : seen) {
       names.push_back(c);
@@ -125,6 +122,8 @@ UserLabels geojson_labels(const fs::path& file, const std::string& property, con
   }
   return out;
 }
+
+namespace {
 
 UserLabels raster_labels(const fs::path& file, const CubeReader& cube, double min_valid) {
   const std::unique_ptr<GDALDataset> ds(GDALDataset::Open(file.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY));
@@ -194,7 +193,8 @@ UserLabels read_labels(const fs::path& file, const std::string& property, const 
   }
   const std::string ext = file.extension().string();
   GDALAllRegister();
-  return ext == ".geojson" || ext == ".json" ? geojson_labels(file, property, cube) : raster_labels(file, cube, min_valid);
+  return ext == ".geojson" || ext == ".json" ? geojson_labels(read_user_json_file(file), file.string(), property, cube)
+                                             : raster_labels(file, cube, min_valid);
 }
 
 std::vector<ChipSample> cube_samples(const CubeReader& cube) {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,11 @@ struct UserLabels {
 // property; labels with nothing to learn (one class, one value) are refused.
 UserLabels read_labels(const std::filesystem::path& file, const std::string& property, const CubeReader& cube,
                        double min_valid);
+
+// The GeoJSON labels of read_labels from a document already read (`serve`'s page sends
+// them); `source` names it in errors.
+UserLabels geojson_labels(const nlohmann::json& doc, const std::string& source, const std::string& property,
+                          const CubeReader& cube);
 
 // Every embedded chip of the cube with its embeddings (the arrays and "concat"), no
 // targets: what a predicted map covers.

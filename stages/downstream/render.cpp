@@ -9,8 +9,6 @@
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/files.hpp"
-#include "stages/downstream/pca.hpp"
-#include "stages/downstream/picture.hpp"
 
 namespace eo {
 
@@ -39,6 +37,31 @@ double scaled(double v, std::pair<double, double> range) {
 
 }  // namespace
 
+PcaColours pca_colours(const Rows& rows) {
+  if (rows.size() < 3) throw std::invalid_argument(fmt::format("pca_colours: {} rows, 3 at least", rows.size()));
+  Rows fit_rows;
+  const std::size_t step = std::max<std::size_t>(1, rows.size() / 20000);
+  for (std::size_t i = 0; i < rows.size(); i += step) fit_rows.push_back(rows[i]);
+  PcaColours out{fit_pca(fit_rows, 3), {}, {}, {}, {}};
+  for (const auto& r : rows) out.points.push_back(out.pca.project(r));
+  out.range = stretch(out.points, 3);
+  for (const auto& q : out.points) {
+    Rgb c;
+    for (std::size_t k = 0; k < 3; ++k) c[k] = static_cast<std::uint8_t>(std::round(255 * scaled(q[k], out.range[k])));
+    out.colours.push_back(c);
+  }
+  // Each component's share of the embeddings' variance, for a legend.
+  double total = 0;
+  for (std::size_t d = 0; d < fit_rows[0].size(); ++d) {
+    double sum = 0, sum2 = 0;
+    for (const auto& r : fit_rows) sum += r[d], sum2 += static_cast<double>(r[d]) * r[d];
+    const double mean = sum / static_cast<double>(fit_rows.size());
+    total += std::max(0.0, sum2 / static_cast<double>(fit_rows.size()) - mean * mean);
+  }
+  for (std::size_t k = 0; k < 3; ++k) out.share[k] = total > 0 ? 100 * out.pca.variance[k] / total : 0.0;
+  return out;
+}
+
 nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::string& array, const fs::path& cube_path,
                                  const fs::path& dir) {
   std::vector<const ChipSample*> samples;
@@ -51,14 +74,9 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
   }
   if (rows.size() < 3)
     throw StageConfigError("render", fmt::format("{}: {} chips with {} embeddings: too few to draw", cube_path.string(), rows.size(), array));
-  // Fitted on a sample of at most 20,000 chips, evenly spaced along the plan.
-  Rows fit_rows;
-  const std::size_t step = std::max<std::size_t>(1, rows.size() / 20000);
-  for (std::size_t i = 0; i < rows.size(); i += step) fit_rows.push_back(rows[i]);
-  const Pca pca = fit_pca(fit_rows, 3);
-  std::vector<std::vector<double>> points;
-  for (const auto& r : rows) points.push_back(pca.project(r));
-  const auto range = stretch(points, 3);
+  const PcaColours pc = pca_colours(rows);
+  const auto& points = pc.points;
+  const auto& range = pc.range;
 
   std::vector<ChipId> drawn;
   for (const ChipSample* s : samples) drawn.push_back(s->chip);
@@ -66,16 +84,7 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
   for (std::size_t i = 0; i < samples.size(); ++i)
     for (int c = 0; c < 3; ++c)
       rasters.at(samples[i]->chip.zone).at(c, samples[i]->chip) =
-          static_cast<float>(std::round(255 * scaled(points[i][static_cast<std::size_t>(c)], range[static_cast<std::size_t>(c)])));
-  // Each component's share of the embeddings' variance, for the legend.
-  double total = 0;
-  for (std::size_t d = 0; d < fit_rows[0].size(); ++d) {
-    double sum = 0, sum2 = 0;
-    for (const auto& r : fit_rows) sum += r[d], sum2 += static_cast<double>(r[d]) * r[d];
-    const double mean = sum / static_cast<double>(fit_rows.size());
-    total += std::max(0.0, sum2 / static_cast<double>(fit_rows.size()) - mean * mean);
-  }
-  const auto share = [&](std::size_t k) { return total > 0 ? 100 * pca.variance[k] / total : 0.0; };
+          pc.colours[i][static_cast<std::size_t>(c)];
   nlohmann::json written = nlohmann::json::array(), maps = nlohmann::json::array();
   for (const auto& [zone, raster] : rasters) {
     const fs::path tif = dir / fmt::format("pca_{}_{}.tif", array, zone.name());
@@ -97,7 +106,7 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
           double x = left;
           for (std::size_t k = 0; k < 3; ++k) {
             p.fill(x, top, 12, 12, key[k]);
-            x += 20 + p.text(x + 16, top, fmt::format("{}: PC{} ({:.0f}% of the variance)", names[k], k + 1, share(k)), 10);
+            x += 20 + p.text(x + 16, top, fmt::format("{}: PC{} ({:.0f}% of the variance)", names[k], k + 1, pc.share[k]), 10);
           }
           p.text(left, top + 18, "each from its 2nd (dark) to its 98th percentile (bright); grey: no chip", 10);
         },
@@ -144,7 +153,7 @@ nlohmann::json render_embeddings(const std::vector<ChipSample>& all, const std::
   });
   written.push_back(scatter_file.string());
   const nlohmann::json summary = {{"cube", cube_path.string()}, {"array", array}, {"chips", rows.size()},
-                                  {"explained_variance", pca.variance}, {"files", written}, {"maps", maps},
+                                  {"explained_variance", pc.pca.variance}, {"files", written}, {"maps", maps},
                                   {"scatter_drawn", drawn_points}};
   write_atomically(dir / "summary.json", summary.dump(2) + "\n");
   return summary;

@@ -412,6 +412,27 @@ std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchS
   return out;
 }
 
+VectorsInMemory::VectorsInMemory(const CubeReader& cube, const SearchSpace& space, int threads) : dim_(space.dim) {
+  for_each_tile(cube, space, threads, [&](const TileVectors& t) {
+    chips_.insert(chips_.end(), t.chips.begin(), t.chips.end());
+    values_.insert(values_.end(), t.values.begin(), t.values.end());
+  });
+}
+
+std::vector<Hit> VectorsInMemory::search(const std::vector<float>& query, int k, std::vector<float>* scores) const {
+  if (query.size() != static_cast<std::size_t>(dim_))
+    throw std::invalid_argument(fmt::format("a query of {} values, the vectors {}", query.size(), dim_));
+  std::vector<float> own;
+  std::vector<float>& all = scores ? *scores : own;
+  all.assign(chips_.size(), 0.0f);
+  if (!chips_.empty())
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(chips_.size()), dim_, 1.0f, values_.data(), dim_,
+                query.data(), 1, 0.0f, all.data(), 1);
+  TopK best(k);
+  for (std::size_t c = 0; c < chips_.size(); ++c) best.offer({chips_[c], all[c]});
+  return best.sorted();
+}
+
 json hits_geojson(const std::vector<Hit>& hits, const std::string& space) {
   json features = json::array();
   for (std::size_t i = 0; i < hits.size(); ++i) {

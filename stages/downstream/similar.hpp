@@ -125,6 +125,23 @@ std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchS
                                            const std::vector<std::vector<float>>& queries, int k, int threads,
                                            const TileScores& each = {});
 
+// A search space's unit vectors held in memory, for a server that answers search after
+// search: chips x dim x 4 bytes (64 MB for 250,000 chips of 64 dimensions).
+class VectorsInMemory {
+ public:
+  VectorsInMemory(const CubeReader& cube, const SearchSpace& space, int threads);
+  // The k best chips for the query, ranked as exact_search ranks them; `scores`, when
+  // given, gets every chip's score, in chips()'s order.
+  std::vector<Hit> search(const std::vector<float>& query, int k, std::vector<float>* scores = nullptr) const;
+  const std::vector<ChipId>& chips() const { return chips_; }
+  std::size_t bytes() const { return values_.size() * sizeof(float); }
+
+ private:
+  int dim_ = 0;
+  std::vector<ChipId> chips_;
+  std::vector<float> values_;  // [chip][dim]
+};
+
 // The hits as GeoJSON: a Feature per hit, its footprint in lon/lat, with rank, chip id,
 // zone and score.
 nlohmann::json hits_geojson(const std::vector<Hit>& hits, const std::string& space);
