@@ -16,8 +16,9 @@ packages=(
   libopenmpi-dev openmpi-bin xtensor-dev libfmt-dev libgtest-dev libgmock-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libblosc-dev libspdlog-dev
   libxgboost-dev
-  # `serve`'s HTTP server (and the tests' client)
-  libcpp-httplib-dev
+  # `serve`'s HTTP server (and the tests' client), the map library its page loads from
+  # this machine, and the headless browser its tests drive the page in
+  libcpp-httplib-dev libjs-leaflet chromium chromium-driver python3-selenium
   # AOI polygons checked for validity (holes inside their ring, no self-intersection)
   libgeos-dev
   # similarity search: exact through BLAS (cblas.h), approximate through FAISS

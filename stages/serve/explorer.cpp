@@ -4,9 +4,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <regex>
 
 #include "pipeline/core/error.hpp"
+#include "pipeline/core/files.hpp"
+#include "stages/downstream/fewshot.hpp"
 #include "stages/downstream/index.hpp"
+#include "stages/downstream/labels.hpp"
+#include "stages/downstream/picture.hpp"
+#include "stages/downstream/render.hpp"
 
 namespace eo {
 
@@ -40,9 +46,77 @@ json footprint_of(const ChipId& c) {
   return ring;
 }
 
+// The colour ramp of the maps, for values in [0, 1].
+Rgba ramp_rgba(double t, std::uint8_t alpha) {
+  const Rgb c = ramp(std::clamp(t, 0.0, 1.0));
+  return {c[0], c[1], c[2], alpha};
+}
+
 }  // namespace
 
-Explorer::Explorer(const fs::path& cube, int threads) : path_(cube), cube_(cube), threads_(std::max(1, threads)) {}
+// A map trained from the page's labels, kept for its export.
+struct Explorer::Trained {
+  std::string property;
+  std::vector<float> predicted;  // per chip of samples_
+  std::size_t labels = 0;
+};
+
+Explorer::Explorer(const fs::path& cube, ExplorerOptions options)
+    : path_(cube), cube_(cube), options_(std::move(options)),
+      cache_(options_.output / "serve" / "tile-cache" / cube_fingerprint(cube_, SearchSpace::of(cube_.spec(), cube, "fused")).substr(0, 16)) {
+  options_.threads = std::max(1, options_.threads);
+  samples_ = cube_samples(cube_);
+  std::vector<ChipId> chips;
+  for (ChipSample& s : samples_) {
+    // Only the fused embedding is kept: the fits and the colours use it, and a cube's
+    // other arrays would take four times the memory.
+    std::vector<float> fused = std::move(s.features.at("fused"));
+    s.features.clear();
+    s.features["fused"] = fused;
+    fused_.push_back(std::move(fused));
+    chips.push_back(s.chip);
+  }
+  if (samples_.size() >= 3) {
+    const PcaColours pc = pca_colours(fused_);
+    std::vector<Rgba> colours;
+    for (const Rgb& c : pc.colours) colours.push_back({c[0], c[1], c[2], 255});
+    layers_["pca"] = ChipLayer(chips, colours);
+    pca_legend_ = {{"shares", pc.share}, {"stretch", "each component from its 2nd (dark) to its 98th percentile (bright)"}};
+  }
+  // The status of every chip of the written tiles, and the clear observations of the
+  // embedded ones (the first modality's, summed over the seasons).
+  std::vector<ChipId> all, clear_chips;
+  std::vector<Rgba> status_colours;
+  std::vector<float> clear;
+  for (Zone z : cube_.spec().zones)
+    for (const TileId& t : cube_.written_tiles(z)) {
+      const auto status = cube_.read_status(t);
+      const auto counts = cube_.read_clear(t);
+      for (int k = 0; k < kChipsPerTile; ++k) {
+        const std::uint8_t st = status[static_cast<std::size_t>(k)];
+        all.push_back(t.chip(k));
+        status_colours.push_back(st == kEmbedded ? Rgba{40, 160, 60, 110} : st == kFailed ? Rgba{220, 30, 30, 220}
+                                 : st == kNoData ? Rgba{130, 130, 130, 200} : Rgba{0, 0, 0, 0});
+        if (st != kEmbedded || counts.empty()) continue;
+        const auto& c = counts.begin()->second;
+        float sum = 0;
+        for (std::size_t season = 0; season < c.shape()[2]; ++season) {
+          const float v = c(static_cast<std::size_t>(k / kChipsPerTileSide), static_cast<std::size_t>(k % kChipsPerTileSide), season);
+          if (!std::isnan(v)) sum += v;
+        }
+        clear_chips.push_back(t.chip(k));
+        clear.push_back(sum);
+      }
+    }
+  layers_["status"] = ChipLayer(all, status_colours);
+  const float most = clear.empty() ? 1.0f : std::max(1.0f, *std::max_element(clear.begin(), clear.end()));
+  std::vector<Rgba> clear_colours;
+  for (float v : clear) clear_colours.push_back(ramp_rgba(v / most, 220));
+  layers_["clear"] = ChipLayer(clear_chips, clear_colours);
+  clear_max_ = most;
+}
+
+Explorer::~Explorer() = default;
 
 json Explorer::cube() const {
   const CubeSpec& spec = cube_.spec();
@@ -65,6 +139,16 @@ json Explorer::cube() const {
               {"spaces", spec.embedding_arrays()}, {"model_version", spec.provenance.value("model_version", "")}};
   out["spaces"].push_back("concat");
   if (!extent.empty()) out["bbox"] = {extent.lon0, extent.lat0, extent.lon1, extent.lat1};
+  out["layers"] = {{"pca", pca_legend_}, {"status", {{"embedded", "green"}, {"no data", "grey"}, {"failed", "red"}}},
+                   {"clear", {{"max", clear_max_}, {"of", spec.modalities.empty() ? "" : info(spec.modalities[0]).name}}},
+                   {"grid", json::object()}};
+  std::size_t bytes = 0;
+  for (const auto& v : fused_) bytes += v.size() * sizeof(float);
+  {
+    const std::lock_guard lock(mutex_);
+    for (const auto& [name, v] : spaces_) bytes += v->bytes();
+  }
+  out["vectors_in_memory_bytes"] = bytes;
   return out;
 }
 
@@ -88,6 +172,18 @@ json Explorer::chip(const ChipId& id) const {
       per_season.push_back(std::isnan(v) ? json(nullptr) : json(v));
     }
     made_from[modality]["clear_per_season"] = per_season;
+  }
+  // The same, season by season in the year's order, for a table.
+  for (auto& [modality, m] : made_from.items()) {
+    json seasons = json::array();
+    const json& clear = m.contains("clear_per_season") ? m["clear_per_season"] : json::array();
+    for (int s = 0; s < 4; ++s) {
+      const json& observations = m.contains("observations") ? m["observations"] : json::object();
+      seasons.push_back({{"season", season_name(s)},
+                         {"observations", observations.value(season_name(s), json::array())},
+                         {"clear", s < static_cast<int>(clear.size()) ? clear[static_cast<std::size_t>(s)] : json(nullptr)}});
+    }
+    m["seasons"] = seasons;
   }
   out["made_from"] = made_from;
   return out;
@@ -124,14 +220,147 @@ json Explorer::similar(const Examples& examples, const std::string& space_name, 
       out["index_refused"] = e.what();
     }
   }
+  // Every chip's score, for the heat layer (and the hits, without an index).
+  const VectorsInMemory& in_memory = vectors(space);
+  std::vector<float> scores;
+  std::vector<Hit> exact = in_memory.search(query, k, &scores);
   if (!out.contains("search")) {
-    hits = exact_search(cube_, space, {query}, k, threads_).at(0);
+    hits = std::move(exact);
     out["search"] = "exact";
   }
   json list = json::array();
-  for (const Hit& h : hits) list.push_back({{"id", h.chip.str()}, {"score", h.score}, {"lonlat", lonlat_of(h.chip)}});
+  for (const Hit& h : hits)
+    list.push_back({{"id", h.chip.str()}, {"score", h.score}, {"lonlat", lonlat_of(h.chip)}, {"footprint", footprint_of(h.chip)}});
   out["hits"] = list;
+  // The heat: from the median score (transparent) to the best (bright and opaque).
+  std::vector<float> sorted = scores;
+  std::sort(sorted.begin(), sorted.end());
+  const double lo = sorted.empty() ? 0 : sorted[sorted.size() / 2], hi = sorted.empty() ? 1 : sorted.back();
+  std::vector<Rgba> colours;
+  for (float v : scores) {
+    const double t = hi > lo ? (v - lo) / (hi - lo) : 0;
+    colours.push_back(t <= 0 ? Rgba{} : ramp_rgba(t, static_cast<std::uint8_t>(60 + 170 * t)));
+  }
+  out["heat"] = {{"layer", add_layer("heat", ChipLayer(in_memory.chips(), colours))}, {"from", lo}, {"to", hi}};
   return out;
+}
+
+const VectorsInMemory& Explorer::vectors(const SearchSpace& space) const {
+  const std::lock_guard lock(mutex_);
+  auto& v = spaces_[space.name];
+  if (!v) v = std::make_unique<VectorsInMemory>(cube_, space, options_.threads);
+  return *v;
+}
+
+std::string Explorer::add_layer(const std::string& kind, ChipLayer layer) const {
+  const std::lock_guard lock(mutex_);
+  const std::string name = fmt::format("{}-{}", kind, ++made_count_);
+  made_[name] = std::make_shared<const ChipLayer>(std::move(layer));
+  // A session's searches and maps: the last 16 are kept.
+  while (made_.size() > 16) {
+    auto oldest = std::min_element(made_.begin(), made_.end(), [](const auto& a, const auto& b) {
+      return std::stoi(a.first.substr(a.first.find('-') + 1)) < std::stoi(b.first.substr(b.first.find('-') + 1));
+    });
+    trained_.erase(oldest->first);
+    made_.erase(oldest);
+  }
+  return name;
+}
+
+json Explorer::train(const json& labels_doc, const std::string& property) const {
+  const UserLabels labels = geojson_labels(labels_doc, "the page's labels", property, cube_);
+  if (labels.targets.size() != 1)
+    throw ConfigError(fmt::format("labels: \"{}\" holds class names; label each chip 1 (of the class) or 0 (not of it)", property));
+  std::vector<ChipSample> labelled;
+  for (const ChipSample& s : samples_)
+    if (const auto it = labels.chips.find(s.chip); it != labels.chips.end()) {
+      labelled.push_back(s);
+      labelled.back().targets = it->second;
+    }
+  // Stripes of 3 training chips, 1 to choose the trees' rounds, 1 to score the map.
+  if (labelled.size() < 5)
+    throw ConfigError(fmt::format("labels: {} labelled chips of the cube; a map needs 5 at least (3 to fit it, 1 to choose "
+                                  "its size, 1 to score it)", labelled.size()));
+  bool binary = true;
+  for (const ChipSample& s : labelled) binary = binary && (s.targets[0] == 0 || s.targets[0] == 1);
+  const double threshold = binary ? 0.5 : std::nan("");
+  const auto map = fit_label_map(options_.fewshot, labelled, 0, split_samples(options_.fewshot, labelled), fused_,
+                                 threshold, options_.threads);
+  if (!map) throw ConfigError(fmt::format("labels: {} labelled chips left too few to fit (2) or choose the size (1)", labelled.size()));
+  json warnings = json::array();
+  if (labels.outside > 0) warnings.push_back(fmt::format("{} of {} labels fall on no embedded chip: left out", labels.outside, labels.labels));
+  if (binary) {
+    std::vector<float> y;
+    for (const ChipSample& s : labelled) y.push_back(s.targets[0]);
+    if (const std::string w = balance_warning(property, y, map->predicted); !w.empty()) warnings.push_back(w);
+  }
+  const auto [lo_it, hi_it] = std::minmax_element(map->predicted.begin(), map->predicted.end());
+  const double lo = binary ? 0.0 : *lo_it, hi = binary ? 1.0 : std::max(*hi_it, *lo_it + 1e-6f);
+  std::vector<ChipId> chips;
+  std::vector<Rgba> colours;
+  for (std::size_t i = 0; i < samples_.size(); ++i) {
+    chips.push_back(samples_[i].chip);
+    colours.push_back(ramp_rgba((map->predicted[i] - lo) / (hi - lo), 210));
+  }
+  const std::string layer = add_layer("map", ChipLayer(chips, colours));
+  {
+    const std::lock_guard lock(mutex_);
+    trained_[layer] = std::make_shared<const Trained>(Trained{property, map->predicted, labelled.size()});
+  }
+  const auto number = [](double v) { return std::isnan(v) ? json(nullptr) : json(v); };
+  return {{"layer", layer}, {"property", property}, {"labels", labels.labels}, {"labelled_chips", labelled.size()},
+          {"train", map->train}, {"validation", map->validation}, {"test", map->test_chips},
+          {"score", {{"r2", number(map->test.r2)}, {"rmse", number(map->test.rmse)}, {"f1", number(map->test.f1)},
+                     {"accuracy", number(map->test.accuracy)}}},
+          {"range", {lo, hi}}, {"chips", samples_.size()}, {"warnings", warnings}};
+}
+
+json Explorer::export_files(const json& labels, const std::string& name, const std::string& map_layer) const {
+  if (!std::regex_match(name, std::regex("[A-Za-z0-9_-]{1,64}")))
+    throw ConfigError(fmt::format("name '{}': letters, digits, _ and - only (it names the files)", clipped(name)));
+  if (!labels.is_object() || labels.value("type", "") != "FeatureCollection")
+    throw ConfigError("labels: not a GeoJSON FeatureCollection");
+  std::shared_ptr<const Trained> map;
+  if (!map_layer.empty()) {
+    const std::lock_guard lock(mutex_);
+    const auto it = trained_.find(map_layer);
+    if (it == trained_.end()) throw NotFound(fmt::format("map {}: no such map of this session (train one first)", map_layer));
+    map = it->second;
+  }
+  const fs::path dir = exports();
+  json files = json::array();
+  const fs::path geojson = dir / fmt::format("labels-{}.geojson", name);
+  write_atomically(geojson, labels.dump(2) + "\n");
+  files.push_back(geojson.string());
+  if (map) {
+    std::vector<ChipId> chips;
+    for (const ChipSample& s : samples_) chips.push_back(s.chip);
+    auto rasters = zone_rasters(chips, 1);
+    for (std::size_t i = 0; i < samples_.size(); ++i) rasters.at(samples_[i].chip.zone).at(0, samples_[i].chip) = map->predicted[i];
+    for (const auto& [zone, raster] : rasters) {
+      const fs::path tif = dir / fmt::format("map-{}_{}.tif", name, zone.name());
+      raster.save_geotiff(tif, {"predicted_" + map->property});
+      const fs::path png = dir / fmt::format("map-{}_{}.png", name, zone.name());
+      save_chip_map(png, fmt::format("{} predicted from {} labelled chips, zone {}", map->property, map->labels, zone.name()),
+                    raster, 0, map->property);
+      files.push_back(tif.string());
+      files.push_back(png.string());
+    }
+  }
+  return {{"files", files}};
+}
+
+std::string Explorer::tile(const std::string& layer, const TileXYZ& t) const {
+  if (layer == "grid") return cache_.get(layer, t, [&] { return render_grid_tile(t); });
+  if (const auto it = layers_.find(layer); it != layers_.end())
+    return cache_.get(layer, t, [&] { return render_tile(it->second, t); });
+  std::shared_ptr<const ChipLayer> made;
+  {
+    const std::lock_guard lock(mutex_);
+    if (const auto it = made_.find(layer); it != made_.end()) made = it->second;
+  }
+  if (!made) throw NotFound(fmt::format("layer '{}': no such layer (pca, status, clear, grid, or a search's or map's)", clipped(layer)));
+  return render_tile(*made, t);
 }
 
 }  // namespace eo

@@ -1,33 +1,53 @@
 #pragma once
 // What `eo-pipeline serve` answers, apart from HTTP (stages/serve/server.hpp): the cube's
-// outline, a chip (where it is, its status, what it was made from), and the chips most
-// like some chips, as JSON. The cube is only read.
+// outline, a chip (where it is, its status, what it was made from), the chips most like
+// some chips, map layers as tiles, and a few-shot map trained on the page's labels, as
+// JSON and PNG. The cube is only read; what is written (labels and maps the user exports,
+// the tile cache) goes under the output folder's serve/.
 
 #include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/core/config.hpp"
 #include "pipeline/core/utm.hpp"
 #include "stages/cube/cube.hpp"
+#include "stages/downstream/models.hpp"
+#include "stages/downstream/samples.hpp"
 #include "stages/downstream/similar.hpp"
+#include "stages/serve/tiles.hpp"
 
 namespace eo {
 
-// A chip the question names that the cube does not have (the server's 404); a question
-// that cannot be asked is a ConfigError (400).
+// A chip or layer the question names that the cube does not have (the server's 404); a
+// question that cannot be asked is a ConfigError (400).
 class NotFound : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
+struct ExplorerOptions {
+  int threads = 1;                  // of searches and fits
+  FewshotConfig fewshot;            // the few-shot map's settings, as `fewshot --labels` uses them
+  std::filesystem::path output;     // exports go to output/serve, the tile cache below it
+};
+
 class Explorer {
  public:
-  // Throws std::runtime_error naming the folder when it is not a cube.
-  Explorer(const std::filesystem::path& cube, int threads);
+  // Reads the cube's embedded chips and their fused embeddings into memory (the PCA
+  // colours, searches and fits need them all). Throws std::runtime_error naming the folder
+  // when it is not a cube.
+  Explorer(const std::filesystem::path& cube, ExplorerOptions options);
+  ~Explorer();
 
-  // Zones, modalities, dimensions, dtype, the embedded chips and their extent.
+  // Zones, modalities, dimensions, dtype, the embedded chips and their extent, the layers
+  // (with the PCA's shares of the variance), the memory the vectors take.
   nlohmann::json cube() const;
   // A chip: id, zone, centre and footprint in lon/lat, status, and what its tile was made
   // from (per modality and season, the observations, and the chip's clear counts).
@@ -35,13 +55,41 @@ class Explorer {
   nlohmann::json chip_at(LonLat p) const;
   // The k chips most like the examples' mean (minus the negatives') in `space` (fused, a
   // modality, or concat): from the index `eo-pipeline index` built when there is one and
-  // it is the cube's, else by an exact pass over the cube.
+  // it is the cube's, else exactly over the vectors in memory; and a heat layer of every
+  // chip's score.
   nlohmann::json similar(const Examples& examples, const std::string& space, int k) const;
+  // The few-shot map of `property` (1: the class, 0: not it; or any number) from the
+  // page's labels, a GeoJSON FeatureCollection read as `fewshot --labels` reads a file
+  // and fitted by the same code (fit_label_map): the layer, the labels' counts, the
+  // held-out score on the test stripes, warnings.
+  nlohmann::json train(const nlohmann::json& labels, const std::string& property) const;
+  // Writes labels-<name>.geojson and, given a trained map's layer, map-<name>_<zone>.tif
+  // and .png into output/serve; returns the files.
+  nlohmann::json export_files(const nlohmann::json& labels, const std::string& name, const std::string& map_layer) const;
+  // A layer's tile as PNG: pca, status, clear and grid (kept in the tile cache), heat-N
+  // and map-N (this run's searches and maps). NotFound for a layer there is not.
+  std::string tile(const std::string& layer, const TileXYZ& tile) const;
+  std::filesystem::path exports() const { return options_.output / "serve"; }
 
  private:
+  struct Trained;
+  const VectorsInMemory& vectors(const SearchSpace& space) const;
+  std::string add_layer(const std::string& kind, ChipLayer layer) const;
+
   std::filesystem::path path_;
   CubeReader cube_;
-  int threads_;
+  ExplorerOptions options_;
+  std::vector<ChipSample> samples_;  // every embedded chip, with its fused embedding
+  Rows fused_;                       // the same embeddings as rows, for the maps
+  std::map<std::string, ChipLayer> layers_;  // pca, status, clear
+  nlohmann::json pca_legend_;
+  float clear_max_ = 1;  // the most clear observations of a chip: the clear layer's top
+  TileCache cache_;
+  mutable std::mutex mutex_;  // guards what follows
+  mutable std::map<std::string, std::unique_ptr<VectorsInMemory>> spaces_;
+  mutable std::map<std::string, std::shared_ptr<const ChipLayer>> made_;  // heat-N, map-N
+  mutable std::map<std::string, std::shared_ptr<const Trained>> trained_;
+  mutable int made_count_ = 0;
 };
 
 }  // namespace eo

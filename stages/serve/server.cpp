@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pipeline/core/error.hpp"
+#include "stages/serve/page.hpp"
 
 namespace eo {
 
@@ -18,6 +19,19 @@ namespace {
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(body.dump(), "application/json");
+}
+
+// The request's body as a JSON object.
+json body_of(const httplib::Request& req) {
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object()) throw ConfigError("the request's body is not a JSON object");
+  return body;
+}
+
+std::string text_of(const json& body, const char* key, const std::string& otherwise) {
+  if (!body.contains(key)) return otherwise;
+  if (!body[key].is_string()) throw ConfigError(fmt::format("{}: {} is not text", key, clipped(body[key].dump())));
+  return body[key].get<std::string>();
 }
 
 // Chip ids separated by commas; a bad one is a ConfigError naming it.
@@ -78,6 +92,18 @@ ExplorerServer::ExplorerServer(const Explorer& explorer, ServerOptions options)
     res.set_content(json{{"error", why}}.dump(), "application/json");
   });
 
+  for (const PageFile& f : page_files())
+    s.Get(f.path, [&f](const httplib::Request&, httplib::Response& res) { res.set_content(f.content, f.mime); });
+  if (!s.set_mount_point("/leaflet", options_.leaflet))
+    throw std::runtime_error(fmt::format("serve: no Leaflet at {} (apt-get install libjs-leaflet)", options_.leaflet));
+  std::filesystem::create_directories(explorer_.exports());
+  if (!s.set_mount_point("/files", explorer_.exports().string()))
+    throw std::runtime_error(fmt::format("serve: cannot serve {}", explorer_.exports().string()));
+  s.Get(R"(/tiles/([a-z]+(?:-[0-9]{1,9})?)/([0-9]{1,2})/([0-9]{1,8})/([0-9]{1,8})\.png)",
+        [this](const httplib::Request& req, httplib::Response& res) {
+          const TileXYZ t = TileXYZ::checked(std::stoi(req.matches[2]), std::stoi(req.matches[3]), std::stoi(req.matches[4]));
+          res.set_content(explorer_.tile(req.matches[1], t), "image/png");
+        });
   s.Get("/api/cube", [this](const httplib::Request&, httplib::Response& res) { reply(res, 200, explorer_.cube()); });
   s.Get("/api/chip", [this](const httplib::Request& req, httplib::Response& res) {
     if (req.has_param("id")) {
@@ -97,8 +123,7 @@ ExplorerServer::ExplorerServer(const Explorer& explorer, ServerOptions options)
                                       req.has_param("k") ? k_of(k) : 20));
   });
   s.Post("/api/similar", [this](const httplib::Request& req, httplib::Response& res) {
-    const json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object()) throw ConfigError("the request's body is not a JSON object");
+    const json body = body_of(req);
     const auto ids = [&](const char* key) {
       std::vector<ChipId> out;
       for (const json& id : body.value(key, json::array())) {
@@ -108,7 +133,16 @@ ExplorerServer::ExplorerServer(const Explorer& explorer, ServerOptions options)
       return out;
     };
     Examples ex{ids("positives"), ids("negatives")};
-    reply(res, 200, explorer_.similar(ex, body.value("space", std::string("fused")), k_of(body.value("k", json(20)))));
+    reply(res, 200, explorer_.similar(ex, text_of(body, "space", "fused"), k_of(body.value("k", json(20)))));
+  });
+  s.Post("/api/train", [this](const httplib::Request& req, httplib::Response& res) {
+    const json body = body_of(req);
+    if (!body.contains("labels")) throw ConfigError("labels: the labels to train on, a GeoJSON FeatureCollection");
+    reply(res, 200, explorer_.train(body["labels"], text_of(body, "property", "value")));
+  });
+  s.Post("/api/export", [this](const httplib::Request& req, httplib::Response& res) {
+    const json body = body_of(req);
+    reply(res, 200, explorer_.export_files(body.value("labels", json()), text_of(body, "name", ""), text_of(body, "map", "")));
   });
 }
 

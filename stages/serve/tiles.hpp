@@ -1,0 +1,68 @@
+#pragma once
+// The explorer's map layers as XYZ tiles in Web Mercator (EPSG:3857, 256 x 256 pixels,
+// y down from the north, as Leaflet asks for them): a colour per chip (a ChipLayer), and
+// the chip grid and UTM zone borders. Each pixel takes the chip under its centre, from
+// the zone whose band holds the point first, as the API's chip_at does.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/core/grid.hpp"
+
+namespace eo {
+
+struct Rgba {
+  std::uint8_t r = 0, g = 0, b = 0, a = 0;
+};
+
+struct TileXYZ {
+  int z = 0, x = 0, y = 0;
+  // Throws ConfigError naming the tile when z is not 0..22 or x, y not 0..2^z-1.
+  static TileXYZ checked(int z, int x, int y);
+  LonLat lonlat(double px, double py) const;  // of a point in the tile's pixels
+  std::string str() const;                    // "z/x/y"
+};
+
+// A colour per chip, held per zone on the chip grid.
+class ChipLayer {
+ public:
+  ChipLayer() = default;
+  ChipLayer(const std::vector<ChipId>& chips, const std::vector<Rgba>& colours);
+  std::optional<Rgba> at(LonLat p) const;
+  bool empty() const { return zones_.empty(); }
+
+ private:
+  struct ZoneGrid {
+    int row0 = 0, col0 = 0, rows = 0, cols = 0;
+    std::vector<Rgba> colours;  // [row][col]; alpha 0: no chip
+    LonLatBox bounds;           // in degrees, a little wider than the chips
+  };
+  std::map<Zone, ZoneGrid> zones_;
+};
+
+// The layer's tile as PNG bytes (transparent where no chip is).
+std::string render_tile(const ChipLayer& layer, const TileXYZ& tile);
+
+// The chip grid (from zoom 9, where a chip is 15 pixels or more) and the UTM zone
+// borders, as lines on a transparent tile.
+std::string render_grid_tile(const TileXYZ& tile);
+
+// Rendered tiles kept on disk under `dir` (<layer>/<z>/<x>/<y>.png), written through
+// core/files, so that a tile is rendered once per cube and layer.
+class TileCache {
+ public:
+  explicit TileCache(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  // The tile from disk, else rendered by `render` and kept.
+  std::string get(const std::string& layer, const TileXYZ& tile, const std::function<std::string()>& render) const;
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+}  // namespace eo
