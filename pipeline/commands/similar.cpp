@@ -66,7 +66,7 @@ void add_index_command(CLI::App& app, IndexOptions& opts) {
   cmd->add_option("--modality", opts.modality, kModalityHelp);
   cmd->add_option("--factory", opts.factory,
                   "a FAISS index_factory string, or auto: Flat up to 100,000 chips, else IVF<sqrt(chips)>,SQ8");
-  cmd->add_option("--nprobe", opts.nprobe, "the lists an IVF search visits by default (default: a 32nd, at least 8)")
+  cmd->add_option("--nprobe", opts.nprobe, "the lists an IVF search visits by default (default: a 64th, at least 8)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", opts.threads, "threads reading the cube (default: every core)")->check(CLI::PositiveNumber);
   cmd->add_flag("--json", opts.json, "print the index's card as JSON");

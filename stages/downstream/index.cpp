@@ -118,7 +118,7 @@ IndexCard build_index(const CubeReader& cube, const SearchSpace& space, std::str
   });
   card.vectors = index.ntotal;
   if (const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(base.get()))
-    card.nprobe = nprobe > 0 ? nprobe : std::max<int>(8, static_cast<int>(ivf->nlist / 32));
+    card.nprobe = nprobe > 0 ? nprobe : std::max<int>(8, static_cast<int>(ivf->nlist / 64));
   const fs::path file = index_file(cube.root(), space.name);
   fs::create_directories(file.parent_path());
   publish_file(file, [&](const fs::path& tmp) { faiss::write_index(&index, tmp.c_str()); });
@@ -128,32 +128,44 @@ IndexCard build_index(const CubeReader& cube, const SearchSpace& space, std::str
   return card;
 }
 
-std::vector<std::vector<Hit>> index_search(const CubeReader& cube, const SearchSpace& space,
-                                           const std::vector<std::vector<float>>& queries, int k, int nprobe) {
+LoadedIndex::LoadedIndex(const CubeReader& cube, const SearchSpace& space, int nprobe) {
   const fs::path file = index_file(cube.root(), space.name), card_path = card_file(cube.root(), space.name);
   if (!fs::exists(file) || !fs::exists(card_path))
     throw StageConfigError("index", fmt::format("{}: no index of the {} embeddings: run `eo-pipeline index` first", cube.root().string(),
                                   space.name));
-  const IndexCard card = read_card(card_path);
-  if (card.fingerprint != cube_fingerprint(cube, space))
+  card_ = read_card(card_path);
+  if (card_.fingerprint != cube_fingerprint(cube, space))
     throw StageConfigError("index", fmt::format("{} is older than the cube (tiles were written since it was built): run "
                                   "`eo-pipeline index` again, or search exactly",
                                   file.string()));
-  std::unique_ptr<faiss::Index> index(faiss::read_index(file.c_str()));
-  if (index->d != space.dim)
-    throw StageConfigError("index", fmt::format("{}: {} dimensions, the {} embeddings {}", file.string(), index->d, space.name, space.dim));
-  if (card.nprobe > 0) faiss::ParameterSpace().set_index_parameter(index.get(), "nprobe", nprobe > 0 ? nprobe : card.nprobe);
+  index_.reset(faiss::read_index(file.c_str()));
+  if (index_->d != space.dim)
+    throw StageConfigError("index", fmt::format("{}: {} dimensions, the {} embeddings {}", file.string(), index_->d, space.name, space.dim));
+  if (card_.nprobe > 0) {
+    card_.nprobe = nprobe > 0 ? nprobe : card_.nprobe;
+    faiss::ParameterSpace().set_index_parameter(index_.get(), "nprobe", card_.nprobe);
+  }
+}
+
+LoadedIndex::~LoadedIndex() = default;
+
+std::vector<std::vector<Hit>> LoadedIndex::search(const std::vector<std::vector<float>>& queries, int k) const {
   const std::size_t nq = queries.size(), kk = static_cast<std::size_t>(k);
   std::vector<float> x;
   for (const auto& q : queries) x.insert(x.end(), q.begin(), q.end());
   std::vector<float> distances(nq * kk);
   std::vector<faiss::Index::idx_t> labels(nq * kk);
-  index->search(static_cast<faiss::Index::idx_t>(nq), x.data(), static_cast<faiss::Index::idx_t>(k), distances.data(), labels.data());
+  index_->search(static_cast<faiss::Index::idx_t>(nq), x.data(), static_cast<faiss::Index::idx_t>(k), distances.data(), labels.data());
   std::vector<std::vector<Hit>> out(nq);
   for (std::size_t i = 0; i < nq; ++i)
     for (std::size_t j = 0; j < kk; ++j)
       if (labels[i * kk + j] >= 0) out[i].push_back({chip_of_key(labels[i * kk + j]), distances[i * kk + j]});
   return out;
+}
+
+std::vector<std::vector<Hit>> index_search(const CubeReader& cube, const SearchSpace& space,
+                                           const std::vector<std::vector<float>>& queries, int k, int nprobe) {
+  return LoadedIndex(cube, space, nprobe).search(queries, k);
 }
 
 }  // namespace eo

@@ -6,10 +6,15 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "stages/downstream/similar.hpp"
+
+namespace faiss {
+struct Index;
+}
 
 namespace eo {
 
@@ -32,8 +37,24 @@ std::string cube_fingerprint(const CubeReader& cube, const SearchSpace& space);
 
 // `factory` "auto": exact ("Flat") up to 100,000 chips, else "IVF<lists>,SQ8" with about
 // sqrt(chips) lists, trained on 40 chips a list chosen by their ids (any thread count
-// gives the same index), searched with nprobe lists (0: a 32nd of them, at least 8).
+// gives the same index), searched with nprobe lists (0: a 64th of them, at least 8; on
+// bench/similar_bench.sh's million chips, 16 of 1,024 lists found what 64 find, twice as
+// fast as 32).
 IndexCard build_index(const CubeReader& cube, const SearchSpace& space, std::string factory, int nprobe, int threads);
+
+// An index read into memory once, for many searches (`serve`), with `nprobe` lists
+// searched (0: its card's). Throws ConfigError as index_search does.
+class LoadedIndex {
+ public:
+  LoadedIndex(const CubeReader& cube, const SearchSpace& space, int nprobe = 0);
+  ~LoadedIndex();
+  std::vector<std::vector<Hit>> search(const std::vector<std::vector<float>>& queries, int k) const;
+  const IndexCard& card() const { return card_; }
+
+ private:
+  IndexCard card_;
+  std::unique_ptr<faiss::Index> index_;
+};
 
 // The k best chips for each query from the index. Throws ConfigError when there is no
 // index of the space, or when the cube has changed since it was built.

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -57,6 +58,8 @@ class TopK {
       std::push_heap(heap_.begin(), heap_.end(), better);
     }
   }
+  // The lowest score that can still get in: anything below it is not kept.
+  float bar() const { return heap_.size() < k_ ? -std::numeric_limits<float>::infinity() : heap_.front().score; }
   std::vector<Hit> sorted() const {
     std::vector<Hit> out = heap_;
     std::sort(out.begin(), out.end(), better);
@@ -412,25 +415,56 @@ std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchS
   return out;
 }
 
-VectorsInMemory::VectorsInMemory(const CubeReader& cube, const SearchSpace& space, int threads) : dim_(space.dim) {
-  for_each_tile(cube, space, threads, [&](const TileVectors& t) {
+VectorsInMemory::VectorsInMemory(const CubeReader& cube, const SearchSpace& space, int threads)
+    : dim_(space.dim), threads_(std::max(1, threads)) {
+  for_each_tile(cube, space, threads_, [&](const TileVectors& t) {
     chips_.insert(chips_.end(), t.chips.begin(), t.chips.end());
     values_.insert(values_.end(), t.values.begin(), t.values.end());
   });
 }
 
-std::vector<Hit> VectorsInMemory::search(const std::vector<float>& query, int k, std::vector<float>* scores) const {
-  if (query.size() != static_cast<std::size_t>(dim_))
-    throw std::invalid_argument(fmt::format("a query of {} values, the vectors {}", query.size(), dim_));
-  std::vector<float> own;
-  std::vector<float>& all = scores ? *scores : own;
-  all.assign(chips_.size(), 0.0f);
-  if (!chips_.empty())
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(chips_.size()), dim_, 1.0f, values_.data(), dim_,
-                query.data(), 1, 0.0f, all.data(), 1);
-  TopK best(k);
-  for (std::size_t c = 0; c < chips_.size(); ++c) best.offer({chips_[c], all[c]});
-  return best.sorted();
+std::vector<std::vector<Hit>> VectorsInMemory::search(const std::vector<std::vector<float>>& queries, int k,
+                                                      std::vector<float>* scores) const {
+  const std::size_t dim = static_cast<std::size_t>(dim_), nq = queries.size(), n = chips_.size();
+  if (scores && nq != 1) throw std::invalid_argument("VectorsInMemory::search: every chip's scores are for one query");
+  std::vector<float> q;
+  for (const auto& query : queries) {
+    if (query.size() != dim) throw std::invalid_argument(fmt::format("a query of {} values, the vectors {}", query.size(), dim));
+    q.insert(q.end(), query.begin(), query.end());
+  }
+  if (scores) scores->assign(n, 0.0f);
+  // Blocks of chips side by side, each scored against every query by one BLAS call (a
+  // block's scores stay in cache while its best are picked), then the blocks' best merged.
+  constexpr std::size_t kBlock = 4096;
+  const std::size_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<std::vector<TopK>> best(blocks);
+  parallel_for(blocks, threads_, [&](std::size_t b) {
+    const std::size_t first = b * kBlock, rows = std::min(kBlock, n - first);
+    std::vector<float> s(rows * nq);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(nq), dim_, 1.0f,
+                values_.data() + first * dim, dim_, q.data(), dim_, 0.0f, s.data(), static_cast<int>(nq));
+    best[b].assign(nq, TopK(k));
+    // Each query's bar kept side by side: most scores fall below it, and are passed over
+    // without touching the query's heap.
+    std::vector<float> bar(nq, -std::numeric_limits<float>::infinity());
+    for (std::size_t c = 0; c < rows; ++c) {
+      const float* row = s.data() + c * nq;
+      for (std::size_t j = 0; j < nq; ++j) {
+        if (row[j] < bar[j]) continue;
+        best[b][j].offer({chips_[first + c], row[j]});
+        bar[j] = best[b][j].bar();
+      }
+    }
+    if (scores) std::copy(s.begin(), s.end(), scores->begin() + static_cast<long>(first));
+  });
+  std::vector<std::vector<Hit>> out;
+  for (std::size_t j = 0; j < nq; ++j) {
+    TopK merged(k);
+    for (const auto& block : best)
+      for (const Hit& h : block[j].sorted()) merged.offer(h);
+    out.push_back(merged.sorted());
+  }
+  return out;
 }
 
 json hits_geojson(const std::vector<Hit>& hits, const std::string& space) {

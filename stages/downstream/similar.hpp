@@ -126,18 +126,21 @@ std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchS
                                            const TileScores& each = {});
 
 // A search space's unit vectors held in memory, for a server that answers search after
-// search: chips x dim x 4 bytes (64 MB for 250,000 chips of 64 dimensions).
+// search: chips x dim x 4 bytes (256 MB for 1,000,000 chips of 64 dimensions).
 class VectorsInMemory {
  public:
+  // `threads`: of the reading, and of every search.
   VectorsInMemory(const CubeReader& cube, const SearchSpace& space, int threads);
-  // The k best chips for the query, ranked as exact_search ranks them; `scores`, when
-  // given, gets every chip's score, in chips()'s order.
-  std::vector<Hit> search(const std::vector<float>& query, int k, std::vector<float>* scores = nullptr) const;
+  // The k best chips for each query, ranked as exact_search ranks them, `threads_` blocks
+  // of chips at a time. `scores`, given one query, gets every chip's score, in chips()'s
+  // order.
+  std::vector<std::vector<Hit>> search(const std::vector<std::vector<float>>& queries, int k,
+                                       std::vector<float>* scores = nullptr) const;
   const std::vector<ChipId>& chips() const { return chips_; }
   std::size_t bytes() const { return values_.size() * sizeof(float); }
 
  private:
-  int dim_ = 0;
+  int dim_ = 0, threads_ = 1;
   std::vector<ChipId> chips_;
   std::vector<float> values_;  // [chip][dim]
 };
