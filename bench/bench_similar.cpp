@@ -6,7 +6,12 @@
 //   bench_similar exact CUBE QUERIES K BATCH THREADS OUT.json
 //       exact search, BATCH queries a pass over the cube; hits and timings
 //   bench_similar index CUBE FACTORY NPROBE THREADS QUERIES K EXACT.json OUT.json
-//       builds the index, searches it, recall@K against the exact hits
+//       builds the index, reads it once, searches it (all queries at once, and at each
+//       nprobe of a sweep), recall@K against the exact hits
+//   bench_similar memory CUBE QUERIES K THREADS EXACT.json
+//       what `serve` searches: the vectors read into memory once (VectorsInMemory), then
+//       all queries at once and one at a time (a click each), recall@K against the exact
+//       hits
 // Every step prints one JSON object.
 
 #include <fmt/format.h>
@@ -87,6 +92,18 @@ std::vector<ChipId> read_queries(const fs::path& file) {
   return out;
 }
 
+// The share of the exact hits that `hits` found.
+double recall(const std::vector<std::vector<Hit>>& hits, const json& exact) {
+  double found = 0, wanted = 0;
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    std::set<std::string> truth;
+    for (const auto& id : exact.at(i)) truth.insert(id.get<std::string>());
+    for (const Hit& h : hits[i]) found += truth.count(h.chip.str());
+    wanted += static_cast<double>(truth.size());
+  }
+  return found / wanted;
+}
+
 json hits_json(const std::vector<std::vector<Hit>>& hits) {
   json out = json::array();
   for (const auto& list : hits) {
@@ -124,9 +141,40 @@ int main(int argc, char** argv) {
   }
   const auto t_start = std::chrono::steady_clock::now();
   std::vector<std::vector<float>> queries;
-  for (const ChipId& c : read_queries(a.at(a[0] == "exact" ? 2 : 5))) queries.push_back(query_vector(cube, space, {{c}, {}}));
+  const bool exact_or_memory = a[0] == "exact" || a[0] == "memory";
+  for (const ChipId& c : read_queries(a.at(exact_or_memory ? 2 : 5))) queries.push_back(query_vector(cube, space, {{c}, {}}));
   const double query_vectors_seconds = seconds_since(t_start);
-  const int k = std::stoi(a.at(a[0] == "exact" ? 3 : 6));
+  const int k = std::stoi(a.at(exact_or_memory ? 3 : 6));
+  if (a[0] == "memory" && a.size() == 6) {
+    const int threads = std::stoi(a[4]);
+    const json exact = json::parse(std::ifstream(a[5]));
+    const auto t0 = std::chrono::steady_clock::now();
+    const VectorsInMemory vectors(cube, space, threads);
+    const double load = seconds_since(t0);
+    const auto t1 = std::chrono::steady_clock::now();
+    const auto all = vectors.search(queries, k);
+    const double batch = seconds_since(t1);
+    std::vector<std::vector<Hit>> one_by_one;
+    std::vector<double> latency;
+    for (const auto& q : queries) {
+      const auto t = std::chrono::steady_clock::now();
+      one_by_one.push_back(vectors.search({q}, k).at(0));
+      latency.push_back(seconds_since(t));
+    }
+    std::sort(latency.begin(), latency.end());
+    double singles = 0;
+    for (double l : latency) singles += l;
+    std::cout << json{{"step", "memory"}, {"chips", vectors.chips().size()}, {"bytes", vectors.bytes()},
+                      {"threads", threads}, {"load_seconds", load}, {"queries", queries.size()}, {"k", k},
+                      {"batch_seconds", batch}, {"batch_queries_per_second", static_cast<double>(queries.size()) / batch},
+                      {"batch_recall_at_k", recall(all, exact)},
+                      {"single_queries_per_second", static_cast<double>(queries.size()) / singles},
+                      {"single_median_ms", 1000 * latency[latency.size() / 2]},
+                      {"single_recall_at_k", recall(one_by_one, exact)}, {"peak_rss_mib", peak_rss_mib()}}
+                     .dump()
+              << '\n';
+    return 0;
+  }
   if (a[0] == "exact" && a.size() == 7) {
     keep_freed_memory();
     const std::size_t batch = std::stoul(a[4]);
@@ -150,23 +198,30 @@ int main(int argc, char** argv) {
   if (a[0] == "index" && a.size() == 9) {
     const IndexCard card = build_index(cube, space, a[2], std::stoi(a[3]), std::stoi(a[4]));
     const double build_rss = peak_rss_mib();
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto hits = index_search(cube, space, queries, k, 0);
-    const double s = seconds_since(t0);
     const json exact = json::parse(std::ifstream(a[7]));
-    double found = 0, wanted = 0;
-    for (std::size_t i = 0; i < hits.size(); ++i) {
-      std::set<std::string> truth;
-      for (const auto& id : exact.at(i)) truth.insert(id.get<std::string>());
-      for (const Hit& h : hits[i]) found += truth.count(h.chip.str());
-      wanted += static_cast<double>(truth.size());
-    }
+    const auto t_load = std::chrono::steady_clock::now();
+    const LoadedIndex index(cube, space);
+    const double load = seconds_since(t_load);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto hits = index.search(queries, k);
+    const double s = seconds_since(t0);
+    // Other numbers of lists searched: the speed and recall each gives.
+    json sweep = json::array();
+    if (card.nprobe > 0)
+      for (int nprobe : {4, 8, 12, 16, 24, 32, 48, 64}) {
+        const LoadedIndex other(cube, space, nprobe);
+        const auto t = std::chrono::steady_clock::now();
+        const auto found = other.search(queries, k);
+        const double seconds = seconds_since(t);
+        sweep.push_back({{"nprobe", nprobe}, {"queries_per_second", static_cast<double>(queries.size()) / seconds},
+                         {"recall_at_k", recall(found, exact)}});
+      }
     std::ofstream(a[8]) << hits_json(hits).dump() << '\n';
     std::cout << json{{"step", "index"}, {"factory", card.factory}, {"nprobe", card.nprobe}, {"vectors", card.vectors},
                       {"build_seconds", card.build_seconds}, {"bytes", card.bytes}, {"build_peak_rss_mib", build_rss},
-                      {"queries", queries.size()}, {"search_seconds", s},
+                      {"load_seconds", load}, {"queries", queries.size()}, {"search_seconds", s},
                       {"queries_per_second", static_cast<double>(queries.size()) / s},
-                      {"recall_at_k", found / wanted}, {"k", k}, {"peak_rss_mib", peak_rss_mib()}}
+                      {"recall_at_k", recall(hits, exact)}, {"k", k}, {"nprobe_sweep", sweep}, {"peak_rss_mib", peak_rss_mib()}}
                      .dump()
               << '\n';
     return 0;

@@ -3,6 +3,8 @@
 # 768), a synthetic float32 cube of CHIPS chips (default 1,000,000; clustered vectors),
 # QUERIES chips of it as queries (default 256):
 #   - our exact search, BATCH queries a pass over the cube (default 64), and its peak memory;
+#   - `serve`'s exact search over the vectors held in memory: all queries at once, and one
+#     at a time (a click each);
 #   - our FAISS index (auto: IVF~sqrt(n),SQ8): build time, size, queries/s, recall@K
 #     against our exact hits;
 #   - python3-faiss doing the same from numpy, as a Python user would (similar_faiss.py):
@@ -32,6 +34,8 @@ for dim in ${DIMS:-64 768}; do
   "$bench" queries "$cube" "$queries" "$work/queries.json" > /dev/null
   exact=$("$bench" exact "$cube" "$work/queries.json" "$k" "$batch" "$threads" "$work/exact_$dim.json")
   echo "$exact"
+  memory=$("$bench" memory "$cube" "$work/queries.json" "$k" "$threads" "$work/exact_$dim.json")
+  echo "$memory"
   index=$("$bench" index "$cube" auto 0 "$threads" "$work/queries.json" "$k" "$work/exact_$dim.json" "$work/index_$dim.json")
   echo "$index"
   factory=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["factory"])' "$index")
@@ -39,7 +43,7 @@ for dim in ${DIMS:-64 768}; do
   python=$(/usr/bin/python3 bench/similar_faiss.py "$cube" "$work/queries.json" "$k" "$factory" "$nprobe" "$work/exact_$dim.json")
   echo "$python"
   cube_mib=$(du -sm "$cube" | cut -f1)
-  results+=("{\"dim\": $dim, \"cube_mib\": $cube_mib, \"make\": $make, \"ours_exact\": $exact, \"ours_index\": $index, \"python_faiss\": $python}")
+  results+=("{\"dim\": $dim, \"cube_mib\": $cube_mib, \"make\": $make, \"ours_exact\": $exact, \"ours_in_memory\": $memory, \"ours_index\": $index, \"python_faiss\": $python}")
   rm -rf "$cube"
 done
 python3 - "$out" "${results[@]}" <<'PY'
@@ -53,7 +57,13 @@ json.dump({"benchmark": "similar at scale (bench/similar_bench.sh)",
                        "openblas_per_thread": int(os.environ["OPENBLAS_NUM_THREADS"])},
            "cases": cases}, open(sys.argv[1], "w"), indent=2)
 for c in cases:
-    e, i, p = c["ours_exact"], c["ours_index"], c["python_faiss"]
+    e, i, p, m = c["ours_exact"], c["ours_index"], c["python_faiss"], c["ours_in_memory"]
+    print(f"dim {c['dim']}: in memory ({m['bytes'] / 2**20:.0f} MiB, read in {m['load_seconds']:.1f} s): ours "
+          f"{m['batch_queries_per_second']:.0f} q/s all at once, {m['single_queries_per_second']:.0f} q/s one at a time "
+          f"(median {m['single_median_ms']:.1f} ms), recall {m['batch_recall_at_k']:.3f}; FAISS IndexFlatIP "
+          f"{p['exact_queries_per_second']:.0f} q/s all at once, {p['exact_single_queries_per_second']:.0f} one at a time; "
+          f"index nprobe sweep: " + ", ".join(f"{s['nprobe']}: {s['queries_per_second']:.0f} q/s {s['recall_at_k']:.3f}"
+                                              for s in i.get("nprobe_sweep", [])))
     print(f"dim {c['dim']}: {c['make']['chips']} chips, cube {c['cube_mib']} MiB | exact: ours {e['queries_per_second']:.1f} q/s "
           f"(peak {e['peak_rss_mib']:.0f} MiB), numpy+faiss {p['exact_queries_per_second']:.1f} q/s after a "
           f"{p['load_seconds']:.1f} s load (peak {p['peak_rss_mib']:.0f} MiB), same top-{e.get('k', 10)}: "

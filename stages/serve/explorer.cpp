@@ -3,11 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <regex>
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
+#include "stages/chipstore/chipstore.hpp"
 #include "stages/downstream/fewshot.hpp"
 #include "stages/downstream/index.hpp"
 #include "stages/downstream/labels.hpp"
@@ -46,6 +48,30 @@ json footprint_of(const ChipId& c) {
   return ring;
 }
 
+// HDF5 (the chip stores) is not built to be called from two threads at once.
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// The chip's position in its tile's chip store, and the store, when there is one.
+struct StoredChip {
+  std::unique_ptr<ChipStoreReader> store;
+  std::size_t index = 0;
+};
+StoredChip stored_chip(const fs::path& output, const ChipId& id) {
+  const fs::path file = output / "chips" / (tile_of(id).str() + ".h5");
+  StoredChip out;
+  if (!fs::exists(file)) return out;
+  auto store = std::make_unique<ChipStoreReader>(file);
+  const auto& chips = store->chips();
+  const auto at = std::find(chips.begin(), chips.end(), id);
+  if (at == chips.end() || store->status()[static_cast<std::size_t>(at - chips.begin())] != 1) return out;
+  out.index = static_cast<std::size_t>(at - chips.begin());
+  out.store = std::move(store);
+  return out;
+}
+
 // The colour ramp of the maps, for values in [0, 1].
 Rgba ramp_rgba(double t, std::uint8_t alpha) {
   const Rgb c = ramp(std::clamp(t, 0.0, 1.0));
@@ -57,7 +83,7 @@ Rgba ramp_rgba(double t, std::uint8_t alpha) {
 // A map trained from the page's labels, kept for its export.
 struct Explorer::Trained {
   std::string property;
-  std::vector<float> predicted;  // per chip of samples_
+  std::vector<float> predicted;  // per chip of chips_
   std::size_t labels = 0;
 };
 
@@ -65,22 +91,18 @@ Explorer::Explorer(const fs::path& cube, ExplorerOptions options)
     : path_(cube), cube_(cube), options_(std::move(options)),
       cache_(options_.output / "serve" / "tile-cache" / cube_fingerprint(cube_, SearchSpace::of(cube_.spec(), cube, "fused")).substr(0, 16)) {
   options_.threads = std::max(1, options_.threads);
-  samples_ = cube_samples(cube_);
-  std::vector<ChipId> chips;
-  for (ChipSample& s : samples_) {
-    // Only the fused embedding is kept: the fits and the colours use it, and a cube's
-    // other arrays would take four times the memory.
-    std::vector<float> fused = std::move(s.features.at("fused"));
-    s.features.clear();
-    s.features["fused"] = fused;
-    fused_.push_back(std::move(fused));
-    chips.push_back(s.chip);
+  // Only the fused embedding is kept: the fits and the colours use it, and the cube's
+  // other arrays would take several times the memory.
+  for (ChipSample& s : cube_samples(cube_)) {
+    chips_.push_back(s.chip);
+    places_.push_back(s.at);
+    fused_.push_back(std::move(s.features.at("fused")));
   }
-  if (samples_.size() >= 3) {
+  if (chips_.size() >= 3) {
     const PcaColours pc = pca_colours(fused_);
     std::vector<Rgba> colours;
     for (const Rgb& c : pc.colours) colours.push_back({c[0], c[1], c[2], 255});
-    layers_["pca"] = ChipLayer(chips, colours);
+    layers_["pca"] = ChipLayer(chips_, colours);
     pca_legend_ = {{"shares", pc.share}, {"stretch", "each component from its 2nd (dark) to its 98th percentile (bright)"}};
   }
   // The status of every chip of the written tiles, and the clear observations of the
@@ -186,6 +208,7 @@ json Explorer::chip(const ChipId& id) const {
     m["seasons"] = seasons;
   }
   out["made_from"] = made_from;
+  out["images"] = chip_images(id);
   return out;
 }
 
@@ -214,7 +237,7 @@ json Explorer::similar(const Examples& examples, const std::string& space_name, 
   std::vector<Hit> hits;
   if (fs::exists(index_file(path_, space.name))) {
     try {
-      hits = index_search(cube_, space, {query}, k, 0).at(0);
+      hits = index(space).search({query}, k).at(0);
       out["search"] = "index";
     } catch (const ConfigError& e) {  // an index of the cube before it changed: not used
       out["index_refused"] = e.what();
@@ -223,7 +246,7 @@ json Explorer::similar(const Examples& examples, const std::string& space_name, 
   // Every chip's score, for the heat layer (and the hits, without an index).
   const VectorsInMemory& in_memory = vectors(space);
   std::vector<float> scores;
-  std::vector<Hit> exact = in_memory.search(query, k, &scores);
+  std::vector<Hit> exact = in_memory.search({query}, k, &scores).at(0);
   if (!out.contains("search")) {
     hits = std::move(exact);
     out["search"] = "exact";
@@ -252,6 +275,13 @@ const VectorsInMemory& Explorer::vectors(const SearchSpace& space) const {
   return *v;
 }
 
+const LoadedIndex& Explorer::index(const SearchSpace& space) const {
+  const std::lock_guard lock(mutex_);
+  auto& i = indexes_[space.name];
+  if (!i) i = std::make_unique<LoadedIndex>(cube_, space);  // a refusal is not kept: asked again, it is checked again
+  return *i;
+}
+
 std::string Explorer::add_layer(const std::string& kind, ChipLayer layer) const {
   const std::lock_guard lock(mutex_);
   const std::string name = fmt::format("{}-{}", kind, ++made_count_);
@@ -272,11 +302,9 @@ json Explorer::train(const json& labels_doc, const std::string& property) const 
   if (labels.targets.size() != 1)
     throw ConfigError(fmt::format("labels: \"{}\" holds class names; label each chip 1 (of the class) or 0 (not of it)", property));
   std::vector<ChipSample> labelled;
-  for (const ChipSample& s : samples_)
-    if (const auto it = labels.chips.find(s.chip); it != labels.chips.end()) {
-      labelled.push_back(s);
-      labelled.back().targets = it->second;
-    }
+  for (std::size_t i = 0; i < chips_.size(); ++i)
+    if (const auto it = labels.chips.find(chips_[i]); it != labels.chips.end())
+      labelled.push_back({chips_[i], places_[i], it->second, {{"fused", fused_[i]}}});
   // Stripes of 3 training chips, 1 to choose the trees' rounds, 1 to score the map.
   if (labelled.size() < 5)
     throw ConfigError(fmt::format("labels: {} labelled chips of the cube; a map needs 5 at least (3 to fit it, 1 to choose "
@@ -296,13 +324,9 @@ json Explorer::train(const json& labels_doc, const std::string& property) const 
   }
   const auto [lo_it, hi_it] = std::minmax_element(map->predicted.begin(), map->predicted.end());
   const double lo = binary ? 0.0 : *lo_it, hi = binary ? 1.0 : std::max(*hi_it, *lo_it + 1e-6f);
-  std::vector<ChipId> chips;
   std::vector<Rgba> colours;
-  for (std::size_t i = 0; i < samples_.size(); ++i) {
-    chips.push_back(samples_[i].chip);
-    colours.push_back(ramp_rgba((map->predicted[i] - lo) / (hi - lo), 210));
-  }
-  const std::string layer = add_layer("map", ChipLayer(chips, colours));
+  for (float v : map->predicted) colours.push_back(ramp_rgba((v - lo) / (hi - lo), 210));
+  const std::string layer = add_layer("map", ChipLayer(chips_, colours));
   {
     const std::lock_guard lock(mutex_);
     trained_[layer] = std::make_shared<const Trained>(Trained{property, map->predicted, labelled.size()});
@@ -312,7 +336,7 @@ json Explorer::train(const json& labels_doc, const std::string& property) const 
           {"train", map->train}, {"validation", map->validation}, {"test", map->test_chips},
           {"score", {{"r2", number(map->test.r2)}, {"rmse", number(map->test.rmse)}, {"f1", number(map->test.f1)},
                      {"accuracy", number(map->test.accuracy)}}},
-          {"range", {lo, hi}}, {"chips", samples_.size()}, {"warnings", warnings}};
+          {"range", {lo, hi}}, {"chips", chips_.size()}, {"warnings", warnings}};
 }
 
 json Explorer::export_files(const json& labels, const std::string& name, const std::string& map_layer) const {
@@ -333,10 +357,8 @@ json Explorer::export_files(const json& labels, const std::string& name, const s
   write_atomically(geojson, labels.dump(2) + "\n");
   files.push_back(geojson.string());
   if (map) {
-    std::vector<ChipId> chips;
-    for (const ChipSample& s : samples_) chips.push_back(s.chip);
-    auto rasters = zone_rasters(chips, 1);
-    for (std::size_t i = 0; i < samples_.size(); ++i) rasters.at(samples_[i].chip.zone).at(0, samples_[i].chip) = map->predicted[i];
+    auto rasters = zone_rasters(chips_, 1);
+    for (std::size_t i = 0; i < chips_.size(); ++i) rasters.at(chips_[i].zone).at(0, chips_[i]) = map->predicted[i];
     for (const auto& [zone, raster] : rasters) {
       const fs::path tif = dir / fmt::format("map-{}_{}.tif", name, zone.name());
       raster.save_geotiff(tif, {"predicted_" + map->property});
@@ -348,6 +370,69 @@ json Explorer::export_files(const json& labels, const std::string& name, const s
     }
   }
   return {{"files", files}};
+}
+
+std::vector<std::string> Explorer::chip_images(const ChipId& id) const {
+  const std::lock_guard lock(hdf5_mutex());
+  std::vector<std::string> out;
+  const StoredChip chip = stored_chip(options_.output, id);
+  if (!chip.store) return out;
+  for (Modality m : chip.store->info().modalities)
+    if (std::find(kImageModalities.begin(), kImageModalities.end(), m) != kImageModalities.end()) out.push_back(info(m).name);
+  return out;
+}
+
+std::string Explorer::chip_image(const ChipId& id, const std::string& modality_name) const {
+  Modality m;
+  try {
+    m = parse_modality(modality_name);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(fmt::format("modality '{}': {}", clipped(modality_name), e.what()));
+  }
+  ChipBatch batch;
+  {
+    const std::lock_guard lock(hdf5_mutex());
+    const StoredChip chip = stored_chip(options_.output, id);
+    if (!chip.store)
+      throw NotFound(fmt::format("chip {}: not in a chip store under {} (`prepare` writes them)", id.str(),
+                                 (options_.output / "chips").string()));
+    batch = chip.store->read(chip.index, 1);
+  }
+  const ModalityChips* mc = batch.find(m);
+  if (!mc) throw NotFound(fmt::format("chip {}: its chip store has no {}", id.str(), modality_name));
+  const ModalityInfo& mi = info(m);
+  const int size = batch.size, seasons = mi.seasons, width = size * seasons;
+  const std::size_t plane = static_cast<std::size_t>(size) * static_cast<std::size_t>(size);
+  // The bands shown (red, green, blue; or one band as grey) and each one's stretch over
+  // every season.
+  const std::vector<int> bands = m == Modality::s2rgb ? std::vector<int>{0, 1, 2} : std::vector<int>{0};
+  std::vector<std::pair<float, float>> stretch;
+  for (int b : bands) {
+    std::vector<float> v;
+    for (int s = 0; s < seasons; ++s) {
+      const float* px = mc->values.data() + static_cast<std::size_t>(s * static_cast<int>(mi.bands.size()) + b) * plane;
+      for (std::size_t i = 0; i < plane; ++i)
+        if (!std::isnan(px[i])) v.push_back(px[i]);
+    }
+    std::sort(v.begin(), v.end());
+    const float lo = v.empty() ? 0 : v[v.size() * 2 / 100], hi = v.empty() ? 1 : v[std::min(v.size() - 1, v.size() * 98 / 100)];
+    stretch.emplace_back(lo, hi > lo ? hi : lo + 1);
+  }
+  std::vector<Rgba> pixels(static_cast<std::size_t>(width) * static_cast<std::size_t>(size));
+  for (int s = 0; s < seasons; ++s)
+    for (std::size_t i = 0; i < plane; ++i) {
+      std::array<std::uint8_t, 3> c{};
+      bool data = true;
+      for (std::size_t k = 0; k < bands.size(); ++k) {
+        const float v = mc->values[static_cast<std::size_t>(s * static_cast<int>(mi.bands.size()) + bands[k]) * plane + i];
+        data = data && !std::isnan(v);
+        c[k] = static_cast<std::uint8_t>(std::lround(255 * std::clamp((v - stretch[k].first) / (stretch[k].second - stretch[k].first), 0.0f, 1.0f)));
+      }
+      if (bands.size() == 1) c[1] = c[2] = c[0];
+      const std::size_t row = i / static_cast<std::size_t>(size), col = i % static_cast<std::size_t>(size) + static_cast<std::size_t>(s * size);
+      if (data) pixels[row * static_cast<std::size_t>(width) + col] = {c[0], c[1], c[2], 255};
+    }
+  return encode_png(pixels, width, size);
 }
 
 std::string Explorer::tile(const std::string& layer, const TileXYZ& t) const {

@@ -18,6 +18,7 @@
 #include "pipeline/core/config.hpp"
 #include "pipeline/core/utm.hpp"
 #include "stages/cube/cube.hpp"
+#include "stages/downstream/index.hpp"
 #include "stages/downstream/models.hpp"
 #include "stages/downstream/samples.hpp"
 #include "stages/downstream/similar.hpp"
@@ -66,6 +67,11 @@ class Explorer {
   // Writes labels-<name>.geojson and, given a trained map's layer, map-<name>_<zone>.tif
   // and .png into output/serve; returns the files.
   nlohmann::json export_files(const nlohmann::json& labels, const std::string& name, const std::string& map_layer) const;
+  // A chip's input composite as `prepare` stored it (OUTPUT/chips), its seasons side by
+  // side as PNG: s2rgb in colour, another modality's first band in grey, each band
+  // stretched from its 2nd to its 98th percentile, transparent where no data. NotFound
+  // when there is no chip store of the chip, or the store has no such modality.
+  std::string chip_image(const ChipId& id, const std::string& modality) const;
   // A layer's tile as PNG: pca, status, clear and grid (kept in the tile cache), heat-N
   // and map-N (this run's searches and maps). NotFound for a layer there is not.
   std::string tile(const std::string& layer, const TileXYZ& tile) const;
@@ -74,19 +80,26 @@ class Explorer {
  private:
   struct Trained;
   const VectorsInMemory& vectors(const SearchSpace& space) const;
+  const LoadedIndex& index(const SearchSpace& space) const;
+  // The image modalities the chip store holds for the chip (none without a store).
+  std::vector<std::string> chip_images(const ChipId& id) const;
   std::string add_layer(const std::string& kind, ChipLayer layer) const;
 
   std::filesystem::path path_;
   CubeReader cube_;
   ExplorerOptions options_;
-  std::vector<ChipSample> samples_;  // every embedded chip, with its fused embedding
-  Rows fused_;                       // the same embeddings as rows, for the maps
+  // Every embedded chip, where it lies (for the split) and its fused embedding (for the
+  // fits and the PCA colours), in the order of cube_samples.
+  std::vector<ChipId> chips_;
+  std::vector<Point> places_;
+  Rows fused_;
   std::map<std::string, ChipLayer> layers_;  // pca, status, clear
   nlohmann::json pca_legend_;
   float clear_max_ = 1;  // the most clear observations of a chip: the clear layer's top
   TileCache cache_;
   mutable std::mutex mutex_;  // guards what follows
   mutable std::map<std::string, std::unique_ptr<VectorsInMemory>> spaces_;
+  mutable std::map<std::string, std::unique_ptr<LoadedIndex>> indexes_;
   mutable std::map<std::string, std::shared_ptr<const ChipLayer>> made_;  // heat-N, map-N
   mutable std::map<std::string, std::shared_ptr<const Trained>> trained_;
   mutable int made_count_ = 0;

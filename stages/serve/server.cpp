@@ -114,6 +114,12 @@ ExplorerServer::ExplorerServer(const Explorer& explorer, ServerOptions options)
     if (!req.has_param("lon") || !req.has_param("lat")) throw ConfigError("say which chip: id=ID, or lon=LON&lat=LAT");
     reply(res, 200, explorer_.chip_at({number(req, "lon"), number(req, "lat")}));
   });
+  s.Get("/api/chip/image", [this](const httplib::Request& req, httplib::Response& res) {
+    const auto ids = chip_ids(req.get_param_value("id"), "id");
+    if (ids.size() != 1) throw ConfigError("id: one chip id");
+    res.set_content(explorer_.chip_image(ids[0], req.has_param("modality") ? req.get_param_value("modality") : "s2rgb"),
+                    "image/png");
+  });
   s.Get("/api/similar", [this](const httplib::Request& req, httplib::Response& res) {
     Examples ex{chip_ids(req.get_param_value("id"), "id"), chip_ids(req.get_param_value("unlike"), "unlike")};
     const std::string k_text = req.get_param_value("k");

@@ -7,6 +7,7 @@
 //   GET  /tiles/<layer>/<z>/<x>/<y>.png           a layer's tile (Explorer::tile)
 //   GET  /api/cube                                the cube's outline and layers
 //   GET  /api/chip?id=33N_0412_0107 | ?lon=&lat=  a chip
+//   GET  /api/chip/image?id=ID[&modality=s2rgb]   its input composite, seasons side by side (PNG)
 //   GET  /api/similar?id=A,B[&unlike=C][&k=20][&space=fused]
 //   POST /api/similar  {"positives": [ids], "negatives": [ids], "k": 20, "space": "fused"}
 //   POST /api/train    {"labels": FeatureCollection, "property": "forest"}

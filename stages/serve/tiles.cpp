@@ -23,9 +23,9 @@ namespace {
 constexpr int kTilePx = 256;
 
 // Rows of premultiplied ARGB (cairo's layout) as PNG.
-std::string png_of(std::vector<std::uint32_t>& argb) {
+std::string png_of(std::vector<std::uint32_t>& argb, int width = kTilePx, int height = kTilePx) {
   cairo_surface_t* surface = cairo_image_surface_create_for_data(reinterpret_cast<unsigned char*>(argb.data()),
-                                                                 CAIRO_FORMAT_ARGB32, kTilePx, kTilePx, kTilePx * 4);
+                                                                 CAIRO_FORMAT_ARGB32, width, height, width * 4);
   std::string out;
   const cairo_status_t status = cairo_surface_write_to_png_stream(
       surface,
@@ -48,6 +48,14 @@ std::uint32_t premultiplied(Rgba c) {
 Zone home_zone(LonLat p) { return Zone{zone_of_longitude(p.lon), p.lat < 0}; }
 
 }  // namespace
+
+std::string encode_png(const std::vector<Rgba>& pixels, int width, int height) {
+  if (pixels.size() != static_cast<std::size_t>(width) * static_cast<std::size_t>(height))
+    throw std::invalid_argument("encode_png: a pixel per column and row");
+  std::vector<std::uint32_t> argb;
+  for (const Rgba& p : pixels) argb.push_back(premultiplied(p));
+  return png_of(argb, width, height);
+}
 
 TileXYZ TileXYZ::checked(int z, int x, int y) {
   if (z < 0 || z > 22) throw ConfigError(fmt::format("tile {}/{}/{}: zoom {} is not 0 to 22", z, x, y, z));

@@ -45,6 +45,9 @@ class ChipLayer {
   std::map<Zone, ZoneGrid> zones_;
 };
 
+// Pixels (rows from the top) as PNG bytes.
+std::string encode_png(const std::vector<Rgba>& pixels, int width, int height);
+
 // The layer's tile as PNG bytes (transparent where no chip is).
 std::string render_tile(const ChipLayer& layer, const TileXYZ& tile);
 

@@ -2,11 +2,13 @@
 """Drives `eo-pipeline serve`'s page in Debian's chromium, headless (chromium-driver,
 python3-selenium), as a user would: the page loads with no console error; a click on a
 chip shows its provenance and its similar chips; 10 chips labelled by clicks, then Train:
-a map appears; Export writes the labels, and importing that file gives the same labels.
+a map appears; a polygon drawn by clicks labels the chips inside it; Export writes the
+labels, and importing that file gives the same labels.
 
 usage: browse_explorer.py URL PLAN.json OUT_DIR
 PLAN: {"inspect": {"lonlat": [lon, lat], "id": ID, "item": ITEM_ID, "similar": [the ids the 10 may be]},
-       "positives": [[lon, lat], ...], "negatives": [[lon, lat], ...], "class": NAME}
+       "positives": [[lon, lat], ...], "negatives": [[lon, lat], ...], "class": NAME,
+       "polygon": [[lon, lat], ...] (its corners)}
 Prints what it saw as JSON; exits 1 saying what failed."""
 
 import json
@@ -66,11 +68,16 @@ def main():
             fail(f"similar chips {similar}, expected {inspect['id']} first and all of them among {inspect['similar']}")
         outlined = driver.execute_script("let n = 0; explorer.map.eachLayer((l) => { if (l.options && l.options.color === '#ff00c8') n++; }); return n;")
         seen.update(provenance=provenance, similar=similar, outlined=outlined)
-        if outlined != 9:
-            fail(f"{outlined} similar chips outlined on the map, expected 9 (the 10 found, less the chip itself)")
         heat = driver.execute_script("return [...document.querySelectorAll('img.leaflet-tile')].filter((i) => i.src.includes('/tiles/heat-')).length")
         if heat == 0:
             fail("no tile of the similarity heat layer on the map")
+        os.makedirs(out, exist_ok=True)
+        wait.until(lambda d: d.execute_script(
+            "const t = [...document.querySelectorAll('img.leaflet-tile')].filter((i) => i.src.includes('/tiles/heat-'));"
+            "return t.length > 0 && t.every((i) => i.complete);"))
+        driver.save_screenshot(os.path.join(out, "explorer_click.png"))
+        if outlined != 9:
+            fail(f"{outlined} similar chips outlined on the map, expected 9 (the 10 found, less the chip itself)")
 
         # 10 labels by clicks, then Train: a map appears.
         driver.find_element(By.ID, "class-name").clear()
@@ -95,8 +102,28 @@ def main():
             "const t = [...document.querySelectorAll('img.leaflet-tile')].filter((i) => i.src.includes('/tiles/map-'));"
             "return t.length > 0 && t.every((i) => i.complete && i.naturalWidth === 256);"))
         seen["train"] = result
-        os.makedirs(out, exist_ok=True)
-        driver.save_screenshot(os.path.join(out, "explorer.png"))
+        driver.save_screenshot(os.path.join(out, "explorer_map.png"))
+
+        # A polygon, drawn by a click at each corner: an 11th label, negative.
+        driver.find_element(By.CSS_SELECTOR, "input[name=mode][value=polygon]").click()
+        driver.find_element(By.CSS_SELECTOR, "input[name=polygon-value][value='0']").click()
+        corners = plan["polygon"]
+        centre = [sum(c[0] for c in corners) / len(corners), sum(c[1] for c in corners) / len(corners)]
+        driver.execute_script("explorer.map.setView([arguments[1], arguments[0]], 12, {animate: false});", *centre)
+        for corner in corners:
+            x, y = driver.execute_script(
+                "const p = explorer.map.latLngToContainerPoint([arguments[1], arguments[0]]); return [p.x, p.y];", *corner)
+            size = map_element.size
+            ActionChains(driver).move_to_element_with_offset(map_element, x - size["width"] / 2,
+                                                             y - size["height"] / 2).click().perform()
+        driver.find_element(By.ID, "finish-polygon").click()
+        wait.until(lambda d: d.find_element(By.ID, "label-count").text.startswith("11 labels"))
+        polygon = driver.execute_script("return explorer.labelsGeoJSON().features[10].geometry;")
+        if polygon["type"] != "Polygon" or len(polygon["coordinates"][0]) != len(corners) + 1:
+            fail(f"the polygon drawn is {polygon}")
+        for drawn, corner in zip(polygon["coordinates"][0], corners):
+            if abs(drawn[0] - corner[0]) > 1e-3 or abs(drawn[1] - corner[1]) > 1e-3:
+                fail(f"polygon corner {drawn}, clicked at {corner}")
 
         # Export, then import the file written: the same labels.
         labels = driver.execute_script("return explorer.labelsGeoJSON();")
@@ -112,7 +139,7 @@ def main():
         driver.find_element(By.ID, "clear-labels").click()
         wait.until(lambda d: d.find_element(By.ID, "label-count").text.startswith("0 labels"))
         driver.find_element(By.ID, "import").send_keys(os.path.abspath(geojson[0]))
-        wait.until(lambda d: d.find_element(By.ID, "label-count").text.startswith("10 labels"))
+        wait.until(lambda d: d.find_element(By.ID, "label-count").text.startswith("11 labels"))
         again = driver.execute_script("return explorer.labelsGeoJSON();")
         if again != written:
             fail(f"imported back: {again}, written: {written}")

@@ -111,7 +111,9 @@ async function inspect(latlng) {
   const chip = await api(`/api/chip?lon=${latlng.lng}&lat=${latlng.lat}`);
   $('chip-hint').hidden = true;
   $('chip').innerHTML = `<p><b id="chip-id">${chip.id}</b> (zone ${chip.zone}), ${chip.lonlat[1].toFixed(4)}°, ${chip.lonlat[0].toFixed(4)}°: `
-    + `<span id="chip-status">${chip.status}</span></p>` + provenance(chip.made_from);
+    + `<span id="chip-status">${chip.status}</span></p>` + provenance(chip.made_from)
+    + (chip.images || []).map((m) => `<figure><img class="chip-image" src="/api/chip/image?id=${chip.id}&modality=${m}" `
+      + `alt="${m} of ${chip.id}"><figcaption>${m} as prepared, the seasons DJF, MAM, JJA, SON left to right</figcaption></figure>`).join('');
   highlights.clearLayers();
   highlights.addLayer(L.polygon(chip.footprint.map((p) => [p[1], p[0]]), {color: '#fff', weight: 3, fill: false}));
   if (chip.status !== 'embedded') { $('similar').innerHTML = ''; return; }

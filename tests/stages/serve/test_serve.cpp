@@ -30,7 +30,9 @@
 #include <thread>
 
 #include "pipeline/core/utm.hpp"
+#include "stages/chipstore/chipstore.hpp"
 #include "stages/downstream/fewshot.hpp"
+#include "stages/downstream/index.hpp"
 #include "stages/downstream/labels.hpp"
 #include "stages/serve/server.hpp"
 #include "support/background.hpp"
@@ -115,6 +117,7 @@ class Serve : public ::testing::Test {
     const int k = index_in_tile(planted_.cluster[0]);
     t.clear.at("s2rgb_clear")(static_cast<std::size_t>(k / kChipsPerTileSide), static_cast<std::size_t>(k % kChipsPerTileSide), 2) = 3.5f;
     CubeWriter(*dir_ / "cube.zarr", reader.spec()).write_tile(t);
+    write_chip_store(tile_of(planted_.cluster[0]), *dir_ / "out" / "chips");
     explorer_ = new Explorer(*dir_ / "cube.zarr", {2, FewshotConfig{}, *dir_ / "out"});
     server_ = new ExplorerServer(*explorer_, {"127.0.0.1", 0, 64 * 1024});
     port_ = server_->bind();
@@ -128,6 +131,29 @@ class Serve : public ::testing::Test {
     delete explorer_;
     fs::remove_all(*dir_);
     delete dir_;
+  }
+  // The tile's chip store as `prepare` leaves it: s2rgb of 8 x 8 pixels, summer only (the
+  // other seasons no data), red growing eastwards and green southwards.
+  static void write_chip_store(const TileId& tile, const fs::path& dir) {
+    constexpr int size = 8;
+    ChipBatch batch;
+    batch.tile = tile;
+    batch.size = size;
+    ModalityChips mc{Modality::s2rgb, info(Modality::s2rgb).channels(), {}, {}, {}, {}};
+    for (int k = 0; k < kChipsPerTile; ++k) {
+      batch.chips.push_back(tile.chip(k));
+      for (int c = 0; c < mc.channels; ++c)
+        for (int y = 0; y < size; ++y)
+          for (int x = 0; x < size; ++x)
+            mc.values.push_back(c / 3 != 2 ? std::nanf("") : c % 3 == 0 ? 0.05f * static_cast<float>(x) : c % 3 == 1 ? 0.05f * static_cast<float>(y) : 0.2f);
+      for (int c = 0; c < mc.channels; ++c) mc.valid.push_back(c / 3 == 2 ? 1.0f : 0.0f);
+      for (int season = 0; season < kSeasons; ++season) mc.clear.push_back(season == 2 ? 1.0f : 0.0f);
+    }
+    mc.observations.assign(kSeasons, {});
+    batch.modalities.push_back(std::move(mc));
+    ChipStoreWriter w(dir / (tile.str() + ".h5"), {tile, kChipsPerTile, size, 560, {Modality::s2rgb}, {}});
+    w.append(batch, std::vector<bool>(kChipsPerTile, true));
+    w.commit();
   }
   static httplib::Client client() { return httplib::Client("127.0.0.1", port_); }
   // A GET's status and body as JSON (null when it is not JSON).
@@ -254,6 +280,42 @@ TEST_F(Serve, TwoClientsAtOnceGetTheSameAnswers) {
   const auto hits = [](json r) { return r["hits"]; };  // each search has its own heat layer
   for (const json& r : a) EXPECT_EQ(hits(r), hits(alone));
   for (const json& r : b) EXPECT_EQ(r["id"], planted_.cluster[2].str());
+}
+
+TEST_F(Serve, AChipsInputCompositeComesFromItsChipStoreSeasonBySeason) {
+  const ChipId chip = planted_.cluster[0];
+  EXPECT_EQ(get("/api/chip?id=" + chip.str()).second["images"], json({"s2rgb"}));
+  auto cl = client();
+  const auto r = cl.Get("/api/chip/image?id=" + chip.str() + "&modality=s2rgb");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+  EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
+  // Read back by GDAL: four seasons of 8 x 8 pixels side by side; summer (the third) in
+  // colour, red growing eastwards, green southwards; the others transparent.
+  const std::string name = "/vsimem/chip_image.png";
+  VSIFCloseL(VSIFileFromMemBuffer(name.c_str(), reinterpret_cast<GByte*>(const_cast<char*>(r->body.data())), r->body.size(), FALSE));
+  GDALAllRegister();
+  std::unique_ptr<GDALDataset> ds(GDALDataset::Open(name.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY));
+  ASSERT_TRUE(ds);
+  ASSERT_EQ(ds->GetRasterXSize(), 32);
+  ASSERT_EQ(ds->GetRasterYSize(), 8);
+  ASSERT_EQ(ds->GetRasterCount(), 4);
+  std::vector<std::uint8_t> px(4 * 32 * 8);
+  ASSERT_EQ(ds->RasterIO(GF_Read, 0, 0, 32, 8, px.data(), 32, 8, GDT_Byte, 4, nullptr, 0, 0, 0), CE_None);
+  ds.reset();
+  VSIUnlink(name.c_str());
+  const auto at = [&](int band, int x, int y) { return px[static_cast<std::size_t>(band * 256 + y * 32 + x)]; };
+  EXPECT_EQ(at(3, 3, 3), 0);   // winter: no data
+  EXPECT_EQ(at(3, 19, 3), 255);
+  EXPECT_LT(at(0, 16, 4), at(0, 23, 4));
+  EXPECT_LT(at(1, 20, 0), at(1, 20, 7));
+  EXPECT_EQ(at(0, 16, 0), at(0, 16, 7));
+
+  const auto [absent, why] = get("/api/chip/image?id=" + planted_.cluster[5].str());
+  EXPECT_EQ(absent, 404);
+  EXPECT_NE(why.value("error", "").find("not in a chip store"), std::string::npos) << why.dump();
+  EXPECT_EQ(get("/api/chip?id=" + planted_.cluster[5].str()).second["images"], json::array());
+  EXPECT_EQ(get("/api/chip/image?id=" + chip.str() + "&modality=s1amp").first, 404);
+  EXPECT_EQ(get("/api/chip/image?id=" + chip.str() + "&modality=radar").first, 400);
 }
 
 // Embedded chips that are not of the planted cluster, spread over the cube's four tiles.
@@ -484,9 +546,17 @@ TEST_F(Serve, InChromiumAClickShowsAChipTenLabelsMakeAMapAndTheLabelsRoundTrip) 
   for (std::size_t i = 1; i <= 5; ++i) positives.push_back(lonlat(planted_.cluster[i]));
   for (const ChipId& c : plain_chips(planted_.cluster, 40))
     if (negatives.size() < 5 && c.row % 3 == 0) negatives.push_back(lonlat(c));  // spread over the tile
-  const json plan = {{"inspect", {{"lonlat", lonlat(planted_.cluster[0])}, {"id", planted_.cluster[0].str()},
+  json plan = {{"inspect", {{"lonlat", lonlat(planted_.cluster[0])}, {"id", planted_.cluster[0].str()},
                                   {"item", "S2B_10SGF_20210704_0_L2A"}, {"similar", cluster}}},
                      {"positives", positives}, {"negatives", negatives}, {"class", "clicked"}};
+  // A square a chip wide around a chip of the cube, for a polygon.
+  const ChipId inside = plain_chips(planted_.cluster, 41).back();
+  const Box b = inside.bounds();
+  json& polygon = plan["polygon"] = json::array();
+  for (const EastNorth& e : {EastNorth{b.e0, b.n0}, EastNorth{b.e1, b.n0}, EastNorth{b.e1, b.n1}, EastNorth{b.e0, b.n1}}) {
+    const LonLat p = utm_inverse(inside.zone.number, inside.zone.south, e);
+    polygon.push_back({p.lon, p.lat});
+  }
   const fs::path browser = *dir_ / "browser";
   fs::create_directories(browser);
   std::ofstream(browser / "plan.json") << plan.dump();
@@ -495,7 +565,8 @@ TEST_F(Serve, InChromiumAClickShowsAChipTenLabelsMakeAMapAndTheLabelsRoundTrip) 
                                           (browser / "log").string());
   const int status = std::system(command.c_str());
   EXPECT_EQ(status, 0) << test::read_file(browser / "log");
-  EXPECT_TRUE(fs::exists(browser / "explorer.png"));
+  EXPECT_TRUE(fs::exists(browser / "explorer_click.png"));
+  EXPECT_TRUE(fs::exists(browser / "explorer_map.png"));
   EXPECT_TRUE(fs::exists(*dir_ / "out" / "serve" / "map-clicked_10N.tif"));
 }
 
@@ -520,6 +591,22 @@ TEST_F(Serve, TheCommandServesUntilSigtermOnThisMachineOnly) {
   const int status = serve.stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_file(log);
   EXPECT_NE(test::read_file(log).find("stopped"), std::string::npos) << test::read_file(log);
+}
+
+// Last: it builds an index beside the cube, which the tests above search without.
+TEST_F(Serve, WithAnIndexBuiltTheSearchIsTheIndexsAndFindsWhatTheExactSearchFinds) {
+  const std::string path = fmt::format("/api/similar?id={}&k={}", planted_.cluster[2].str(), test::kCluster);
+  const json exact = get(path).second;
+  ASSERT_EQ(exact["search"], "exact") << exact.dump();
+  const CubeReader cube(*dir_ / "cube.zarr");
+  build_index(cube, SearchSpace::of(cube.spec(), cube.root(), "fused"), "Flat", 0, 1);
+  const json indexed = get(path).second;
+  EXPECT_EQ(indexed["search"], "index") << indexed.dump();
+  std::set<std::string> a, b;
+  for (const json& h : exact["hits"]) a.insert(h["id"].get<std::string>());
+  for (const json& h : indexed["hits"]) b.insert(h["id"].get<std::string>());
+  EXPECT_EQ(a, b);
+  fs::remove_all(*dir_ / "cube.zarr" / "index");
 }
 
 }  // namespace
