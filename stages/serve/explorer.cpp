@@ -89,7 +89,8 @@ struct Explorer::Trained {
 
 Explorer::Explorer(const fs::path& cube, ExplorerOptions options)
     : path_(cube), cube_(cube), options_(std::move(options)),
-      cache_(options_.output / "serve" / "tile-cache" / cube_fingerprint(cube_, SearchSpace::of(cube_.spec(), cube, "fused")).substr(0, 16)) {
+      cache_(options_.output / "serve" / "tile-cache" /
+             fmt::format("{}-style{}", cube_fingerprint(cube_, SearchSpace::of(cube_.spec(), cube, "fused")).substr(0, 16), kTileStyle)) {
   options_.threads = std::max(1, options_.threads);
   // Only the fused embedding is kept: the fits and the colours use it, and the cube's
   // other arrays would take several times the memory.

@@ -127,7 +127,7 @@ std::string render_tile(const ChipLayer& layer, const TileXYZ& tile) {
 }
 
 std::string render_grid_tile(const TileXYZ& tile) {
-  const bool chips = tile.z >= 9;
+  const bool chips = tile.z >= 10;
   // Per pixel (and one beyond, right and down): its home zone and, from zoom 9, its chip.
   constexpr int n = kTilePx + 1;
   std::vector<std::int64_t> zone(n * n), chip(n * n);

@@ -51,9 +51,13 @@ std::string encode_png(const std::vector<Rgba>& pixels, int width, int height);
 // The layer's tile as PNG bytes (transparent where no chip is).
 std::string render_tile(const ChipLayer& layer, const TileXYZ& tile);
 
-// The chip grid (from zoom 9, where a chip is 15 pixels or more) and the UTM zone
+// The chip grid (from zoom 10, where a chip is 30 pixels or more) and the UTM zone
 // borders, as lines on a transparent tile.
 std::string render_grid_tile(const TileXYZ& tile);
+
+// How the cached layers are drawn: part of the cache's folder name, so that tiles drawn
+// by an older build are not served. Raise it when a cached layer's drawing changes.
+inline constexpr int kTileStyle = 2;
 
 // Rendered tiles kept on disk under `dir` (<layer>/<z>/<x>/<y>.png), written through
 // core/files, so that a tile is rendered once per cube and layer.

@@ -72,9 +72,11 @@ def main():
         if heat == 0:
             fail("no tile of the similarity heat layer on the map")
         os.makedirs(out, exist_ok=True)
+        # Zoomed out to see the similar chips around it, all tiles in.
+        driver.execute_script("explorer.map.setView([arguments[1], arguments[0]], 9, {animate: false});", *inspect["lonlat"])
         wait.until(lambda d: d.execute_script(
-            "const t = [...document.querySelectorAll('img.leaflet-tile')].filter((i) => i.src.includes('/tiles/heat-'));"
-            "return t.length > 0 && t.every((i) => i.complete);"))
+            "const t = [...document.querySelectorAll('img.leaflet-tile')];"
+            "return t.some((i) => i.src.includes('/tiles/heat-')) && t.every((i) => i.complete);"))
         driver.save_screenshot(os.path.join(out, "explorer_click.png"))
         if outlined != 9:
             fail(f"{outlined} similar chips outlined on the map, expected 9 (the 10 found, less the chip itself)")

@@ -37,8 +37,10 @@ function tiles(layer, options) {
 const graticule = L.layerGroup();
 function drawGraticule() {
   graticule.clearLayers();
-  const b = map.getBounds(), z = map.getZoom();
-  const step = [30, 30, 20, 10, 5, 2, 1, 0.5, 0.25, 0.1, 0.05, 0.02, 0.01][Math.min(12, Math.max(0, z))];
+  const b = map.getBounds();
+  // About 4 to 8 lines across the view, at a round step.
+  const steps = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30];
+  const step = steps.find((s) => s >= (b.getEast() - b.getWest()) / 8) || 30;
   const style = {color: '#777', weight: 0.6, opacity: 0.7, interactive: false};
   const west = Math.floor(b.getWest() / step) * step, east = Math.ceil(b.getEast() / step) * step;
   const south = Math.max(-85, Math.floor(b.getSouth() / step) * step), north = Math.min(85, Math.ceil(b.getNorth() / step) * step);
