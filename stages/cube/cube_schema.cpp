@@ -177,7 +177,7 @@ json geoemb_attributes(const CubeSpec& spec) {
         {{"uuid", "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4"},
          {"schema_url", "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json"},
          {"spec_url", "https://github.com/zarr-conventions/spatial/blob/v1/README.md"},
-         {"name", "spatial:"},
+         {"name", "spatial"},
          {"description", "Spatial coordinate information"}},
         {{"uuid", "f17cb550-5864-4468-aeb7-f3180cfb622f"},
          {"schema_url", "https://raw.githubusercontent.com/zarr-experimental/geo-proj/refs/tags/v1/schema.json"},

@@ -107,7 +107,12 @@ Explorer::Explorer(const fs::path& cube, ExplorerOptions options)
     pca_legend_ = {{"shares", pc.share}, {"stretch", "each component from its 2nd (dark) to its 98th percentile (bright)"}};
   }
   // The status of every chip of the written tiles, and the clear observations of the
-  // embedded ones (the first modality's, summed over the seasons).
+  // embedded ones (Sentinel-2's where the cube has it, else its first modality's), summed
+  // over the seasons.
+  const auto& modalities = cube_.spec().modalities;
+  if (!modalities.empty())
+    clear_of_ = info(std::find(modalities.begin(), modalities.end(), Modality::s2rgb) != modalities.end() ? Modality::s2rgb
+                                                                                                         : modalities[0]).name;
   std::vector<ChipId> all, clear_chips;
   std::vector<Rgba> status_colours;
   std::vector<float> clear;
@@ -120,8 +125,9 @@ Explorer::Explorer(const fs::path& cube, ExplorerOptions options)
         all.push_back(t.chip(k));
         status_colours.push_back(st == kEmbedded ? Rgba{40, 160, 60, 110} : st == kFailed ? Rgba{220, 30, 30, 220}
                                  : st == kNoData ? Rgba{130, 130, 130, 200} : Rgba{0, 0, 0, 0});
-        if (st != kEmbedded || counts.empty()) continue;
-        const auto& c = counts.begin()->second;
+        const auto it = counts.find(clear_of_ + "_clear");
+        if (st != kEmbedded || it == counts.end()) continue;
+        const auto& c = it->second;
         float sum = 0;
         for (std::size_t season = 0; season < c.shape()[2]; ++season) {
           const float v = c(static_cast<std::size_t>(k / kChipsPerTileSide), static_cast<std::size_t>(k % kChipsPerTileSide), season);
@@ -163,7 +169,7 @@ json Explorer::cube() const {
   out["spaces"].push_back("concat");
   if (!extent.empty()) out["bbox"] = {extent.lon0, extent.lat0, extent.lon1, extent.lat1};
   out["layers"] = {{"pca", pca_legend_}, {"status", {{"embedded", "green"}, {"no data", "grey"}, {"failed", "red"}}},
-                   {"clear", {{"max", clear_max_}, {"of", spec.modalities.empty() ? "" : info(spec.modalities[0]).name}}},
+                   {"clear", {{"max", clear_max_}, {"of", clear_of_}}},
                    {"grid", json::object()}};
   std::size_t bytes = 0;
   for (const auto& v : fused_) bytes += v.size() * sizeof(float);

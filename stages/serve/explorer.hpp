@@ -95,7 +95,8 @@ class Explorer {
   Rows fused_;
   std::map<std::string, ChipLayer> layers_;  // pca, status, clear
   nlohmann::json pca_legend_;
-  float clear_max_ = 1;  // the most clear observations of a chip: the clear layer's top
+  std::string clear_of_;  // the modality whose clear observations the clear layer shows
+  float clear_max_ = 1;   // the most clear observations of a chip: the clear layer's top
   TileCache cache_;
   mutable std::mutex mutex_;  // guards what follows
   mutable std::map<std::string, std::unique_ptr<VectorsInMemory>> spaces_;

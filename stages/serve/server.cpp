@@ -1,6 +1,7 @@
 #include "stages/serve/server.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <httplib.h>
 
 #include <cmath>
@@ -92,13 +93,18 @@ ExplorerServer::ExplorerServer(const Explorer& explorer, ServerOptions options)
     res.set_content(json{{"error", why}}.dump(), "application/json");
   });
 
-  for (const PageFile& f : page_files())
-    s.Get(f.path, [&f](const httplib::Request&, httplib::Response& res) { res.set_content(f.content, f.mime); });
+  for (const PageFile& f : page_files()) {
+    std::string pattern;  // httplib's paths are regular expressions: the dots meant as dots
+    for (char c : f.path) pattern += c == '.' ? std::string("\\.") : std::string(1, c);
+    s.Get(pattern, [&f](const httplib::Request&, httplib::Response& res) { res.set_content(f.content, f.mime); });
+  }
   if (!s.set_mount_point("/leaflet", options_.leaflet))
     throw std::runtime_error(fmt::format("serve: no Leaflet at {} (apt-get install libjs-leaflet)", options_.leaflet));
-  std::filesystem::create_directories(explorer_.exports());
-  if (!s.set_mount_point("/files", explorer_.exports().string()))
-    throw std::runtime_error(fmt::format("serve: cannot serve {}", explorer_.exports().string()));
+  // A cube on a read-only output is still explored; only exports (and the tile cache) fail.
+  std::error_code ec;
+  std::filesystem::create_directories(explorer_.exports(), ec);
+  if (ec || !s.set_mount_point("/files", explorer_.exports().string()))
+    spdlog::warn("serve: {}: {}; exports will fail", explorer_.exports().string(), ec ? ec.message() : "cannot serve it");
   s.Get(R"(/tiles/([a-z]+(?:-[0-9]{1,9})?)/([0-9]{1,2})/([0-9]{1,8})/([0-9]{1,8})\.png)",
         [this](const httplib::Request& req, httplib::Response& res) {
           const TileXYZ t = TileXYZ::checked(std::stoi(req.matches[2]), std::stoi(req.matches[3]), std::stoi(req.matches[4]));

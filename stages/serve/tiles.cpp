@@ -2,6 +2,7 @@
 
 #include <cairo.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <utility>
 
 #include "pipeline/core/error.hpp"
 #include "pipeline/core/files.hpp"
@@ -164,7 +166,12 @@ std::string TileCache::get(const std::string& layer, const TileXYZ& tile, const 
   // Temporaries are named per process: two threads publishing one tile take turns.
   static std::mutex publishing;
   const std::lock_guard lock(publishing);
-  if (!fs::exists(file)) write_atomically(file, png);
+  try {
+    if (!fs::exists(file)) write_atomically(file, png);
+  } catch (const std::exception& e) {  // a cache it cannot write (a read-only output): rendered each time
+    static bool said = false;
+    if (!std::exchange(said, true)) spdlog::warn("serve: tiles are not kept: {}", e.what());
+  }
   return png;
 }
 

@@ -1,7 +1,8 @@
 """A reader of the Zarr `geoemb:` convention (geo-embeddings/embeddings-zarr-convention),
 written from the convention's text alone, not from eo-pipeline's code: it finds the
 groups that register the convention, validates their attributes against the
-convention's schema (tests/data/schemas/geoemb-v1), locates a place through the `proj:`
+convention's schema (tests/data/schemas/geoemb-v1) and the `spatial:` and `proj:`
+attributes against what those conventions publish, locates a place through the `proj:`
 and `spatial:` attributes with GDAL's projections, and reads the embedding there,
 dequantised as `geoemb:quantization` says. It then compares what it read with what the
 pipeline says it wrote.
@@ -18,6 +19,7 @@ and this reader compares only the array that scale belongs to by its name's stem
 import json
 import math
 import os
+import re
 import sys
 
 import jsonschema
@@ -28,6 +30,19 @@ import zarr
 import lonlat
 
 UUID = "61c12cc5-0e28-4056-999a-480cf3fb7e4c"
+
+# The registrations the spatial (v1) and geo-proj (v1) conventions publish, as their
+# READMEs give them (github.com/zarr-conventions/spatial, zarr-experimental/geo-proj).
+# Their schemas are not kept in tests/data: no licence was found for them
+# (tests/data/schemas/SOURCES.md); what the schemas require is checked by hand below.
+SPATIAL = {"schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
+           "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
+           "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4", "name": "spatial",
+           "description": "Spatial coordinate information"}
+PROJ = {"schema_url": "https://raw.githubusercontent.com/zarr-experimental/geo-proj/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-experimental/geo-proj/blob/v1/README.md",
+        "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f", "name": "proj:",
+        "description": "Coordinate reference system information for geospatial data"}
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "schemas", "geoemb-v1", "schema.json")
 
 
@@ -52,6 +67,39 @@ def geoemb_groups(store):
     return found
 
 
+def check_spatial_and_proj(where, attrs):
+    """The spatial: and proj: attributes as the two conventions define them."""
+    conventions = {c.get("uuid"): c for c in attrs.get("zarr_conventions", [])}
+    for published in (SPATIAL, PROJ):
+        got = conventions.get(published["uuid"])
+        if got is None:
+            fail(f"{where}: zarr_conventions does not register {published['name']} ({published['uuid']})")
+        for key, value in got.items():
+            if published.get(key) != value:
+                fail(f"{where}: the {published['name']} registration's {key} is {value!r}, published as {published.get(key)!r}")
+    dims = attrs.get("spatial:dimensions")
+    if not (isinstance(dims, list) and len(dims) in (2, 3) and all(isinstance(d, str) for d in dims)):
+        fail(f"{where}: spatial:dimensions {dims!r} is not 2 or 3 names")
+    numbers = lambda v: isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    t = attrs.get("spatial:transform")
+    if t is not None and not (numbers(t) and len(t) in (6, 9)):
+        fail(f"{where}: spatial:transform {t!r} is not 6 (or 9) numbers")
+    shape = attrs.get("spatial:shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == len(dims)
+                                  and all(isinstance(n, int) and n >= 1 for n in shape)):
+        fail(f"{where}: spatial:shape {shape!r} is not a positive whole number per spatial dimension")
+    bbox = attrs.get("spatial:bbox")
+    if bbox is not None and not (numbers(bbox) and len(bbox) == 2 * len(dims)):
+        fail(f"{where}: spatial:bbox {bbox!r} is not 2 numbers per spatial dimension")
+    if attrs.get("spatial:registration", "pixel") not in ("node", "pixel"):
+        fail(f"{where}: spatial:registration {attrs['spatial:registration']!r} is neither node nor pixel")
+    crs = [k for k in ("proj:code", "proj:wkt2", "proj:projjson") if k in attrs]
+    if len(crs) != 1:
+        fail(f"{where}: one of proj:code, proj:wkt2, proj:projjson, not {crs}")
+    if "proj:code" in attrs and not re.fullmatch(r"[A-Z]+:[0-9]+", str(attrs["proj:code"])):
+        fail(f"{where}: proj:code {attrs['proj:code']!r} is not AUTHORITY:CODE")
+
+
 def main(expected_file):
     expected = json.load(open(expected_file))
     store = expected["cube"]
@@ -67,6 +115,7 @@ def main(expected_file):
         errors = list(check.iter_errors(doc))
         if errors:
             fail(f"{store}/{path}: {errors[0].message[:300]}")
+        check_spatial_and_proj(f"{store}/{path}", attrs)
         ds = xr.open_zarr(store, group=path, consolidated=True)
         dim = attrs["geoemb:dimensions"]
         spatial = attrs["spatial:dimensions"]

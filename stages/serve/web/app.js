@@ -92,6 +92,10 @@ async function start() {
   $('cube').innerHTML = `${cube.embedded_chips} embedded chips in zones ${cube.zones.join(', ')}; `
     + `${cube.dim} dimensions, model ${cube.model_version || '?'}. Colours: principal components 1-3 as red, green, blue `
     + `(${pcs.map((s) => s.toFixed(0) + '%').join(', ')} of the variance).`;
+  // The clear layer's name says whose observations it counts, and its range.
+  const clear = overlays['clear observations'];
+  control.removeLayer(clear);
+  control.addOverlay(clear, `clear observations (${cube.layers.clear.of}, 0-${cube.layers.clear.max} over the seasons)`);
   if (cube.bbox) map.fitBounds([[cube.bbox[1], cube.bbox[0]], [cube.bbox[3], cube.bbox[2]]]);
   else map.setView([0, 0], 2);
   say('ready');
