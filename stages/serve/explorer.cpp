@@ -80,6 +80,12 @@ Rgba ramp_rgba(double t, std::uint8_t alpha) {
 
 }  // namespace
 
+// A chip's stored composite of a season, as colours: [row][col], alpha 0 where no data.
+struct Explorer::Composite {
+  int size = 0;
+  std::vector<Rgba> pixels;
+};
+
 // A map trained from the page's labels, kept for its export.
 struct Explorer::Trained {
   std::string property;
@@ -96,6 +102,7 @@ Explorer::Explorer(const fs::path& cube, ExplorerOptions options)
   // other arrays would take several times the memory.
   for (ChipSample& s : cube_samples(cube_)) {
     chips_.push_back(s.chip);
+    embedded_.insert(s.chip);
     places_.push_back(s.at);
     fused_.push_back(std::move(s.features.at("fused")));
   }
@@ -442,7 +449,97 @@ std::string Explorer::chip_image(const ChipId& id, const std::string& modality_n
   return encode_png(pixels, width, size);
 }
 
+std::shared_ptr<const Explorer::Composite> Explorer::composite(const ChipId& id, int season) const {
+  const auto key = std::make_pair(id, season);
+  {
+    const std::lock_guard lock(mutex_);
+    if (const auto it = composites_.find(key); it != composites_.end()) return it->second;
+  }
+  std::shared_ptr<Composite> out;
+  {
+    const std::lock_guard lock(hdf5_mutex());
+    const StoredChip chip = stored_chip(options_.output, id);
+    const auto& stored = chip.store ? chip.store->info().modalities : std::vector<Modality>{};
+    if (std::find(stored.begin(), stored.end(), Modality::s2rgb) != stored.end()) {
+      const std::size_t bands = info(Modality::s2rgb).bands.size();
+      const auto season_band = [&](const ModalityChips& mc, std::size_t b, std::size_t plane) {
+        return mc.values.data() + (static_cast<std::size_t>(season) * bands + b) * plane;
+      };
+      if (rgb_stretch_.empty()) {
+        // One stretch for every chip, so that the chips of the map join up: each band's
+        // 2nd to 98th percentile over a sample of the first store read (every 8th chip,
+        // every 7th pixel).
+        std::vector<std::vector<float>> values(3);
+        for (std::size_t i = 0; i < chip.store->chips().size(); i += 8) {
+          const ChipBatch b = chip.store->read(i, 1);
+          const ModalityChips* mc = b.find(Modality::s2rgb);
+          const std::size_t plane = static_cast<std::size_t>(b.size) * static_cast<std::size_t>(b.size);
+          for (std::size_t band = 0; band < 3; ++band)
+            for (std::size_t p = 0; p < plane; p += 7)
+              if (const float v = season_band(*mc, band, plane)[p]; !std::isnan(v)) values[band].push_back(v);
+        }
+        for (auto& v : values) {
+          std::sort(v.begin(), v.end());
+          const float lo = v.empty() ? 0 : v[v.size() * 2 / 100], hi = v.empty() ? 1 : v[std::min(v.size() - 1, v.size() * 98 / 100)];
+          rgb_stretch_.emplace_back(lo, hi > lo ? hi : lo + 1);
+        }
+      }
+      const ChipBatch batch = chip.store->read(chip.index, 1);
+      const ModalityChips& mc = *batch.find(Modality::s2rgb);
+      const std::size_t plane = static_cast<std::size_t>(batch.size) * static_cast<std::size_t>(batch.size);
+      out = std::make_shared<Composite>();
+      out->size = batch.size;
+      out->pixels.resize(plane);
+      for (std::size_t p = 0; p < plane; ++p) {
+        std::array<std::uint8_t, 3> c{};
+        bool data = true;
+        for (std::size_t band = 0; band < 3; ++band) {
+          const float v = season_band(mc, band, plane)[p];
+          const auto [lo, hi] = rgb_stretch_[band];
+          data = data && !std::isnan(v);
+          c[band] = static_cast<std::uint8_t>(std::lround(255 * std::clamp((v - lo) / (hi - lo), 0.0f, 1.0f)));
+        }
+        if (data) out->pixels[p] = {c[0], c[1], c[2], 255};
+      }
+    }
+  }
+  const std::lock_guard lock(mutex_);
+  if (composites_.size() >= 4096) composites_.clear();
+  composites_[key] = out;  // none, too: a chip without a store is not looked for again
+  return out;
+}
+
+std::string Explorer::composite_tile(int season, const TileXYZ& t) const {
+  // Below zoom 9 a chip is a few pixels: nothing is read.
+  if (t.z < 9) return render_tile(t, [](LonLat) { return std::optional<Rgba>(); });
+  std::map<ChipId, std::shared_ptr<const Composite>> chips;  // this tile's
+  const auto& zones = cube_.spec().zones;
+  return render_tile(t, [&](LonLat p) -> std::optional<Rgba> {
+    const Zone home{zone_of_longitude(p.lon), p.lat < 0};
+    for (int pass = 0; pass < 2; ++pass)  // the zone whose band holds the point, then the others
+      for (Zone z : zones) {
+        if ((pass == 0) != (z == home) || (z.south != (p.lat < 0) && std::abs(p.lat) > 1)) continue;
+        const EastNorth e = utm_forward(z.number, z.south, p);
+        const ChipId c = eo::chip_at(z, e);
+        if (!embedded_.count(c)) continue;
+        auto it = chips.find(c);
+        if (it == chips.end()) it = chips.emplace(c, composite(c, season)).first;
+        if (!it->second) return std::nullopt;
+        const Composite& comp = *it->second;
+        const Box b = c.bounds();
+        const int col = std::clamp(static_cast<int>((e.e - b.e0) / (b.e1 - b.e0) * comp.size), 0, comp.size - 1);
+        const int row = std::clamp(static_cast<int>((b.n1 - e.n) / (b.n1 - b.n0) * comp.size), 0, comp.size - 1);
+        const Rgba px = comp.pixels[static_cast<std::size_t>(row) * static_cast<std::size_t>(comp.size) + static_cast<std::size_t>(col)];
+        if (px.a == 0) return std::nullopt;
+        return px;
+      }
+    return std::nullopt;
+  });
+}
+
 std::string Explorer::tile(const std::string& layer, const TileXYZ& t) const {
+  if (layer.size() == 5 && layer.starts_with("rgb-") && layer[4] >= '0' && layer[4] <= '3')
+    return cache_.get(layer, t, [&] { return composite_tile(layer[4] - '0', t); });
   if (layer == "grid") return cache_.get(layer, t, [&] { return render_grid_tile(t); });
   if (const auto it = layers_.find(layer); it != layers_.end())
     return cache_.get(layer, t, [&] { return render_tile(it->second, t); });
@@ -451,7 +548,7 @@ std::string Explorer::tile(const std::string& layer, const TileXYZ& t) const {
     const std::lock_guard lock(mutex_);
     if (const auto it = made_.find(layer); it != made_.end()) made = it->second;
   }
-  if (!made) throw NotFound(fmt::format("layer '{}': no such layer (pca, status, clear, grid, or a search's or map's)", clipped(layer)));
+  if (!made) throw NotFound(fmt::format("layer '{}': no such layer (pca, status, clear, grid, rgb-0 to rgb-3, or a search's or map's)", clipped(layer)));
   return render_tile(*made, t);
 }
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -72,13 +73,19 @@ class Explorer {
   // stretched from its 2nd to its 98th percentile, transparent where no data. NotFound
   // when there is no chip store of the chip, or the store has no such modality.
   std::string chip_image(const ChipId& id, const std::string& modality) const;
-  // A layer's tile as PNG: pca, status, clear and grid (kept in the tile cache), heat-N
-  // and map-N (this run's searches and maps). NotFound for a layer there is not.
+  // A layer's tile as PNG: pca, status, clear, grid and rgb-S (the Sentinel-2 composite of
+  // season S, 0-3 from DJF, as `prepare` stored it in OUTPUT/chips; from zoom 9), kept in
+  // the tile cache; heat-N and map-N (this run's searches and maps). NotFound for a layer
+  // there is not.
   std::string tile(const std::string& layer, const TileXYZ& tile) const;
   std::filesystem::path exports() const { return options_.output / "serve"; }
 
  private:
   struct Trained;
+  struct Composite;
+  // A chip's stored Sentinel-2 composite of a season as colours; null where there is none.
+  std::shared_ptr<const Composite> composite(const ChipId& id, int season) const;
+  std::string composite_tile(int season, const TileXYZ& tile) const;
   const VectorsInMemory& vectors(const SearchSpace& space) const;
   const LoadedIndex& index(const SearchSpace& space) const;
   // The image modalities the chip store holds for the chip (none without a store).
@@ -91,6 +98,7 @@ class Explorer {
   // Every embedded chip, where it lies (for the split) and its fused embedding (for the
   // fits and the PCA colours), in the order of cube_samples.
   std::vector<ChipId> chips_;
+  std::set<ChipId> embedded_;  // the same, to look up
   std::vector<Point> places_;
   Rows fused_;
   std::map<std::string, ChipLayer> layers_;  // pca, status, clear
@@ -103,6 +111,8 @@ class Explorer {
   mutable std::map<std::string, std::unique_ptr<LoadedIndex>> indexes_;
   mutable std::map<std::string, std::shared_ptr<const ChipLayer>> made_;  // heat-N, map-N
   mutable std::map<std::string, std::shared_ptr<const Trained>> trained_;
+  mutable std::map<std::pair<ChipId, int>, std::shared_ptr<const Composite>> composites_;  // the last 4,096 read
+  mutable std::vector<std::pair<float, float>> rgb_stretch_;  // red, green, blue: from the first store read
   mutable int made_count_ = 0;
 };
 

@@ -120,12 +120,16 @@ std::optional<Rgba> ChipLayer::at(LonLat p) const {
   return std::nullopt;
 }
 
-std::string render_tile(const ChipLayer& layer, const TileXYZ& tile) {
+std::string render_tile(const TileXYZ& tile, const std::function<std::optional<Rgba>(LonLat)>& at) {
   std::vector<std::uint32_t> argb(kTilePx * kTilePx, 0);
   for (int j = 0; j < kTilePx; ++j)
     for (int i = 0; i < kTilePx; ++i)
-      if (const auto c = layer.at(tile.lonlat(i + 0.5, j + 0.5))) argb[static_cast<std::size_t>(j * kTilePx + i)] = premultiplied(*c);
+      if (const auto c = at(tile.lonlat(i + 0.5, j + 0.5))) argb[static_cast<std::size_t>(j * kTilePx + i)] = premultiplied(*c);
   return png_of(argb);
+}
+
+std::string render_tile(const ChipLayer& layer, const TileXYZ& tile) {
+  return render_tile(tile, [&](LonLat p) { return layer.at(p); });
 }
 
 std::string render_grid_tile(const TileXYZ& tile) {

@@ -50,6 +50,8 @@ std::string encode_png(const std::vector<Rgba>& pixels, int width, int height);
 
 // The layer's tile as PNG bytes (transparent where no chip is).
 std::string render_tile(const ChipLayer& layer, const TileXYZ& tile);
+// A tile of the colour `at` gives each pixel's centre (transparent where none).
+std::string render_tile(const TileXYZ& tile, const std::function<std::optional<Rgba>(LonLat)>& at);
 
 // The chip grid (from zoom 10, where a chip is 30 pixels or more) and the UTM zone
 // borders, as lines on a transparent tile.

@@ -61,6 +61,7 @@ const pca = tiles('pca'), overlays = {
   'chip grid and UTM zones': tiles('grid', {zIndex: 5}),
   'status (no data, failed)': tiles('status'),
   'clear observations': tiles('clear'),
+  'Sentinel-2 as prepared, summer (zoom 9 on)': tiles('rgb-2', {minZoom: 9}),
   'graticule': graticule,
 };
 const control = L.control.layers({'embeddings (PCA as RGB)': pca}, overlays, {collapsed: false}).addTo(map);

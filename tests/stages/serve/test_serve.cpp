@@ -282,7 +282,7 @@ TEST_F(Serve, TwoClientsAtOnceGetTheSameAnswers) {
   for (const json& r : b) EXPECT_EQ(r["id"], planted_.cluster[2].str());
 }
 
-TEST_F(Serve, AChipsInputCompositeComesFromItsChipStoreSeasonBySeason) {
+TEST_F(Serve, AChipsInputCompositeComesFromItsChipStoreSeasonBySeasonAndOnTheMap) {
   const ChipId chip = planted_.cluster[0];
   EXPECT_EQ(get("/api/chip?id=" + chip.str()).second["images"], json({"s2rgb"}));
   auto cl = client();
@@ -309,6 +309,24 @@ TEST_F(Serve, AChipsInputCompositeComesFromItsChipStoreSeasonBySeason) {
   EXPECT_LT(at(0, 16, 4), at(0, 23, 4));
   EXPECT_LT(at(1, 20, 0), at(1, 20, 7));
   EXPECT_EQ(at(0, 16, 0), at(0, 16, 7));
+
+  // The same composite on the map (layer rgb-2, summer): opaque over the chip, red growing
+  // eastwards across it; nothing in winter, nothing over a chip of a tile without a store.
+  const auto map_pixel = [&](const std::string& layer, const ChipId& c, double fx) {
+    const Box b = c.bounds();
+    const TilePixel at = tile_pixel(utm_inverse(c.zone.number, c.zone.south, {b.e0 + fx * (b.e1 - b.e0), c.centre().n}), 15);
+    auto client_ = client();
+    const auto tile = client_.Get(at.path(layer));
+    EXPECT_TRUE(tile && tile->status == 200) << at.path(layer);
+    const auto pixels = decode_png(tile ? tile->body : "");
+    return pixels.empty() ? std::array<int, 4>{-1, -1, -1, -1} : rgba_at(pixels, at.px, at.py);
+  };
+  const auto west = map_pixel("rgb-2", chip, 0.1), east = map_pixel("rgb-2", chip, 0.9);
+  EXPECT_EQ(west[3], 255);
+  EXPECT_EQ(east[3], 255);
+  EXPECT_LT(west[0], east[0]);
+  EXPECT_EQ(map_pixel("rgb-0", chip, 0.5)[3], 0);
+  EXPECT_EQ(map_pixel("rgb-2", planted_.cluster[5], 0.5)[3], 0);
 
   const auto [absent, why] = get("/api/chip/image?id=" + planted_.cluster[5].str());
   EXPECT_EQ(absent, 404);
