@@ -414,9 +414,9 @@ std::vector<std::string> write_maps(const FewshotConfig& fewshot, const FewshotI
                                {"r2", map->test.r2}, {"rmse", map->test.rmse}, {"f1", map->test.f1},
                                {"accuracy", map->test.accuracy}};
     if (in.map_chips && targets[t].proportion()) {
-      std::vector<float> labelled;
-      for (const ChipSample& s : samples)
-        if (!std::isnan(s.targets[t])) labelled.push_back(s.targets[t]);
+      std::vector<float> labelled;  // what the map learnt from
+      for (std::size_t i = 0; i < samples.size(); ++i)
+        if (split[i] != SplitSet::test && !std::isnan(samples[i].targets[t])) labelled.push_back(samples[i].targets[t]);
       if (const std::string w = balance_warning(targets[t].name, labelled, map->predicted); !w.empty())
         spdlog::warn("fewshot: {}", w);
     }

@@ -47,7 +47,8 @@ std::optional<LabelMap> fit_label_map(const FewshotConfig& fewshot, const std::v
 // The labels' spatial split: `fewshot`'s stripes over the samples' places.
 std::vector<SplitSet> split_samples(const FewshotConfig& fewshot, const std::vector<ChipSample>& samples);
 
-// "" when a class's share of the labelled chips (`labelled`) is near its share of the map
+// "" when a class's share of the labelled chips the map learnt from (`labelled`: those of
+// the training and validation stripes) is near its share of the map
 // (`mapped`); else a warning saying so: labels picked where a class is easy to find teach
 // the model the labels' balance, not the area's.
 std::string balance_warning(const std::string& name, const std::vector<float>& labelled, const std::vector<float>& mapped);

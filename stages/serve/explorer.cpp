@@ -326,14 +326,15 @@ json Explorer::train(const json& labels_doc, const std::string& property) const 
   bool binary = true;
   for (const ChipSample& s : labelled) binary = binary && (s.targets[0] == 0 || s.targets[0] == 1);
   const double threshold = binary ? 0.5 : std::nan("");
-  const auto map = fit_label_map(options_.fewshot, labelled, 0, split_samples(options_.fewshot, labelled), fused_,
-                                 threshold, options_.threads);
+  const std::vector<SplitSet> split = split_samples(options_.fewshot, labelled);
+  const auto map = fit_label_map(options_.fewshot, labelled, 0, split, fused_, threshold, options_.threads);
   if (!map) throw ConfigError(fmt::format("labels: {} labelled chips left too few to fit (2) or choose the size (1)", labelled.size()));
   json warnings = json::array();
   if (labels.outside > 0) warnings.push_back(fmt::format("{} of {} labels fall on no embedded chip: left out", labels.outside, labels.labels));
   if (binary) {
-    std::vector<float> y;
-    for (const ChipSample& s : labelled) y.push_back(s.targets[0]);
+    std::vector<float> y;  // what the map learnt from
+    for (std::size_t i = 0; i < labelled.size(); ++i)
+      if (split[i] != SplitSet::test) y.push_back(labelled[i].targets[0]);
     if (const std::string w = balance_warning(property, y, map->predicted); !w.empty()) warnings.push_back(w);
   }
   const auto [lo_it, hi_it] = std::minmax_element(map->predicted.begin(), map->predicted.end());

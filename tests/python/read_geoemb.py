@@ -32,15 +32,16 @@ import lonlat
 UUID = "61c12cc5-0e28-4056-999a-480cf3fb7e4c"
 
 # The registrations the spatial (v1) and geo-proj (v1) conventions publish, as their
-# READMEs give them (github.com/zarr-conventions/spatial, zarr-experimental/geo-proj).
+# READMEs give them (github.com/zarr-conventions/spatial, and zarr-conventions/geo-proj,
+# which zarr-experimental/geo-proj moved to: its schema's URLs moved with it).
 # Their schemas are not kept in tests/data: no licence was found for them
 # (tests/data/schemas/SOURCES.md); what the schemas require is checked by hand below.
 SPATIAL = {"schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v1/schema.json",
            "spec_url": "https://github.com/zarr-conventions/spatial/blob/v1/README.md",
            "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4", "name": "spatial",
            "description": "Spatial coordinate information"}
-PROJ = {"schema_url": "https://raw.githubusercontent.com/zarr-experimental/geo-proj/refs/tags/v1/schema.json",
-        "spec_url": "https://github.com/zarr-experimental/geo-proj/blob/v1/README.md",
+PROJ = {"schema_url": "https://raw.githubusercontent.com/zarr-conventions/geo-proj/refs/tags/v1/schema.json",
+        "spec_url": "https://github.com/zarr-conventions/geo-proj/blob/v1/README.md",
         "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f", "name": "proj:",
         "description": "Coordinate reference system information for geospatial data"}
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "schemas", "geoemb-v1", "schema.json")
