@@ -133,18 +133,15 @@ LoadedIndex::LoadedIndex(const CubeReader& cube, const SearchSpace& space, int n
   if (!fs::exists(file) || !fs::exists(card_path))
     throw StageConfigError("index", fmt::format("{}: no index of the {} embeddings: run `eo-pipeline index` first", cube.root().string(),
                                   space.name));
-  card_ = read_card(card_path);
-  if (card_.fingerprint != cube_fingerprint(cube, space))
+  const IndexCard card = read_card(card_path);
+  if (card.fingerprint != cube_fingerprint(cube, space))
     throw StageConfigError("index", fmt::format("{} is older than the cube (tiles were written since it was built): run "
                                   "`eo-pipeline index` again, or search exactly",
                                   file.string()));
   index_.reset(faiss::read_index(file.c_str()));
   if (index_->d != space.dim)
     throw StageConfigError("index", fmt::format("{}: {} dimensions, the {} embeddings {}", file.string(), index_->d, space.name, space.dim));
-  if (card_.nprobe > 0) {
-    card_.nprobe = nprobe > 0 ? nprobe : card_.nprobe;
-    faiss::ParameterSpace().set_index_parameter(index_.get(), "nprobe", card_.nprobe);
-  }
+  if (card.nprobe > 0) faiss::ParameterSpace().set_index_parameter(index_.get(), "nprobe", nprobe > 0 ? nprobe : card.nprobe);
 }
 
 LoadedIndex::~LoadedIndex() = default;

@@ -49,10 +49,8 @@ class LoadedIndex {
   LoadedIndex(const CubeReader& cube, const SearchSpace& space, int nprobe = 0);
   ~LoadedIndex();
   std::vector<std::vector<Hit>> search(const std::vector<std::vector<float>>& queries, int k) const;
-  const IndexCard& card() const { return card_; }
 
  private:
-  IndexCard card_;
   std::unique_ptr<faiss::Index> index_;
 };
 

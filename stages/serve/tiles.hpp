@@ -34,7 +34,6 @@ class ChipLayer {
   ChipLayer() = default;
   ChipLayer(const std::vector<ChipId>& chips, const std::vector<Rgba>& colours);
   std::optional<Rgba> at(LonLat p) const;
-  bool empty() const { return zones_.empty(); }
 
  private:
   struct ZoneGrid {
@@ -68,7 +67,6 @@ class TileCache {
   explicit TileCache(std::filesystem::path dir) : dir_(std::move(dir)) {}
   // The tile from disk, else rendered by `render` and kept.
   std::string get(const std::string& layer, const TileXYZ& tile, const std::function<std::string()>& render) const;
-  const std::filesystem::path& dir() const { return dir_; }
 
  private:
   std::filesystem::path dir_;
