@@ -4,7 +4,8 @@
 //       of DIM clustered values (2,000 centres, noise 0.6 of a centre's spread), zones 10N..
 //   bench_similar queries CUBE N OUT.json           N chip ids spread over the cube
 //   bench_similar exact CUBE QUERIES K BATCH THREADS OUT.json
-//       exact search, BATCH queries a pass over the cube; hits and timings
+//       exact search, BATCH queries a pass over the cube; hits and timings; then 8
+//       queries one a pass
 //   bench_similar index CUBE FACTORY NPROBE THREADS QUERIES K EXACT.json OUT.json
 //       builds the index, reads it once, searches it (all queries at once, and at each
 //       nprobe of a sweep), recall@K against the exact hits
@@ -188,8 +189,17 @@ int main(int argc, char** argv) {
     }
     const double s = seconds_since(t0);
     std::ofstream(a[6]) << hits_json(hits).dump() << '\n';
+    // One query a pass, as `similar` sends it: the first 8 queries.
+    std::vector<double> singles;
+    for (std::size_t i = 0; i < std::min<std::size_t>(8, queries.size()); ++i) {
+      const auto t = std::chrono::steady_clock::now();
+      exact_search(cube, space, {queries[i]}, k, threads);
+      singles.push_back(seconds_since(t));
+    }
+    std::sort(singles.begin(), singles.end());
     std::cout << json{{"step", "exact"}, {"queries", queries.size()}, {"batch", batch}, {"threads", threads},
                       {"seconds", s}, {"queries_per_second", static_cast<double>(queries.size()) / s},
+                      {"single_queries", singles.size()}, {"single_median_ms", 1000 * singles[singles.size() / 2]},
                       {"query_vectors_seconds", query_vectors_seconds}, {"peak_rss_mib", peak_rss_mib()}}
                      .dump()
               << '\n';
@@ -205,6 +215,13 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto hits = index.search(queries, k);
     const double s = seconds_since(t0);
+    std::vector<double> singles;  // one query at a time, as a command or a click sends it
+    for (const auto& q : queries) {
+      const auto t = std::chrono::steady_clock::now();
+      index.search({q}, k);
+      singles.push_back(seconds_since(t));
+    }
+    std::sort(singles.begin(), singles.end());
     // Other numbers of lists searched: the speed and recall each gives.
     json sweep = json::array();
     if (card.nprobe > 0)
@@ -220,6 +237,7 @@ int main(int argc, char** argv) {
     std::cout << json{{"step", "index"}, {"factory", card.factory}, {"nprobe", card.nprobe}, {"vectors", card.vectors},
                       {"build_seconds", card.build_seconds}, {"bytes", card.bytes}, {"build_peak_rss_mib", build_rss},
                       {"load_seconds", load}, {"queries", queries.size()}, {"search_seconds", s},
+                      {"single_median_ms", 1000 * singles[singles.size() / 2]},
                       {"queries_per_second", static_cast<double>(queries.size()) / s},
                       {"recall_at_k", recall(hits, exact)}, {"k", k}, {"nprobe_sweep", sweep}, {"peak_rss_mib", peak_rss_mib()}}
                      .dump()

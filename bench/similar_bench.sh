@@ -58,6 +58,8 @@ json.dump({"benchmark": "similar at scale (bench/similar_bench.sh)",
            "cases": cases}, open(sys.argv[1], "w"), indent=2)
 for c in cases:
     e, i, p, m = c["ours_exact"], c["ours_index"], c["python_faiss"], c["ours_in_memory"]
+    print(f"dim {c['dim']}: one query at a time (median): exact from disk {e['single_median_ms']:.0f} ms, index "
+          f"{i['single_median_ms']:.2f} ms, in memory {m['single_median_ms']:.1f} ms")
     print(f"dim {c['dim']}: in memory ({m['bytes'] / 2**20:.0f} MiB, read in {m['load_seconds']:.1f} s): ours "
           f"{m['batch_queries_per_second']:.0f} q/s all at once, {m['single_queries_per_second']:.0f} q/s one at a time "
           f"(median {m['single_median_ms']:.1f} ms), recall {m['batch_recall_at_k']:.3f}; FAISS IndexFlatIP "
