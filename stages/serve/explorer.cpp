@@ -72,6 +72,17 @@ StoredChip stored_chip(const fs::path& output, const ChipId& id) {
   return out;
 }
 
+// A band shown as bytes: from its 2nd (0) to its 98th (255) percentile.
+std::pair<float, float> percentile_stretch(std::vector<float> values) {
+  std::sort(values.begin(), values.end());
+  const float lo = values.empty() ? 0 : values[values.size() * 2 / 100];
+  const float hi = values.empty() ? 1 : values[std::min(values.size() - 1, values.size() * 98 / 100)];
+  return {lo, hi > lo ? hi : lo + 1};
+}
+std::uint8_t stretched(float v, std::pair<float, float> range) {
+  return static_cast<std::uint8_t>(std::lround(255 * std::clamp((v - range.first) / (range.second - range.first), 0.0f, 1.0f)));
+}
+
 // The colour ramp of the maps, for values in [0, 1].
 Rgba ramp_rgba(double t, std::uint8_t alpha) {
   const Rgb c = ramp(std::clamp(t, 0.0, 1.0));
@@ -127,6 +138,7 @@ Explorer::Explorer(const fs::path& cube, ExplorerOptions options)
     for (const TileId& t : cube_.written_tiles(z)) {
       const auto status = cube_.read_status(t);
       const auto counts = cube_.read_clear(t);
+      if (std::find(status.begin(), status.end(), kEmbedded) != status.end()) extent_.add(lonlat_bounds(t.zone, t.bounds()));
       for (int k = 0; k < kChipsPerTile; ++k) {
         const std::uint8_t st = status[static_cast<std::size_t>(k)];
         all.push_back(t.chip(k));
@@ -157,24 +169,13 @@ Explorer::~Explorer() = default;
 json Explorer::cube() const {
   const CubeSpec& spec = cube_.spec();
   json zones = json::array(), modalities = json::array();
-  std::size_t embedded = 0;
-  LonLatBox extent;
-  for (Zone z : spec.zones) {
-    zones.push_back(z.name());
-    for (const TileId& t : cube_.written_tiles(z)) {
-      const auto status = cube_.read_status(t);
-      const auto n = std::count(status.begin(), status.end(), kEmbedded);
-      if (n == 0) continue;
-      embedded += static_cast<std::size_t>(n);
-      extent.add(lonlat_bounds(t.zone, t.bounds()));
-    }
-  }
+  for (Zone z : spec.zones) zones.push_back(z.name());
   for (Modality m : spec.modalities) modalities.push_back(info(m).name);
   json out = {{"cube", path_.string()}, {"zones", zones}, {"modalities", modalities}, {"dim", spec.dim},
-              {"dtype", name_str(spec.dtype)}, {"embedded_chips", embedded},
+              {"dtype", name_str(spec.dtype)}, {"embedded_chips", chips_.size()},
               {"spaces", spec.embedding_arrays()}, {"model_version", spec.provenance.value("model_version", "")}};
   out["spaces"].push_back("concat");
-  if (!extent.empty()) out["bbox"] = {extent.lon0, extent.lat0, extent.lon1, extent.lat1};
+  if (!extent_.empty()) out["bbox"] = {extent_.lon0, extent_.lat0, extent_.lon1, extent_.lat1};
   out["layers"] = {{"pca", pca_legend_}, {"status", {{"embedded", "green"}, {"no data", "grey"}, {"failed", "red"}}},
                    {"clear", {{"max", clear_max_}, {"of", clear_of_}}},
                    {"grid", json::object()}};
@@ -238,12 +239,12 @@ json Explorer::similar(const Examples& examples, const std::string& space_name, 
   if (examples.positives.empty()) throw ConfigError("similar: no chip to look for (give one or more ids)");
   for (const auto* list : {&examples.positives, &examples.negatives})
     for (const ChipId& c : *list) {
-      const auto& zones = cube_.spec().zones;
+      if (embedded_.count(c)) continue;
+      const auto& zones = cube_.spec().zones;  // read only to say what the chip is
       const std::uint8_t s = std::find(zones.begin(), zones.end(), c.zone) == zones.end()
                                  ? static_cast<std::uint8_t>(kNotProcessed)
                                  : cube_.read_status(tile_of(c))[static_cast<std::size_t>(index_in_tile(c))];
-      if (s != kEmbedded)
-        throw NotFound(fmt::format("chip {} is not an embedded chip of {} ({})", c.str(), path_.string(), status_name(s)));
+      throw NotFound(fmt::format("chip {} is not an embedded chip of {} ({})", c.str(), path_.string(), status_name(s)));
     }
   const SearchSpace space = SearchSpace::of(cube_.spec(), path_, space_name);
   const std::vector<float> query = query_vector(cube_, space, examples);
@@ -270,9 +271,12 @@ json Explorer::similar(const Examples& examples, const std::string& space_name, 
     list.push_back({{"id", h.chip.str()}, {"score", h.score}, {"lonlat", lonlat_of(h.chip)}, {"footprint", footprint_of(h.chip)}});
   out["hits"] = list;
   // The heat: from the median score (transparent) to the best (bright and opaque).
-  std::vector<float> sorted = scores;
-  std::sort(sorted.begin(), sorted.end());
-  const double lo = sorted.empty() ? 0 : sorted[sorted.size() / 2], hi = sorted.empty() ? 1 : sorted.back();
+  double lo = 0, hi = 1;
+  if (!scores.empty()) {
+    std::vector<float> median = scores;  // a linear selection, not a sort: a million scores a click
+    std::nth_element(median.begin(), median.begin() + static_cast<long>(median.size() / 2), median.end());
+    lo = median[median.size() / 2], hi = *std::max_element(scores.begin(), scores.end());
+  }
   std::vector<Rgba> colours;
   for (float v : scores) {
     const double t = hi > lo ? (v - lo) / (hi - lo) : 0;
@@ -300,13 +304,12 @@ std::string Explorer::add_layer(const std::string& kind, ChipLayer layer) const 
   const std::lock_guard lock(mutex_);
   const std::string name = fmt::format("{}-{}", kind, ++made_count_);
   made_[name] = std::make_shared<const ChipLayer>(std::move(layer));
+  made_order_.push_back(name);
   // A session's searches and maps: the last 16 are kept.
-  while (made_.size() > 16) {
-    auto oldest = std::min_element(made_.begin(), made_.end(), [](const auto& a, const auto& b) {
-      return std::stoi(a.first.substr(a.first.find('-') + 1)) < std::stoi(b.first.substr(b.first.find('-') + 1));
-    });
-    trained_.erase(oldest->first);
-    made_.erase(oldest);
+  while (made_order_.size() > 16) {
+    trained_.erase(made_order_.front());
+    made_.erase(made_order_.front());
+    made_order_.pop_front();
   }
   return name;
 }
@@ -429,9 +432,7 @@ std::string Explorer::chip_image(const ChipId& id, const std::string& modality_n
       for (std::size_t i = 0; i < plane; ++i)
         if (!std::isnan(px[i])) v.push_back(px[i]);
     }
-    std::sort(v.begin(), v.end());
-    const float lo = v.empty() ? 0 : v[v.size() * 2 / 100], hi = v.empty() ? 1 : v[std::min(v.size() - 1, v.size() * 98 / 100)];
-    stretch.emplace_back(lo, hi > lo ? hi : lo + 1);
+    stretch.push_back(percentile_stretch(std::move(v)));
   }
   std::vector<Rgba> pixels(static_cast<std::size_t>(width) * static_cast<std::size_t>(size));
   for (int s = 0; s < seasons; ++s)
@@ -441,7 +442,7 @@ std::string Explorer::chip_image(const ChipId& id, const std::string& modality_n
       for (std::size_t k = 0; k < bands.size(); ++k) {
         const float v = mc->values[static_cast<std::size_t>(s * static_cast<int>(mi.bands.size()) + bands[k]) * plane + i];
         data = data && !std::isnan(v);
-        c[k] = static_cast<std::uint8_t>(std::lround(255 * std::clamp((v - stretch[k].first) / (stretch[k].second - stretch[k].first), 0.0f, 1.0f)));
+        c[k] = stretched(v, stretch[k]);
       }
       if (bands.size() == 1) c[1] = c[2] = c[0];
       const std::size_t row = i / static_cast<std::size_t>(size), col = i % static_cast<std::size_t>(size) + static_cast<std::size_t>(s * size);
@@ -479,11 +480,7 @@ std::shared_ptr<const Explorer::Composite> Explorer::composite(const ChipId& id,
             for (std::size_t p = 0; p < plane; p += 7)
               if (const float v = season_band(*mc, band, plane)[p]; !std::isnan(v)) values[band].push_back(v);
         }
-        for (auto& v : values) {
-          std::sort(v.begin(), v.end());
-          const float lo = v.empty() ? 0 : v[v.size() * 2 / 100], hi = v.empty() ? 1 : v[std::min(v.size() - 1, v.size() * 98 / 100)];
-          rgb_stretch_.emplace_back(lo, hi > lo ? hi : lo + 1);
-        }
+        for (auto& v : values) rgb_stretch_.push_back(percentile_stretch(std::move(v)));
       }
       const ChipBatch batch = chip.store->read(chip.index, 1);
       const ModalityChips& mc = *batch.find(Modality::s2rgb);
@@ -496,9 +493,8 @@ std::shared_ptr<const Explorer::Composite> Explorer::composite(const ChipId& id,
         bool data = true;
         for (std::size_t band = 0; band < 3; ++band) {
           const float v = season_band(mc, band, plane)[p];
-          const auto [lo, hi] = rgb_stretch_[band];
           data = data && !std::isnan(v);
-          c[band] = static_cast<std::uint8_t>(std::lround(255 * std::clamp((v - lo) / (hi - lo), 0.0f, 1.0f)));
+          c[band] = stretched(v, rgb_stretch_[band]);
         }
         if (data) out->pixels[p] = {c[0], c[1], c[2], 255};
       }
@@ -514,27 +510,25 @@ std::string Explorer::composite_tile(int season, const TileXYZ& t) const {
   // Below zoom 9 a chip is a few pixels: nothing is read.
   if (t.z < 9) return render_tile(t, [](LonLat) { return std::optional<Rgba>(); });
   std::map<ChipId, std::shared_ptr<const Composite>> chips;  // this tile's
-  const auto& zones = cube_.spec().zones;
   return render_tile(t, [&](LonLat p) -> std::optional<Rgba> {
-    const Zone home{zone_of_longitude(p.lon), p.lat < 0};
-    for (int pass = 0; pass < 2; ++pass)  // the zone whose band holds the point, then the others
-      for (Zone z : zones) {
-        if ((pass == 0) != (z == home) || (z.south != (p.lat < 0) && std::abs(p.lat) > 1)) continue;
-        const EastNorth e = utm_forward(z.number, z.south, p);
-        const ChipId c = eo::chip_at(z, e);
-        if (!embedded_.count(c)) continue;
-        auto it = chips.find(c);
-        if (it == chips.end()) it = chips.emplace(c, composite(c, season)).first;
-        if (!it->second) return std::nullopt;
+    std::optional<Rgba> found;
+    look_in_zones(cube_.spec().zones, p, [&](Zone z) {
+      const EastNorth e = utm_forward(z.number, z.south, p);
+      const ChipId c = eo::chip_at(z, e);
+      if (!embedded_.count(c)) return false;
+      auto it = chips.find(c);
+      if (it == chips.end()) it = chips.emplace(c, composite(c, season)).first;
+      if (it->second) {
         const Composite& comp = *it->second;
         const Box b = c.bounds();
         const int col = std::clamp(static_cast<int>((e.e - b.e0) / (b.e1 - b.e0) * comp.size), 0, comp.size - 1);
         const int row = std::clamp(static_cast<int>((b.n1 - e.n) / (b.n1 - b.n0) * comp.size), 0, comp.size - 1);
         const Rgba px = comp.pixels[static_cast<std::size_t>(row) * static_cast<std::size_t>(comp.size) + static_cast<std::size_t>(col)];
-        if (px.a == 0) return std::nullopt;
-        return px;
+        if (px.a > 0) found = px;
       }
-    return std::nullopt;
+      return true;  // the chip is here: its composite, or nothing
+    });
+    return found;
   });
 }
 

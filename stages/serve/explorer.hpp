@@ -5,6 +5,7 @@
 // JSON and PNG. The cube is only read; what is written (labels and maps the user exports,
 // the tile cache) goes under the output folder's serve/.
 
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -99,6 +100,7 @@ class Explorer {
   // fits and the PCA colours), in the order of cube_samples.
   std::vector<ChipId> chips_;
   std::set<ChipId> embedded_;  // the same, to look up
+  LonLatBox extent_;           // of the tiles with embedded chips
   std::vector<Point> places_;
   Rows fused_;
   std::map<std::string, ChipLayer> layers_;  // pca, status, clear
@@ -110,6 +112,7 @@ class Explorer {
   mutable std::map<std::string, std::unique_ptr<VectorsInMemory>> spaces_;
   mutable std::map<std::string, std::unique_ptr<LoadedIndex>> indexes_;
   mutable std::map<std::string, std::shared_ptr<const ChipLayer>> made_;  // heat-N, map-N
+  mutable std::deque<std::string> made_order_;                             // the same, oldest first
   mutable std::map<std::string, std::shared_ptr<const Trained>> trained_;
   mutable std::map<std::pair<ChipId, int>, std::shared_ptr<const Composite>> composites_;  // the last 4,096 read
   mutable std::vector<std::pair<float, float>> rgb_stretch_;  // red, green, blue: from the first store read

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <mutex>
+#include <ranges>
 #include <sstream>
 #include <utility>
 
@@ -101,23 +102,19 @@ ChipLayer::ChipLayer(const std::vector<ChipId>& chips, const std::vector<Rgba>& 
 }
 
 std::optional<Rgba> ChipLayer::at(LonLat p) const {
-  const Zone home = home_zone(p);
-  const auto look = [&](Zone zone, const ZoneGrid& g) -> std::optional<Rgba> {
-    if (!g.bounds.contains(p)) return std::nullopt;
+  std::optional<Rgba> found;
+  look_in_zones(std::views::keys(zones_), p, [&](Zone zone) {
+    const ZoneGrid& g = zones_.at(zone);
+    if (!g.bounds.contains(p)) return false;
     const ChipId c = chip_at(zone, utm_forward(zone.number, zone.south, p));
     const int r = c.row - g.row0, k = c.col - g.col0;
-    if (r < 0 || k < 0 || r >= g.rows || k >= g.cols) return std::nullopt;
+    if (r < 0 || k < 0 || r >= g.rows || k >= g.cols) return false;
     const Rgba colour = g.colours[static_cast<std::size_t>(r) * static_cast<std::size_t>(g.cols) + static_cast<std::size_t>(k)];
-    if (colour.a == 0) return std::nullopt;
-    return colour;
-  };
-  if (const auto it = zones_.find(home); it != zones_.end())
-    if (const auto c = look(home, it->second)) return c;
-  for (const auto& [zone, g] : zones_) {
-    if (zone == home || (zone.south != (p.lat < 0) && std::abs(p.lat) > 1)) continue;  // the other hemisphere's grid
-    if (const auto c = look(zone, g)) return c;
-  }
-  return std::nullopt;
+    if (colour.a == 0) return false;
+    found = colour;
+    return true;
+  });
+  return found;
 }
 
 std::string render_tile(const TileXYZ& tile, const std::function<std::optional<Rgba>(LonLat)>& at) {

@@ -4,6 +4,7 @@
 // the chip grid and UTM zone borders. Each pixel takes the chip under its centre, from
 // the zone whose band holds the point first, as the API's chip_at does.
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -19,6 +20,21 @@ namespace eo {
 struct Rgba {
   std::uint8_t r = 0, g = 0, b = 0, a = 0;
 };
+
+// The zones of `zones` a point's chip is looked for in, in order: the one whose band holds
+// the point, then the others (the chip grids overlap at zone borders), none of the other
+// hemisphere beyond a degree from the equator, as the API's chip_at_lonlat does. Calls
+// `look(zone)` on each until it returns true; returns whether one did.
+template <class Zones, class Look>
+bool look_in_zones(const Zones& zones, LonLat p, Look&& look) {
+  const Zone home{zone_of_longitude(p.lon), p.lat < 0};
+  for (int pass = 0; pass < 2; ++pass)
+    for (const Zone& z : zones) {
+      if ((pass == 0) != (z == home) || (z.south != (p.lat < 0) && std::abs(p.lat) > 1)) continue;
+      if (look(z)) return true;
+    }
+  return false;
+}
 
 struct TileXYZ {
   int z = 0, x = 0, y = 0;

@@ -96,7 +96,7 @@ async function start() {
   // The clear layer's name says whose observations it counts, and its range.
   const clear = overlays['clear observations'];
   control.removeLayer(clear);
-  control.addOverlay(clear, `clear observations (${cube.layers.clear.of}, 0-${cube.layers.clear.max} over the seasons)`);
+  control.addOverlay(clear, `clear observations (${cube.layers.clear.of}, 0-${Math.round(cube.layers.clear.max)} over the seasons)`);
   if (cube.bbox) map.fitBounds([[cube.bbox[1], cube.bbox[0]], [cube.bbox[3], cube.bbox[2]]]);
   else map.setView([0, 0], 2);
   say('ready');
