@@ -71,6 +71,23 @@ class TopK {
   std::vector<Hit> heap_;
 };
 
+// Each query's best of `rows` chips' scores ([chip][query]) offered to its TopK. The
+// queries' bars are kept side by side: most scores fall below them and are passed over
+// without touching a heap (a score below the bar is one TopK would refuse).
+void keep_best(const ChipId* chips, std::size_t rows, const float* scores, std::vector<TopK>& best) {
+  const std::size_t nq = best.size();
+  std::vector<float> bar(nq);
+  for (std::size_t j = 0; j < nq; ++j) bar[j] = best[j].bar();
+  for (std::size_t c = 0; c < rows; ++c) {
+    const float* row = scores + c * nq;
+    for (std::size_t j = 0; j < nq; ++j) {
+      if (row[j] < bar[j]) continue;
+      best[j].offer({chips[c], row[j]});
+      bar[j] = best[j].bar();
+    }
+  }
+}
+
 bool inside(const Ring& ring, LonLat p) {
   bool in = false;
   for (std::size_t i = 0, j = ring.size() - 1; i < ring.size(); j = i++) {
@@ -406,8 +423,7 @@ std::vector<std::vector<Hit>> exact_search(const CubeReader& cube, const SearchS
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, static_cast<int>(nq), static_cast<int>(dim), 1.0f,
                 t.values.data(), static_cast<int>(dim), q.data(), static_cast<int>(dim), 0.0f, scores.data(),
                 static_cast<int>(nq));
-    for (std::size_t c = 0; c < t.chips.size(); ++c)
-      for (std::size_t j = 0; j < nq; ++j) best[j].offer({t.chips[c], scores[c * nq + j]});
+    keep_best(t.chips.data(), t.chips.size(), scores.data(), best);
     if (each) each(t.chips, scores);
   });
   std::vector<std::vector<Hit>> out;
@@ -444,17 +460,7 @@ std::vector<std::vector<Hit>> VectorsInMemory::search(const std::vector<std::vec
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(nq), dim_, 1.0f,
                 values_.data() + first * dim, dim_, q.data(), dim_, 0.0f, s.data(), static_cast<int>(nq));
     best[b].assign(nq, TopK(k));
-    // Each query's bar kept side by side: most scores fall below it, and are passed over
-    // without touching the query's heap.
-    std::vector<float> bar(nq, -std::numeric_limits<float>::infinity());
-    for (std::size_t c = 0; c < rows; ++c) {
-      const float* row = s.data() + c * nq;
-      for (std::size_t j = 0; j < nq; ++j) {
-        if (row[j] < bar[j]) continue;
-        best[b][j].offer({chips_[first + c], row[j]});
-        bar[j] = best[b][j].bar();
-      }
-    }
+    keep_best(chips_.data() + first, rows, s.data(), best[b]);
     if (scores) std::copy(s.begin(), s.end(), scores->begin() + static_cast<long>(first));
   });
   std::vector<std::vector<Hit>> out;
