@@ -15,18 +15,12 @@ for _ in $(seq 100); do grep -q "serving" "$work/serve.log" && break; sleep 0.2;
 /usr/bin/python3 - "http://127.0.0.1:$port" out/demo/world/labels "$work/plan.json" <<'PY'
 import glob, json, sys, urllib.request
 from osgeo import gdal
+sys.path.insert(0, "bench")
+from trees200 import cover_at  # the tree cover at a point, as the benches read it
 url, labels, plan_file = sys.argv[1:]
 get = lambda path: json.load(urllib.request.urlopen(url + path))
 rasters = [gdal.Open(f) for f in sorted(glob.glob(labels + "/*.tif"))]
-def cover(lon, lat):
-    for ds in rasters:
-        gt = ds.GetGeoTransform()
-        col, row = int((lon - gt[0]) / gt[1]), int((lat - gt[3]) / gt[5])
-        if 0 <= col < ds.RasterXSize and 0 <= row < ds.RasterYSize:
-            v = int(ds.GetRasterBand(1).ReadAsArray(col, row, 1, 1)[0, 0])
-            if v <= 100:
-                return v
-    return None
+cover = lambda lon, lat: cover_at(rasters, lon, lat)
 chip = get("/api/chip?lon=-121.53&lat=37.62")
 item = next(o["id"] for m in chip["made_from"].values() for s in m["seasons"] for o in s["observations"])
 hits = [h["id"] for h in get(f"/api/similar?id={chip['id']}&k=10")["hits"]]
