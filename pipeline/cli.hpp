@@ -46,18 +46,3 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitWorkLeft = 3;
 
 }  // namespace eo
-
-#include <optional>
-
-#include "pipeline/core/config.hpp"
-
-namespace eo {
-
-// Loads and checks the config, applies the common overrides and sets up logging for
-// `rank`. Returns nothing when --print-config was asked (the config is printed).
-std::optional<Config> start_command(const CommonOptions& opts, int rank);
-
-// Writes the resolved config beside a command's outputs.
-void write_resolved_config(const Config& config, const std::filesystem::path& file);
-
-}  // namespace eo

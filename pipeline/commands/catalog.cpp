@@ -18,34 +18,6 @@
 
 namespace eo {
 
-void add_catalog_command(CLI::App& app, CatalogOptions& opts) {
-  auto* cmd = app.add_subcommand("catalog", "describe real inputs as a catalog: STAC items, the global seasonal "
-                                            "coherence dataset's tiles, or a folder of rasters");
-  cmd->add_option("DIR", opts.dir, "folder to scan (recursively)")->check(CLI::ExistingDirectory);
-  cmd->add_option("--stac", opts.stac, "STAC ItemCollection (stac-client search --save), Item, Catalog or Collection "
-                                       "JSON; repeat for several")->check(CLI::ExistingFile);
-  cmd->add_option("--collections", opts.collections, "YAML mapping of other STAC collections to modalities "
-                                                     "(docs/inputs.md)")->check(CLI::ExistingFile);
-  add_choice_option(*cmd, "--layout", opts.layout,
-                    "how DIR is laid out: files (any rasters, --modality says what they are; the default) "
-                    "or global-coherence (N48W090_winter_vv_COH12.tif, ..._vh_AMP.tif)");
-  cmd->add_option("--coherence", opts.coherence, "global-coherence: the coherence metric for s1coh (COH06, COH12, ...)");
-  cmd->add_option("--modality", opts.modality, "what the rasters of DIR are")
-      ->check(CLI::IsMember({"s2rgb", "s1amp", "s1coh", "worldcover", "treecover"}));
-  cmd->add_option("--out", opts.out, "catalog file to write (JSON lines)")->required();
-  cmd->add_option("--season", opts.season, "season of every raster: 0 DJF, 1 MAM, 2 JJA, 3 SON (default: from the "
-                                           "file name, DJF/MAM/JJA/SON)")->check(CLI::Range(0, 3));
-  cmd->add_option("--bands", opts.bands, "source bands for the modality's bands, e.g. 3,2,1 for RGB of a Landsat stack")
-      ->delimiter(',');
-  cmd->add_option("--variable", opts.variable, "NetCDF/HDF5 variable (subdataset) to use");
-  cmd->add_option("--time", opts.time, "ISO 8601 time or interval of the rasters");
-  cmd->add_option("--pattern", opts.pattern, "only files whose name matches this regular expression");
-  cmd->add_flag("--append", opts.append, "add to an existing catalog instead of replacing it");
-  auto* q = cmd->add_flag("-q,--quiet", opts.quiet, "log warnings and errors only");
-  auto* v = cmd->add_flag("-v,--verbose", opts.verbose, "log every file considered");
-  q->excludes(v);
-}
-
 namespace {
 
 struct Counts {

@@ -1,14 +1,24 @@
 #pragma once
-// One function per eo-pipeline command; each returns the process exit code.
+// Each eo-pipeline command: its options, `add_<command>_command` (pipeline/cli.cpp: its
+// part of the command line) and `run_<command>` (pipeline/commands/<command>.cpp: its set-up
+// and a call), which returns the process exit code. Where each runs: stages_module.hpp.
 
 #include <optional>
 #include <vector>
 
 #include "pipeline/cli.hpp"
 #include "pipeline/core/choices.hpp"
+#include "pipeline/core/config.hpp"
 #include "pipeline/core/journal.hpp"
 
 namespace eo {
+
+// Loads and checks the config, applies the common overrides and sets up logging for
+// `rank`. Returns nothing when --print-config was asked (the config is printed).
+std::optional<Config> start_command(const CommonOptions& opts, int rank);
+
+// Writes the resolved config beside a command's outputs.
+void write_resolved_config(const Config& config, const std::filesystem::path& file);
 
 struct PlanOptions {
   CommonOptions common;

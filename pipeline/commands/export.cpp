@@ -10,12 +10,6 @@
 
 namespace eo {
 
-void add_export_command(CLI::App& app, ExportOptions& opts) {
-  auto* cmd = app.add_subcommand("export", "write the model's encoders as TorchScript (torch.jit.load, model.torchscript)");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--out", opts.out, "folder to write to (default OUTPUT/export/<model version>)");
-}
-
 int run_export(const ExportOptions& opts) {
   const Comm comm = Comm::world();
   const auto config = start_command(opts.common, comm.rank());

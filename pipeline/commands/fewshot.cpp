@@ -19,16 +19,6 @@ namespace eo {
 
 namespace fs = std::filesystem;
 
-void add_fewshot_command(CLI::App& app, FewshotOptions& opts) {
-  auto* cmd = app.add_subcommand("fewshot", "few-shot models on the cube's embeddings against all labels and a band-statistics baseline");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--cube", opts.cube, "the cube (default: run.cube, else OUTPUT/cube.zarr)");
-  cmd->add_option("--labels", opts.labels,
-                  "your own labels instead of the catalog's label maps: a GeoJSON of points or polygons with a value "
-                  "or a class, or a label raster; writes OUTPUT/fewshot/labels-<name>/ with a map of the whole cube");
-  cmd->add_option("--label-property", opts.label_property, "the GeoJSON property holding the label (default value)");
-}
-
 namespace {
 
 // Few-shot on a user's labels: the labelled chips of the cube are the samples, and the

@@ -23,29 +23,6 @@ namespace eo {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-void add_todo_command(CLI::App& app, TodoOptions& opts) {
-  auto* cmd = app.add_subcommand("todo", "the tiles a run would (re)compute now, and the array tasks that own them");
-  add_common_options(*cmd, opts.common);
-  auto* size = cmd->add_option("--array-size", opts.array_size, "tasks of the SLURM array")->check(CLI::PositiveNumber);
-  cmd->add_option("--tiles-per-task", opts.tiles_per_task, "size the array from the plan: this many tiles per task")
-      ->check(CLI::PositiveNumber)
-      ->excludes(size);
-  cmd->add_option("--max-tasks", opts.max_tasks, "at most this many tasks when sizing (default 1000)")
-      ->check(CLI::PositiveNumber);
-  auto* j = cmd->add_flag("--json", opts.json, "as JSON");
-  cmd->add_flag("--shell", opts.shell, "as shell assignments (EO_ARRAY_SIZE, EO_TASKS, ...) for slurm/submit.sh")
-      ->excludes(j);
-}
-
-void add_finalize_command(CLI::App& app, FinalizeOptions& opts) {
-  auto* cmd = app.add_subcommand(
-      "finalize", "after a SLURM array: clean up, write the run report, name the tasks to resubmit (exit 3)");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--array-size", opts.array_size, "tasks of the SLURM array")->required()->check(CLI::PositiveNumber);
-  cmd->add_option("--chain", opts.chain, "the tasks' reports to gather (default: $EO_RUN_CHAIN)");
-  cmd->add_flag("--json", opts.json, "print the report as JSON");
-}
-
 namespace {
 
 // Where the tiles stand, and the tasks of an array of `array_size` that own those to do.

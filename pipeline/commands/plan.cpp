@@ -13,18 +13,6 @@
 
 namespace eo {
 
-void add_plan_command(CLI::App& app, PlanOptions& opts) {
-  auto* cmd = app.add_subcommand("plan", "plan a run: tiles, chips and km^2 per AOI and zone, and the split across ranks");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--ranks", opts.ranks, "preview the split across N ranks (array tasks for slurm-array)")
-      ->check(CLI::Range(1, 1000000));
-  add_choice_option(*cmd, "--partition", opts.partition,
-                    "partitioner for the preview (default: the config's schedule.partition)");
-  add_choice_option(*cmd, "--order", opts.order, "space-filling curve (default: the config's schedule.order)");
-  cmd->add_option("--tiles", opts.tiles_file, "where to write the tile list (default: OUTPUT/plan/tiles.jsonl)");
-  cmd->add_flag("--json", opts.json, "print the summary as JSON on stdout");
-}
-
 namespace {
 
 nlohmann::json stats_json(const AreaStats& s) {

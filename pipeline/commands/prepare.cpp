@@ -17,11 +17,6 @@
 
 namespace eo {
 
-void add_prepare_command(CLI::App& app, PrepareOptions& opts) {
-  auto* cmd = app.add_subcommand("prepare", "warp and chip every tile into HDF5 chip stores for pretraining (under mpirun)");
-  add_common_options(*cmd, opts.common);
-}
-
 int run_prepare(const PrepareOptions& opts) {
   const Comm comm = Comm::world();
   const int rank = comm.rank();

@@ -13,11 +13,6 @@
 
 namespace eo {
 
-void add_pretrain_command(CLI::App& app, PretrainOptions& opts) {
-  auto* cmd = app.add_subcommand("pretrain", "train the multi-modal CLIP/ViT on the chip stores (under mpirun)");
-  add_common_options(*cmd, opts.common);
-}
-
 int run_pretrain(const PretrainOptions& opts) {
   const Comm comm = Comm::world();
   const auto config = start_command(opts.common, comm.rank());

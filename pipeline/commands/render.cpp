@@ -15,13 +15,6 @@ namespace eo {
 
 namespace fs = std::filesystem;
 
-void add_render_command(CLI::App& app, RenderOptions& opts) {
-  auto* cmd = app.add_subcommand("render", "the embeddings on their first 3 principal components as RGB maps, and a scatter");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--cube", opts.cube, "the cube (default: run.cube, else OUTPUT/cube.zarr)");
-  cmd->add_option("--array", opts.array, "the embeddings to draw: fused (default) or a modality's");
-}
-
 int run_render(const RenderOptions& opts) {
   const auto config = start_command(opts.common, 0);
   if (!config) return kExitOk;

@@ -17,20 +17,10 @@
 #include "pipeline/driver/readers.hpp"
 #include "pipeline/driver/sinks.hpp"
 #include "pipeline/driver/tile_loop.hpp"
-#include "pipeline/driver/verify.hpp"
+#include "pipeline/core/verify.hpp"
 #include "schedulers/partition.hpp"
 
 namespace eo {
-
-void add_run_command(CLI::App& app, RunOptions& opts) {
-  auto* cmd = app.add_subcommand("run", "embed every tile of the plan into the Zarr cube (the main job, under mpirun)");
-  add_common_options(*cmd, opts.common);
-  add_choice_option(*cmd, "--partition", opts.partition, "overrides schedule.partition");
-  add_choice_option(*cmd, "--inputs", opts.inputs, "overrides run.inputs");
-  cmd->add_flag("--json", opts.json, "print the run report as JSON at the end");
-  cmd->add_flag("--verify", opts.verify, "first read back every file of every done tile (status --verify) and redo the "
-                                         "tiles whose files are damaged");
-}
 
 namespace {
 

@@ -15,16 +15,6 @@ namespace eo {
 
 namespace fs = std::filesystem;
 
-void add_serve_command(CLI::App& app, ServeOptions& opts) {
-  auto* cmd = app.add_subcommand("serve", "the cube's explorer in a web browser: its map, chips, their provenance, the "
-                                          "chips most like them, and few-shot maps from your labels");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--cube", opts.cube, "the cube (default: run.cube, else OUTPUT/cube.zarr)");
-  cmd->add_option("--host", opts.host, "the address to listen on (default 127.0.0.1: this machine only)");
-  cmd->add_option("--port", opts.port, "the port (default 8765; 0: any free one)")->check(CLI::Range(0, 65535));
-  cmd->add_option("--threads", opts.threads, "threads of an exact search (default: every core)")->check(CLI::PositiveNumber);
-}
-
 int run_serve(const ServeOptions& opts) {
   const auto config = start_command(opts.common, 0);
   if (!config) return kExitOk;

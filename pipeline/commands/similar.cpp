@@ -21,8 +21,6 @@ using json = nlohmann::json;
 
 namespace {
 
-const char* kModalityHelp = "the embeddings compared: fused (default), a modality (s2rgb, s1amp, s1coh), or concat";
-
 // Chip ids given to `option`, appended to `into`; a bad one is named with its option.
 void add_chip_ids(const char* option, const std::vector<std::string>& ids, std::vector<ChipId>& into) {
   for (const std::string& id : ids) {
@@ -35,42 +33,6 @@ void add_chip_ids(const char* option, const std::vector<std::string>& ids, std::
 }
 
 }  // namespace
-
-void add_similar_command(CLI::App& app, SimilarOptions& opts) {
-  auto* cmd = app.add_subcommand("similar", "the chips most like a chip, a place, or a GeoJSON of example chips");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--cube", opts.cube, "the cube (default: run.cube, else OUTPUT/cube.zarr)");
-  auto* chip = cmd->add_option("--chip", opts.chips, "a chip id to look for (repeatable: several positives)");
-  auto* at = cmd->add_option("--lonlat", opts.lonlat, "LON,LAT: the chip there");
-  auto* ex = cmd->add_option("--examples", opts.examples,
-                             "GeoJSON of example chips: points, polygons or \"chip\" properties; "
-                             "property label: positive (default) or negative");
-  chip->excludes(at)->excludes(ex);
-  at->excludes(ex);
-  cmd->add_option("--unlike", opts.unlike,
-                  "a chip id to move away from (repeatable; with --chip or --lonlat: negatives, as in the GeoJSON)")
-      ->excludes(ex);
-  cmd->add_option("--modality", opts.modality, kModalityHelp);
-  cmd->add_option("-k,--k", opts.k, "how many chips (default 20)")->check(CLI::PositiveNumber);
-  cmd->add_flag("--index", opts.use_index, "search the index `eo-pipeline index` built (approximate; no map)");
-  cmd->add_option("--nprobe", opts.nprobe, "lists an IVF index visits (default: the index's)")->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", opts.threads, "threads reading the cube (default: every core)")->check(CLI::PositiveNumber);
-  cmd->add_option("--out", opts.out, "folder for hits.geojson and the maps (default OUTPUT/similar)");
-  cmd->add_flag("--json", opts.json, "print the summary as JSON");
-}
-
-void add_index_command(CLI::App& app, IndexOptions& opts) {
-  auto* cmd = app.add_subcommand("index", "build the approximate-search index (FAISS) of a cube, for `similar --index`");
-  add_common_options(*cmd, opts.common);
-  cmd->add_option("--cube", opts.cube, "the cube (default: run.cube, else OUTPUT/cube.zarr)");
-  cmd->add_option("--modality", opts.modality, kModalityHelp);
-  cmd->add_option("--factory", opts.factory,
-                  "a FAISS index_factory string, or auto: Flat up to 100,000 chips, else IVF<sqrt(chips)>,SQ8");
-  cmd->add_option("--nprobe", opts.nprobe, "the lists an IVF search visits by default (default: a 64th, at least 8)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", opts.threads, "threads reading the cube (default: every core)")->check(CLI::PositiveNumber);
-  cmd->add_flag("--json", opts.json, "print the index's card as JSON");
-}
 
 int run_similar(const SimilarOptions& opts) {
   const auto config = start_command(opts.common, 0);

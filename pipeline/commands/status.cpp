@@ -12,18 +12,9 @@
 #include "pipeline/core/journal.hpp"
 #include "pipeline/core/lock.hpp"
 #include "pipeline/core/plan.hpp"
-#include "pipeline/driver/verify.hpp"
+#include "pipeline/core/verify.hpp"
 
 namespace eo {
-
-void add_status_command(CLI::App& app, StatusOptions& opts) {
-  auto* cmd = app.add_subcommand("status", "tiles done / no data / failed / pending per zone, and the failures");
-  add_common_options(*cmd, opts.common);
-  add_choice_option(*cmd, "--stage", opts.stage, "the job to report on (default: run)");
-  cmd->add_flag("--json", opts.json, "as JSON");
-  cmd->add_flag("--verify", opts.verify, "read back every file of every done tile and compare it with what the journal "
-                                         "recorded (size and hash); exit 1 when one is damaged");
-}
 
 namespace {
 

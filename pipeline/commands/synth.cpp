@@ -15,15 +15,6 @@
 
 namespace eo {
 
-void add_synth_command(CLI::App& app, SynthOptions& opts) {
-  auto* cmd = app.add_subcommand("synth", "write a synthetic multi-modal world (S2, S1, coherence, labels) and its catalog");
-  add_common_options(*cmd, opts.common);
-  cmd->add_flag("--force", opts.force, "replace a world (its catalog and rasters) that other settings made");
-  cmd->add_option("--stac-hrefs", opts.stac_hrefs,
-                  "publish the STAC (and catalog) with asset hrefs under this URL, where the world is to be served "
-                  "(http(s)://HOST/PATH/ or s3://BUCKET/PREFIX/; tests/support/object_store.py serves it)");
-}
-
 namespace {
 
 // What decides the world synth writes: its settings and the plan's tiles. Written beside

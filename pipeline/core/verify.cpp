@@ -1,4 +1,4 @@
-#include "pipeline/driver/verify.hpp"
+#include "pipeline/core/verify.hpp"
 
 #include <fmt/format.h>
 
