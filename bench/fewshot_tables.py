@@ -1,5 +1,6 @@
-"""The README's few-shot tables from two `eo-pipeline fewshot` outputs, before and after a
-change of the model: the best model's mean test R² per target, features and N (after);
+"""Two `eo-pipeline fewshot` outputs' tables side by side, before and after a change of the
+model (the experiments in docs/decisions.md; the README's tables of one run are
+bench/readme_tables.py's): the best model's mean test R² per target, features and N (after);
 each modality against its own band statistics at N = 250 (after, before in brackets); the
 better of fused and concat against the pooled band statistics at 250 with the spread over
 seeds; and the probe's mean R² of each modality's band means and spreads.
@@ -13,13 +14,15 @@ import sys
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_fewshot import best_means  # noqa: E402  the best model's mean R² per target, features, N
+from compare_fewshot import best_means, better_of_fused_and_concat, chooser  # noqa: E402  the best model's mean R² per target, features, N
 
 before, after = sys.argv[1], sys.argv[2]
+ON = "validation" if chooser(before + '/results.csv') == chooser(after + '/results.csv') == "validation" else "test"
+print(f"(the best model, and the better of fused and concat, chosen on the {ON} stripes)")
 
 
 def load(d):
-    return best_means(d + '/results.csv')
+    return best_means(d + '/results.csv', ON)
 
 
 def best(run, t, f, n):
@@ -57,9 +60,9 @@ for t in T:
 print('\nCLAIM\n| target | embeddings | band statistics | 250 against all, fused / concat |\n|---|---|---|---|')
 for t in T:
     fe, fs = best_spread(A, t, 'fused', '250'); ce, cs = best_spread(A, t, 'concat', '250')
-    e, s = (fe, fs) if fe >= ce else (ce, cs)
+    e, s = (fe, fs) if A[0][(t, 'fused', '250')][2] >= A[0][(t, 'concat', '250')][2] else (ce, cs)
     b, bs = best_spread(A, t, 'bands', '250')
-    e0 = max(best(B, t, 'fused', '250'), best(B, t, 'concat', '250'))
+    e0 = better_of_fused_and_concat(B[0], t)
     ratio = lambda f: 100 * best(A, t, f, '250') / best(A, t, f, 'all')
     emb = f'**{e:.3f}** ± {s:.3f}' if e >= b else f'{e:.3f} ± {s:.3f}'
     bands = f'**{b:.3f}** ± {bs:.3f}' if b > e else f'{b:.3f} ± {bs:.3f}'

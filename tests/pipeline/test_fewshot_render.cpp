@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "support/read_file.hpp"
 #include "support/run_world.hpp"
@@ -63,22 +66,30 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
   const auto render = test::run(fmt::format("{} render {}", EO_PIPELINE_EXE, args));
   ASSERT_EQ(render.code, 0) << render.output;
 
-  // Every target x features x model x size x seed has a row with finite scores.
+  // Every target x features x model x size x seed has a row with finite scores, on the
+  // test stripes and on the validation stripes.
   std::ifstream csv(out / "fewshot" / "results.csv");
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line, "target,features,model,n,seed,r2,rmse,f1,accuracy");
+  EXPECT_EQ(line, "target,features,model,n,seed,r2,rmse,f1,accuracy,validation_r2");
   std::map<std::string, int> rows_per_target;
   std::set<std::string> features, sizes;
+  // With all training chips: per target, features and model, the sums of R² over seeds.
+  std::map<std::tuple<std::string, std::string, std::string>, std::array<double, 2>> all_chips;  // test, validation
   while (std::getline(csv, line)) {
     std::stringstream ss(line);
     std::vector<std::string> f;
     for (std::string cell; std::getline(ss, cell, ',');) f.push_back(cell);
-    ASSERT_EQ(f.size(), 9u) << line;
+    ASSERT_EQ(f.size(), 10u) << line;
     ++rows_per_target[f[0]];
     features.insert(f[1]);
     sizes.insert(f[3]);
     EXPECT_TRUE(std::isfinite(std::stod(f[6]))) << line;  // rmse
+    EXPECT_TRUE(std::isfinite(std::stod(f[9]))) << line;  // validation R²
+    if (f[3] == "all") {
+      auto& sums = all_chips[{f[0], f[1], f[2]}];
+      sums[0] += std::stod(f[5]), sums[1] += std::stod(f[9]);
+    }
   }
   EXPECT_EQ(features, (std::set<std::string>{"s2rgb", "s1amp", "s1coh", "fused", "concat", "bands", "bands_s2rgb",
                                              "bands_s1amp", "bands_s1coh"}));
@@ -87,6 +98,21 @@ TEST(Downstream, FewshotAndRenderOnARunsCube) {
   EXPECT_EQ(rows_per_target["tree_cover_pct"], 9 * 3 * 3 * 2);
   const json summary = json::parse(std::ifstream(out / "fewshot" / "summary.json"));
   EXPECT_GT(summary["chips"].get<int>(), 30);
+  // The summary's best model is the one best on the validation stripes, never chosen on
+  // the test stripes, and its R² is that model's mean on the test stripes.
+  for (const auto& [target, per] : summary["targets"].items())
+    for (const auto& [feature_set, best] : per.items()) {
+      if (!best.is_object() || !best.contains("model_all")) continue;
+      std::string chosen;
+      double on_validation = -1e300;
+      for (const char* model : {"ridge", "gbt", "rf"})
+        if (const auto& sums = all_chips[{target, feature_set, model}]; sums[1] > on_validation)
+          on_validation = sums[1], chosen = model;
+      EXPECT_EQ(best["model_all"].get<std::string>(), chosen) << target << " " << feature_set;
+      const double test_mean = all_chips[{target, feature_set, chosen}][0] / 2;
+      EXPECT_NEAR(best["r2_all"].get<double>(), test_mean, 1e-4)
+          << target << " " << feature_set;
+    }
 
   // The learning curve: a picture with lines in several colours.
   const Raster curve = read_raster(out / "fewshot" / "curve_tree_cover_pct.png");
