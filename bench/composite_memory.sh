@@ -49,3 +49,4 @@ result = {"benchmark": "peak memory of one rank compositing N Sentinel-2 and N S
 json.dump(result, open("bench/results/composite_memory.json", "w"), indent=2)
 print(json.dumps(result, indent=2))
 PY
+/usr/bin/python3 bench/provenance.py "bench/results/composite_memory.json" bash bench/composite_memory.sh "$@"

@@ -25,3 +25,4 @@ result = {"trees": json.load(open("bench/work/trees.json")), "fewshot_seconds": 
 json.dump(result, open("bench/results/fewshot.json", "w"), indent=2)
 print(json.dumps({"fewshot_seconds": result["fewshot_seconds"], "fits": fits}))
 PY
+/usr/bin/python3 bench/provenance.py "bench/results/fewshot.json" bash bench/fewshot_bench.sh "$@"

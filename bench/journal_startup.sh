@@ -30,3 +30,4 @@ for c in result["cases"]:
           f"{c['files_opened_per_start_all_ranks']:>8} opens per start, read {c['read_cold_s']:.3f} s cold, "
           f"status {c['status_cold_s']:.2f} s cold")
 PY
+/usr/bin/python3 bench/provenance.py "$out" bash bench/journal_startup.sh "$@"

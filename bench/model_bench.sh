@@ -25,3 +25,4 @@ json.dump(result, open("bench/results/model.json", "w"), indent=2)
 print(json.dumps({p: v["fraction_of_matmul_every_round"] for p, v in forward["presets"].items()}))
 print(json.dumps(step["seconds_per_step"]))
 PY
+/usr/bin/python3 bench/provenance.py "bench/results/model.json" bash bench/model_bench.sh "$@"

@@ -35,3 +35,4 @@ result = {
 json.dump(result, open(out, "w"), indent=2)
 print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 PY
+/usr/bin/python3 bench/provenance.py "$out" bash bench/plan_bench.sh "$@"

@@ -34,3 +34,4 @@ print(json.dumps({"ratio": t["ratio"], "ratio_without_gdalwarp_startup": t["rati
                   "gdalwarp_megasamples_per_s": t["gdalwarp"]["megasamples_per_s"],
                   **result["prepare_mpirun_np2"]}, indent=2))
 PY
+/usr/bin/python3 bench/provenance.py "bench/results/prepare.json" bash bench/prepare_bench.sh "$@"

@@ -80,3 +80,4 @@ result = {
 json.dump(result, open("bench/results/run.json", "w"), indent=2)
 print(json.dumps(result, indent=2))
 PY
+/usr/bin/python3 bench/provenance.py "bench/results/run.json" bash bench/run_bench.sh "$@"

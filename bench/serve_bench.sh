@@ -12,11 +12,8 @@ out=bench/results/serve.json
 mkdir -p "$work"
 ./build/bench/bench_serve "$cube" "$labels" "$work" "${LABELS:-200}" > "$work/serve.json"
 python3 - "$work/serve.json" "$out" <<'PY'
-import json, subprocess, sys
+import json, sys
 r = json.load(open(sys.argv[1]))
-r["date"] = subprocess.run(["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"], capture_output=True, text=True).stdout.strip()
-r["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-r["machine"] = f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores"
 json.dump(r, open(sys.argv[2], "w"), indent=2)
 t = r["pca_tiles"]
 print(f"{r['embedded_chips']} chips, opened in {r['open_seconds']:.2f} s | PCA tile rendered (median/max ms): "
@@ -26,3 +23,4 @@ print(f"{r['embedded_chips']} chips, opened in {r['open_seconds']:.2f} s | PCA t
       + f" | train on {r['train']['labels']} labels {r['train']['fit']['median_ms']:.0f} ms, with the map's tiles "
       + f"{r['train']['fit_and_map_tiles']['median_ms']:.0f} ms; held out {r['train']['held_out']}")
 PY
+/usr/bin/python3 bench/provenance.py "$out" bash bench/serve_bench.sh "$@"

@@ -49,10 +49,8 @@ done
 python3 - "$out" "${results[@]}" <<'PY'
 import json, sys
 cases = [json.loads(r) for r in sys.argv[2:]]
-import os, subprocess
+import os
 json.dump({"benchmark": "similar at scale (bench/similar_bench.sh)",
-           "date": subprocess.run(["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"], capture_output=True, text=True).stdout.strip(),
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
            "threads": {"ours_exact_tiles_at_once": int(os.environ["OMP_NUM_THREADS"]), "faiss_omp": int(os.environ["OMP_NUM_THREADS"]),
                        "openblas_per_thread": int(os.environ["OPENBLAS_NUM_THREADS"])},
            "cases": cases}, open(sys.argv[1], "w"), indent=2)
@@ -74,3 +72,4 @@ for c in cases:
           f"{i['recall_at_k']:.3f}; faiss from numpy built in {p['index_build_seconds']:.1f} s, "
           f"{p['index_queries_per_second']:.0f} q/s, recall {p['index_recall_at_k']:.3f}")
 PY
+/usr/bin/python3 bench/provenance.py "$out" bash bench/similar_bench.sh "$@"

@@ -27,3 +27,4 @@ result = {"benchmark": "warp rates per source kind, one core (bench/warp_rates.s
 json.dump(result, open(sys.argv[2], "w"), indent=2)
 PY
 rm -f "$dir.lines" "$dir.line" "$dir.rss"
+/usr/bin/python3 bench/provenance.py "$out" bash bench/warp_rates.sh "$@"
