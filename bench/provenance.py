@@ -26,9 +26,16 @@ def machine():
     return {"cores": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kib / 2**20, 1)}
 
 
+def commit():
+    """HEAD, and `+dirty` when tracked files other than the results differ from it (one
+    benchmark's JSON written before the next one runs is not a change of what runs)."""
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
+    return _git("rev-parse", "--short=7", "HEAD") + ("+dirty" if changed else "")
+
+
 def stamp(command):
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "commit": _git("describe", "--always", "--dirty=+dirty", "--abbrev=7"),
+            "commit": commit(),
             "machine": machine(), "command": command}
 
 
