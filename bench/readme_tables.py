@@ -47,6 +47,8 @@ def source(name, result):
         raise Missing(f"bench/results/{name} has no {', '.join(absent)}: rerun its benchmark "
                       "(its script stamps them through bench/provenance.py)")
     m = result["machine"]
+    if not isinstance(m, dict) or not {"cores", "cpu", "memory_gib"} <= set(m):
+        raise Missing(f"bench/results/{name} has an older stamp (no cores, CPU and memory): rerun its benchmark")
     machine = f"{m['cores']} cores, {m['cpu']}, {m['memory_gib']:g} GiB"
     return (f"<sub>`{result['command']}` → `bench/results/{name}`, {result['date'][:10]}, "
             f"commit {result['commit']}, {machine}.</sub>")
@@ -77,11 +79,11 @@ def startup():
     header = ["call"] + ([f"before ({before['commit']}): time", "peak memory"] if before else []) + ["now: time", "peak memory"]
     rows = []
     for i, c in enumerate(r["calls"]):
-        row = [f"`{c['command']}`"]
+        row = [c['command']]
         if before:
             b = before["calls"][i]
-            row += [f"{b['median_seconds']:.2f} s", f"{b['median_peak_rss_mib']:.0f} MiB"]
-        row += [f"**{c['median_seconds']:.2f} s**", f"**{c['median_peak_rss_mib']:.0f} MiB**"]
+            row += [f"{b['median_seconds']:.3f} s", f"{b['median_peak_rss_mib']:.0f} MiB"]
+        row += [f"**{c['median_seconds']:.3f} s**", f"**{c['median_peak_rss_mib']:.0f} MiB**"]
         rows.append(row)
     libs = ["shared libraries loaded"] + ([str(before["shared_libraries_loaded"]), ""] if before else [])
     rows.append(libs + [str(r["shared_libraries_loaded"]), ""])
@@ -165,34 +167,34 @@ def warp_rates():
 
 
 def data_path():
-    rows = []
-    for name, label in (("data_path_before.json", "before issue 17"), ("data_path.json", "now")):
-        r = load(name)
-        m = r["modalities"]
-        decode = f"GDAL {r['decode_whole_files']['megasamples_per_s']:.0f} M"
-        if "decode_whole_files_tiff_blocks" in r:
-            decode += f", ours **{r['decode_whole_files_tiff_blocks']['megasamples_per_s']:.0f} M**"
-        rows.append([label] + [f"{m[k]['megasamples_out_per_s']:.1f} M" for k in ("s2rgb", "s1amp", "s1coh")]
-                    + [f"**{r['all']['megasamples_out_per_s']:.1f} M**" if label == "now" else f"{r['all']['megasamples_out_per_s']:.1f} M",
-                       decode])
-    return (table(["", "S2 composite", "S1 composite", "coherence", "all", "decoding the files alone"], rows) + [""]
-            + [source(name, load(name)) for name in ("data_path_before.json", "data_path.json")])
+    r = load("data_path.json")
+    rows = [[k, f"{m['megasamples_out_per_s']:.1f} M", n(m["aligned_reads"]), f"{m['source_files_decoded_megasamples']:.0f} M"]
+            for k, m in sorted(r["modalities"].items())]
+    rows.append(["**all**", f"**{r['all']['megasamples_out_per_s']:.1f} M**", "", ""])
+    decode = r["decode_whole_files"]["megasamples_per_s"]
+    ours = r.get("decode_whole_files_tiff_blocks", {}).get("megasamples_per_s")
+    return (table(["modality", "output samples/s, one core", "rows read on the tile's grid", "source samples decoded"], rows)
+            + ["", f"Decoding the files alone: GDAL {decode:.0f} M samples/s" + (f", our decoder {ours:.0f} M" if ours else "")
+               + f"; a memory copy {r['copy_megasamples_per_s'] / 1000:.1f} G samples/s ({r['tiles']} tiles of "
+               f"{r['pixel_size_m']:g} m).", "", source("data_path.json", r)])
 
 
 def run_data_path():
     r = load("run_data_path.json")
-    label = {"before": "the build before issue 17, from sources", "sources": "now, from sources",
-             "chip_stores": "now, from chip stores (deflate)"}
+    label = {"before": "an older build, from sources", "sources": "from sources", "chip_stores": "from chip stores"}
     rows = []
     for k, x in r["runs"].items():
         s = x["stage_seconds_all_ranks"]
         rows.append([label.get(k, k), f"{x['chips_per_second']:.1f}", f"{s['read_warp_chip']:.1f}",
                      f"{s['model_waiting_for_data']:.1f} s", ", ".join(f"{m} MiB" for m in x["peak_rss_mib_per_rank"])])
-    notes = [f"Now over before: {r['chips_per_second_after_over_before']:.2f}x; chip stores over sources: "
-             f"{r['chip_stores_over_sources']:.2f}x. The cube from chip stores equals the cube from sources: "
-             f"{'all' if r['cube_from_chip_stores_identical'] else 'not all'} {r['cube_files_compared']} files byte for byte."]
-    return (table(["`run` of the demo", "chips/s", "read+warp+chip, rank-seconds", "model waiting", "peak memory per rank"],
-                  rows) + [""] + notes + ["", source("run_data_path.json", r)])
+    notes = f"Chip stores over sources: {r['chip_stores_over_sources']:.2f}x"
+    if "chips_per_second_after_over_before" in r:
+        notes += f"; from sources over the older build: {r['chips_per_second_after_over_before']:.2f}x"
+    notes += (f". The cube from chip stores equals the cube from sources: "
+              f"{'all' if r['cube_from_chip_stores_identical'] else 'not all'} {r['cube_files_compared']} files byte for byte.")
+    return (table([f"`run` of the demo, 2 ranks ({n(next(iter(r['runs'].values()))['chips_embedded'])} chips)", "chips/s",
+                   "read+warp+chip, rank-seconds", "model waiting", "peak memory per rank"], rows)
+            + ["", notes, "", source("run_data_path.json", r)])
 
 
 def journal_startup():
@@ -454,12 +456,12 @@ def regenerate(text):
 
 
 def main():
+    global RESULTS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="do not write; exit 1 if a table differs from its JSON")
     p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
     p.add_argument("--results", default=RESULTS, help="the benchmarks' JSON (default bench/results)")
     args = p.parse_args()
-    global RESULTS
     RESULTS = args.results
     with open(args.readme) as f:
         text = f.read()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: what an eo-pipeline call costs before it does anything (issue 33): `--help`,
 # `plan` and `status` of the demo, `prepare --print-config` (which loads the stages module)
-# and a `similar` query of the demo's cube, each run RUNS times (default 5): median wall time and peak memory
-# (/usr/bin/time), the shared libraries the executable loads, and where `--help`'s time
+# and a `similar` query of the demo's cube, each run RUNS times (default 5): median wall
+# time and peak memory (the child's, from wait4), the shared libraries the executable
+# loads, and where `--help`'s time
 # goes by library (perf, when it is installed and allowed). With BEFORE=EXE (and
 # BEFORE_COMMIT, its commit) the same for another build's executable, in the same run.
 # Writes bench/results/startup.json. Run after scripts/build.sh (status reads out/demo
@@ -13,17 +14,20 @@ out=bench/results/startup.json
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 runs=${RUNS:-5}
-measure() {  # name, command...: one JSON object
-  local name=$1; shift
-  for _ in $(seq "$runs"); do
-    /usr/bin/time -f "%e %M" -o "$work/t" "$@" > /dev/null 2>&1 || true
-    cat "$work/t"
-  done | python3 -c '
-import json, statistics, sys
-rows = [l.split() for l in sys.stdin if l.strip()]
-print(json.dumps({"command": sys.argv[1], "runs": len(rows),
-                  "median_seconds": statistics.median(float(r[0]) for r in rows),
-                  "median_peak_rss_mib": statistics.median(int(r[1]) for r in rows) / 1024}))' "$name"
+measure() {  # name, command...: one JSON object (wall time to the millisecond, the child's peak memory)
+  python3 - "$runs" "$@" <<'PY'
+import json, os, statistics, subprocess, sys, time
+runs, name, command = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+seconds, rss = [], []
+for _ in range(runs):
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(child.pid, 0)
+    seconds.append(time.perf_counter() - start)
+    rss.append(usage.ru_maxrss / 1024)
+print(json.dumps({"command": name, "runs": runs, "median_seconds": round(statistics.median(seconds), 4),
+                  "median_peak_rss_mib": statistics.median(rss)}))
+PY
 }
 profile() {  # exe: one JSON object
   local exe=$1 by_library='null'
