@@ -228,6 +228,31 @@ TEST_F(Cli, CatalogOfStacNamesBadFilesItemsAndAssets) {
   EXPECT_EQ(test::read_file(dir_ / "c.jsonl"), catalogued);
 }
 
+// The executable alone, without the stages module beside it: the command line, `plan` and
+// `status` work (they never load it), and a command that needs it says which file is
+// missing. Its dynamic section names none of the stages' libraries.
+TEST_F(Cli, WithoutItsStagesModule) {
+  const fs::path alone = dir_ / "eo-pipeline";
+  fs::copy_file(exe(), alone);
+  EXPECT_EQ(run(alone.string() + " --help").code, 0);
+  EXPECT_EQ(run(alone.string() + " run --help").code, 0);
+  const auto plan = run(alone.string() + " plan -q --json --output " + (dir_ / "out").string());
+  ASSERT_EQ(plan.code, 0) << plan.output;
+  EXPECT_GT(nlohmann::json::parse(plan.output)["total"]["chips"].get<int>(), 200);
+  const auto status = run(alone.string() + " status --output " + (dir_ / "out").string());
+  EXPECT_EQ(status.code, 0) << status.output;
+  EXPECT_NE(status.output.find("pending"), std::string::npos) << status.output;
+  const auto prepare = run(alone.string() + " prepare --output " + (dir_ / "out").string());
+  EXPECT_EQ(prepare.code, 1) << prepare.output;
+  EXPECT_NE(prepare.output.find("cannot load the stages module " + (dir_ / "eo-pipeline-stages.so").string()),
+            std::string::npos)
+      << prepare.output;
+  const auto libraries = run("ldd " + alone.string());
+  ASSERT_EQ(libraries.code, 0) << libraries.output;
+  for (const char* heavy : {"libtorch", "libgdal", "libhdf5", "libfaiss", "libxgboost"})
+    EXPECT_EQ(libraries.output.find(heavy), std::string::npos) << heavy << " in\n" << libraries.output;
+}
+
 TEST_F(Cli, MissingConfigAndUnknownCommand) {
   const auto r = run(exe() + " plan " + (dir_ / "nope.yaml").string());
   EXPECT_EQ(r.code, 2) << r.output;
