@@ -60,15 +60,16 @@ def table(header, rows):
     return lines
 
 
-def n(x, digits=0):
-    """A number with thousands separators."""
-    return f"{x:,.{digits}f}"
+def n(x):
+    """A whole number with thousands separators."""
+    return f"{x:,.0f}"
 
 
 def seconds(s):
     if s < 60:
         return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
-    return f"{int(s // 60)} min {round(s % 60):d} s"
+    whole = round(s)
+    return f"{whole // 60} min {whole % 60} s"
 
 
 # Each table: a function of nothing that returns the markdown between its markers.
@@ -102,11 +103,12 @@ def plan():
 def demo_steps():
     r = load("demo.json")
     s = r["seconds"]
-    rows = [[step, seconds(s[step])] for step in ("plan", "synth", "prepare", "pretrain", "run", "status") if step in s]
+    each = {"pretrain": f" ({r['pretrain_steps']} steps, {r['pretrain_seconds_per_step']:.2f} s each)"}
+    rows = [[step, seconds(s[step]) + each.get(step, "")]
+            for step in ("plan", "synth", "prepare", "pretrain", "run", "status") if step in s]
     rows.append(["**the main job**", f"**{seconds(r['main_job_seconds'])}**"])
     if "fewshot" in s:
         rows.append(["then `fewshot`", seconds(s["fewshot"])])
-    rows[3][1] += f" ({r['pretrain_steps']} steps, {r['pretrain_seconds_per_step']:.2f} s each)"
     gflops = r["machine"].get("numpy_float32_matmul_gflops")
     tail = [f"<sub>A float32 matrix product ran at {gflops:g} GFLOP/s (numpy) on that machine.</sub>"] if gflops else []
     return table(["step", "wall-clock"], rows) + ["", source("demo.json", r)] + tail
@@ -222,10 +224,14 @@ def model():
         rows.append([name, p["input"], f"{p['parameters_per_encoder'] / 1e6:.2f}M", f"{p['chips_per_s']:.3g}",
                      f"{p['gflops']:.0f}", f"**{frac}**" if name != "nano" and p["fraction_of_matmul"] >= 0.6 else frac])
     matmul = [p["matmul_gflops"] for p in f["presets"].values()]
+    step = r["training_step_nano_2_ranks_batch_16"]
     return (table(["preset", "input px", "parameters per encoder", "chips/s (24 channels)", "GFLOP/s",
                    "fraction of matmul (target ≥ 0.6 from tiny), every round"], rows)
             + ["", f"The float32 matrix product of 2048 x 2048 matrices ran at {min(matmul):.0f}-{max(matmul):.0f} GFLOP/s "
-               f"in the same run ({f['threads']} threads).", "", source("model.json", r)])
+               f"in the same run ({f['threads']} threads). A training step of the demo's model (2 ranks x 16 chips, "
+               f"{r['training_steps']} steps): data {1000 * step['data']:.1f} ms, forward {1000 * step['forward']:.0f} ms, "
+               f"backward {1000 * step['backward']:.0f} ms, allreduce {1000 * step['allreduce']:.0f} ms.",
+               "", source("model.json", r)])
 
 
 def run():
@@ -278,7 +284,14 @@ def similar():
     ]
     header = [f"{c[d[0]]['make']['chips'] / 1e6:.0f}M chips, {r['threads']['faiss_omp']} threads each side"]
     header += [h for dim in d for h in (f"{dim} dims: ours", "numpy + faiss")]
-    return table(header, rows) + ["", source("similar.json", r)]
+    ratios = "; ".join(
+        f"{dim} dims {c[dim]['ours_in_memory']['batch_queries_per_second'] / c[dim]['python_faiss']['exact_queries_per_second']:.1f}x "
+        f"in a batch and {1000 / c[dim]['python_faiss']['exact_single_queries_per_second'] / c[dim]['ours_in_memory']['single_median_ms']:.1f}x "
+        "one at a time" for dim in d)
+    sweep = ", ".join(f"{s['nprobe']}: {s['queries_per_second']:,.0f} q/s, recall {s['recall_at_k']:.3f}"
+                      for s in c[d[0]]["ours_index"]["nprobe_sweep"])
+    return table(header, rows) + ["", f"Our exact search in memory against FAISS's flat index: {ratios}. "
+                                  f"The index at {d[0]} dims by nprobe: {sweep}.", "", source("similar.json", r)]
 
 
 def trees():

@@ -71,4 +71,4 @@ print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 for n, r in runs.items(): print(n, r["chips_per_second"], r["stage_seconds_all_ranks"])
 if differ: sys.exit("the cube from chip stores differs from the cube from sources")
 PY
-/usr/bin/python3 bench/provenance.py "bench/results/run_data_path.json" bash bench/run_data_path.sh "$@"
+/usr/bin/python3 bench/provenance.py "bench/results/run_data_path.json" ${DEMO:+DEMO=$DEMO} ${BEFORE_EXE:+BEFORE_EXE=$BEFORE_EXE} bash bench/run_data_path.sh "$@"
