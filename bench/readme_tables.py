@@ -126,10 +126,10 @@ def remote():
     rows = []
     for x in r["runs"]:
         http = x["inputs"] != "local disk"
-        rows.append([f"HTTP, {x['latency_ms']} ms" if http else "local disk", f"{x['seconds']:.1f} s",
+        rows.append([f"HTTP, {x['latency_ms']:g} ms" if http else "local disk", f"{x['seconds']:.1f} s",
                      f"{x['chips_per_s']:.2f}", f"{x['chips_per_s_vs_local']:.2f}" if http else "1",
                      f"{n(x['peak_rss_mib'])} MiB", n(x["requests"]) if http else "",
-                     f"{x['fetched_mb'] / 1000:.2f} GB" if http else ""])
+                     f"{x['bytes_mb'] / 1000:.2f} GB" if http else ""])
     return table(["inputs", "wall-clock", "chips/s", "against local", "peak memory", "requests", "fetched"],
                  rows) + ["", source("remote.json", r)]
 
@@ -358,6 +358,18 @@ def suite():
     return table(["what", "value"], rows) + ["", source("suite.json", r)]
 
 
+def gpu_cpu():
+    r = load("gpu_cpu.json")
+    c, m = r["cpp"], r["pytorch_mirror"]
+    rows = [[f"{c['preset']} preset, batch {c['batch']}, {c['dtype']} on the {c['device'].upper()}",
+             f"{c['chips_per_s']:.2f} chips/s, {c['fraction_of_matmul']:.2f} of the matrix product's rate"],
+            ["a training step", f"{c['training_step_s']:.1f} s"],
+            ["the PyTorch mirror against the C++ encoder: largest difference", f"{m['max_abs_difference_to_cpp_float32']:.1e}"],
+            [f"the mirror in PyTorch {m['torch']}, eager", f"{m['eager_chips_per_s']:.2f} chips/s"],
+            ["compiled", m["compile"] if m["compiled_chips_per_s"] is None else f"{m['compiled_chips_per_s']:.2f} chips/s"]]
+    return table(["`bench/gpu/run.sh` without a GPU", "value"], rows) + ["", source("gpu_cpu.json", r)]
+
+
 # The few-shot tables: a run of the demo and its `fewshot` (bench/demo_bench.sh keeps its
 # results.csv, probe.csv, loss.csv and stamp in bench/results/embeddings/demo/).
 FEWSHOT_RUN = "embeddings/demo"
@@ -444,7 +456,7 @@ def fewshot_probe():
             + ["", source(FEWSHOT_RUN + "/run.json", stamp)])
 
 
-TABLES = {f.__name__: f for f in (startup, plan, trees200, suite, demo_steps, composite_memory, remote, prepare, warp_rates, data_path,
+TABLES = {f.__name__: f for f in (startup, plan, trees200, suite, gpu_cpu, demo_steps, composite_memory, remote, prepare, warp_rates, data_path,
                                   run_data_path, journal_startup, model, run, similar, trees, serve, fewshot_sizes,
                                   fewshot_modalities, fewshot_claim, fewshot_probe)}
 MARKER = re.compile(r"^<!-- table: (\S+) -->\n(.*?)^<!-- /table -->\n", re.M | re.S)
@@ -463,6 +475,9 @@ def regenerate(text):
             body = "\n".join(TABLES[name]())
         except Missing as e:
             problems.append(f"table {name}: {e}")
+            return m.group(0)
+        except (KeyError, TypeError) as e:  # a JSON of an older benchmark's shape
+            problems.append(f"table {name}: its JSON has no {e}: rerun its benchmark")
             return m.group(0)
         return f"<!-- table: {name} -->\n{body}\n<!-- /table -->\n"
     return MARKER.sub(write, text), problems

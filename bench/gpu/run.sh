@@ -39,3 +39,4 @@ result = {"benchmark": "bench/gpu/run.sh", "cpp": json.load(open(f"{work}/cpp.js
 json.dump(result, open(out, "w"), indent=2)
 print(json.dumps(result, indent=2))
 PY
+$python "$root/bench/provenance.py" "$root/bench/results/gpu_$device.json" ${PYTHON:+PYTHON=$PYTHON} bash bench/gpu/run.sh "$@"
