@@ -25,6 +25,8 @@ import sys
 from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_fewshot import best_means  # noqa: E402  the best model per target, features and N
 RESULTS = os.path.join(ROOT, "bench", "results")  # --results changes it
 
 
@@ -394,48 +396,39 @@ SIZES = ["25", "50", "100", "250", "500", "all"]
 
 
 def fewshot_run():
-    """The run's stamp, and its fits: {(target, features, n, model): (test R² per seed, validation R² per seed)}."""
+    """The run's stamp, and its sweep read by compare_fewshot.best_means with the best model
+    chosen on the validation stripes and, for comparison, on the test stripes."""
     stamp = load(FEWSHOT_RUN + "/run.json")
-    fits = defaultdict(lambda: ([], []))
-    with open(os.path.join(RESULTS, FEWSHOT_RUN, "results.csv")) as f:
-        for r in csv.DictReader(f):
-            test, val = fits[(r["target"], r["features"], r["n"], r["model"])]
-            test.append(float(r["r2"]))
-            val.append(float(r["validation_r2"]))
-    return stamp, fits
+    path = os.path.join(RESULTS, FEWSHOT_RUN, "results.csv")
+    return stamp, {on: best_means(path, on) for on in ("validation", "test")}
 
 
-def choose(fits, target, features, size, on="validation"):
-    """Of the feature sets `features` and the three models, the one with the best mean R² on
-    the validation stripes (on="test": on the test stripes, which flatters it): its features,
-    model, and mean test R² and spread over seeds."""
-    best = None
-    for f in features:
-        for m in ("ridge", "gbt", "rf"):
-            if (target, f, size, m) not in fits:
-                continue
-            test, val = fits[(target, f, size, m)]
-            score = st.mean(val if on == "validation" else test)
-            if best is None or score > best[0]:
-                best = (score, f, m, st.mean(test), st.pstdev(test))
-    return best[1:]
+def choose(runs, target, features, size, on="validation"):
+    """Of the feature sets `features`, the one whose best model did best on the validation
+    stripes (on="test": on the test stripes, which flatters it): its features, model, and
+    mean test R² and spread over seeds."""
+    best, fits = runs[on]
+    f = max(features, key=lambda g: best[(target, g, size)][2])
+    mean, model, _ = best[(target, f, size)]
+    spread = st.pstdev([v for (t, g, m, n_, _seed), v in fits.items() if (t, g, m, n_) == (target, f, model, size)])
+    return f, model, mean, spread
 
 
 def fewshot_sizes():
-    stamp, fits = fewshot_run()
-    rows = [[TARGET_NAMES[t], f] + [f"{choose(fits, t, [f], size)[2]:.2f}" for size in SIZES]
+    stamp, runs = fewshot_run()
+    rows = [[TARGET_NAMES[t], f] + [f"{choose(runs, t, [f], size)[2]:.2f}" for size in SIZES]
             for t in TARGETS for f in ("s2rgb", "s1amp", "s1coh", "fused", "concat", "bands")]
     return table(["target", "features", "N = 25"] + SIZES[1:], rows) + ["", source(FEWSHOT_RUN + "/run.json", stamp)]
 
 
 def fewshot_modalities():
-    stamp, fits = fewshot_run()
+    stamp, runs = fewshot_run()
     rows = []
     for t in TARGETS:
         cells = []
         for m in ("s2rgb", "s1amp", "s1coh"):
-            e, b = choose(fits, t, [m], "250")[2], choose(fits, t, ["bands_" + m], "250")[2]
-            e0, b0 = choose(fits, t, [m], "250", "test")[2], choose(fits, t, ["bands_" + m], "250", "test")[2]
+            e, b = choose(runs, t, [m], "250")[2], choose(runs, t, ["bands_" + m], "250")[2]
+            e0, b0 = choose(runs, t, [m], "250", "test")[2], choose(runs, t, ["bands_" + m], "250", "test")[2]
             cells.append((f"**{e:.3f}** / {b:.3f}" if e >= b else f"{e:.3f} / **{b:.3f}**") + f" ({e0:.3f} / {b0:.3f})")
         rows.append([TARGET_NAMES[t]] + cells)
     return (table(["target", "s2rgb: embedding / its bands", "s1amp", "s1coh"], rows)
@@ -443,13 +436,13 @@ def fewshot_modalities():
 
 
 def fewshot_claim():
-    stamp, fits = fewshot_run()
+    stamp, runs = fewshot_run()
     rows = []
     for t in TARGETS:
-        f, m, e, s = choose(fits, t, ["fused", "concat"], "250")
-        _, bm, b, bs = choose(fits, t, ["bands"], "250")
-        e0, b0 = choose(fits, t, ["fused", "concat"], "250", "test")[2], choose(fits, t, ["bands"], "250", "test")[2]
-        ratio = lambda g: 100 * choose(fits, t, [g], "250")[2] / choose(fits, t, [g], "all")[2]  # noqa: E731
+        f, m, e, s = choose(runs, t, ["fused", "concat"], "250")
+        _, bm, b, bs = choose(runs, t, ["bands"], "250")
+        e0, b0 = choose(runs, t, ["fused", "concat"], "250", "test")[2], choose(runs, t, ["bands"], "250", "test")[2]
+        ratio = lambda g: 100 * choose(runs, t, [g], "250")[2] / choose(runs, t, [g], "all")[2]  # noqa: E731
         rows.append([TARGET_NAMES[t], (f"**{e:.3f}**" if e >= b else f"{e:.3f}") + f" ± {s:.3f} ({f}, {m})",
                      (f"**{b:.3f}**" if b > e else f"{b:.3f}") + f" ± {bs:.3f} ({bm})", f"{e0:.3f} / {b0:.3f}",
                      f"{ratio('fused'):.0f}% / {ratio('concat'):.0f}%"])
