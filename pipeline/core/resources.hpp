@@ -8,6 +8,9 @@ namespace eo {
 
 double seconds_since(std::chrono::steady_clock::time_point t0);
 double peak_rss_mib();
+// CPU time of every thread of the process so far (user and system), seconds: what a
+// rate per core is measured against.
+double cpu_seconds();
 // Resident memory now (/proc/self/statm), to see whether it grows from tile to tile.
 double current_rss_mib();
 

@@ -162,6 +162,9 @@ void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const T
                     static_cast<float>(stats.write_s), static_cast<float>(stats.wait_s)};
   comm.allreduce_sum(stage, 4);
   const std::vector<std::int64_t> rss_all = comm.allgatherv({static_cast<std::int64_t>(rss)});
+  const std::vector<std::int64_t> cpu_ms = comm.allgatherv({static_cast<std::int64_t>(cpu_seconds() * 1000)});
+  std::vector<double> cpu_all;
+  for (std::int64_t ms : cpu_ms) cpu_all.push_back(static_cast<double>(ms) / 1000);
   const std::vector<std::int64_t> chips_per_rank = comm.allgatherv({stats.chips});
   comm.barrier();  // every journal is complete
   result.exit_code = failed + left + stopped > 0 ? 1 : 0;
@@ -193,6 +196,7 @@ void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const T
           {"chips_per_second", seconds > 0 ? static_cast<double>(chips) / seconds : 0.0},
           {"stage_seconds_all_ranks", seconds_by_stage}, {"ranks", comm.size()}, {"prefetch", spec.prefetch},
           {"chips_per_rank", chips_per_rank}, {"peak_rss_mib_per_rank", rss_all},
+          {"cpu_seconds_per_rank", cpu_all},
           {"rss_mib_after_each_tile_rank0", stats.rss_mib_after_tile}, {"failures", failures},
           {"exit_code", result.exit_code}};
 }
