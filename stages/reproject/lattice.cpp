@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "stages/ingest/gdal_util.hpp"
+#include "stages/reproject/reading.hpp"
 
 namespace eo {
 
@@ -107,12 +108,11 @@ void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame
   l.ni = static_cast<int>(static_cast<long>(std::floor((l.west_px + window.width) / kLatticeSpacing)) + 4 - l.i0);
   l.nj = static_cast<int>(static_cast<long>(std::floor((window.height - l.north_px) / kLatticeSpacing)) + 4 - l.j0);
   // The nodes, exactly: zone metres -> the frame's CRS (PROJ) -> the frame's pixels.
-  OGRSpatialReference zone;
-  zone.importFromEPSG(window.zone.epsg());
-  zone.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-  OGRSpatialReference src(*fr->GetSpatialRef());
-  src.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-  std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&zone, &src));
+  OGRCoordinateTransformation* ct = nullptr;
+  try {
+    ct = &reading::zone_to(window.zone, *fr->GetSpatialRef());
+  } catch (const std::runtime_error&) {
+  }
   double gt[6], inv[6];
   if (!ct || fr->GetGeoTransform(gt) != CE_None || !GDALInvGeoTransform(gt, inv))
     throw StageError("reproject", fmt::format("{}: no transformation from the tile's CRS to the file's grid", what));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <limits>
+#include <map>
 #include <memory>
 #include <stdexcept>
 
@@ -58,6 +59,33 @@ std::vector<std::int32_t> mask_classes(GDALDataset& mask, int band, const double
 
 }  // namespace
 
+const OGRSpatialReference& zone_srs(const Zone& zone) {
+  thread_local std::map<int, OGRSpatialReference> made;
+  const auto [it, added] = made.try_emplace(zone.epsg());
+  if (added) it->second.importFromEPSG(zone.epsg());
+  return it->second;
+}
+
+OGRCoordinateTransformation& zone_to(const Zone& zone, const OGRSpatialReference& file) {
+  thread_local std::map<std::pair<int, std::string>, std::unique_ptr<OGRCoordinateTransformation>> made;
+  char* wkt = nullptr;
+  file.exportToWkt(&wkt);
+  std::pair<int, std::string> key{zone.epsg(), wkt ? wkt : ""};
+  CPLFree(wkt);
+  auto& ct = made[key];
+  if (!ct) {
+    OGRSpatialReference from(zone_srs(zone)), to(file);
+    from.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+    to.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+    ct.reset(OGRCreateCoordinateTransformation(&from, &to));
+    if (!ct) {
+      made.erase(key);
+      throw std::runtime_error("no transformation from " + std::to_string(zone.epsg()));
+    }
+  }
+  return *ct;
+}
+
 GdalDataset mem_over(float* values, int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs) {
   const std::string open = fmt::format("MEM:::DATAPOINTER={},PIXELS={},LINES={},BANDS={},DATATYPE=Float32",
                                        static_cast<void*>(values), width, height, bands);
@@ -80,13 +108,12 @@ std::vector<PixelWindow> source_windows(GDALDataset& src, const std::vector<Grid
   src.GetGeoTransform(gt);
   if (!GDALInvGeoTransform(gt, inv))
     throw StageError("reproject", fmt::format("{}: its geotransform cannot be inverted", src.GetDescription()));
-  OGRSpatialReference dst_srs;
-  dst_srs.importFromEPSG(windows.front().zone.epsg());
-  dst_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-  OGRSpatialReference src_srs(*src.GetSpatialRef());
-  src_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-  std::unique_ptr<OGRCoordinateTransformation> ct(OGRCreateCoordinateTransformation(&dst_srs, &src_srs));
-  if (!ct) throw StageError("reproject", fmt::format("{}: no transformation from the tile's CRS to the file's", src.GetDescription()));
+  OGRCoordinateTransformation* ct = nullptr;
+  try {
+    ct = &zone_to(windows.front().zone, *src.GetSpatialRef());
+  } catch (const std::runtime_error&) {
+    throw StageError("reproject", fmt::format("{}: no transformation from the tile's CRS to the file's", src.GetDescription()));
+  }
   const auto clampi = [](double v, int hi) { return static_cast<int>(std::clamp(v, 0.0, static_cast<double>(hi))); };
   for (const GridWindow& window : windows) {
     const Box b = window.box();

@@ -90,7 +90,7 @@ SourceSet::SourceSet(const std::vector<const SourceRecord*>& records, Stack) : s
     }
 }
 
-// Opens the records' files (again, after suspend()): the handles and what is read of each.
+// Opens the records' files: the handles and what is read of each.
 void SourceSet::open() {
   gdal_init();
   source_bands_.clear();
@@ -219,11 +219,6 @@ std::vector<BandSource> SourceSet::band_sources(std::size_t first, std::size_t c
     }
   }
   return out;
-}
-
-void SourceSet::suspend() {
-  close();
-  suspended_ = true;
 }
 
 WarpSettings SourceSet::scaled(const WarpSettings& settings, const GridWindow& window, std::size_t source) const {

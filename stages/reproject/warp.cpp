@@ -26,6 +26,7 @@ using reading::PixelWindow;
 using reading::read_masked;
 using reading::source_window;
 using reading::source_windows;
+using reading::zone_srs;
 
 LonLatBox GridWindow::lonlat_box() const { return lonlat_bounds(zone, box()); }
 
@@ -181,16 +182,10 @@ std::unique_ptr<SourceSet::Cutout> SourceSet::cutout(std::size_t first, std::siz
 }
 
 void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands) {
-  if (suspended_) {
-    open();
-    suspended_ = false;
-  }
   // The warper writes straight into our buffer: a MEM dataset over it.
   const Box b = window.box();
   const double gt[6] = {b.e0, window.pixel, 0, b.n1, 0, -window.pixel};
-  OGRSpatialReference srs;
-  srs.importFromEPSG(window.zone.epsg());
-  GdalDataset dst = mem_over(out, window.width, window.height, bands, gt, &srs);
+  GdalDataset dst = mem_over(out, window.width, window.height, bands, gt, &zone_srs(window.zone));
   std::fill(out, out + static_cast<std::size_t>(bands) * window.width * window.height, std::numeric_limits<float>::quiet_NaN());
 
   // Masked sources are read for this window only, masked, and warped from memory.
@@ -284,7 +279,7 @@ void SourceSet::warp(const GridWindow& window, const WarpSettings& settings, flo
 
 void SourceSet::remote_ranges(const std::vector<GridWindow>& windows, const WarpSettings& settings,
                               std::vector<RemoteRange>& out) const {
-  if (suspended_ || windows.empty()) return;
+  if (windows.empty()) return;
   // Each band the warp reads, over each window with the widest margin a read takes.
   const auto add = [&](GDALDataset& file, const std::vector<int>& bands, int margin) {
     const std::vector<PixelWindow> pixels = source_windows(file, windows, margin);

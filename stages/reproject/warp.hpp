@@ -112,12 +112,8 @@ class SourceSet {
   std::vector<float> sample(std::size_t source, int band, int size) const;
   // Warps onto the window into out (bands x height x width); throws naming the culprit file.
   void warp(const GridWindow& window, const WarpSettings& settings, float* out, int bands);
-  // Closes the files until the next warp reopens them: a season of many scenes keeps
-  // only a few open (each open file holds a few MB of decoder buffers).
-  void suspend();
   // The bytes of remote files that warps onto the windows will read and are not decoded
   // yet, each with the index of the first window that needs it (for a RemotePrefetch).
-  // None while suspended.
   void remote_ranges(const std::vector<GridWindow>& windows, const WarpSettings& settings, std::vector<RemoteRange>& out) const;
 
  private:
@@ -134,7 +130,7 @@ class SourceSet {
   // in warp.cpp), read and copied into out where they have values.
   void copy_aligned(std::size_t first, std::size_t count, const GridWindow& window, int step, long x0, long y0, float* out,
                     int bands) const;
-  bool stacked_ = false, suspended_ = false;
+  bool stacked_ = false;
   std::vector<std::vector<int>> source_bands_;  // per source, the file's bands the set reads
   std::vector<bool> unscaled_;                   // per source, whether its VRT unscales the file's values
   std::vector<std::pair<double, double>> pixel_m_;  // per source, its pixel's width and height in metres
