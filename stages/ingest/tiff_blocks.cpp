@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace eo {
@@ -235,7 +236,23 @@ void undo_predictor(const Layout& l, std::uint8_t* block, int rows) {
   }
 }
 
-using Block = std::shared_ptr<const std::vector<std::uint8_t>>;
+// Bytes that a resize leaves uninitialised: what is read or decoded into them overwrites
+// every one, and zeroing them first was another pass over every block.
+template <typename T>
+struct DefaultInit : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInit<U>;
+  };
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) ::new (static_cast<void*>(p)) U;
+    else ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using Bytes = std::vector<std::uint8_t, DefaultInit<std::uint8_t>>;
+
+using Block = std::shared_ptr<const Bytes>;
 
 // Decoded blocks, least recently used first out, within a budget of bytes.
 class BlockCache {
@@ -304,10 +321,10 @@ std::atomic<std::int64_t> windows_read{0}, windows_declined{0}, blocks_decoded{0
 
 // One block from its bytes as stored, decoded, or nullptr if it cannot be (short, corrupt):
 // GDAL then reads the window and says what is wrong.
-Block decode(const Layout& l, std::vector<std::uint8_t> raw, const FileId& id, std::size_t index, bool remote) {
+Block decode(const Layout& l, Bytes raw, const FileId& id, std::size_t index, bool remote) {
   const int rows = l.rows_in(index);
   const std::size_t expected = static_cast<std::size_t>(l.block_w) * rows * l.per_pixel() * l.bytes();
-  auto out = std::make_shared<std::vector<std::uint8_t>>();
+  auto out = std::make_shared<Bytes>();
   if (!l.deflate) {
     if (raw.size() < expected) return nullptr;
     raw.resize(expected);
@@ -420,9 +437,9 @@ std::optional<Decodable> decodable(GDALRasterBand& band, int x0, int y0, int wid
 // The stored bytes of blocks of a file: a local one's read one by one, a remote one's all
 // at once (one round trip for the window, or none after a prefetch). Empty where a block
 // cannot be had (sparse, short, a failed request): GDAL then reads the window.
-std::vector<std::vector<std::uint8_t>> stored_bytes(const Decodable& d, const std::vector<std::size_t>& indices) {
+std::vector<Bytes> stored_bytes(const Decodable& d, const std::vector<std::size_t>& indices) {
   const Layout& l = *d.layout;
-  std::vector<std::vector<std::uint8_t>> raw(indices.size());
+  std::vector<Bytes> raw(indices.size());
   std::vector<void*> buffers;
   std::vector<std::uint64_t> offsets;
   std::vector<std::size_t> sizes;
@@ -469,7 +486,7 @@ bool read_window(GDALRasterBand& band, int x0, int y0, int width, int height, Ou
     else missing.push_back(i);
   std::vector<std::size_t> wanted;
   for (std::size_t i : missing) wanted.push_back(at[i].index);
-  std::vector<std::vector<std::uint8_t>> raw = stored_bytes(*d, wanted);
+  std::vector<Bytes> raw = stored_bytes(*d, wanted);
   for (std::size_t k = 0; k < missing.size(); ++k)
     if (!raw[k].empty() && !(blocks[missing[k]] = decode(l, std::move(raw[k]), d->id, wanted[k], d->remote))) break;
   const int component = l.separate ? 0 : b - 1;
