@@ -188,7 +188,7 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
         }
       }
     // Pixels a block at a time, each observation's band of the block copied out first:
-    // a pixel's values lie in n_obs x nb planes (18 to 72 at the paper's 6-12 scenes), more
+    // a pixel's values lie in n_obs x nb planes (36 to 72 at the paper's 6-12 scenes), more
     // streams than the hardware prefetches, so gathering them straight from the planes
     // missed the cache on nearly every load (a third of the composite's time on the demo).
     for (std::size_t p0 = 0; p0 < plane; p0 += kBlock) {

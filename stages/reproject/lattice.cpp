@@ -108,11 +108,7 @@ void lattice_warp(GDALDatasetH input, GDALDatasetH frame, int frame_x, int frame
   l.ni = static_cast<int>(static_cast<long>(std::floor((l.west_px + window.width) / kLatticeSpacing)) + 4 - l.i0);
   l.nj = static_cast<int>(static_cast<long>(std::floor((window.height - l.north_px) / kLatticeSpacing)) + 4 - l.j0);
   // The nodes, exactly: zone metres -> the frame's CRS (PROJ) -> the frame's pixels.
-  OGRCoordinateTransformation* ct = nullptr;
-  try {
-    ct = &reading::zone_to(window.zone, *fr->GetSpatialRef());
-  } catch (const std::runtime_error&) {
-  }
+  OGRCoordinateTransformation* ct = reading::zone_to(window.zone, *fr->GetSpatialRef());
   double gt[6], inv[6];
   if (!ct || fr->GetGeoTransform(gt) != CE_None || !GDALInvGeoTransform(gt, inv))
     throw StageError("reproject", fmt::format("{}: no transformation from the tile's CRS to the file's grid", what));

@@ -66,7 +66,7 @@ const OGRSpatialReference& zone_srs(const Zone& zone) {
   return it->second;
 }
 
-OGRCoordinateTransformation& zone_to(const Zone& zone, const OGRSpatialReference& file) {
+OGRCoordinateTransformation* zone_to(const Zone& zone, const OGRSpatialReference& file) {
   thread_local std::map<std::pair<int, std::string>, std::unique_ptr<OGRCoordinateTransformation>> made;
   char* wkt = nullptr;
   file.exportToWkt(&wkt);
@@ -78,12 +78,8 @@ OGRCoordinateTransformation& zone_to(const Zone& zone, const OGRSpatialReference
     from.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
     to.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
     ct.reset(OGRCreateCoordinateTransformation(&from, &to));
-    if (!ct) {
-      made.erase(key);
-      throw std::runtime_error("no transformation from " + std::to_string(zone.epsg()));
-    }
   }
-  return *ct;
+  return ct.get();
 }
 
 GdalDataset mem_over(float* values, int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs) {
@@ -108,12 +104,8 @@ std::vector<PixelWindow> source_windows(GDALDataset& src, const std::vector<Grid
   src.GetGeoTransform(gt);
   if (!GDALInvGeoTransform(gt, inv))
     throw StageError("reproject", fmt::format("{}: its geotransform cannot be inverted", src.GetDescription()));
-  OGRCoordinateTransformation* ct = nullptr;
-  try {
-    ct = &zone_to(windows.front().zone, *src.GetSpatialRef());
-  } catch (const std::runtime_error&) {
-    throw StageError("reproject", fmt::format("{}: no transformation from the tile's CRS to the file's", src.GetDescription()));
-  }
+  OGRCoordinateTransformation* ct = zone_to(windows.front().zone, *src.GetSpatialRef());
+  if (!ct) throw StageError("reproject", fmt::format("{}: no transformation from the tile's CRS to the file's", src.GetDescription()));
   const auto clampi = [](double v, int hi) { return static_cast<int>(std::clamp(v, 0.0, static_cast<double>(hi))); };
   for (const GridWindow& window : windows) {
     const Box b = window.box();

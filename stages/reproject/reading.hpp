@@ -30,8 +30,8 @@ struct Argv {
 const OGRSpatialReference& zone_srs(const Zone& zone);
 // The transformation from a zone's CRS to a file's (both in GIS axis order), made once per
 // thread and pair: PROJ's search for an operation reads its database (5% of `run` on the
-// demo when every window of every file made its own).
-OGRCoordinateTransformation& zone_to(const Zone& zone, const OGRSpatialReference& file);
+// demo when every window of every file made its own). Null when PROJ has none.
+OGRCoordinateTransformation* zone_to(const Zone& zone, const OGRSpatialReference& file);
 
 // A north-up Float32 MEM dataset in a CRS over band planes of `values`, no-data NaN.
 GdalDataset mem_over(float* values, int width, int height, int bands, const double gt[6], const OGRSpatialReference* srs);
