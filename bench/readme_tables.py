@@ -185,6 +185,31 @@ def data_path():
                f"{r['pixel_size_m']:g} m).", "", source("data_path.json", r)])
 
 
+def paper_data_path():
+    r = load("paper_data_path.json")
+    columns = [(f"{name.split('_')[0]} S2 scenes a season", w) for name, w in r["worlds"].items()]
+
+    def cell(w, part, key, fmt):
+        x = w.get(part, {}).get(key)
+        return "not run" if x is None else fmt.format(x)
+    rows = []
+    for label, part, key, fmt in (
+            ("from sources (`run`): useful chips/s per core", "from_sources", "useful_chips_per_s_per_core", "{:.2f}"),
+            ("from sources (`run`): useful M samples/s per core (goal 30)", "from_sources", "useful_megasamples_per_s_per_core", "{:.2f}"),
+            ("from sources (`run`): cores per GPU (goal ≤ 16)", "from_sources", "cores_per_gpu", "{:.0f}"),
+            ("the same with the build before issue 31: M samples/s per core", "from_sources_before", "useful_megasamples_per_s_per_core", "{:.2f}"),
+            ("from chip stores (`run`): useful M samples/s per core", "from_chip_stores", "useful_megasamples_per_s_per_core", "{:.1f}"),
+            ("from chip stores: cores per GPU (goal ≤ 8)", "from_chip_stores", "cores_per_gpu", "{:.1f}"),
+            ("`prepare` (sources to chip stores): wall-clock", "prepare", "wall_s", "{:.0f} s"),
+            ("peak memory, `run` from sources", "from_sources", "peak_rss_mib", "{:.0f} MiB"),
+            ("peak memory, `prepare`", "prepare", "peak_rss_mib", "{:.0f} MiB")):
+        rows.append([label] + [cell(w, part, key, fmt) for _, w in columns])
+    return (table(["one 10 m tile (256 chips of 448 x 448 px, 24 channels), 1 rank, 1 warper thread"] + [c for c, _ in columns], rows)
+            + ["", f"Cores per GPU at {r['gpu_chips_per_s_assumed']} chips/s of the paper model (assumed: no GPU was "
+               f"measured here), {r['samples_per_chip']:,} useful samples a chip; {r['s1_scenes_per_season']} S1 scenes a season.",
+               "", source("paper_data_path.json", r)])
+
+
 def run_data_path():
     r = load("run_data_path.json")
     label = {"before": "an older build, from sources", "sources": "from sources", "chip_stores": "from chip stores"}
@@ -463,7 +488,7 @@ def fewshot_probe():
             + ["", source(FEWSHOT_RUN + "/run.json", stamp)])
 
 
-TABLES = {f.__name__: f for f in (startup, plan, trees200, suite, gpu_cpu, demo_steps, composite_memory, remote, prepare, warp_rates, data_path,
+TABLES = {f.__name__: f for f in (startup, plan, trees200, suite, gpu_cpu, demo_steps, composite_memory, remote, prepare, warp_rates, data_path, paper_data_path,
                                   run_data_path, journal_startup, model, run, similar, trees, serve, fewshot_sizes,
                                   fewshot_modalities, fewshot_claim, fewshot_probe)}
 MARKER = re.compile(r"^<!-- table: (\S+) -->\n(.*?)^<!-- /table -->\n", re.M | re.S)
