@@ -110,16 +110,22 @@ inline double to_composite(double v, Units units, Reduce reduce) {
   return v;
 }
 
+// The median of n sorted values (NaN when there are none): the middle one, or the mean of
+// the middle two in double.
+template <typename T>
+float median_of_sorted(const T* v, std::size_t n) {
+  if (n == 0) return std::numeric_limits<float>::quiet_NaN();
+  return n % 2 ? static_cast<float>(v[n / 2]) : static_cast<float>((static_cast<double>(v[n / 2 - 1]) + v[n / 2]) / 2);
+}
+
 // One pixel's valid values of a band in composite space, in time order, reduced as the
 // modality composites (NaN when there are none).
 float reduce(Reduce reduce, std::vector<double>& values) {
   if (values.empty()) return std::numeric_limits<float>::quiet_NaN();
   switch (reduce) {
-    case Reduce::median: {
+    case Reduce::median:
       std::sort(values.begin(), values.end());
-      const std::size_t n = values.size();
-      return n % 2 ? static_cast<float>(values[n / 2]) : static_cast<float>((values[n / 2 - 1] + values[n / 2]) / 2);
-    }
+      return median_of_sorted(values.data(), values.size());
     case Reduce::mean:
     case Reduce::mean_power_db: {
       double sum = 0;
@@ -138,7 +144,6 @@ constexpr std::size_t kBlock = 512;
 
 }  // namespace
 
-
 void ModalitySources::composite(const std::vector<Observation>& season, const GridWindow& window,
                                 const WarpSettings& settings, float* out, std::uint16_t* clear) const {
   const ModalityInfo& mi = info(modality_);
@@ -156,8 +161,8 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
   thread_local std::vector<double> values;
   block.resize(n_obs * nb * kBlock);
   // A median of the files' own values is one of floats: each inserted in order as it is
-  // gathered (a few dozen at most), with no conversion and no call to a sort; as reduce()
-  // does it, the mean of the middle two in double (the same bits).
+  // gathered (a few dozen at most), with no conversion and no call to a sort; the same
+  // bits as reduce()'s.
   const bool float_median = mi.reduce == Reduce::median && std::all_of(season.begin(), season.end(), [](const Observation& o) {
                               return o.units == Units::native;
                             });
@@ -215,9 +220,7 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
                 for (; i > 0 && sorted[i - 1] > v; --i) sorted[i] = sorted[i - 1];
                 sorted[i] = v;
               }
-            result = n == 0 ? std::numeric_limits<float>::quiet_NaN()
-                     : n % 2 ? sorted[n / 2]
-                             : static_cast<float>((static_cast<double>(sorted[n / 2 - 1]) + sorted[n / 2]) / 2);
+            result = median_of_sorted(sorted.data(), n);
             continue;
           }
           values.clear();
