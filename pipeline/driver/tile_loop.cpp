@@ -11,6 +11,7 @@
 #include "pipeline/core/journal.hpp"
 #include "pipeline/core/resources.hpp"
 #include "pipeline/driver/progress.hpp"
+#include "stages/ingest/tiff_blocks.hpp"
 
 namespace eo {
 
@@ -165,6 +166,10 @@ void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const T
   const std::vector<std::int64_t> cpu_ms = comm.allgatherv({static_cast<std::int64_t>(cpu_seconds() * 1000)});
   std::vector<double> cpu_all;
   for (std::int64_t ms : cpu_ms) cpu_all.push_back(static_cast<double>(ms) / 1000);
+  // Source blocks decoded against those served decoded (stages/ingest/tiff_blocks): a
+  // block decoded again is a row of chips paying twice for it.
+  const TiffBlockStats blocks = tiff_block_stats();
+  const std::int64_t decoded = comm.allreduce_sum(blocks.decoded), reused = comm.allreduce_sum(blocks.reused);
   const std::vector<std::int64_t> chips_per_rank = comm.allgatherv({stats.chips});
   comm.barrier();  // every journal is complete
   result.exit_code = failed + left + stopped > 0 ? 1 : 0;
@@ -197,6 +202,7 @@ void gather(const Comm& comm, const Plan& plan, const TileSource& tiles, const T
           {"stage_seconds_all_ranks", seconds_by_stage}, {"ranks", comm.size()}, {"prefetch", spec.prefetch},
           {"chips_per_rank", chips_per_rank}, {"peak_rss_mib_per_rank", rss_all},
           {"cpu_seconds_per_rank", cpu_all},
+          {"source_blocks_all_ranks", {{"decoded", decoded}, {"reused", reused}}},
           {"rss_mib_after_each_tile_rank0", stats.rss_mib_after_tile}, {"failures", failures},
           {"exit_code", result.exit_code}};
 }
