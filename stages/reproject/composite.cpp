@@ -113,9 +113,18 @@ inline double to_composite(double v, Units units, Reduce reduce) {
 // The median of n sorted values (NaN when there are none): the middle one, or the mean of
 // the middle two in double.
 template <typename T>
-float median_of_sorted(const T* v, std::size_t n) {
+float median_of_sorted(const T* v, std::size_t n, std::size_t stride = 1) {
   if (n == 0) return std::numeric_limits<float>::quiet_NaN();
-  return n % 2 ? static_cast<float>(v[n / 2]) : static_cast<float>((static_cast<double>(v[n / 2 - 1]) + v[n / 2]) / 2);
+  const T& upper = v[n / 2 * stride];
+  return n % 2 ? static_cast<float>(upper) : static_cast<float>((static_cast<double>(v[(n / 2 - 1) * stride]) + upper) / 2);
+}
+
+// The mean of n values summed in time order (NaN when there are none), handed on in dB
+// for mean_power_db.
+float mean_of(double sum, std::size_t n, Reduce reduce) {
+  if (n == 0) return std::numeric_limits<float>::quiet_NaN();
+  const double mean = sum / static_cast<double>(n);
+  return static_cast<float>(reduce == Reduce::mean ? mean : 10 * std::log10(mean));
 }
 
 // One pixel's valid values of a band in composite space, in time order, reduced as the
@@ -130,8 +139,7 @@ float reduce(Reduce reduce, std::vector<double>& values) {
     case Reduce::mean_power_db: {
       double sum = 0;
       for (double v : values) sum += v;  // in time order: the same bits on every rank
-      const double mean = sum / static_cast<double>(values.size());
-      return static_cast<float>(reduce == Reduce::mean ? mean : 10 * std::log10(mean));
+      return mean_of(sum, values.size(), reduce);
     }
     case Reduce::first: return static_cast<float>(values.front());
   }
@@ -141,96 +149,198 @@ float reduce(Reduce reduce, std::vector<double>& values) {
 // Pixels composited together (composite()): every observation's band of a block, 2 KiB
 // each, stays in the cache while its pixels are reduced.
 constexpr std::size_t kBlock = 512;
+// Pixels sorted side by side (a multiple of the vector width): one observation's values
+// of them are a vector, and the sort's scratch (n_obs x kLanes) stays in L1.
+constexpr std::size_t kLanes = 64;
+
+// Batcher's odd-even merge sort of n values as compare-exchanges (i < j: the smaller to
+// i), for the next power of two with the comparators reaching past n dropped: those wires
+// would hold +inf, which no comparator moves. 41 comparators for 12 values, 123 for 24.
+std::vector<std::pair<std::uint16_t, std::uint16_t>> sorting_network(std::size_t n) {
+  std::vector<std::pair<std::uint16_t, std::uint16_t>> out;
+  std::size_t m = 1;
+  while (m < n) m <<= 1;
+  for (std::size_t p = 1; p < m; p <<= 1)
+    for (std::size_t k = p; k >= 1; k >>= 1)
+      for (std::size_t j = k % p; j + k < m; j += 2 * k)
+        for (std::size_t i = 0; i < std::min(k, m - j - k); ++i)
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n)
+            out.emplace_back(static_cast<std::uint16_t>(i + j), static_cast<std::uint16_t>(i + j + k));
+  return out;
+}
+
+// The medians of kLanes pixels' valid values of one band (`values`: n_obs rows of kLanes,
+// `stride` apart, NaN where an observation has none), by one sorting network for all of them, each
+// compare-exchange a vector min and max: the same values as an insertion sort of each
+// pixel's, whose middle one (or middle two's mean) is taken. Only a pixel whose values
+// hold both 0 and -0 could pick the other zero.
+void lane_medians(const float* values, std::size_t stride, std::size_t n_obs,
+                  const std::vector<std::pair<std::uint16_t, std::uint16_t>>& network, float* sorted, float* medians) {
+  std::uint16_t count[kLanes] = {};
+  for (std::size_t o = 0; o < n_obs; ++o)
+    for (std::size_t k = 0; k < kLanes; ++k) {
+      const float v = values[o * stride + k];
+      const bool valid = !std::isnan(v);
+      sorted[o * kLanes + k] = valid ? v : std::numeric_limits<float>::infinity();
+      count[k] = static_cast<std::uint16_t>(count[k] + valid);
+    }
+  for (const auto& [i, j] : network) {
+    float* a = sorted + i * kLanes;
+    float* b = sorted + j * kLanes;
+    for (std::size_t k = 0; k < kLanes; ++k) {
+      const float lo = std::min(a[k], b[k]), hi = std::max(a[k], b[k]);
+      a[k] = lo;
+      b[k] = hi;
+    }
+  }
+  for (std::size_t k = 0; k < kLanes; ++k) medians[k] = median_of_sorted(sorted + k, count[k], kLanes);
+}
+
+// The means of kLanes pixels' valid values of one band in composite space (`values` as
+// lane_medians', observation o in units[o]), each summed in time order as reduce() does.
+void lane_means(const float* values, std::size_t stride, const std::vector<Units>& units, Reduce reduce, float* means) {
+  double sum[kLanes] = {};
+  std::uint16_t count[kLanes] = {};
+  for (std::size_t o = 0; o < units.size(); ++o)
+    for (std::size_t k = 0; k < kLanes; ++k) {
+      const float v = values[o * stride + k];
+      const bool valid = !std::isnan(v);
+      sum[k] += valid ? to_composite(v, units[o], reduce) : 0.0;  // + 0.0 leaves a sum as it is
+      count[k] = static_cast<std::uint16_t>(count[k] + valid);
+    }
+  for (std::size_t k = 0; k < kLanes; ++k) means[k] = mean_of(sum[k], count[k], reduce);
+}
 
 }  // namespace
+
+std::vector<float> medians_by_network(const std::vector<float>& values, std::size_t n_obs, std::size_t pixels) {
+  const auto network = sorting_network(n_obs);
+  std::vector<float> lanes(n_obs * kLanes), sorted(n_obs * kLanes), out(pixels);
+  for (std::size_t g = 0; g < pixels; g += kLanes) {
+    const std::size_t n = std::min(kLanes, pixels - g);
+    std::fill(lanes.begin(), lanes.end(), std::numeric_limits<float>::quiet_NaN());
+    for (std::size_t o = 0; o < n_obs; ++o) std::copy_n(values.begin() + static_cast<long>(o * pixels + g), n, lanes.begin() + static_cast<long>(o * kLanes));
+    float medians[kLanes];
+    lane_medians(lanes.data(), kLanes, n_obs, network, sorted.data(), medians);
+    std::copy_n(medians, n, out.begin() + static_cast<long>(g));
+  }
+  return out;
+}
 
 void ModalitySources::composite(const std::vector<Observation>& season, const GridWindow& window,
                                 const WarpSettings& settings, float* out, std::uint16_t* clear) const {
   const ModalityInfo& mi = info(modality_);
   const int nb = static_cast<int>(mi.bands.size());
   const std::size_t n_obs = season.size();
-  const std::size_t W = static_cast<std::size_t>(window.width);
-  // Strip height: every observation's bands of a strip in settings.memory_mb.
-  const std::size_t per_row = n_obs * static_cast<std::size_t>(nb) * W * sizeof(float);
-  const int strip = static_cast<int>(std::clamp<std::size_t>(static_cast<std::size_t>(settings.memory_mb) * 1024 * 1024 / per_row, 1,
-                                                              static_cast<std::size_t>(window.height)));
+  const std::size_t W = static_cast<std::size_t>(window.width), H = static_cast<std::size_t>(window.height);
+  // Panes of the window composited one after the other: settings.pane_width columns (a
+  // source block's width), as many rows as fit every observation's bands in
+  // settings.memory_mb. A pane reads each file's blocks under it and the next pane to its
+  // right reads the column of blocks they share while those are still decoded; strips of
+  // the window's whole width read a row of blocks of every file (1.5 GB at 6 scenes of
+  // 10 m), far more than the decoded-block cache, so each strip decoded its blocks anew.
+  const std::size_t pane_w = std::clamp<std::size_t>(static_cast<std::size_t>(settings.pane_width), 1, W);
+  const std::size_t per_row = n_obs * static_cast<std::size_t>(nb) * pane_w * sizeof(float);
+  const std::size_t pane_h = std::clamp<std::size_t>(static_cast<std::size_t>(settings.memory_mb) * 1024 * 1024 / per_row, 1, H);
   // Kept by the thread between calls (up to settings.memory_mb): under `prepare`'s mmap
-  // threshold every strip's fresh buffer was mapped, faulted in and zeroed by the kernel
+  // threshold every pane's fresh buffer was mapped, faulted in and zeroed by the kernel
   // anew, a fifth of `prepare`'s time at the paper's 10 m.
   thread_local std::vector<float> layers, part, block;
   thread_local std::vector<double> values;
   block.resize(n_obs * nb * kBlock);
-  // A median of the files' own values is one of floats: each inserted in order as it is
-  // gathered (a few dozen at most), with no conversion and no call to a sort; the same
-  // bits as reduce()'s.
+  // A median of the files' own values is one of floats, taken for kLanes pixels at once
+  // (lane_medians): the same values as reduce()'s.
   const bool float_median = mi.reduce == Reduce::median && std::all_of(season.begin(), season.end(), [](const Observation& o) {
                               return o.units == Units::native;
                             });
   thread_local std::vector<float> sorted;
-  sorted.resize(n_obs);
-  for (int y0 = 0; y0 < window.height; y0 += strip) {
-    const int rows = std::min(strip, window.height - y0);
-    GridWindow sw = window;
-    sw.north = window.north - y0 * window.pixel;
-    sw.height = rows;
-    const std::size_t plane = static_cast<std::size_t>(rows) * W;
-    layers.assign(n_obs * nb * plane, std::numeric_limits<float>::quiet_NaN());
-    for (std::size_t o = 0; o < n_obs; ++o)
-      for (const auto& set : season[o].parts) {
-        const std::vector<int>& bands = set->bands();
-        const int k = static_cast<int>(bands.size());
-        float* first = layers.data() + (o * nb + static_cast<std::size_t>(bands.front())) * plane;
-        bool consecutive = true;
-        for (int i = 0; i < k; ++i) consecutive &= bands[static_cast<std::size_t>(i)] == bands.front() + i;
-        if (consecutive) {  // a whole scene's bands, in order: warped in place
-          set->warp(sw, settings, first, k);
-        } else {
-          part.resize(static_cast<std::size_t>(k) * plane);
-          set->warp(sw, settings, part.data(), k);
-          for (int i = 0; i < k; ++i)
-            std::copy_n(part.data() + static_cast<std::size_t>(i) * plane, plane,
-                        layers.data() + (o * nb + static_cast<std::size_t>(bands[static_cast<std::size_t>(i)])) * plane);
+  sorted.resize(n_obs * kLanes);
+  const auto network = sorting_network(n_obs);
+  const bool mean = mi.reduce == Reduce::mean || mi.reduce == Reduce::mean_power_db;
+  std::vector<Units> units;
+  for (const Observation& o : season) units.push_back(o.units);
+  for (std::size_t y0 = 0; y0 < H; y0 += pane_h)
+    for (std::size_t x0 = 0; x0 < W; x0 += pane_w) {
+      const std::size_t rows = std::min(pane_h, H - y0), cols = std::min(pane_w, W - x0);
+      GridWindow pane = window;
+      pane.west = window.west + static_cast<double>(x0) * window.pixel;
+      pane.north = window.north - static_cast<double>(y0) * window.pixel;
+      pane.width = static_cast<int>(cols);
+      pane.height = static_cast<int>(rows);
+      const std::size_t plane = rows * cols;
+      layers.assign(n_obs * nb * plane, std::numeric_limits<float>::quiet_NaN());
+      for (std::size_t o = 0; o < n_obs; ++o)
+        for (const auto& set : season[o].parts) {
+          const std::vector<int>& bands = set->bands();
+          const int k = static_cast<int>(bands.size());
+          float* first = layers.data() + (o * nb + static_cast<std::size_t>(bands.front())) * plane;
+          bool consecutive = true;
+          for (int i = 0; i < k; ++i) consecutive &= bands[static_cast<std::size_t>(i)] == bands.front() + i;
+          if (consecutive) {  // a whole scene's bands, in order: warped in place
+            set->warp(pane, settings, first, k);
+          } else {
+            part.resize(static_cast<std::size_t>(k) * plane);
+            set->warp(pane, settings, part.data(), k);
+            for (int i = 0; i < k; ++i)
+              std::copy_n(part.data() + static_cast<std::size_t>(i) * plane, plane,
+                          layers.data() + (o * nb + static_cast<std::size_t>(bands[static_cast<std::size_t>(i)])) * plane);
+          }
         }
-      }
-    // Pixels a block at a time, each observation's band of the block copied out first:
-    // a pixel's values lie in n_obs x nb planes (36 to 72 at the paper's 6-12 scenes), more
-    // streams than the hardware prefetches, so gathering them straight from the planes
-    // missed the cache on nearly every load (a third of the composite's time on the demo).
-    for (std::size_t p0 = 0; p0 < plane; p0 += kBlock) {
-      const std::size_t np = std::min(kBlock, plane - p0);
-      for (std::size_t ob = 0; ob < n_obs * nb; ++ob) std::copy_n(layers.data() + ob * plane + p0, np, block.data() + ob * kBlock);
-      const auto value = [&](std::size_t o, int b, std::size_t k) { return block[(o * nb + b) * kBlock + k]; };
-      for (std::size_t k = 0; k < np; ++k) {
-        const std::size_t at = static_cast<std::size_t>(y0) * W + p0 + k;
-        std::uint16_t seen = 0;
-        for (std::size_t o = 0; o < n_obs; ++o)
-          for (int b = 0; b < nb; ++b)
-            if (!std::isnan(value(o, b, k))) {
-              ++seen;
-              break;
-            }
-        clear[at] = seen;
-        for (int b = 0; b < nb; ++b) {
-          float& result = out[static_cast<std::size_t>(b) * W * window.height + at];
-          if (float_median) {
-            std::size_t n = 0;
-            for (std::size_t o = 0; o < n_obs; ++o)
-              if (const float v = value(o, b, k); !std::isnan(v)) {
-                std::size_t i = n++;
-                for (; i > 0 && sorted[i - 1] > v; --i) sorted[i] = sorted[i - 1];
-                sorted[i] = v;
+      // Pixels a block at a time, each observation's band of the block copied out first:
+      // a pixel's values lie in n_obs x nb planes (36 to 72 at the paper's 6-12 scenes),
+      // more streams than the hardware prefetches, so gathering them straight from the
+      // planes missed the cache on nearly every load (a third of the composite's time on
+      // the demo).
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c0 = 0; c0 < cols; c0 += kBlock) {
+          const std::size_t np = std::min(kBlock, cols - c0);
+          for (std::size_t ob = 0; ob < n_obs * nb; ++ob)
+            std::copy_n(layers.data() + ob * plane + r * cols + c0, np, block.data() + ob * kBlock);
+          const std::size_t at0 = (y0 + r) * W + x0 + c0;
+          if (float_median || mean) {
+            // kLanes pixels at a time (the block's tail: values left from before, not written).
+            for (std::size_t g = 0; g < np; g += kLanes) {
+              std::uint16_t seen[kLanes] = {};
+              for (std::size_t o = 0; o < n_obs; ++o) {
+                bool any[kLanes] = {};
+                for (int b = 0; b < nb; ++b) {
+                  const float* v = block.data() + (o * nb + static_cast<std::size_t>(b)) * kBlock + g;
+                  for (std::size_t k = 0; k < kLanes; ++k) any[k] |= !std::isnan(v[k]);
+                }
+                for (std::size_t k = 0; k < kLanes; ++k) seen[k] = static_cast<std::uint16_t>(seen[k] + any[k]);
               }
-            result = median_of_sorted(sorted.data(), n);
+              const std::size_t n = std::min(kLanes, np - g);
+              std::copy_n(seen, n, clear + at0 + g);
+              for (int b = 0; b < nb; ++b) {
+                const float* band = block.data() + static_cast<std::size_t>(b) * kBlock + g;
+                float reduced[kLanes];
+                if (float_median) lane_medians(band, nb * kBlock, n_obs, network, sorted.data(), reduced);
+                else lane_means(band, nb * kBlock, units, mi.reduce, reduced);
+                std::copy_n(reduced, n, out + static_cast<std::size_t>(b) * W * H + at0 + g);
+              }
+            }
             continue;
           }
-          values.clear();
-          for (std::size_t o = 0; o < n_obs; ++o)
-            if (const float v = value(o, b, k); !std::isnan(v)) values.push_back(to_composite(v, season[o].units, mi.reduce));
-          result = reduce(mi.reduce, values);
+          // Any other reduction (the first value; a median of values in other units), a pixel at a time.
+          const auto value = [&](std::size_t o, int b, std::size_t k) { return block[(o * nb + b) * kBlock + k]; };
+          for (std::size_t k = 0; k < np; ++k) {
+            std::uint16_t seen = 0;
+            for (std::size_t o = 0; o < n_obs; ++o)
+              for (int b = 0; b < nb; ++b)
+                if (!std::isnan(value(o, b, k))) {
+                  ++seen;
+                  break;
+                }
+            clear[at0 + k] = seen;
+            for (int b = 0; b < nb; ++b) {
+              values.clear();
+              for (std::size_t o = 0; o < n_obs; ++o)
+                if (const float v = value(o, b, k); !std::isnan(v)) values.push_back(to_composite(v, units[o], mi.reduce));
+              out[static_cast<std::size_t>(b) * W * H + at0 + k] = reduce(mi.reduce, values);
+            }
+          }
         }
-      }
     }
-  }
 }
 
 WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSettings& settings) const {

@@ -39,6 +39,10 @@ struct WarpSettings {
   Resampling resampling = Resampling::bilinear;
   int threads = 1;      // GDAL warper threads
   int memory_mb = 256;  // warper working memory
+  // Columns of a window a composite reads at a time: a source block's width (COGs' 512),
+  // so that the blocks two neighbouring panes share are still decoded when the second
+  // reads them (ModalitySources::composite).
+  int pane_width = 512;
   // Destination pixels per source pixel along each axis (gdalwarp -wo XSCALE/YSCALE),
   // which size the kernel; 0: from each source's own pixel size per axis (SourceSet::
   // scaled), never from the window or the other sources of a query. GDAL's own estimate
@@ -145,8 +149,8 @@ class SourceSet {
 // The sources of every season of a modality over an area, opened once and warped onto
 // any number of windows inside it (the rows of chips of a tile). A season's scenes are
 // composited per pixel (ModalityInfo::reduce), in a fixed order (time, then item), in
-// strips small enough that all observations of a strip fit in settings.memory_mb; a
-// season made of one product is warped as it is.
+// panes of settings.pane_width columns small enough that all observations of a pane fit
+// in settings.memory_mb; a season made of one product is warped as it is.
 class ModalitySources {
  public:
   ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area);
@@ -165,6 +169,11 @@ class ModalitySources {
   Modality modality_;
   std::vector<std::vector<Observation>> seasons_;
 };
+
+// The medians a composite takes of the files' own values, for its test: `values` holds
+// n_obs rows of `pixels` values (NaN: no observation), the result one median a pixel
+// (NaN where none is valid).
+std::vector<float> medians_by_network(const std::vector<float>& values, std::size_t n_obs, std::size_t pixels);
 
 // Source footprints are bounds from sampled edges: a query pads its box so that a
 // source reaching a window by a few metres is not missed.

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "pipeline/core/utm.hpp"
 #include "stages/ingest/gdal_util.hpp"
@@ -199,7 +200,7 @@ TEST_F(Composite, S2MedianOfClearObservationsMatchesGdalwarpAndNumpy) {
   }
 }
 
-TEST_F(Composite, SceneOrderAndStripHeightDoNotChangeABit) {
+TEST_F(Composite, SceneOrderStripsAndPanesDoNotChangeABit) {
   json items;
   std::ifstream(*dir_ / "earth-search-s2.json") >> items;
   std::reverse(items["features"].begin(), items["features"].end());
@@ -210,10 +211,42 @@ TEST_F(Composite, SceneOrderAndStripHeightDoNotChangeABit) {
   const WarpedModality reversed = ModalitySources(catalog_of(*dir_ / "reversed.json"), Modality::s2rgb, w.lonlat_box()).warp(w, settings());
   // No memory for the composite: strips of one row, each warped on its own.
   const WarpedModality strips = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, settings(0));
+  // Panes of 7 columns (the last one 2), of the whole height.
+  WarpSettings narrow = settings();
+  narrow.pane_width = 7;
+  const WarpedModality panes = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, narrow);
   EXPECT_EQ(0, std::memcmp(whole.data.data(), reversed.data.data(), whole.data.size() * 4));
   EXPECT_EQ(0, std::memcmp(whole.data.data(), strips.data.data(), whole.data.size() * 4));
+  EXPECT_EQ(0, std::memcmp(whole.data.data(), panes.data.data(), whole.data.size() * 4));
   EXPECT_EQ(whole.clear, strips.clear);
+  EXPECT_EQ(whole.clear, panes.clear);
   EXPECT_EQ(whole.observations, reversed.observations) << "listed in time order, whatever the file's order";
+}
+
+TEST(CompositeMedian, TheSortingNetworkTakesTheMedianOfAnyNumberOfObservations) {
+  // 1 to 48 observations a pixel (a season of 24 scenes over two MGRS tiles holds 48), a
+  // third of them missing, ties among them; against each pixel's values sorted.
+  std::mt19937 random(31);
+  std::uniform_int_distribution<int> value(0, 40), gap(0, 2);
+  for (std::size_t n_obs = 1; n_obs <= 48; ++n_obs) {
+    const std::size_t pixels = 200;  // more than three groups of lanes, the last one partial
+    std::vector<float> values(n_obs * pixels);
+    for (float& v : values) v = gap(random) == 0 ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(value(random)) / 4;
+    const std::vector<float> medians = medians_by_network(values, n_obs, pixels);
+    for (std::size_t p = 0; p < pixels; ++p) {
+      std::vector<float> valid;
+      for (std::size_t o = 0; o < n_obs; ++o)
+        if (!std::isnan(values[o * pixels + p])) valid.push_back(values[o * pixels + p]);
+      std::sort(valid.begin(), valid.end());
+      const std::size_t n = valid.size();
+      if (n == 0) {
+        EXPECT_TRUE(std::isnan(medians[p])) << n_obs << " observations, pixel " << p;
+        continue;
+      }
+      const float expected = n % 2 ? valid[n / 2] : static_cast<float>((static_cast<double>(valid[n / 2 - 1]) + valid[n / 2]) / 2);
+      ASSERT_EQ(medians[p], expected) << n_obs << " observations, pixel " << p << ", " << n << " valid";
+    }
+  }
 }
 
 TEST_F(Composite, S1MeanInLinearPowerInDbMatchesNumpy) {
