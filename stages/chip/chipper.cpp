@@ -27,6 +27,14 @@ namespace {
 // its blocks (a COG's first few KB; a 10980 px Sentinel-2 band's is under 20 KB).
 constexpr std::int64_t kRemoteHeaderBytes = 64 * 1024;
 
+// Rows of chips warped in one window. A row of chips (448 px at 10 m) lies under two rows
+// of 512 px source blocks, which a window of one row decoded for each of the two rows of
+// chips they are under (the decoded-block cache holds far less than a row of blocks of
+// every file); a window of two rows reads 2.75 rows of blocks for two rows of chips, not
+// 3.75. It holds twice a row's pixels, in every modality: memory that does not grow with
+// the scenes.
+constexpr std::size_t kRowsPerWindow = 2;
+
 // The tile's planned chips in one row: their column span.
 struct RowSpan {
   int row = 0, col0 = 0, col1 = -1;  // inclusive
@@ -63,15 +71,26 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       rethrow_with_context(e, "ingest", info(m).name);
     }
   }
+  // Windows of up to kRowsPerWindow consecutive planned rows, each over their columns.
   std::vector<RowSpan> spans;
-  std::vector<GridWindow> windows;
   for (int r = 0; r < kChipsPerTileSide; ++r)
-    if (const RowSpan span = row_span(tile, r); !span.empty()) {
-      spans.push_back(span);
-      windows.push_back(chip_window(tile.id, options.pixel, r, 1, span.col0, span.col1 - span.col0 + 1));
+    if (const RowSpan span = row_span(tile, r); !span.empty()) spans.push_back(span);
+  std::vector<std::pair<std::size_t, std::size_t>> groups;  // [first, last) of spans
+  std::vector<GridWindow> windows;
+  for (std::size_t first = 0; first < spans.size();) {
+    std::size_t last = first + 1;
+    int col0 = spans[first].col0, col1 = spans[first].col1;
+    while (last < spans.size() && last - first < kRowsPerWindow && spans[last].row == spans[last - 1].row + 1) {
+      col0 = std::min(col0, spans[last].col0);
+      col1 = std::max(col1, spans[last].col1);
+      ++last;
     }
+    groups.emplace_back(first, last);
+    windows.push_back(chip_window(tile.id, options.pixel, spans[first].row, static_cast<int>(last - first), col0, col1 - col0 + 1));
+    first = last;
+  }
   const auto settings_of = [&](Modality m) { return WarpSettings{options.resampling.at(m), options.threads, options.memory_mb}; };
-  // Remote files' blocks of the next row fetched while this one is warped.
+  // Remote files' blocks of the next window fetched while this one is warped.
   std::vector<RemoteRange> ahead;
   for (std::size_t i = 0; i < options.modalities.size(); ++i) {
     try {
@@ -80,20 +99,26 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
     }
   }
   RemotePrefetch prefetch(std::move(ahead));
-  for (std::size_t step = 0; step < spans.size(); ++step) {
+  for (std::size_t step = 0; step < groups.size(); ++step) {
     prefetch.reached(static_cast<int>(step));
-    const RowSpan& span = spans[step];
-    const int r = span.row;
     const GridWindow& window = windows[step];
-    ChipBatch batch;
-    batch.tile = tile.id;
-    batch.size = size;
-    std::vector<int> columns;  // position of each planned chip within the window
-    for (int c = span.col0; c <= span.col1; ++c)
-      if (tile.chips.test(static_cast<std::size_t>(r * kChipsPerTileSide + c))) {
-        batch.chips.push_back(tile.id.chip(r * kChipsPerTileSide + c));
-        columns.push_back(c - span.col0);
-      }
+    const int window_row0 = spans[groups[step].first].row;
+    const int window_col0 = static_cast<int>(std::lround((window.west - tile.id.bounds().e0) / kChipSizeM));
+    // A batch per row, and where each planned chip lies in the window.
+    std::vector<ChipBatch> batches;
+    std::vector<std::vector<std::pair<int, int>>> places;  // (column, row) in chips
+    for (std::size_t i = groups[step].first; i < groups[step].second; ++i) {
+      const RowSpan& span = spans[i];
+      ChipBatch& batch = batches.emplace_back();
+      batch.tile = tile.id;
+      batch.size = size;
+      auto& at = places.emplace_back();
+      for (int c = span.col0; c <= span.col1; ++c)
+        if (tile.chips.test(static_cast<std::size_t>(span.row * kChipsPerTileSide + c))) {
+          batch.chips.push_back(tile.id.chip(span.row * kChipsPerTileSide + c));
+          at.emplace_back(c - window_col0, span.row - window_row0);
+        }
+    }
     for (std::size_t i = 0; i < options.modalities.size(); ++i) {
       const Modality m = options.modalities[i];
       WarpedModality warped;
@@ -102,37 +127,46 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       } catch (const std::exception& e) {
         rethrow_with_context(e, "reproject", info(m).name);
       }
-      ModalityChips mc{m, warped.channels, {}, {}, {}, warped.observations};
-      const std::size_t per_chip = static_cast<std::size_t>(mc.channels) * size * size;
-      mc.values.resize(per_chip * batch.chips.size());
-      mc.valid.resize(static_cast<std::size_t>(mc.channels) * batch.chips.size());
-      for (std::size_t k = 0; k < batch.chips.size(); ++k)
-        for (int ch = 0; ch < mc.channels; ++ch) {
-          std::size_t valid = 0;
-          float* dst = mc.values.data() + k * per_chip + static_cast<std::size_t>(ch) * size * size;
-          for (int y = 0; y < size; ++y) {
-            const float* src = &warped.data[(static_cast<std::size_t>(ch) * warped.height + y) * warped.width + columns[k] * size];
-            for (int x = 0; x < size; ++x) {
-              dst[y * size + x] = src[x];
-              valid += !std::isnan(src[x]);
+      for (std::size_t b = 0; b < batches.size(); ++b) {
+        ChipBatch& batch = batches[b];
+        const auto& at = places[b];
+        ModalityChips mc{m, warped.channels, {}, {}, {}, warped.observations};
+        const std::size_t per_chip = static_cast<std::size_t>(mc.channels) * size * size;
+        // A chip's pixel (x, y) in the window's plane of a channel or a season.
+        const auto origin = [&](std::size_t k, std::size_t plane) {
+          return (plane * warped.height + static_cast<std::size_t>(at[k].second) * size) * warped.width +
+                 static_cast<std::size_t>(at[k].first) * size;
+        };
+        mc.values.resize(per_chip * batch.chips.size());
+        mc.valid.resize(static_cast<std::size_t>(mc.channels) * batch.chips.size());
+        for (std::size_t k = 0; k < batch.chips.size(); ++k)
+          for (int ch = 0; ch < mc.channels; ++ch) {
+            std::size_t valid = 0;
+            float* dst = mc.values.data() + k * per_chip + static_cast<std::size_t>(ch) * size * size;
+            for (int y = 0; y < size; ++y) {
+              const float* src = &warped.data[origin(k, static_cast<std::size_t>(ch)) + static_cast<std::size_t>(y) * warped.width];
+              for (int x = 0; x < size; ++x) {
+                dst[y * size + x] = src[x];
+                valid += !std::isnan(src[x]);
+              }
             }
+            mc.valid[k * mc.channels + ch] = static_cast<float>(valid) / static_cast<float>(size * size);
           }
-          mc.valid[k * mc.channels + ch] = static_cast<float>(valid) / static_cast<float>(size * size);
-        }
-      const int seasons = info(m).seasons;
-      mc.clear.resize(static_cast<std::size_t>(seasons) * batch.chips.size());
-      for (std::size_t k = 0; k < batch.chips.size(); ++k)
-        for (int s = 0; s < seasons; ++s) {
-          std::uint64_t sum = 0;
-          for (int y = 0; y < size; ++y) {
-            const std::uint16_t* src = &warped.clear[(static_cast<std::size_t>(s) * warped.height + y) * warped.width + columns[k] * size];
-            for (int x = 0; x < size; ++x) sum += src[x];
+        const int seasons = info(m).seasons;
+        mc.clear.resize(static_cast<std::size_t>(seasons) * batch.chips.size());
+        for (std::size_t k = 0; k < batch.chips.size(); ++k)
+          for (int s = 0; s < seasons; ++s) {
+            std::uint64_t sum = 0;
+            for (int y = 0; y < size; ++y) {
+              const std::uint16_t* src = &warped.clear[origin(k, static_cast<std::size_t>(s)) + static_cast<std::size_t>(y) * warped.width];
+              for (int x = 0; x < size; ++x) sum += src[x];
+            }
+            mc.clear[k * seasons + s] = static_cast<float>(static_cast<double>(sum) / (size * size));
           }
-          mc.clear[k * seasons + s] = static_cast<float>(static_cast<double>(sum) / (size * size));
-        }
-      batch.modalities.push_back(std::move(mc));
+        batch.modalities.push_back(std::move(mc));
+      }
     }
-    row(std::move(batch));
+    for (ChipBatch& batch : batches) row(std::move(batch));
   }
 }
 

@@ -135,7 +135,20 @@ TEST_F(Warp, ChipRowsEqualTheWholeTileWarp) {
   for (Modality m : options.modalities)
     full[m] = warp_modality(world_->catalog, m, whole, {options.resampling.at(m), 2, 256});
   std::size_t compared = 0;
+  std::vector<int> rows;  // of the batches, in the order they came
   read_tile(world_->catalog, tile, options, [&](ChipBatch&& batch) {
+    // One batch per row (rows are warped two at a time), holding that row's planned chips.
+    ASSERT_FALSE(batch.chips.empty());
+    rows.push_back(batch.chips.front().row % 16);
+    std::vector<int> planned;
+    for (int c = 0; c < 16; ++c)
+      if (tile.chips.test(static_cast<std::size_t>(rows.back() * 16 + c))) planned.push_back(c);
+    std::vector<int> got;
+    for (const ChipId& chip : batch.chips) {
+      EXPECT_EQ(chip.row % 16, rows.back());
+      got.push_back(chip.col % 16);
+    }
+    EXPECT_EQ(got, planned) << "row " << rows.back();
     for (const ModalityChips& mc : batch.modalities)
       for (std::size_t k = 0; k < batch.chips.size(); ++k) {
         const int r = batch.chips[k].row % 16, c = batch.chips[k].col % 16;
@@ -151,6 +164,14 @@ TEST_F(Warp, ChipRowsEqualTheWholeTileWarp) {
       }
   });
   EXPECT_GT(compared, 10000u);
+  std::vector<int> planned_rows;
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c)
+      if (tile.chips.test(static_cast<std::size_t>(r * 16 + c))) {
+        planned_rows.push_back(r);
+        break;
+      }
+  EXPECT_EQ(rows, planned_rows);
 }
 
 // Real files from Debian's r-cran-stars: the setup script unpacks them.
