@@ -8,7 +8,9 @@
 #   - from sources: `run` (what feeds a GPU), and `prepare` (the same reading; then the chip
 #     store written);
 #   - from chip stores: `run --inputs chip-stores` (the stores read back).
-# Useful samples are the planned chips' pixels of every channel (24 a chip). Writes
+# Useful samples are the planned chips' pixels of every channel (24 a chip), beside the
+# machine's copy bandwidth measured in the same run (bench_copy), and the source blocks
+# each run decoded and took decoded from its cache. Writes
 # bench/results/paper_data_path.json (RESULT= another file; EXE= another build's
 # eo-pipeline, for a measurement before a change; BEFORE_EXE= an older build's, whose `run`
 # from sources is measured after this build's, in the same session). Each world is made once (synth: tens
@@ -20,6 +22,8 @@ exe=${EXE:-$PWD/build/pipeline/eo-pipeline}
 result=${RESULT:-bench/results/paper_data_path.json}
 work=$PWD/bench/work/paper
 mkdir -p "$work" bench/results
+# The machine's copy bandwidth, in this run (bench_copy of the same build tree).
+"${COPY_EXE:-$(dirname "$exe")/../bench/bench_copy}" > "$work/copy.json"
 # The AOI: tile 10N_T074_T009 (E 645,120-716,800 m, N 4,014,080-4,085,760 m) drawn 100 m
 # inside its edges, so the plan is exactly its 256 chips.
 /usr/bin/python3 - > "$work/corners.txt" <<'PY'
@@ -88,9 +92,11 @@ channels = 12 + 8 + 4  # s2rgb (3 bands x 4 seasons), s1amp (2 x 4), s1coh (1 x 
 samples_per_chip = 448 * 448 * channels
 gpu_chips_per_s = 100  # the issue's H100-class forward rate of the paper model; not measured here
 worlds = {}
+copy = json.load(open(f"{work}/copy.json"))["copy_msamples_per_s"]
 def rates(seconds, chips):
     return {"seconds": seconds, "useful_chips_per_s_per_core": chips / seconds,
             "useful_megasamples_per_s_per_core": chips * samples_per_chip / seconds / 1e6,
+            "fraction_of_copy_bandwidth": chips * samples_per_chip / seconds / 1e6 / copy,
             "cores_per_gpu": gpu_chips_per_s * seconds / chips}
 def report(name):
     path = f"{work}/{name}.json"
@@ -108,10 +114,12 @@ for s in scenes:
             w[key] = dict(rates(r["stage_seconds_all_ranks"]["read_warp_chip"], r["chips_embedded"]),
                           wall_s=r["seconds"], cpu_s=r["cpu_seconds_per_rank"][0] if "cpu_seconds_per_rank" in r else None,
                           peak_rss_mib=r["peak_rss_mib_per_rank"][0])
+            if "source_blocks_all_ranks" in r:
+                w[key]["source_blocks"] = r["source_blocks_all_ranks"]
     worlds[f"{s}_s2_scenes"] = w
 result = {"benchmark": "the data path at paper settings: one whole 10 m tile, 1 rank, 1 warper thread (bench/paper_data_path.sh)",
           "tile": "10N_T074_T009", "samples_per_chip": samples_per_chip, "s1_scenes_per_season": 6,
-          "gpu_chips_per_s_assumed": gpu_chips_per_s, "worlds": worlds}
+          "gpu_chips_per_s_assumed": gpu_chips_per_s, "copy_msamples_per_s": copy, "worlds": worlds}
 json.dump(result, open(result_file, "w"), indent=2)
 print(json.dumps(result, indent=2))
 PY
