@@ -110,6 +110,11 @@ inline double to_composite(double v, Units units, Reduce reduce) {
   return v;
 }
 
+// Whether to_composite() hands values on as they are.
+bool in_composite_space(Units units, Reduce reduce) {
+  return reduce == Reduce::mean_power_db ? units == Units::linear_power : units == Units::native;
+}
+
 // The median of n sorted values (NaN when there are none): the middle one, or the mean of
 // the middle two in double.
 template <typename T>
@@ -176,13 +181,13 @@ std::vector<std::pair<std::uint16_t, std::uint16_t>> sorting_network(std::size_t
 // hold both 0 and -0 could pick the other zero.
 void lane_medians(const float* values, std::size_t stride, std::size_t n_obs,
                   const std::vector<std::pair<std::uint16_t, std::uint16_t>>& network, float* sorted, float* medians) {
-  std::uint16_t count[kLanes] = {};
+  std::uint32_t count[kLanes] = {};  // 32-bit lanes, like the values', so the loops vectorise
   for (std::size_t o = 0; o < n_obs; ++o)
     for (std::size_t k = 0; k < kLanes; ++k) {
       const float v = values[o * stride + k];
-      const bool valid = !std::isnan(v);
+      const bool valid = v == v;  // not NaN
       sorted[o * kLanes + k] = valid ? v : std::numeric_limits<float>::infinity();
-      count[k] = static_cast<std::uint16_t>(count[k] + valid);
+      count[k] += valid;
     }
   for (const auto& [i, j] : network) {
     float* a = sorted + i * kLanes;
@@ -200,14 +205,20 @@ void lane_medians(const float* values, std::size_t stride, std::size_t n_obs,
 // lane_medians', observation o in units[o]), each summed in time order as reduce() does.
 void lane_means(const float* values, std::size_t stride, const std::vector<Units>& units, Reduce reduce, float* means) {
   double sum[kLanes] = {};
-  std::uint16_t count[kLanes] = {};
-  for (std::size_t o = 0; o < units.size(); ++o)
-    for (std::size_t k = 0; k < kLanes; ++k) {
-      const float v = values[o * stride + k];
-      const bool valid = !std::isnan(v);
-      sum[k] += valid ? to_composite(v, units[o], reduce) : 0.0;  // + 0.0 leaves a sum as it is
-      count[k] = static_cast<std::uint16_t>(count[k] + valid);
+  std::uint32_t count[kLanes] = {};
+  for (std::size_t o = 0; o < units.size(); ++o) {
+    const float* row = values + o * stride;
+    // + 0.0 leaves a sum as it is. Values already in composite space (S1 RTC's linear
+    // power) in a loop of their own, which vectorises.
+    if (in_composite_space(units[o], reduce)) {
+      float valid[kLanes];  // NaN as 0, chosen among floats: a select of doubles does not vectorise
+      for (std::size_t k = 0; k < kLanes; ++k) valid[k] = row[k] == row[k] ? row[k] : 0.0f;
+      for (std::size_t k = 0; k < kLanes; ++k) sum[k] += valid[k];
+    } else {
+      for (std::size_t k = 0; k < kLanes; ++k) sum[k] += row[k] == row[k] ? to_composite(row[k], units[o], reduce) : 0.0;
     }
+    for (std::size_t k = 0; k < kLanes; ++k) count[k] += row[k] == row[k];
+  }
   for (std::size_t k = 0; k < kLanes; ++k) means[k] = mean_of(sum[k], count[k], reduce);
 }
 
@@ -300,17 +311,17 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
           if (float_median || mean) {
             // kLanes pixels at a time (the block's tail: values left from before, not written).
             for (std::size_t g = 0; g < np; g += kLanes) {
-              std::uint16_t seen[kLanes] = {};
+              std::uint32_t seen[kLanes] = {};  // 32-bit lanes, like the values', so the loops vectorise
               for (std::size_t o = 0; o < n_obs; ++o) {
-                bool any[kLanes] = {};
+                std::uint32_t any[kLanes] = {};
                 for (int b = 0; b < nb; ++b) {
                   const float* v = block.data() + (o * nb + static_cast<std::size_t>(b)) * kBlock + g;
-                  for (std::size_t k = 0; k < kLanes; ++k) any[k] |= !std::isnan(v[k]);
+                  for (std::size_t k = 0; k < kLanes; ++k) any[k] |= v[k] == v[k];  // not NaN
                 }
-                for (std::size_t k = 0; k < kLanes; ++k) seen[k] = static_cast<std::uint16_t>(seen[k] + any[k]);
+                for (std::size_t k = 0; k < kLanes; ++k) seen[k] += any[k];
               }
               const std::size_t n = std::min(kLanes, np - g);
-              std::copy_n(seen, n, clear + at0 + g);
+              for (std::size_t k = 0; k < n; ++k) clear[at0 + g + k] = static_cast<std::uint16_t>(seen[k]);
               for (int b = 0; b < nb; ++b) {
                 const float* band = block.data() + static_cast<std::size_t>(b) * kBlock + g;
                 float reduced[kLanes];
@@ -344,8 +355,17 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
 }
 
 WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSettings& settings) const {
+  WarpedModality out;
+  warp(window, settings, out);
+  return out;
+}
+
+void ModalitySources::warp(const GridWindow& window, const WarpSettings& settings, WarpedModality& out) const {
   const ModalityInfo& mi = info(modality_);
-  WarpedModality out{modality_, mi.channels(), window.width, window.height, {}, {}, {}};
+  out.modality = modality_;
+  out.channels = mi.channels();
+  out.width = window.width;
+  out.height = window.height;
   const std::size_t plane = static_cast<std::size_t>(window.width) * window.height;
   out.data.assign(static_cast<std::size_t>(out.channels) * plane, std::numeric_limits<float>::quiet_NaN());
   out.clear.assign(static_cast<std::size_t>(mi.seasons) * plane, 0);
@@ -369,7 +389,6 @@ WarpedModality ModalitySources::warp(const GridWindow& window, const WarpSetting
       composite(observations, window, settings, dst, clear);
     }
   }
-  return out;
 }
 
 WarpedModality warp_modality(const Catalog& catalog, Modality modality, const GridWindow& window,
