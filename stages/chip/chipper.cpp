@@ -61,7 +61,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
   for (const TileInput& input : tile_inputs(catalog, tile, options.modalities))
     headers.push_back({input.path.string(), 0, kRemoteHeaderBytes});
   fetch_remote(headers);
-  // Sources are opened once per tile and warped row by row.
+  // Sources are opened once per tile and warped window by window.
   const LonLatBox area = chip_window(tile.id, options.pixel, 0, kChipsPerTileSide, 0, kChipsPerTileSide).lonlat_box();
   std::vector<ModalitySources> sources;
   for (Modality m : options.modalities) {
@@ -99,6 +99,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
     }
   }
   RemotePrefetch prefetch(std::move(ahead));
+  WarpedModality w;  // its buffers reused by every modality of every window
   for (std::size_t step = 0; step < groups.size(); ++step) {
     prefetch.reached(static_cast<int>(step));
     const GridWindow& window = windows[step];
@@ -121,20 +122,19 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
     }
     for (std::size_t i = 0; i < options.modalities.size(); ++i) {
       const Modality m = options.modalities[i];
-      WarpedModality warped;
       try {
-        warped = sources[i].warp(window, settings_of(m));
+        sources[i].warp(window, settings_of(m), w);
       } catch (const std::exception& e) {
         rethrow_with_context(e, "reproject", info(m).name);
       }
       for (std::size_t b = 0; b < batches.size(); ++b) {
         ChipBatch& batch = batches[b];
         const auto& at = places[b];
-        ModalityChips mc{m, warped.channels, {}, {}, {}, warped.observations};
+        ModalityChips mc{m, w.channels, {}, {}, {}, w.observations};
         const std::size_t per_chip = static_cast<std::size_t>(mc.channels) * size * size;
         // A chip's pixel (x, y) in the window's plane of a channel or a season.
         const auto origin = [&](std::size_t k, std::size_t plane) {
-          return (plane * warped.height + static_cast<std::size_t>(at[k].second) * size) * warped.width +
+          return (plane * w.height + static_cast<std::size_t>(at[k].second) * size) * w.width +
                  static_cast<std::size_t>(at[k].first) * size;
         };
         mc.values.resize(per_chip * batch.chips.size());
@@ -144,7 +144,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
             std::size_t valid = 0;
             float* dst = mc.values.data() + k * per_chip + static_cast<std::size_t>(ch) * size * size;
             for (int y = 0; y < size; ++y) {
-              const float* src = &warped.data[origin(k, static_cast<std::size_t>(ch)) + static_cast<std::size_t>(y) * warped.width];
+              const float* src = &w.data[origin(k, static_cast<std::size_t>(ch)) + static_cast<std::size_t>(y) * w.width];
               for (int x = 0; x < size; ++x) {
                 dst[y * size + x] = src[x];
                 valid += !std::isnan(src[x]);
@@ -158,7 +158,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
           for (int s = 0; s < seasons; ++s) {
             std::uint64_t sum = 0;
             for (int y = 0; y < size; ++y) {
-              const std::uint16_t* src = &warped.clear[origin(k, static_cast<std::size_t>(s)) + static_cast<std::size_t>(y) * warped.width];
+              const std::uint16_t* src = &w.clear[origin(k, static_cast<std::size_t>(s)) + static_cast<std::size_t>(y) * w.width];
               for (int x = 0; x < size; ++x) sum += src[x];
             }
             mc.clear[k * seasons + s] = static_cast<float>(static_cast<double>(sum) / (size * size));
