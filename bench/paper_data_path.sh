@@ -68,18 +68,23 @@ EOF
   # The world's files in the page cache first, so that every command reads them at memory
   # speed and the rates are of the work, not of this machine's disk (the first run of
   # `prepare` after the other world was written read half its time from disk).
-  find "$out/world" -name '*.tif' -exec cat {} + > /dev/null
+  warm() { find "$out/world" -name '*.tif' -exec cat {} + > /dev/null; }
+  # Again before each command: this machine's kernel reclaims cold pages on its own (DAMON),
+  # and a run that reads them back from disk waited 5-15 s of its reading time on it.
+  warm
   mpirun -np 1 "$exe" prepare "$work/s$scenes.yaml" -q > /dev/null
   cp "$out/prepare/report.json" "$work/s$scenes.prepare.json"
   # A model for `run` (two steps: the data path is measured, not the model).
   [ -d "$out/pretrain/checkpoints" ] || mpirun -np 1 "$exe" pretrain "$work/s$scenes.yaml" -q > /dev/null
   for inputs in sources chip-stores; do
     rm -rf "$out/cubes" "$out/cube.zarr" "$out"/journal/run-* "$out/journal/run.snapshot.jsonl"
+    warm
     mpirun -np 1 "$exe" run "$work/s$scenes.yaml" -q --inputs $inputs > /dev/null
     cp "$out/run/report.json" "$work/s$scenes.run_$inputs.json"
   done
   if [ -n "${BEFORE_EXE:-}" ]; then  # an older build's `run` from sources, in the same session
     rm -rf "$out/cubes" "$out/cube.zarr" "$out"/journal/run-* "$out/journal/run.snapshot.jsonl"
+    warm
     mpirun -np 1 "$BEFORE_EXE" run "$work/s$scenes.yaml" -q --inputs sources > /dev/null
     cp "$out/run/report.json" "$work/s$scenes.run_sources_before.json"
   fi
