@@ -198,6 +198,9 @@ def paper_data_path():
             ("from sources (`run`): useful M samples/s per core (goal 30)", "from_sources", "useful_megasamples_per_s_per_core", "{:.2f}"),
             ("from sources (`run`): cores per GPU (goal ≤ 16)", "from_sources", "cores_per_gpu", "{:.0f}"),
             ("the same with the build before issue 31: M samples/s per core", "from_sources_before", "useful_megasamples_per_s_per_core", "{:.2f}"),
+            ("from sources: fraction of the copy bandwidth", "from_sources", "fraction_of_copy_bandwidth", "{:.4f}"),
+            ("from sources: source blocks decoded (taken from the cache)", "from_sources", "source_blocks",
+             "{0[decoded]:,} ({0[reused]:,})"),
             ("from chip stores (`run`): useful M samples/s per core", "from_chip_stores", "useful_megasamples_per_s_per_core", "{:.1f}"),
             ("from chip stores: cores per GPU (goal ≤ 8)", "from_chip_stores", "cores_per_gpu", "{:.1f}"),
             ("`prepare` (sources to chip stores): wall-clock", "prepare", "wall_s", "{:.0f} s"),
@@ -206,7 +209,9 @@ def paper_data_path():
         rows.append([label] + [cell(w, part, key, fmt) for _, w in columns])
     return (table(["one 10 m tile (256 chips of 448 x 448 px, 24 channels), 1 rank, 1 warper thread"] + [c for c, _ in columns], rows)
             + ["", f"Cores per GPU at {r['gpu_chips_per_s_assumed']} chips/s of the paper model (assumed: no GPU was "
-               f"measured here), {r['samples_per_chip']:,} useful samples a chip; {r['s1_scenes_per_season']} S1 scenes a season.",
+               f"measured here), {r['samples_per_chip']:,} useful samples a chip; {r['s1_scenes_per_season']} S1 scenes a season."
+               + (f" A memory copy, measured in the same run: {r['copy_msamples_per_s'] / 1000:.1f} G samples/s."
+                  if "copy_msamples_per_s" in r else ""),
                "", source("paper_data_path.json", r)])
 
 
