@@ -308,46 +308,36 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
           for (std::size_t ob = 0; ob < n_obs * nb; ++ob)
             std::copy_n(layers.data() + ob * plane + r * cols + c0, np, block.data() + ob * kBlock);
           const std::size_t at0 = (y0 + r) * W + x0 + c0;
-          if (float_median || mean) {
-            // kLanes pixels at a time (the block's tail: values left from before, not written).
-            for (std::size_t g = 0; g < np; g += kLanes) {
-              std::uint32_t seen[kLanes] = {};  // 32-bit lanes, like the values', so the loops vectorise
-              for (std::size_t o = 0; o < n_obs; ++o) {
-                std::uint32_t any[kLanes] = {};
-                for (int b = 0; b < nb; ++b) {
-                  const float* v = block.data() + (o * nb + static_cast<std::size_t>(b)) * kBlock + g;
-                  for (std::size_t k = 0; k < kLanes; ++k) any[k] |= v[k] == v[k];  // not NaN
-                }
-                for (std::size_t k = 0; k < kLanes; ++k) seen[k] += any[k];
-              }
-              const std::size_t n = std::min(kLanes, np - g);
-              for (std::size_t k = 0; k < n; ++k) clear[at0 + g + k] = static_cast<std::uint16_t>(seen[k]);
+          // kLanes pixels at a time (past the block's tail: values left from before, not written).
+          for (std::size_t g = 0; g < np; g += kLanes) {
+            std::uint32_t seen[kLanes] = {};  // 32-bit lanes, like the values', so the loops vectorise
+            for (std::size_t o = 0; o < n_obs; ++o) {
+              std::uint32_t any[kLanes] = {};
               for (int b = 0; b < nb; ++b) {
-                const float* band = block.data() + static_cast<std::size_t>(b) * kBlock + g;
-                float reduced[kLanes];
-                if (float_median) lane_medians(band, nb * kBlock, n_obs, network, sorted.data(), reduced);
-                else lane_means(band, nb * kBlock, units, mi.reduce, reduced);
-                std::copy_n(reduced, n, out + static_cast<std::size_t>(b) * W * H + at0 + g);
+                const float* v = block.data() + (o * nb + static_cast<std::size_t>(b)) * kBlock + g;
+                for (std::size_t k = 0; k < kLanes; ++k) any[k] |= v[k] == v[k];  // not NaN
               }
+              for (std::size_t k = 0; k < kLanes; ++k) seen[k] += any[k];
             }
-            continue;
-          }
-          // Any other reduction (the first value; a median of values in other units), a pixel at a time.
-          const auto value = [&](std::size_t o, int b, std::size_t k) { return block[(o * nb + b) * kBlock + k]; };
-          for (std::size_t k = 0; k < np; ++k) {
-            std::uint16_t seen = 0;
-            for (std::size_t o = 0; o < n_obs; ++o)
-              for (int b = 0; b < nb; ++b)
-                if (!std::isnan(value(o, b, k))) {
-                  ++seen;
-                  break;
-                }
-            clear[at0 + k] = seen;
+            const std::size_t n = std::min(kLanes, np - g);
+            for (std::size_t k = 0; k < n; ++k) clear[at0 + g + k] = static_cast<std::uint16_t>(seen[k]);
             for (int b = 0; b < nb; ++b) {
-              values.clear();
-              for (std::size_t o = 0; o < n_obs; ++o)
-                if (const float v = value(o, b, k); !std::isnan(v)) values.push_back(to_composite(v, units[o], mi.reduce));
-              out[static_cast<std::size_t>(b) * W * H + at0 + k] = reduce(mi.reduce, values);
+              const float* band = block.data() + static_cast<std::size_t>(b) * kBlock + g;
+              const std::size_t stride = static_cast<std::size_t>(nb) * kBlock;
+              float reduced[kLanes];
+              if (float_median) {
+                lane_medians(band, stride, n_obs, network, sorted.data(), reduced);
+              } else if (mean) {
+                lane_means(band, stride, units, mi.reduce, reduced);
+              } else {  // the first value, or a median of values in other units: a pixel at a time
+                for (std::size_t k = 0; k < n; ++k) {
+                  values.clear();
+                  for (std::size_t o = 0; o < n_obs; ++o)
+                    if (const float v = band[o * stride + k]; !std::isnan(v)) values.push_back(to_composite(v, units[o], mi.reduce));
+                  reduced[k] = reduce(mi.reduce, values);
+                }
+              }
+              std::copy_n(reduced, n, out + static_cast<std::size_t>(b) * W * H + at0 + g);
             }
           }
         }
