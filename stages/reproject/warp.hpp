@@ -159,7 +159,7 @@ class ModalitySources {
   WarpedModality warp(const GridWindow& window, const WarpSettings& settings) const;
   // The same into `out`, whose buffers are reused: a window's are hundreds of MB at 10 m,
   // which glibc maps afresh for every allocation that size, and the kernel faults in and
-  // zeroes every page of each (a tenth of `run`'s time at the paper's settings).
+  // zeroes every page of each (5% of `run`'s time at the paper's settings).
   void warp(const GridWindow& window, const WarpSettings& settings, WarpedModality& out) const;
   // Per season, the observations over the area, in composite order.
   std::vector<std::vector<ObservationInfo>> observations() const;
