@@ -315,15 +315,20 @@ TEST_F(Remote, ARemoteBandIsDecodedHereAsGdalReadsTheFileOnDisk) {
 }
 
 TEST_F(Remote, APrefetchFetchesEachByteOnceAndNoFurtherThanAStepAheadOfTheReads) {
-  // Latency, so that reads and the prefetch meet while its requests are on the way.
-  ObjectStore store(world_->config.world_dir(), dir_ / "store", "--latency-ms 30");
   fs::path largest;
   for (const auto& e : fs::recursive_directory_iterator(world_->config.world_dir()))
     if (e.path().extension() == ".tif" && (largest.empty() || e.file_size() > fs::file_size(largest))) largest = e.path();
+  // Under a name no other test serves: a store started earlier in this process may have had
+  // the same port, and what was read from its URL is still in the process's caches.
+  const fs::path root = dir_ / "prefetch";
+  fs::create_directories(root);
+  fs::copy_file(largest, root / "prefetched.tif", fs::copy_options::overwrite_existing);
+  // Latency, so that reads and the prefetch meet while its requests are on the way.
+  ObjectStore store(root, dir_ / "store", "--latency-ms 30");
   const std::int64_t size = static_cast<std::int64_t>(fs::file_size(largest));
   constexpr std::int64_t kChunk = 64 * 1024;
   ASSERT_GE(size / 4, kChunk) << "the steps' ranges would share a chunk";
-  const std::string path = "/vsicurl/" + store.url() + "/" + largest.lexically_relative(world_->config.world_dir()).string();
+  const std::string path = "/vsicurl/" + store.url() + "/prefetched.tif";
   const std::string bytes = test::read_file(largest);
   std::vector<RemoteRange> ranges;
   for (int step = 0; step < 4; ++step) ranges.push_back({path, step * (size / 4), 1000, step});

@@ -86,6 +86,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log.flush()
 
     def simple(self, status, body=b"", headers=None, fault=None, rng=None):
+        self.record(status, fault, rng)  # before the response: a client that has it finds it logged
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -93,7 +94,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.record(status, fault, rng)
 
     def do_HEAD(self):
         self.do_GET()
@@ -159,17 +159,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = "bytes %d-%d/%d" % (start, end, size)
         length = end - start + 1
+        # Logged before the response: a test that reads the log once its client has the
+        # bytes must find the request there (logged after, it raced the server's thread).
+        damaged = fault in ("reset", "truncate")
+        self.record(status, fault if damaged else None, rng)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(length))
         self.end_headers()
         if self.command == "HEAD":
-            return self.record(status, rng=rng)
-        if fault not in ("reset", "truncate"):
+            return
+        if not damaged:
             with open(file, "rb") as f:
                 self.send_file(f, start, length)
-            return self.record(status, rng=rng)
+            return
         # Half the promised bytes, then a reset (RST, as a dropped connection gives) or a
         # clean close (a short body).
         with open(file, "rb") as f:
@@ -184,7 +188,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             os.close(self.connection.detach())
         else:
             self.connection.shutdown(socket.SHUT_RDWR)
-        return self.record(status, fault, rng)
 
     def send_file(self, f, start, length):
         # sendfile in pieces of at most 1 MiB, paced to the rate: the bytes never pass through
