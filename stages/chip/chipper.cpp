@@ -75,7 +75,11 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
   std::vector<RowSpan> spans;
   for (int r = 0; r < kChipsPerTileSide; ++r)
     if (const RowSpan span = row_span(tile, r); !span.empty()) spans.push_back(span);
-  std::vector<std::pair<std::size_t, std::size_t>> groups;  // [first, last) of spans
+  struct Group {
+    std::size_t first, last;  // [first, last) of spans
+    int col0;                 // the window's first column of chips
+  };
+  std::vector<Group> groups;
   std::vector<GridWindow> windows;
   for (std::size_t first = 0; first < spans.size();) {
     std::size_t last = first + 1;
@@ -85,7 +89,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       col1 = std::max(col1, spans[last].col1);
       ++last;
     }
-    groups.emplace_back(first, last);
+    groups.push_back({first, last, col0});
     windows.push_back(chip_window(tile.id, options.pixel, spans[first].row, static_cast<int>(last - first), col0, col1 - col0 + 1));
     first = last;
   }
@@ -103,12 +107,12 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
   for (std::size_t step = 0; step < groups.size(); ++step) {
     prefetch.reached(static_cast<int>(step));
     const GridWindow& window = windows[step];
-    const int window_row0 = spans[groups[step].first].row;
-    const int window_col0 = static_cast<int>(std::lround((window.west - tile.id.bounds().e0) / kChipSizeM));
+    const Group& group = groups[step];
+    const int window_row0 = spans[group.first].row;
     // A batch per row, and where each planned chip lies in the window.
     std::vector<ChipBatch> batches;
     std::vector<std::vector<std::pair<int, int>>> places;  // (column, row) in chips
-    for (std::size_t i = groups[step].first; i < groups[step].second; ++i) {
+    for (std::size_t i = group.first; i < group.last; ++i) {
       const RowSpan& span = spans[i];
       ChipBatch& batch = batches.emplace_back();
       batch.tile = tile.id;
@@ -117,7 +121,7 @@ void read_tile(const Catalog& catalog, const TilePlan& tile, const TileReadOptio
       for (int c = span.col0; c <= span.col1; ++c)
         if (tile.chips.test(static_cast<std::size_t>(span.row * kChipsPerTileSide + c))) {
           batch.chips.push_back(tile.id.chip(span.row * kChipsPerTileSide + c));
-          at.emplace_back(c - window_col0, span.row - window_row0);
+          at.emplace_back(c - group.col0, span.row - window_row0);
         }
     }
     for (std::size_t i = 0; i < options.modalities.size(); ++i) {
