@@ -88,6 +88,7 @@ void bind(Io& io, Config& c) {
     m.whole("reconstruction_grid", c.model.reconstruction_grid, 1, 64);
     m.flag("reconstruction_spread", c.model.reconstruction_spread);
     m.flag("reconstruction_standardised", c.model.reconstruction_standardised);
+    m.number("chip_statistics", c.model.chip_statistics, 0, 1000);
     m.choice("device", c.model.device);
     m.flag("bf16", c.model.bf16);
     m.input_path("checkpoint", c.model.checkpoint);

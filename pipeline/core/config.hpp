@@ -85,6 +85,9 @@ struct ModelSection {
   int reconstruction_grid = 4;  // cells per side of the chip the decoders reconstruct
   bool reconstruction_spread = true;        // and each cell's spread beside its mean
   bool reconstruction_standardised = true;  // each target in units of its spread across chips
+  // The weight of each modality's decoding of its chip's band statistics from its embedding,
+  // in whitened units (ModelConfig::chip_statistics); 0: none.
+  double chip_statistics = 0;
   Device device = Device::cpu;
   bool bf16 = false;            // mixed precision where the device supports it
   // The checkpoint `run` embeds with (a step-N.pt beside its step-N.json); empty: the

@@ -47,6 +47,7 @@ ModelConfig model_config_of(const PretrainSpec& spec) {
   model.reconstruction_grid = spec.model.reconstruction_grid;
   model.reconstruction_spread = spec.model.reconstruction_spread;
   model.reconstruction_standardised = spec.model.reconstruction_standardised;
+  model.chip_statistics = spec.model.chip_statistics;
   return model;
 }
 

@@ -79,20 +79,29 @@ Trainer::Trainer(const ModelConfig& model, const TrainConfig& train, const ChipD
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       model_->parameters(), torch::optim::AdamWOptions(train.lr).weight_decay(train.weight_decay));
   if (model.reconstruction > 0 && model.reconstruction_standardised) target_scale_ = target_scales();
+  if (model.chip_statistics > 0) statistics_covariance_ = statistics_covariances();
 }
 
-// Each channel's targets (its cells' means, and their spreads below them) measured on up to
-// 512 chips spread evenly over the data, 32 at a time: their standard deviation across
-// chips, over the cells of one kind, for the chips where the channel is present.
-std::map<Modality, torch::Tensor> Trainer::target_scales() const {
+void Trainer::for_each_sample_batch(
+    const std::function<void(const std::map<Modality, torch::Tensor>&, const std::map<Modality, torch::Tensor>&)>& fn)
+    const {
   torch::NoGradGuard no_grad;
   const std::size_t n = data_.size(), count = std::min<std::size_t>(n, 512);
-  const int g = model_config_.reconstruction_grid;
-  std::map<Modality, std::array<torch::Tensor, 3>> sums;  // values present, their sum and sum of squares
   for (std::size_t first = 0; first < count; first += 32) {
     std::vector<std::size_t> rows;
     for (std::size_t i = first; i < std::min(count, first + 32); ++i) rows.push_back(i * n / count);
     const auto [x, masks] = make_batch(rows, 0, 0);
+    fn(x, masks);
+  }
+}
+
+// Each channel's targets (its cells' means, and their spreads below them): their standard
+// deviation across the sample's chips, over the cells of one kind, for the chips where the
+// channel is present.
+std::map<Modality, torch::Tensor> Trainer::target_scales() const {
+  const int g = model_config_.reconstruction_grid;
+  std::map<Modality, std::array<torch::Tensor, 3>> sums;  // values present, their sum and sum of squares
+  for_each_sample_batch([&](const auto& x, const auto& masks) {
     for (const auto& [m, chips] : x) {
       const auto target = reconstruction_target(chips, g, model_config_.reconstruction_spread).to(torch::kFloat64);
       const auto c = target.size(1);
@@ -104,7 +113,7 @@ std::map<Modality, torch::Tensor> Trainer::target_scales() const {
       auto& acc = sums[m];
       for (std::size_t k = 0; k < 3; ++k) acc[k] = acc[k].defined() ? acc[k] + batch[k] : batch[k];
     }
-  }
+  });
   std::map<Modality, torch::Tensor> scales;
   for (const auto& [m, acc] : sums) {
     const auto values = acc[0].clamp_min(2);  // [C, kinds]
@@ -113,6 +122,21 @@ std::map<Modality, torch::Tensor> Trainer::target_scales() const {
     scales[m] = spread.unsqueeze(2).expand({-1, -1, g}).reshape({spread.size(0), -1, 1}).to(torch::kFloat32);
   }
   return scales;
+}
+
+// The covariance of the chips' band statistics across the sample (statistics_covariance).
+std::map<Modality, torch::Tensor> Trainer::statistics_covariances() const {
+  std::map<Modality, std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>> sample;  // values, present
+  for_each_sample_batch([&](const auto& x, const auto& masks) {
+    for (const auto& [m, chips] : x) {
+      sample[m].first.push_back(statistics_target(chips));
+      sample[m].second.push_back(statistics_present(masks.at(m)));
+    }
+  });
+  std::map<Modality, torch::Tensor> covariances;
+  for (const auto& [m, parts] : sample)
+    covariances[m] = statistics_covariance(torch::cat(parts.first), torch::cat(parts.second));
+  return covariances;
 }
 
 std::vector<std::size_t> Trainer::batch_indices(int step) const {
@@ -341,7 +365,7 @@ StepResult Trainer::compute_gradients() {
   const LossParts contrastive = info_nce(gathered, present, model_->temperature_scale());
   r.terms = contrastive.per_pair;
   torch::Tensor loss = contrastive.total;
-  if (model_config_.reconstruction > 0) loss = loss + model_config_.reconstruction * reconstruction_loss(local, batch, r);
+  if (model_config_.reconstruction > 0 || model_config_.chip_statistics > 0) loss = loss + decoder_loss(local, batch, r);
   r.forward_s = since(t0);
 
   t0 = Clock::now();
@@ -350,46 +374,67 @@ StepResult Trainer::compute_gradients() {
   t0 = Clock::now();
   allreduce_gradients();
   r.allreduce_s = since(t0);
-  r.loss = contrastive.total.item<double>() + model_config_.reconstruction * r.reconstruction;
+  r.loss = contrastive.total.item<double>() + model_config_.reconstruction * r.reconstruction +
+           model_config_.chip_statistics * r.statistics;
   return r;
 }
 
-// The modalities' reconstruction errors, each the mean over the global batch's channels
-// present: this rank's sum over the global count, so that the gradients summed over ranks
-// are those of the global mean, as for the contrastive loss. Averaged over the modalities
-// with a channel present; each one's global value goes to r.terms, their mean to
-// r.reconstruction.
-torch::Tensor Trainer::reconstruction_loss(const std::map<Modality, torch::Tensor>& embeddings, const Batch& batch,
-                                           StepResult& r) {
+// The decoders' errors, each modality's the mean over the global batch's channels (or
+// statistics) present: this rank's sum over the global count, so that the gradients summed
+// over ranks are those of the global mean, as for the contrastive loss. Each kind of
+// decoder's error is averaged over the modalities with a channel present, and weighted;
+// each modality's global value goes to r.terms ("rec_s2rgb", "stats_s2rgb"), each kind's
+// mean to r.reconstruction and r.statistics.
+torch::Tensor Trainer::decoder_loss(const std::map<Modality, torch::Tensor>& embeddings, const Batch& batch,
+                                    StepResult& r) {
   const auto& [x, masks] = batch;
-  std::vector<torch::Tensor> errors;
-  std::vector<float> totals;  // each modality's channels present, then its error, summed over ranks
+  enum Kind { kReconstruction, kStatistics };
+  const std::array<double, 2> weight{model_config_.reconstruction, model_config_.chip_statistics};
+  const std::array<double*, 2> mean{&r.reconstruction, &r.statistics};  // each kind's, unweighted
+  struct Term {
+    std::string name;
+    Kind kind;
+    torch::Tensor error;
+  };
+  std::vector<Term> terms;
+  std::vector<float> totals;  // each term's count present, then its error, summed over ranks
   for (const auto& [m, z] : embeddings) {
-    auto target = reconstruction_target(x.at(m), model_config_.reconstruction_grid,
-                                        model_config_.reconstruction_spread);
-    auto reconstructed = model_->reconstruct(m, z);
-    if (const auto scale = target_scale_.find(m); scale != target_scale_.end()) {
-      target = target / scale->second;  // only the difference counts: no mean to subtract
-      reconstructed = reconstructed / scale->second;
+    const auto& mask = masks.at(m);
+    if (model_config_.reconstruction > 0) {
+      auto target = reconstruction_target(x.at(m), model_config_.reconstruction_grid,
+                                          model_config_.reconstruction_spread);
+      auto reconstructed = model_->reconstruct(m, z);
+      if (const auto scale = target_scale_.find(m); scale != target_scale_.end()) {
+        target = target / scale->second;  // only the difference counts: no mean to subtract
+        reconstructed = reconstructed / scale->second;
+      }
+      terms.push_back({fmt::format("rec_{}", info(m).name), kReconstruction, reconstruction_error(reconstructed, target, mask)});
+      totals.push_back(mask.sum().item<float>());
     }
-    errors.push_back(reconstruction_error(reconstructed, target, masks.at(m)));
-    totals.push_back(masks.at(m).sum().item<float>());
+    if (model_config_.chip_statistics > 0) {
+      const auto present = statistics_present(mask);
+      terms.push_back({fmt::format("stats_{}", info(m).name), kStatistics, whitened_error(model_->decode_statistics(m, z), statistics_target(x.at(m)), present,
+                                      statistics_covariance_.at(m))});
+      totals.push_back(present.sum().item<float>());
+    }
   }
-  for (const auto& e : errors) totals.push_back(e.item<float>());
+  for (const auto& t : terms) totals.push_back(t.error.item<float>());
   comm_.allreduce_sum(totals.data(), totals.size());
-  std::vector<torch::Tensor> means;
-  std::size_t i = 0;
-  for (const auto& [m, z] : embeddings) {
-    const float count = totals[i], sum = totals[errors.size() + i];
-    if (count > 0) {
-      means.push_back(errors[i] / count);
-      r.terms[fmt::format("rec_{}", info(m).name)] = sum / count;
-      r.reconstruction += sum / count;
-    }
-    ++i;
+  std::array<std::vector<torch::Tensor>, 2> parts;  // each kind's modalities' means
+  for (std::size_t i = 0; i < terms.size(); ++i) {
+    const float count = totals[i], sum = totals[terms.size() + i];
+    if (count <= 0) continue;
+    parts[terms[i].kind].push_back(terms[i].error / count);
+    r.terms[terms[i].name] = sum / count;
+    *mean[terms[i].kind] += sum / count;
   }
-  if (!means.empty()) r.reconstruction /= static_cast<double>(means.size());
-  return means.empty() ? torch::zeros({}) : torch::stack(means).mean();
+  torch::Tensor loss = torch::zeros({});
+  for (int k : {kReconstruction, kStatistics}) {
+    if (parts[k].empty()) continue;
+    *mean[k] /= static_cast<double>(parts[k].size());
+    loss = loss + weight[k] * torch::stack(parts[k]).mean();
+  }
+  return loss;
 }
 
 }  // namespace eo

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <string>
@@ -58,11 +59,13 @@ struct TrainConfig : PretrainConfig {
 };
 
 struct StepResult {
-  double loss = 0;  // the contrastive loss, plus the reconstructions' times their weight
+  double loss = 0;  // the contrastive loss, plus the decoders' errors times their weights
   // The loss's terms by name: each pair of modalities' contrastive loss ("s2rgb-s1amp") and
-  // each modality's reconstruction error ("rec_s2rgb", when reconstruction is on).
+  // each modality's reconstruction error ("rec_s2rgb", when reconstruction is on) and
+  // band statistics error ("stats_s2rgb", when model.chip_statistics is on).
   std::map<std::string, double> terms;
   double reconstruction = 0;  // the reconstructions' mean error, unweighted
+  double statistics = 0;      // the band statistics decoders' mean error, unweighted
   double lr = 0;
   double data_s = 0, forward_s = 0, backward_s = 0, allreduce_s = 0;
 };
@@ -92,9 +95,13 @@ class Trainer {
   std::size_t first_position(int step) const;  // of this rank's rows in the global batch
   Batch load_batch(int step) const;
   void allreduce_gradients();
+  // Calls fn with the model's inputs and masks of up to 512 chips spread evenly over the
+  // data, 32 at a time, as step 0 would augment them: the sample the decoders' targets are measured on.
+  void for_each_sample_batch(const std::function<void(const std::map<Modality, torch::Tensor>&,
+                                                      const std::map<Modality, torch::Tensor>&)>& fn) const;
   std::map<Modality, torch::Tensor> target_scales() const;
-  torch::Tensor reconstruction_loss(const std::map<Modality, torch::Tensor>& embeddings, const Batch& batch,
-                                    StepResult& r);
+  std::map<Modality, torch::Tensor> statistics_covariances() const;
+  torch::Tensor decoder_loss(const std::map<Modality, torch::Tensor>& embeddings, const Batch& batch, StepResult& r);
 
   ModelConfig model_config_;
   TrainConfig config_;
@@ -105,6 +112,9 @@ class Trainer {
   // Per modality (model.reconstruction_standardised), each channel's reconstruction targets'
   // spread across chips, [C, rows, 1]: a function of the data, the same on every rank.
   std::map<Modality, torch::Tensor> target_scale_;
+  // Per modality (model.chip_statistics), the covariance of the chips' band statistics
+  // across chips, [2C, 2C]: likewise the same on every rank.
+  std::map<Modality, torch::Tensor> statistics_covariance_;
   int step_ = 0;
   // The shuffle of the current pass over the data (a function of seed and pass).
   mutable std::vector<std::size_t> perm_;

@@ -11,7 +11,7 @@ nlohmann::json ModelConfig::to_json() const {
           {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"embed", embed}, {"pooling", name_str(pooling)},
           {"channel_embed", channel_embed}, {"channel_proj", channel_proj}, {"reconstruction", reconstruction},
           {"reconstruction_grid", reconstruction_grid}, {"reconstruction_spread", reconstruction_spread},
-          {"reconstruction_standardised", reconstruction_standardised}};
+          {"reconstruction_standardised", reconstruction_standardised}, {"chip_statistics", chip_statistics}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -30,6 +30,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   c.reconstruction_grid = j.value("reconstruction_grid", 4);
   c.reconstruction_spread = j.value("reconstruction_spread", false);
   c.reconstruction_standardised = j.value("reconstruction_standardised", false);
+  c.chip_statistics = j.value("chip_statistics", 0.0);
   return c;
 }
 
@@ -197,6 +198,10 @@ MultiModalImpl::MultiModalImpl(const ModelConfig& c, const std::vector<Modality>
       const int outputs = info(m).channels() * c.reconstruction_grid * c.reconstruction_grid * (c.reconstruction_spread ? 2 : 1);
       decoders.emplace(m, register_module(fmt::format("decoder_{}", info(m).name), torch::nn::Linear(c.embed, outputs)));
     }
+  if (c.chip_statistics > 0)
+    for (Modality m : mods)
+      statistics_decoders.emplace(m, register_module(fmt::format("statistics_{}", info(m).name),
+                                                     torch::nn::Linear(c.embed, 2 * info(m).channels())));
   // CLIP's initial temperature 0.07
   logit_scale = register_parameter("logit_scale", torch::full({1}, std::log(1 / 0.07)));
 }
@@ -220,6 +225,10 @@ torch::Tensor MultiModalImpl::reconstruct(Modality m, const torch::Tensor& embed
   return decoders.at(m)->forward(embedding).view({embedding.size(0), info(m).channels(), rows, g});
 }
 
+torch::Tensor MultiModalImpl::decode_statistics(Modality m, const torch::Tensor& embedding) {
+  return statistics_decoders.at(m)->forward(embedding);
+}
+
 torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid, bool spread) {
   torch::NoGradGuard no_grad;
   const auto mean = torch::adaptive_avg_pool2d(chips, {grid, grid});
@@ -231,6 +240,44 @@ torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid, bool s
 torch::Tensor reconstruction_error(const torch::Tensor& reconstructed, const torch::Tensor& target,
                                    const torch::Tensor& mask) {
   return ((reconstructed - target).square().mean({2, 3}) * mask).sum();
+}
+
+torch::Tensor statistics_target(const torch::Tensor& chips) {
+  return reconstruction_target(chips, 1, true).reshape({chips.size(0), -1});  // [B, C, 2, 1]: mean, spread
+}
+
+torch::Tensor statistics_present(const torch::Tensor& mask) { return mask.repeat_interleave(2, 1); }
+
+torch::Tensor statistics_covariance(const torch::Tensor& values, const torch::Tensor& present) {
+  constexpr double kShrink = 0.05;
+  torch::NoGradGuard no_grad;
+  const auto p = present.to(torch::kFloat64), t = values.to(torch::kFloat64) * p;
+  const auto pairs = p.t().matmul(p).clamp_min(2);  // [K, K]: chips with both
+  const auto sums = t.t().matmul(p);                // [i, j]: the sum of i over the chips with both
+  const auto cov = (t.t().matmul(t) - sums * sums.t() / pairs) / (pairs - 1);
+  // Each correlation shrunk by kShrink, each variance kept (at least 1e-6: a statistic that
+  // never varies would otherwise weigh without bound).
+  const auto variance = cov.diagonal().clamp_min(1e-6);
+  const auto shrunk = cov * (1 - kShrink) + torch::diag(variance - cov.diagonal() * (1 - kShrink));
+  const auto [eigenvalues, vectors] = torch::linalg_eigh(shrunk);
+  const auto floored = eigenvalues.clamp_min(kShrink * variance.min().item<double>());
+  return vectors.matmul(torch::diag(floored)).matmul(vectors.t()).to(values.scalar_type());
+}
+
+torch::Tensor whitened_error(const torch::Tensor& decoded, const torch::Tensor& target, const torch::Tensor& present,
+                             const torch::Tensor& covariance) {
+  // Each chip's covariance among the statistics it has, with the missing ones' rows and
+  // columns those of an identity and their errors zero: the same distance as the inverse
+  // of the part among those present.
+  torch::Tensor inverse;
+  {
+    torch::NoGradGuard no_grad;
+    const auto p = present.to(covariance.dtype());
+    const auto both = p.unsqueeze(2) * p.unsqueeze(1);  // [B, 2C, 2C]
+    inverse = torch::linalg_inv(covariance.unsqueeze(0) * both + torch::diag_embed(1 - p));
+  }
+  const auto e = (decoded - target) * present;
+  return torch::einsum("bi,bij,bj->b", {e, inverse, e}).sum();
 }
 
 LossParts info_nce(const std::map<Modality, torch::Tensor>& gathered, const std::map<Modality, torch::Tensor>& present,

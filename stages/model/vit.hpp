@@ -51,6 +51,13 @@ struct ModelConfig {
   // across chips: otherwise the squared error weighs what varies most between chips and
   // leaves out small differences (between seasons, in texture) that tell land covers apart.
   bool reconstruction_standardised = false;
+  // Pretraining's weight of each modality's decoding, through a linear layer, of its chip's
+  // band statistics (each channel's mean and spread over the chip) from its embedding, the
+  // error measured in whitened units (a Mahalanobis distance under the statistics'
+  // covariance across chips): every direction in which chips differ counts as much as any
+  // other, so that a small one (a season against the next) is kept beside the large ones
+  // (bright against dark) that a squared error favours. 0: none, and no decoders.
+  double chip_statistics = 0;
   Device device = Device::cpu;
   bool bf16 = false;
 
@@ -111,11 +118,14 @@ struct MultiModalImpl : torch::nn::Module {
   // A modality's decoder (config.reconstruction > 0): embeddings [B, embed] -> [B, C, g, g]
   // ([B, C, 2g, g] with the spreads: means above, spreads below).
   torch::Tensor reconstruct(Modality m, const torch::Tensor& embedding);
+  // A modality's band statistics decoder (config.chip_statistics > 0): [B, embed] -> [B, 2C].
+  torch::Tensor decode_statistics(Modality m, const torch::Tensor& embedding);
 
   ModelConfig config;
   std::vector<Modality> modalities;
   std::map<Modality, ChannelEncoder> encoders;
-  std::map<Modality, torch::nn::Linear> decoders;  // training's only: `run` and the export leave them
+  // training's only: `run` and the export leave them
+  std::map<Modality, torch::nn::Linear> decoders, statistics_decoders;
   torch::Tensor logit_scale;
 };
 TORCH_MODULE(MultiModal);
@@ -128,6 +138,25 @@ struct LossParts {
 // What a modality's decoder reconstructs: its chips [B, C, H, W] averaged over g x g cells,
 // [B, C, g, g], and with `spread` each cell's standard deviation below them, [B, C, 2g, g].
 torch::Tensor reconstruction_target(const torch::Tensor& chips, int grid, bool spread);
+
+// A chip's band statistics, [B, C, H, W] -> [B, 2C]: each channel's mean and spread over
+// the chip, in turn.
+torch::Tensor statistics_target(const torch::Tensor& chips);
+
+// Which of a chip's statistics are present: both of each channel present, mask [B, C] -> [B, 2C].
+torch::Tensor statistics_present(const torch::Tensor& mask);
+
+// The covariance of statistics across chips (values and present [N, K]), each pair over the
+// chips that have both, shrunk by a twentieth towards its diagonal so that no direction
+// weighs more than 20 times a statistic in units of its own spread, and made positive
+// definite (pairs over different chips need not make a positive definite whole). [K, K].
+torch::Tensor statistics_covariance(const torch::Tensor& values, const torch::Tensor& present);
+
+// The statistics' squared error in whitened units, summed over the chips: for each chip,
+// (s - t)' S⁻¹ (s - t) over the statistics present (`present` [B, 2C], 1 or 0), with S the
+// part of `covariance` ([2C, 2C], across chips) among them.
+torch::Tensor whitened_error(const torch::Tensor& decoded, const torch::Tensor& target, const torch::Tensor& present,
+                             const torch::Tensor& covariance);
 
 // The squared error of each channel's reconstruction, averaged over its cells, summed over
 // the channels present (mask [B, C]): a rank's share of the global batch's sum.

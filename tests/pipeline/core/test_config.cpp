@@ -54,13 +54,18 @@ TEST(Config, ModelReconstructionOnUnlessWeightZero) {
   const Config c = parse_config(kGood, "cfg.yaml", ".");
   EXPECT_EQ(c.model.reconstruction, 10);
   EXPECT_EQ(c.model.reconstruction_grid, 4);
-  const Config off = parse_config(kGood + "model:\n  reconstruction: 0\n  reconstruction_grid: 2\n", "cfg.yaml", ".");
+  EXPECT_EQ(c.model.chip_statistics, 0) << "the band statistics decoders are off by default";
+  const Config off = parse_config(kGood + "model:\n  reconstruction: 0\n  reconstruction_grid: 2\n  chip_statistics: 3\n",
+                                  "cfg.yaml", ".");
   EXPECT_EQ(off.model.reconstruction, 0);
   const Config back = parse_config(to_yaml(off), "resolved.yaml", ".");
   EXPECT_EQ(back.model.reconstruction, 0);
   EXPECT_EQ(back.model.reconstruction_grid, 2);
+  EXPECT_EQ(back.model.chip_statistics, 3);
   const std::string e = error_of(kGood + "model:\n  reconstruction: -1\n");
   EXPECT_NE(e.find("cfg.yaml:8: model.reconstruction"), std::string::npos) << e;
+  const std::string s = error_of(kGood + "model:\n  chip_statistics: -1\n");
+  EXPECT_NE(s.find("cfg.yaml:8: model.chip_statistics"), std::string::npos) << s;
 }
 
 TEST(Config, UnknownKeyNamesKeyLineAndSuggestion) {

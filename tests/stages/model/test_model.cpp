@@ -102,6 +102,76 @@ TEST(Model, ReconstructionTargetHoldsEachCellsMeanAndSpread) {
         }
 }
 
+// The band statistics decoders' target: each channel's mean and spread over the chip, in turn.
+TEST(Model, StatisticsTargetHoldsEachChannelsMeanAndSpread) {
+  torch::manual_seed(5);
+  const auto chips = torch::randn({2, 3, 6, 6}, torch::kFloat64) * 2 - 1;
+  const auto target = statistics_target(chips);
+  ASSERT_EQ(target.sizes(), (std::vector<int64_t>{2, 6}));
+  const auto a = chips.accessor<double, 4>();
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 3; ++c) {
+      double sum = 0, squares = 0;
+      for (int r = 0; r < 6; ++r)
+        for (int k = 0; k < 6; ++k) sum += a[b][c][r][k], squares += a[b][c][r][k] * a[b][c][r][k];
+      const double mean = sum / 36;
+      EXPECT_NEAR(target[b][2 * c].item<double>(), mean, 1e-9);
+      EXPECT_NEAR(target[b][2 * c + 1].item<double>(), std::sqrt(squares / 36 - mean * mean), 1e-9);
+    }
+}
+
+// The covariance across chips: with every statistic present, the sample covariance with
+// its correlations shrunk by a twentieth; a chip missing a statistic leaves out only the
+// pairs with it.
+TEST(Model, StatisticsCovarianceIsEachPairsOverTheChipsThatHaveBoth) {
+  torch::manual_seed(6);
+  const auto mixing = torch::randn({4, 4}, torch::kFloat64);
+  const auto values = torch::randn({200, 4}, torch::kFloat64).matmul(mixing) + 3;
+  const auto all = torch::ones({200, 4}, torch::kFloat64);
+  const auto expected = [](const torch::Tensor& v) {  // torch.cov's, shrunk
+    const auto cov = torch::cov(v.t());
+    return cov * 0.95 + torch::diag(cov.diagonal()) * 0.05;
+  };
+  EXPECT_TRUE(torch::allclose(statistics_covariance(values, all), expected(values), 1e-9, 1e-9));
+
+  // Statistic 3 missing on the first 50 chips, with garbage there: the pairs without it
+  // are those of all 200 chips, the pairs with it those of the last 150.
+  auto present = all.clone(), garbage = values.clone();
+  present.slice(0, 0, 50).select(1, 3).fill_(0);
+  garbage.slice(0, 0, 50).select(1, 3).fill_(1e6);
+  const auto cov = statistics_covariance(garbage, present);
+  const auto first3 = expected(values.slice(1, 0, 3)), last150 = expected(values.slice(0, 50));
+  EXPECT_TRUE(torch::allclose(cov.slice(0, 0, 3).slice(1, 0, 3), first3, 1e-9, 1e-9));
+  EXPECT_TRUE(torch::allclose(cov[3], last150[3], 1e-9, 1e-9));
+}
+
+// The decoders' error in whitened units: (s - t)' S⁻¹ (s - t) among the statistics present.
+TEST(Model, WhitenedErrorIsTheMahalanobisDistanceAmongTheStatisticsPresent) {
+  torch::manual_seed(7);
+  const auto a = torch::randn({6, 6}, torch::kFloat64);
+  const auto covariance = a.matmul(a.t()) + torch::eye(6, torch::kFloat64);
+  const auto target = torch::randn({2, 6}, torch::kFloat64), decoded = torch::randn({2, 6}, torch::kFloat64);
+  auto present = torch::ones({2, 6}, torch::kFloat64);
+  present[1][2] = present[1][3] = 0;  // the second chip lacks a channel's mean and spread
+  const auto kept = torch::tensor({0, 1, 4, 5});
+  const auto e0 = decoded[0] - target[0], e1 = (decoded[1] - target[1]).index({kept});
+  const double expected = e0.dot(torch::linalg_solve(covariance, e0, true)).item<double>() +
+                          e1.dot(torch::linalg_solve(covariance.index({kept}).index({torch::indexing::Slice(), kept}), e1, true)).item<double>();
+  EXPECT_NEAR(whitened_error(decoded, target, present, covariance).item<double>(), expected, 1e-9);
+  auto garbage = decoded.clone();
+  garbage[1][2] = 1e6;  // what a chip lacks does not count
+  EXPECT_NEAR(whitened_error(garbage, target, present, covariance).item<double>(), expected, 1e-9);
+
+  // Two statistics that vary together (correlation 0.99, as a band's mean from one season
+  // to the next): an error in their difference weighs (1 + 0.99) / (1 - 0.99) = 199 times
+  // an error of the same size in their sum, which a squared error weighs alike.
+  const auto together = torch::tensor({{1.0, 0.99}, {0.99, 1.0}}, torch::kFloat64);
+  const auto zero = torch::zeros({1, 2}, torch::kFloat64), both = torch::ones({1, 2}, torch::kFloat64);
+  const double difference = whitened_error(torch::tensor({{0.1, -0.1}}, torch::kFloat64), zero, both, together).item<double>();
+  const double sum = whitened_error(torch::tensor({{0.1, 0.1}}, torch::kFloat64), zero, both, together).item<double>();
+  EXPECT_NEAR(difference / sum, 199.0, 1e-6);
+}
+
 TEST(Model, InfoNceIsLowForMatchingPairsAndSkipsMissingRows) {
   torch::manual_seed(2);
   const auto z = torch::nn::functional::normalize(torch::randn({8, 16}), torch::nn::functional::NormalizeFuncOptions().dim(1));

@@ -48,10 +48,11 @@ class PretrainMpi : public ::testing::TestWithParam<double> {};
 
 // The nano model at 32 px with the given reconstruction weight; with reconstructions, as
 // the config's defaults have it: channel embeddings and projections, and the cells' spreads
-// beside their means, each in units of its spread across chips.
+// beside their means, each in units of its spread across chips; and the band statistics
+// decoded in whitened units, at the same weight.
 ModelConfig model_config(double reconstruction) {
   ModelConfig mc = ModelConfig::from_preset(ModelPreset::nano, 32);
-  mc.reconstruction = reconstruction;
+  mc.reconstruction = mc.chip_statistics = reconstruction;
   mc.channel_embed = mc.channel_proj = mc.reconstruction_spread = mc.reconstruction_standardised = reconstruction > 0;
   return mc;
 }
@@ -70,7 +71,11 @@ TEST_P(PretrainMpi, RanksTimesBatchEqualsOneRankWithTheWholeBatch) {
     if (mc.reconstruction > 0) {
       EXPECT_GT(s.reconstruction, 0.0);
       EXPECT_NEAR(d.reconstruction, s.reconstruction, 1e-5 * s.reconstruction) << "step " << step;
-      for (Modality m : kAll) EXPECT_EQ(s.terms.count(fmt::format("rec_{}", info(m).name)), 1u) << info(m).name;
+      EXPECT_GT(s.statistics, 0.0);
+      EXPECT_NEAR(d.statistics, s.statistics, 1e-5 * s.statistics) << "step " << step;
+      for (Modality m : kAll)
+        for (const char* kind : {"rec", "stats"})
+          EXPECT_EQ(s.terms.count(fmt::format("{}_{}", kind, info(m).name)), 1u) << kind << " " << info(m).name;
     }
     auto pd = distributed.model()->named_parameters(), ps = single.model()->named_parameters();
     // A parameter no row reached this step (a modality absent from the batch) has no
