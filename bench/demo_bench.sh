@@ -40,9 +40,10 @@ print(json.dumps(result, indent=2))
 PY
 /usr/bin/python3 bench/provenance.py "bench/results/demo.json" bash bench/demo_bench.sh "$@"
 # What the README's few-shot tables are made of (bench/readme_tables.py): this run's sweep,
-# probe and pretraining losses, stamped like the timings.
+# probes and pretraining losses, stamped like the timings.
 kept=bench/results/embeddings/demo
 mkdir -p "$kept"
-cp "$out/fewshot/results.csv" "$out/fewshot/probe.csv" "$out/fewshot/summary.json" "$out/pretrain/loss.csv" "$kept/"
-echo '{"benchmark": "the demo from nothing, then its fewshot: the sweep (results.csv), the probe (probe.csv), the pretraining losses (loss.csv)"}' > "$kept/run.json"
+cp "$out/fewshot/results.csv" "$out/fewshot/probe.csv" "$out/fewshot/probe_components.csv" "$out/fewshot/summary.json" \
+  "$out/pretrain/loss.csv" "$kept/"
+echo '{"benchmark": "the demo from nothing, then its fewshot: the sweep (results.csv), the probe (probe.csv, probe_components.csv), the pretraining losses (loss.csv)"}' > "$kept/run.json"
 /usr/bin/python3 bench/provenance.py "$kept/run.json" bash bench/demo_bench.sh "$@"

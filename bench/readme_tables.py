@@ -493,9 +493,28 @@ def fewshot_probe():
             + ["", source(FEWSHOT_RUN + "/run.json", stamp)])
 
 
+def fewshot_probe_components():
+    """The probe by principal component: each modality's components grouped by their share
+    of the variance, the mean R² of their scores and how many (fewshot's results.md)."""
+    stamp = load(FEWSHOT_RUN + "/run.json")
+    bins = [(0.1, "≥ 10%"), (0.01, "1-10%"), (0.001, "0.1-1%"), (0.0, "< 0.1%")]
+    path = os.path.join(RESULTS, FEWSHOT_RUN, "probe_components.csv")
+    if not os.path.exists(path):
+        raise Missing(f"bench/results/{FEWSHOT_RUN}/probe_components.csv does not exist: rerun bench/demo_bench.sh")
+    r2 = defaultdict(lambda: defaultdict(list))
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            share = float(r["variance_share"])
+            r2[r["modality"]][next(name for low, name in bins if share >= low)].append(float(r["r2"]))
+    rows = [[m] + [f"{st.mean(r2[m][name]):.3f} ({len(r2[m][name])})" if r2[m][name] else "-" for _, name in bins]
+            for m in ("s2rgb", "s1amp", "s1coh")]
+    return (table(["embedding: components with this share of the variance"] + [name for _, name in bins], rows)
+            + ["", source(FEWSHOT_RUN + "/run.json", stamp)])
+
+
 TABLES = {f.__name__: f for f in (startup, plan, trees200, suite, gpu_cpu, demo_steps, composite_memory, remote, prepare, warp_rates, data_path, paper_data_path,
                                   run_data_path, journal_startup, model, run, similar, trees, serve, fewshot_sizes,
-                                  fewshot_modalities, fewshot_claim, fewshot_probe)}
+                                  fewshot_modalities, fewshot_claim, fewshot_probe, fewshot_probe_components)}
 MARKER = re.compile(r"^<!-- table: (\S+) -->\n(.*?)^<!-- /table -->\n", re.M | re.S)
 
 

@@ -496,6 +496,7 @@ std::string run_fewshot_experiment(const FewshotConfig& fewshot, const FewshotIn
   if (std::find(feature_sets.begin(), feature_sets.end(), kBandStatistics) != feature_sets.end()) {
     const ProbeResult probe = probe_embeddings(in.samples, split, in.cube->modalities);
     write_atomically(dir / "probe.csv", probe.csv());
+    write_atomically(dir / "probe_components.csv", probe.components_csv());
     md += probe.markdown();
     summary["probe"] = probe.summary();
   }

@@ -24,9 +24,25 @@ struct ProbeColumn {
   std::size_t test_chips = 0;
 };
 
+// One principal component of a modality's band statistics (standardised on the training
+// stripes): its share of their variance, and the R² of its score from the embedding. A
+// column's R² weighs the directions in which chips differ by their variance; a land cover
+// may lie in one with a thousandth of it (cropland in the demo: summer's against autumn's
+// cross-polarisation ratio), which a probe of the columns cannot see is lost.
+struct ProbeComponent {
+  Modality modality;
+  int rank = 0;  // 0: the largest
+  double variance_share = 0;
+  double r2 = 0;
+};
+
 struct ProbeResult {
   std::vector<ProbeColumn> columns;
-  // Per modality, the mean R² of its channels' means and of their spreads, and the lowest.
+  std::vector<ProbeComponent> components;
+  std::string components_csv() const;
+  // Per modality, the mean R² of its channels' means and of their spreads, and the lowest;
+  // and of its components by their share of the variance (at least 10%, 1-10%, 0.1-1%,
+  // under 0.1%).
   nlohmann::json summary() const;
   std::string csv() const;
   std::string markdown() const;

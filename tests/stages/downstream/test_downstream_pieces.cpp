@@ -232,6 +232,61 @@ TEST(Probe, FindsWhatTheEmbeddingHoldsAndNothingElse) {
   EXPECT_NE(probe.markdown().find("| s1coh | "), std::string::npos) << probe.markdown();
 }
 
+// The probe by principal component: band means that share one factor and differ by 3% of
+// it from channel to channel (as seasons of one band do), spreads likewise. An embedding
+// of the two factors alone holds every column at R² 0.999, yet none of the six small
+// components (0.02% of the variance each); one that holds the differences too holds them.
+TEST(Probe, PrincipalComponentsShowTheSmallDirectionsAColumnHides) {
+  const Modality m = Modality::s1coh;
+  const int channels = info(m).channels();
+  const auto samples_with = [&](bool differences) {
+    std::mt19937 rng(6);
+    std::normal_distribution<float> z;
+    std::vector<ChipSample> samples;
+    for (int i = 0; i < 40; ++i)
+      for (int j = 0; j < 20; ++j) {
+        ChipSample s;
+        auto& bands = s.features[band_statistics_of(m)];
+        auto& embedding = s.features[info(m).name];
+        const float mean = z(rng), spread = z(rng);
+        embedding = {mean + 0.001f * z(rng), spread + 0.001f * z(rng), z(rng), z(rng)};
+        for (int c = 0; c < channels; ++c) {
+          const float dm = z(rng), ds = z(rng);
+          bands.push_back(mean + 0.03f * dm);
+          bands.push_back(spread + 0.03f * ds);
+          if (differences) embedding.insert(embedding.end(), {dm, ds});
+        }
+        samples.push_back(std::move(s));
+      }
+    return samples;
+  };
+  std::vector<Point> points;
+  for (int i = 0; i < 40; ++i)
+    for (int j = 0; j < 20; ++j) points.push_back({i * 1000.0, j * 1000.0});
+  const auto split = stripe_split(points, 30, 20);
+
+  const ProbeResult factors = probe_embeddings(samples_with(false), split, {m});
+  for (const ProbeColumn& c : factors.columns) EXPECT_GT(c.r2, 0.99) << c.channel << (c.spread ? " sd" : " mean");
+  ASSERT_EQ(factors.components.size(), 2u * channels);
+  for (const ProbeComponent& c : factors.components) {
+    if (c.rank < 2) {
+      EXPECT_GT(c.variance_share, 0.4);
+      EXPECT_GT(c.r2, 0.99) << "component " << c.rank;
+    } else {
+      EXPECT_LT(c.variance_share, 0.001);
+      EXPECT_LT(c.r2, 0.2) << "component " << c.rank;
+    }
+  }
+  const auto summary = factors.summary()["s1coh"];
+  EXPECT_EQ(summary["components_at_least_10pct"]["count"], 2);
+  EXPECT_EQ(summary["components_under_0_1pct"]["count"], 2 * channels - 2);
+  EXPECT_LT(summary["components_under_0_1pct"]["mean_r2"].get<double>(), 0.2);
+  EXPECT_NE(factors.markdown().find("| s1coh | 1.000 (2) | - | - | "), std::string::npos) << factors.markdown();
+
+  const ProbeResult all = probe_embeddings(samples_with(true), split, {m});
+  for (const ProbeComponent& c : all.components) EXPECT_GT(c.r2, 0.9) << "component " << c.rank;
+}
+
 // Labels are matched to chips through the chips' places: a box gets every chip whose
 // centre it holds (as a look at every chip finds), in the order given, and for a small
 // box few others, so that matching costs the chips near each label, not all chips.
