@@ -98,7 +98,7 @@ int resume(Trainer& trainer, const ModelConfig& model, const PretrainSpec& spec,
 }
 
 // The loss per step (loss.csv: step, loss, learning rate, each of its terms: each pair of
-// modalities' contrastive loss and, when on, each modality's reconstruction error),
+// modalities' contrastive loss and, when on, each modality's decoders' errors),
 // with the steps before the checkpoint a run resumed from; published (core/files) at
 // each checkpoint and at the end, so that it never holds steps a resume would redo.
 class LossCurve {

@@ -408,13 +408,15 @@ torch::Tensor Trainer::decoder_loss(const std::map<Modality, torch::Tensor>& emb
         target = target / scale->second;  // only the difference counts: no mean to subtract
         reconstructed = reconstructed / scale->second;
       }
-      terms.push_back({fmt::format("rec_{}", info(m).name), kReconstruction, reconstruction_error(reconstructed, target, mask)});
+      terms.push_back({fmt::format("rec_{}", info(m).name), kReconstruction,
+                       reconstruction_error(reconstructed, target, mask)});
       totals.push_back(mask.sum().item<float>());
     }
     if (model_config_.chip_statistics > 0) {
       const auto present = statistics_present(mask);
-      terms.push_back({fmt::format("stats_{}", info(m).name), kStatistics, whitened_error(model_->decode_statistics(m, z), statistics_target(x.at(m)), present,
-                                      statistics_covariance_.at(m))});
+      const auto error = whitened_error(model_->decode_statistics(m, z), statistics_target(x.at(m)), present,
+                                        statistics_covariance_.at(m));
+      terms.push_back({fmt::format("stats_{}", info(m).name), kStatistics, error});
       totals.push_back(present.sum().item<float>());
     }
   }
