@@ -246,14 +246,16 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
   const std::size_t W = static_cast<std::size_t>(window.width), H = static_cast<std::size_t>(window.height);
   // Panes of the window composited one after the other: settings.pane_width columns (a
   // source block's width), as many rows as fit every observation's bands in
-  // settings.memory_mb. A pane reads each file's blocks under it and the next pane to its
-  // right reads the column of blocks they share while those are still decoded; strips of
-  // the window's whole width read a row of blocks of every file (1.5 GB at 6 scenes of
-  // 10 m), far more than the decoded-block cache, so each strip decoded its blocks anew.
+  // settings.pane_mb, top to bottom, then the next column of panes. A pane reads each
+  // file's blocks under it, and the next pane reads the row of blocks they share while
+  // those are still decoded; the next column of panes shares a column of blocks with
+  // this one, a window's height of them (2-3 blocks a file). Strips of the window's whole
+  // width read a row of blocks of every file (1.5 GB at 6 scenes of 10 m), far more than
+  // the decoded-block cache, so each strip decoded its blocks anew.
   const std::size_t pane_w = std::clamp<std::size_t>(static_cast<std::size_t>(settings.pane_width), 1, W);
   const std::size_t per_row = n_obs * static_cast<std::size_t>(nb) * pane_w * sizeof(float);
-  const std::size_t pane_h = std::clamp<std::size_t>(static_cast<std::size_t>(settings.memory_mb) * 1024 * 1024 / per_row, 1, H);
-  // Kept by the thread between calls (up to settings.memory_mb): under `prepare`'s mmap
+  const std::size_t pane_h = std::clamp<std::size_t>(static_cast<std::size_t>(settings.pane_mb) * 1024 * 1024 / per_row, 1, H);
+  // Kept by the thread between calls (up to settings.pane_mb): under `prepare`'s mmap
   // threshold every pane's fresh buffer was mapped, faulted in and zeroed by the kernel
   // anew, a fifth of `prepare`'s time at the paper's 10 m.
   thread_local std::vector<float> layers, part, block;
@@ -270,8 +272,8 @@ void ModalitySources::composite(const std::vector<Observation>& season, const Gr
   const bool mean = mi.reduce == Reduce::mean || mi.reduce == Reduce::mean_power_db;
   std::vector<Units> units;
   for (const Observation& o : season) units.push_back(o.units);
-  for (std::size_t y0 = 0; y0 < H; y0 += pane_h)
-    for (std::size_t x0 = 0; x0 < W; x0 += pane_w) {
+  for (std::size_t x0 = 0; x0 < W; x0 += pane_w)
+    for (std::size_t y0 = 0; y0 < H; y0 += pane_h) {
       const std::size_t rows = std::min(pane_h, H - y0), cols = std::min(pane_w, W - x0);
       GridWindow pane = window;
       pane.west = window.west + static_cast<double>(x0) * window.pixel;

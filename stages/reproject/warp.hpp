@@ -43,6 +43,10 @@ struct WarpSettings {
   // so that the blocks two neighbouring panes share are still decoded when the second
   // reads them (ModalitySources::composite).
   int pane_width = 512;
+  // A composite's pane holds every observation's bands of pane_width columns and as many
+  // rows as fit in pane_mb: the composite's memory, the same whatever the scenes a season
+  // holds (more scenes, fewer rows). 0: one row at a time.
+  int pane_mb = 32;
   // Destination pixels per source pixel along each axis (gdalwarp -wo XSCALE/YSCALE),
   // which size the kernel; 0: from each source's own pixel size per axis (SourceSet::
   // scaled), never from the window or the other sources of a query. GDAL's own estimate

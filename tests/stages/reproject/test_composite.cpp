@@ -60,8 +60,9 @@ class Composite : public ::testing::Test {
     return {Zone{11, false}, std::round((en.e - 1000) / 20) * 20, std::round((en.n + 1000) / 20) * 20, 20, 100, 100};
   }
 
-  static WarpSettings settings(int memory_mb = 256) {
-    WarpSettings s{Resampling::bilinear, 1, memory_mb};
+  static WarpSettings settings(int pane_mb = 32) {
+    WarpSettings s{Resampling::bilinear, 1, 256};
+    s.pane_mb = pane_mb;
     s.xscale = s.yscale = 10.0 / 20.0;  // the scenes' 10 m onto 20 m
     return s;
   }
@@ -209,17 +210,21 @@ TEST_F(Composite, SceneOrderStripsAndPanesDoNotChangeABit) {
   const Catalog c = catalog_of(*dir_ / "earth-search-s2.json");
   const WarpedModality whole = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, settings());
   const WarpedModality reversed = ModalitySources(catalog_of(*dir_ / "reversed.json"), Modality::s2rgb, w.lonlat_box()).warp(w, settings());
-  // No memory for the composite: strips of one row, each warped on its own.
+  // No memory for a pane: strips of one row, each warped on its own.
   const WarpedModality strips = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, settings(0));
-  // Panes of 7 columns (the last one 2), of the whole height.
+  // Panes of 7 columns (the last one 2), of the whole height; and of 7 columns and one row.
   WarpSettings narrow = settings();
   narrow.pane_width = 7;
   const WarpedModality panes = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, narrow);
+  narrow.pane_mb = 0;
+  const WarpedModality small = ModalitySources(c, Modality::s2rgb, w.lonlat_box()).warp(w, narrow);
   EXPECT_EQ(0, std::memcmp(whole.data.data(), reversed.data.data(), whole.data.size() * 4));
   EXPECT_EQ(0, std::memcmp(whole.data.data(), strips.data.data(), whole.data.size() * 4));
   EXPECT_EQ(0, std::memcmp(whole.data.data(), panes.data.data(), whole.data.size() * 4));
+  EXPECT_EQ(0, std::memcmp(whole.data.data(), small.data.data(), whole.data.size() * 4));
   EXPECT_EQ(whole.clear, strips.clear);
   EXPECT_EQ(whole.clear, panes.clear);
+  EXPECT_EQ(whole.clear, small.clear);
   EXPECT_EQ(whole.observations, reversed.observations) << "listed in time order, whatever the file's order";
 }
 
