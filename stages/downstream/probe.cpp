@@ -69,14 +69,12 @@ std::vector<ProbeComponent> probe_components(const std::vector<ChipSample>& samp
     for (std::size_t j = 0; j < d; ++j) z[j] = (row[j] - mean[j]) / sd[j];
     return z;
   };
-  const Pca pca = fit_pca([&] {
-    Rows z;
-    for (const auto& row : train) {
-      const auto s = standardised(row);
-      z.emplace_back(s.begin(), s.end());
-    }
-    return z;
-  }(), static_cast<int>(d));
+  Rows z;
+  for (const auto& row : train) {
+    const auto s = standardised(row);
+    z.emplace_back(s.begin(), s.end());
+  }
+  const Pca pca = fit_pca(z, static_cast<int>(d));
   double total = 0;
   for (double v : pca.variance) total += v;
   std::vector<ProbeComponent> out;
@@ -103,6 +101,19 @@ std::size_t bin_of(double share) {
   std::size_t b = 0;
   while (share < kBins[b]) ++b;
   return b;
+}
+
+// Per modality, each bin's components' mean R² (NaN: no component in the bin) and count.
+std::map<Modality, std::array<std::pair<double, int>, 4>> per_bin(const std::vector<ProbeComponent>& components) {
+  std::map<Modality, std::array<std::pair<double, int>, 4>> out;
+  for (const ProbeComponent& c : components) {
+    if (std::isnan(c.r2)) continue;
+    auto& bin = out[c.modality][bin_of(c.variance_share)];
+    bin.first += c.r2, ++bin.second;
+  }
+  for (auto& [m, bins] : out)
+    for (auto& [sum, n] : bins) sum = n ? sum / n : std::nan("");
+  return out;
 }
 
 struct Means {
@@ -146,21 +157,6 @@ ProbeResult probe_embeddings(const std::vector<ChipSample>& samples, const std::
   return r;
 }
 
-namespace {
-// Per modality, each bin's components' mean R² (NaN: no component in the bin) and count.
-std::map<Modality, std::array<std::pair<double, int>, 4>> per_bin(const std::vector<ProbeComponent>& components) {
-  std::map<Modality, std::array<std::pair<double, int>, 4>> out;
-  for (const ProbeComponent& c : components) {
-    if (std::isnan(c.r2)) continue;
-    auto& bin = out[c.modality][bin_of(c.variance_share)];
-    bin.first += c.r2, ++bin.second;
-  }
-  for (auto& [m, bins] : out)
-    for (auto& [sum, n] : bins) sum = n ? sum / n : std::nan("");
-  return out;
-}
-}  // namespace
-
 nlohmann::json ProbeResult::summary() const {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [m, s] : per_modality(columns))
@@ -198,7 +194,7 @@ std::string ProbeResult::markdown() const {
   if (bins.empty()) return md;
   md += "\nThe same statistics by principal component (standardised on the training stripes), grouped by their share "
         "of the variance: mean R² of the components' scores (how many). A column's R² weighs directions by their "
-        "variance; a land cover may lie in one with a thousandth of it.\n\n"
+        "variance; a land cover may lie in one with a ten-thousandth of it.\n\n"
         "| embedding | ≥ 10% | 1-10% | 0.1-1% | < 0.1% |\n|---|---|---|---|---|\n";
   for (const auto& [m, b] : bins) {
     md += fmt::format("| {}", info(m).name);

@@ -27,7 +27,7 @@ struct ProbeColumn {
 // One principal component of a modality's band statistics (standardised on the training
 // stripes): its share of their variance, and the R² of its score from the embedding. A
 // column's R² weighs the directions in which chips differ by their variance; a land cover
-// may lie in one with a thousandth of it (cropland in the demo: summer's against autumn's
+// may lie in one with a ten-thousandth of it (cropland in the demo: summer's against autumn's
 // cross-polarisation ratio), which a probe of the columns cannot see is lost.
 struct ProbeComponent {
   Modality modality;
