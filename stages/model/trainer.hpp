@@ -96,7 +96,8 @@ class Trainer {
   Batch load_batch(int step) const;
   void allreduce_gradients();
   // Calls fn with the model's inputs and masks of up to 512 chips spread evenly over the
-  // data, 32 at a time, as step 0 would augment them: the sample the decoders' targets are measured on.
+  // data, 32 at a time, as step 0 would augment them: the sample the decoders' targets are
+  // measured on.
   void for_each_sample_batch(const std::function<void(const std::map<Modality, torch::Tensor>&,
                                                       const std::map<Modality, torch::Tensor>&)>& fn) const;
   std::map<Modality, torch::Tensor> target_scales() const;

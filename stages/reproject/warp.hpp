@@ -154,7 +154,7 @@ class SourceSet {
 // any number of windows inside it (the rows of chips of a tile). A season's scenes are
 // composited per pixel (ModalityInfo::reduce), in a fixed order (time, then item), in
 // panes of settings.pane_width columns small enough that all observations of a pane fit
-// in settings.memory_mb; a season made of one product is warped as it is.
+// in settings.pane_mb; a season made of one product is warped as it is.
 class ModalitySources {
  public:
   ModalitySources(const Catalog& catalog, Modality modality, const LonLatBox& area);
